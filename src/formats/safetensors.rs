@@ -1,0 +1,1 @@
+//! safetensors reader (helper fills this in).

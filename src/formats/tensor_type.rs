@@ -1,0 +1,67 @@
+//! The element types a weight tensor can have, with their block layout.
+
+/// Tensor element types we can load. GGUF numbers them; safetensors names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TensorType {
+    F32,
+    F16,
+    BF16,
+    /// 32 weights: f16 scale `d`, 32 x i8. Value = d * q.
+    Q8_0,
+    /// 32 weights: f16 scale `d`, 16 bytes of nibbles. Value = d * (q - 8).
+    Q4_0,
+    /// 32 weights: f16 scale `d`, f16 min `m`, 16 bytes of nibbles. Value = d * q + m.
+    Q4_1,
+}
+
+impl TensorType {
+    /// Weights per block (1 for plain float types).
+    pub fn block_len(self) -> usize {
+        match self {
+            TensorType::F32 | TensorType::F16 | TensorType::BF16 => 1,
+            TensorType::Q8_0 | TensorType::Q4_0 | TensorType::Q4_1 => 32,
+        }
+    }
+
+    /// Bytes per block.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            TensorType::F32 => 4,
+            TensorType::F16 | TensorType::BF16 => 2,
+            TensorType::Q8_0 => 34,
+            TensorType::Q4_0 => 18,
+            TensorType::Q4_1 => 20,
+        }
+    }
+
+    /// Bytes for `num_elements` weights, or `None` when they do not fill
+    /// whole blocks or the size overflows.
+    pub fn size_in_bytes(self, num_elements: u64) -> Option<u64> {
+        let block_len = self.block_len() as u64;
+        if num_elements % block_len != 0 {
+            return None;
+        }
+        (num_elements / block_len).checked_mul(self.block_bytes() as u64)
+    }
+
+    pub fn is_quantized(self) -> bool {
+        self.block_len() > 1
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TensorType::F32 => "F32",
+            TensorType::F16 => "F16",
+            TensorType::BF16 => "BF16",
+            TensorType::Q8_0 => "Q8_0",
+            TensorType::Q4_0 => "Q4_0",
+            TensorType::Q4_1 => "Q4_1",
+        }
+    }
+}
+
+impl std::fmt::Display for TensorType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
