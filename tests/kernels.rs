@@ -30,11 +30,7 @@ fn f16_bytes(value: f32) -> [u8; 2] {
 
 /// Random GGML blocks of `tensor_type` for `elements` weights, and their
 /// dequantized values computed straight from the GGML block definitions.
-fn random_tensor(
-    rng: &mut StdRng,
-    tensor_type: TensorType,
-    elements: usize,
-) -> (Vec<u8>, Vec<f32>) {
+fn random_tensor(rng: &mut StdRng, tensor_type: TensorType, elements: usize) -> (Vec<u8>, Vec<f32>) {
     let mut bytes = Vec::new();
     let mut values = Vec::new();
     match tensor_type {
@@ -113,12 +109,7 @@ fn matmul_matches_cpu_for_every_format_tile_and_accumulate() {
     let mut gpu = Harness::new();
     let mut rng = StdRng::seed_from_u64(1);
     for tensor_type in ALL_TYPES {
-        for &(m, n, k) in &[
-            (1usize, 70usize, 96usize),
-            (5, 129, 160),
-            (13, 64, 32),
-            (9, 33, 576),
-        ] {
+        for &(m, n, k) in &[(1usize, 70usize, 96usize), (5, 129, 160), (13, 64, 32), (9, 33, 576)] {
             let (bytes, w) = random_tensor(&mut rng, tensor_type, n * k);
             let packed = pack_matrix("w", tensor_type, &bytes, n, k).unwrap();
             let x = random_f32(&mut rng, m * k, 1.0);
@@ -133,31 +124,19 @@ fn matmul_matches_cpu_for_every_format_tile_and_accumulate() {
                         accumulate,
                     };
                     let step = gpu.step(m as u32, 1, 1);
-                    let (xb, wd, ws, yb) = (
-                        gpu.f32s(&x),
-                        gpu.u32s(&packed.data),
-                        gpu.u32s(&packed.scales),
-                        gpu.f32s(&y0),
-                    );
-                    gpu.run(
-                        KernelKey::Matmul(key),
-                        &[&step, &xb, &wd, &ws, &yb],
-                        key.workgroups(m as u32),
-                    );
+                    let (xb, wd, ws, yb) =
+                        (gpu.f32s(&x), gpu.u32s(&packed.data), gpu.u32s(&packed.scales), gpu.f32s(&y0));
+                    gpu.run(KernelKey::Matmul(key), &[&step, &xb, &wd, &ws, &yb], key.workgroups(m as u32));
                     let got = gpu.read_f32(&yb, m * n);
                     let mut want = vec![0f32; m * n];
                     for t in 0..m {
                         for r in 0..n {
-                            let dot: f64 = (0..k)
-                                .map(|c| w[r * k + c] as f64 * x[t * k + c] as f64)
-                                .sum();
-                            want[t * n + r] =
-                                dot as f32 + if accumulate { y0[t * n + r] } else { 0.0 };
+                            let dot: f64 = (0..k).map(|c| w[r * k + c] as f64 * x[t * k + c] as f64).sum();
+                            want[t * n + r] = dot as f32 + if accumulate { y0[t * n + r] } else { 0.0 };
                         }
                     }
-                    let what = format!(
-                        "matmul {tensor_type} m={m} n={n} k={k} tile={tile_tokens} acc={accumulate}"
-                    );
+                    let what =
+                        format!("matmul {tensor_type} m={m} n={n} k={k} tile={tile_tokens} acc={accumulate}");
                     assert_close(&what, &got, &want, 1e-4, 1e-4);
                 }
             }
@@ -175,28 +154,14 @@ fn embedding_lookup_dequantizes_rows_for_every_format() {
         let (bytes, table) = random_tensor(&mut rng, tensor_type, vocab * hidden);
         let packed = pack_matrix("table", tensor_type, &bytes, vocab, hidden).unwrap();
         let ids: Vec<u32> = (0..11).map(|_| rng.random_range(0..vocab as u32)).collect();
-        let key = EmbeddingKey {
-            format: packed.format,
-            hidden: hidden as u32,
-            vocab: vocab as u32,
-        };
+        let key = EmbeddingKey { format: packed.format, hidden: hidden as u32, vocab: vocab as u32 };
         let step = gpu.step(ids.len() as u32, 1, 1);
-        let (idb, wd, ws, out) = (
-            gpu.u32s(&ids),
-            gpu.u32s(&packed.data),
-            gpu.u32s(&packed.scales),
-            gpu.zeros(ids.len() * hidden),
-        );
-        gpu.run(
-            KernelKey::Embedding(key),
-            &[&step, &idb, &wd, &ws, &out],
-            key.workgroups(ids.len() as u32),
-        );
+        let (idb, wd, ws, out) =
+            (gpu.u32s(&ids), gpu.u32s(&packed.data), gpu.u32s(&packed.scales), gpu.zeros(ids.len() * hidden));
+        gpu.run(KernelKey::Embedding(key), &[&step, &idb, &wd, &ws, &out], key.workgroups(ids.len() as u32));
         let got = gpu.read_f32(&out, ids.len() * hidden);
-        let want: Vec<f32> = ids
-            .iter()
-            .flat_map(|&id| table[id as usize * hidden..][..hidden].to_vec())
-            .collect();
+        let want: Vec<f32> =
+            ids.iter().flat_map(|&id| table[id as usize * hidden..][..hidden].to_vec()).collect();
         assert_close(&format!("embedding {tensor_type}"), &got, &want, 1e-6, 1e-6);
     }
 }
@@ -204,10 +169,7 @@ fn embedding_lookup_dequantizes_rows_for_every_format() {
 fn rmsnorm_cpu(row: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
     let mean = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / row.len() as f64;
     let scale = 1.0 / (mean + eps as f64).sqrt();
-    row.iter()
-        .zip(weight)
-        .map(|(&v, &w)| (v as f64 * scale) as f32 * w)
-        .collect()
+    row.iter().zip(weight).map(|(&v, &w)| (v as f64 * scale) as f32 * w).collect()
 }
 
 // Tolerance 1e-5 relative: one f32 sum of squares and a sqrt.
@@ -224,34 +186,17 @@ fn rmsnorm_matches_cpu_with_and_without_gather() {
     let weight = random_f32(&mut rng, hidden, 2.0);
     let gather_rows: Vec<u32> = vec![22, 0, 1, 7];
     for gather in [false, true] {
-        let key = RmsNormKey {
-            hidden: hidden as u32,
-            eps_bits: eps.to_bits(),
-            gather,
-        };
+        let key = RmsNormKey { hidden: hidden as u32, eps_bits: eps.to_bits(), gather };
         let out_rows = if gather { gather_rows.len() } else { rows };
         let step = gpu.step(rows as u32, gather_rows.len() as u32, 1);
-        let (xb, wb, ib, out) = (
-            gpu.f32s(&x),
-            gpu.f32s(&weight),
-            gpu.u32s(&gather_rows),
-            gpu.zeros(out_rows * hidden),
-        );
-        gpu.run(
-            KernelKey::RmsNorm(key),
-            &[&step, &xb, &wb, &ib, &out],
-            key.workgroups(out_rows as u32),
-        );
+        let (xb, wb, ib, out) =
+            (gpu.f32s(&x), gpu.f32s(&weight), gpu.u32s(&gather_rows), gpu.zeros(out_rows * hidden));
+        gpu.run(KernelKey::RmsNorm(key), &[&step, &xb, &wb, &ib, &out], key.workgroups(out_rows as u32));
         let got = gpu.read_f32(&out, out_rows * hidden);
-        let sources: Vec<usize> = if gather {
-            gather_rows.iter().map(|&r| r as usize).collect()
-        } else {
-            (0..rows).collect()
-        };
-        let want: Vec<f32> = sources
-            .iter()
-            .flat_map(|&r| rmsnorm_cpu(&x[r * hidden..][..hidden], &weight, eps))
-            .collect();
+        let sources: Vec<usize> =
+            if gather { gather_rows.iter().map(|&r| r as usize).collect() } else { (0..rows).collect() };
+        let want: Vec<f32> =
+            sources.iter().flat_map(|&r| rmsnorm_cpu(&x[r * hidden..][..hidden], &weight, eps)).collect();
         assert_close(&format!("rmsnorm gather={gather}"), &got, &want, 1e-5, 1e-5);
     }
 }
@@ -268,19 +213,10 @@ fn rope_rotates_adjacent_pairs_and_halves() {
     let table = rope_table(head_dim as u32, 10000.0, 512);
     let flat: Vec<f32> = table.iter().flatten().copied().collect();
     for neox in [false, true] {
-        let key = RopeKey {
-            head_dim: head_dim as u32,
-            n_q_heads: hq as u32,
-            n_kv_heads: hkv as u32,
-            neox,
-        };
+        let key = RopeKey { head_dim: head_dim as u32, n_q_heads: hq as u32, n_kv_heads: hkv as u32, neox };
         let step = gpu.step(m as u32, 1, 1);
         let (qb, pb, tb) = (gpu.f32s(&qkv), gpu.u32s(&positions), gpu.f32s(&flat));
-        gpu.run(
-            KernelKey::Rope(key),
-            &[&step, &qb, &pb, &tb],
-            key.workgroups(m as u32),
-        );
+        gpu.run(KernelKey::Rope(key), &[&step, &qb, &pb, &tb], key.workgroups(m as u32));
         let got = gpu.read_f32(&qb, m * row);
         let mut want = qkv.clone();
         for t in 0..m {
@@ -292,8 +228,7 @@ fn rope_rotates_adjacent_pairs_and_halves() {
                     } else {
                         (base + 2 * i, base + 2 * i + 1)
                     };
-                    let angle =
-                        positions[t] as f64 * 10000f64.powf(-(2.0 * i as f64) / head_dim as f64);
+                    let angle = positions[t] as f64 * 10000f64.powf(-(2.0 * i as f64) / head_dim as f64);
                     let (cos, sin) = (angle.cos() as f32, angle.sin() as f32);
                     want[a] = qkv[a] * cos - qkv[b] * sin;
                     want[b] = qkv[b] * cos + qkv[a] * sin;
@@ -313,23 +248,11 @@ fn kv_write_places_keys_and_values_at_their_slots() {
     let kv = hkv * head_dim;
     let qkv = random_f32(&mut rng, m * row, 1.0);
     let slot_mapping: Vec<u32> = vec![17, 3, 40, 41, 0];
-    let key = KvWriteKey {
-        head_dim: head_dim as u32,
-        n_q_heads: hq as u32,
-        n_kv_heads: hkv as u32,
-    };
+    let key = KvWriteKey { head_dim: head_dim as u32, n_q_heads: hq as u32, n_kv_heads: hkv as u32 };
     let step = gpu.step(m as u32, 1, 1);
-    let (qb, sb, kc, vc) = (
-        gpu.f32s(&qkv),
-        gpu.u32s(&slot_mapping),
-        gpu.zeros(slots * kv),
-        gpu.zeros(slots * kv),
-    );
-    gpu.run(
-        KernelKey::KvWrite(key),
-        &[&step, &qb, &sb, &kc, &vc],
-        key.workgroups(m as u32),
-    );
+    let (qb, sb, kc, vc) =
+        (gpu.f32s(&qkv), gpu.u32s(&slot_mapping), gpu.zeros(slots * kv), gpu.zeros(slots * kv));
+    gpu.run(KernelKey::KvWrite(key), &[&step, &qb, &sb, &kc, &vc], key.workgroups(m as u32));
     let (got_k, got_v) = (gpu.read_f32(&kc, slots * kv), gpu.read_f32(&vc, slots * kv));
     let (mut want_k, mut want_v) = (vec![0f32; slots * kv], vec![0f32; slots * kv]);
     for t in 0..m {
@@ -395,17 +318,13 @@ fn paged_attention_matches_cpu_on_a_varlen_batch() {
             let kvh = h / (hq / hkv);
             let q = &qkv[t * row + h * head_dim..][..head_dim];
             let slot = |j: usize| {
-                block_tables[token_seq[t] as usize * max_blocks + j / block_size] as usize
-                    * block_size
+                block_tables[token_seq[t] as usize * max_blocks + j / block_size] as usize * block_size
                     + j % block_size
             };
             let scores: Vec<f64> = (0..=positions[t] as usize)
                 .map(|j| {
                     let k = &k_cache[slot(j) * kv + kvh * head_dim..][..head_dim];
-                    q.iter()
-                        .zip(k)
-                        .map(|(&a, &b)| a as f64 * b as f64)
-                        .sum::<f64>()
+                    q.iter().zip(k).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>()
                         / (head_dim as f64).sqrt()
                 })
                 .collect();
@@ -432,16 +351,10 @@ fn silu_gate_matches_cpu() {
     let (m, inter) = (3usize, 136usize);
     let mut gate_up = random_f32(&mut rng, m * 2 * inter, 8.0);
     gate_up[0] = -100.0; // exp overflow must still give silu = -0
-    let key = SiluGateKey {
-        intermediate: inter as u32,
-    };
+    let key = SiluGateKey { intermediate: inter as u32 };
     let step = gpu.step(m as u32, 1, 1);
     let (gb, out) = (gpu.f32s(&gate_up), gpu.zeros(m * inter));
-    gpu.run(
-        KernelKey::SiluGate(key),
-        &[&step, &gb, &out],
-        key.workgroups(m as u32),
-    );
+    gpu.run(KernelKey::SiluGate(key), &[&step, &gb, &out], key.workgroups(m as u32));
     let got = gpu.read_f32(&out, m * inter);
     let want: Vec<f32> = (0..m * inter)
         .map(|i| {
@@ -465,16 +378,10 @@ fn argmax_picks_the_first_largest_logit() {
     logits[2 * vocab + 100] = 50.0;
     logits[3 * vocab + vocab - 1] = 60.0;
     logits[4 * vocab] = 60.0;
-    let key = ArgmaxKey {
-        vocab: vocab as u32,
-    };
+    let key = ArgmaxKey { vocab: vocab as u32 };
     let step = gpu.step(1, rows as u32, 1);
     let (lb, out) = (gpu.f32s(&logits), gpu.zeros(rows));
-    gpu.run(
-        KernelKey::Argmax(key),
-        &[&step, &lb, &out],
-        key.workgroups(rows as u32),
-    );
+    gpu.run(KernelKey::Argmax(key), &[&step, &lb, &out], key.workgroups(rows as u32));
     let got = gpu.read_u32(&out, rows);
     let want: Vec<u32> = (0..rows)
         .map(|r| {

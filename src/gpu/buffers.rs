@@ -9,9 +9,8 @@ pub struct GpuBuffer {
     pub size: u64,
 }
 
-const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
-    .union(wgpu::BufferUsages::COPY_DST)
-    .union(wgpu::BufferUsages::COPY_SRC);
+const STORAGE: wgpu::BufferUsages =
+    wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_DST).union(wgpu::BufferUsages::COPY_SRC);
 
 /// wgpu wants sizes in multiples of 4 bytes; an empty binding is invalid.
 fn padded(size: u64) -> u64 {
@@ -30,10 +29,8 @@ impl GpuBuffer {
             mapped_at_creation: true,
         });
         {
-            let mut view = buffer
-                .slice(..)
-                .get_mapped_range_mut()
-                .map_err(|e| GpuError::Map(e.to_string()))?;
+            let mut view =
+                buffer.slice(..).get_mapped_range_mut().map_err(|e| GpuError::Map(e.to_string()))?;
             view.slice(..bytes.len()).copy_from_slice(bytes);
         }
         buffer.unmap();
@@ -81,11 +78,7 @@ impl GpuBuffer {
 fn check_binding(ctx: &GpuContext, label: &str, size: u64) -> Result<(), GpuError> {
     let limit = ctx.max_storage_binding();
     if size > limit {
-        return Err(GpuError::BindingTooLarge {
-            what: label.to_string(),
-            needed: size,
-            limit,
-        });
+        return Err(GpuError::BindingTooLarge { what: label.to_string(), needed: size, limit });
     }
     Ok(())
 }
@@ -128,9 +121,7 @@ impl ReadbackBuffer {
             .map_err(|_| GpuError::Map("map callback dropped".into()))?
             .map_err(|e| GpuError::Map(e.to_string()))?;
         let bytes = {
-            let view = slice
-                .get_mapped_range()
-                .map_err(|e| GpuError::Map(e.to_string()))?;
+            let view = slice.get_mapped_range().map_err(|e| GpuError::Map(e.to_string()))?;
             view[..len].to_vec()
         };
         self.buffer.unmap();

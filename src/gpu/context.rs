@@ -16,14 +16,8 @@ pub enum GpuError {
     Poll(#[from] wgpu::PollError),
     #[error("GPU buffer mapping failed: {0}")]
     Map(String),
-    #[error(
-        "{what} needs {needed} bytes in one storage binding, above the adapter's limit of {limit}"
-    )]
-    BindingTooLarge {
-        what: String,
-        needed: u64,
-        limit: u64,
-    },
+    #[error("{what} needs {needed} bytes in one storage binding, above the adapter's limit of {limit}")]
+    BindingTooLarge { what: String, needed: u64, limit: u64 },
     #[error("GPU validation error: {0}")]
     Validation(String),
 }
@@ -62,15 +56,11 @@ impl GpuContext {
     }
 
     async fn new_async() -> Result<Self, GpuError> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let mut adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
         adapters.sort_by_key(|adapter| {
             let info = adapter.get_info();
-            (
-                device_type_rank(info.device_type),
-                backend_rank(info.backend),
-            )
+            (device_type_rank(info.device_type), backend_rank(info.backend))
         });
         let adapter = adapters.into_iter().next().ok_or(GpuError::NoAdapter)?;
         let adapter_info = adapter.get_info();
@@ -95,13 +85,7 @@ impl GpuContext {
             max_storage_binding = limits.max_storage_buffer_binding_size,
             "GPU ready"
         );
-        Ok(Self {
-            device,
-            queue,
-            adapter_info,
-            limits,
-            features,
-        })
+        Ok(Self { device, queue, adapter_info, limits, features })
     }
 
     /// Largest size of one storage binding, in bytes.
@@ -131,11 +115,7 @@ impl GpuContext {
 impl fmt::Display for GpuContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let info = &self.adapter_info;
-        writeln!(
-            f,
-            "adapter: {} ({:?}, {:?})",
-            info.name, info.device_type, info.backend
-        )?;
+        writeln!(f, "adapter: {} ({:?}, {:?})", info.name, info.device_type, info.backend)?;
         writeln!(f, "driver: {} {}", info.driver, info.driver_info)?;
         writeln!(
             f,

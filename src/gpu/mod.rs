@@ -6,6 +6,7 @@
 pub mod buffers;
 pub mod context;
 pub mod kernels;
+pub mod kv_cache;
 pub mod pipelines;
 
 pub use buffers::{GpuBuffer, ReadbackBuffer};

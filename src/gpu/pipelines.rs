@@ -24,7 +24,7 @@ pub enum KernelKey {
     Argmax(ArgmaxKey),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BindingKind {
     Uniform,
     StorageRead,
@@ -96,9 +96,13 @@ impl Kernel {
     }
 }
 
+/// Pipelines with the same binding kinds share one bind group layout, so a
+/// bind group made for one specialization (say, a matmul tile size) fits
+/// all of them.
 #[derive(Default)]
 pub struct PipelineCache {
     modules: HashMap<&'static str, wgpu::ShaderModule>,
+    layouts: HashMap<&'static [BindingKind], wgpu::BindGroupLayout>,
     kernels: HashMap<KernelKey, Arc<Kernel>>,
 }
 
@@ -113,68 +117,57 @@ impl PipelineCache {
         }
         let spec = key.spec();
         let module = self.modules.entry(spec.label).or_insert_with(|| {
-            ctx.device
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(spec.label),
-                    source: wgpu::ShaderSource::Wgsl(spec.source.into()),
-                })
-        });
-        let entries: Vec<wgpu::BindGroupLayoutEntry> = spec
-            .bindings
-            .iter()
-            .enumerate()
-            .map(|(binding, kind)| wgpu::BindGroupLayoutEntry {
-                binding: binding as u32,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: match kind {
-                        BindingKind::Uniform => wgpu::BufferBindingType::Uniform,
-                        BindingKind::StorageRead => {
-                            wgpu::BufferBindingType::Storage { read_only: true }
-                        }
-                        BindingKind::StorageReadWrite => {
-                            wgpu::BufferBindingType::Storage { read_only: false }
-                        }
-                    },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
+            ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(spec.label),
+                source: wgpu::ShaderSource::Wgsl(spec.source.into()),
             })
-            .collect();
-        let layout = ctx
-            .device
-            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(spec.label),
-                entries: &entries,
-            });
-        let pipeline_layout = ctx
-            .device
-            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(spec.label),
-                bind_group_layouts: &[Some(&layout)],
-                immediate_size: 0,
-            });
-        let pipeline = ctx
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(spec.entry_point),
-                layout: Some(&pipeline_layout),
-                module,
-                entry_point: Some(spec.entry_point),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &spec.constants,
-                    // Every kernel writes its workgroup memory before reading it.
-                    zero_initialize_workgroup_memory: false,
-                },
-                cache: None,
-            });
-        let kernel = Arc::new(Kernel {
-            pipeline,
-            layout,
-            label: spec.label,
         });
+        let layout =
+            self.layouts.entry(spec.bindings).or_insert_with(|| create_layout(ctx, spec.bindings)).clone();
+        let pipeline_layout = ctx.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(spec.label),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(spec.entry_point),
+            layout: Some(&pipeline_layout),
+            module,
+            entry_point: Some(spec.entry_point),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &spec.constants,
+                // Every kernel writes its workgroup memory before reading it.
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        let kernel = Arc::new(Kernel { pipeline, layout, label: spec.label });
         self.kernels.insert(key, kernel.clone());
         kernel
     }
+}
+
+fn create_layout(ctx: &GpuContext, bindings: &[BindingKind]) -> wgpu::BindGroupLayout {
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
+        .iter()
+        .enumerate()
+        .map(|(binding, kind)| wgpu::BindGroupLayoutEntry {
+            binding: binding as u32,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: match kind {
+                    BindingKind::Uniform => wgpu::BufferBindingType::Uniform,
+                    BindingKind::StorageRead => wgpu::BufferBindingType::Storage { read_only: true },
+                    BindingKind::StorageReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        })
+        .collect();
+    ctx.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some("kernel bindings"),
+        entries: &entries,
+    })
 }

@@ -45,21 +45,13 @@ pub fn pack_matrix(
     rows: usize,
     cols: usize,
 ) -> Result<PackedMatrix, ModelError> {
-    let invalid = |why: String| ModelError::InvalidTensor {
-        name: name.to_string(),
-        why,
-    };
+    let invalid = |why: String| ModelError::InvalidTensor { name: name.to_string(), why };
     if cols % 32 != 0 {
-        return Err(invalid(format!(
-            "row length {cols} is not a multiple of 32"
-        )));
+        return Err(invalid(format!("row length {cols} is not a multiple of 32")));
     }
-    let elements = rows
-        .checked_mul(cols)
-        .ok_or_else(|| invalid("size overflows".into()))?;
-    let expected = tensor_type
-        .size_in_bytes(elements as u64)
-        .ok_or_else(|| invalid("size overflows".into()))?;
+    let elements = rows.checked_mul(cols).ok_or_else(|| invalid("size overflows".into()))?;
+    let expected =
+        tensor_type.size_in_bytes(elements as u64).ok_or_else(|| invalid("size overflows".into()))?;
     if bytes.len() as u64 != expected {
         return Err(invalid(format!(
             "{} bytes of {tensor_type} data for [{rows}, {cols}], expected {expected}",
@@ -88,10 +80,7 @@ pub fn pack_matrix(
             format: WeightFormat::F32,
             rows,
             cols,
-            data: bytes
-                .chunks_exact(2)
-                .map(|c| bf16::from_bits(le_u16(c, 0)).to_f32().to_bits())
-                .collect(),
+            data: bytes.chunks_exact(2).map(|c| bf16::from_bits(le_u16(c, 0)).to_f32().to_bits()).collect(),
             scales: Vec::new(),
         },
         TensorType::Q8_0 => {
@@ -101,13 +90,7 @@ pub fn pack_matrix(
                 scales.push(f16_to_f32_bits(le_u16(block, 0)));
                 data.extend((0..8).map(|w| le_u32(block, 2 + 4 * w)));
             }
-            PackedMatrix {
-                format: WeightFormat::Q8_0,
-                rows,
-                cols,
-                data,
-                scales,
-            }
+            PackedMatrix { format: WeightFormat::Q8_0, rows, cols, data, scales }
         }
         TensorType::Q4_0 => {
             let mut data = Vec::with_capacity(blocks * 4);
@@ -116,13 +99,7 @@ pub fn pack_matrix(
                 scales.push(f16_to_f32_bits(le_u16(block, 0)));
                 data.extend((0..4).map(|w| le_u32(block, 2 + 4 * w)));
             }
-            PackedMatrix {
-                format: WeightFormat::Q4_0,
-                rows,
-                cols,
-                data,
-                scales,
-            }
+            PackedMatrix { format: WeightFormat::Q4_0, rows, cols, data, scales }
         }
         TensorType::Q4_1 => {
             let mut data = Vec::with_capacity(blocks * 4);
@@ -132,13 +109,7 @@ pub fn pack_matrix(
                 scales.push(le_u16(block, 0) as u32 | (le_u16(block, 2) as u32) << 16);
                 data.extend((0..4).map(|w| le_u32(block, 4 + 4 * w)));
             }
-            PackedMatrix {
-                format: WeightFormat::Q4_1,
-                rows,
-                cols,
-                data,
-                scales,
-            }
+            PackedMatrix { format: WeightFormat::Q4_1, rows, cols, data, scales }
         }
     };
     Ok(packed)
@@ -148,9 +119,7 @@ pub fn pack_matrix(
 /// the first on top (fuses Q/K/V and gate/up into one matmul).
 pub fn concat_rows(parts: Vec<PackedMatrix>) -> Result<PackedMatrix, ModelError> {
     let mut iter = parts.into_iter();
-    let mut first = iter
-        .next()
-        .ok_or_else(|| ModelError::Config("nothing to concatenate".into()))?;
+    let mut first = iter.next().ok_or_else(|| ModelError::Config("nothing to concatenate".into()))?;
     for part in iter {
         if part.format != first.format || part.cols != first.cols {
             return Err(ModelError::Config(format!(
@@ -171,24 +140,13 @@ pub fn concat_rows(parts: Vec<PackedMatrix>) -> Result<PackedMatrix, ModelError>
 }
 
 /// Any float tensor as f32 values (norm weights, biases).
-pub fn to_f32_vec(
-    name: &str,
-    tensor_type: TensorType,
-    bytes: &[u8],
-) -> Result<Vec<f32>, ModelError> {
+pub fn to_f32_vec(name: &str, tensor_type: TensorType, bytes: &[u8]) -> Result<Vec<f32>, ModelError> {
     match tensor_type {
-        TensorType::F32 => Ok(bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_bits(le_u32(c, 0)))
-            .collect()),
-        TensorType::F16 => Ok(bytes
-            .chunks_exact(2)
-            .map(|c| f16::from_bits(le_u16(c, 0)).to_f32())
-            .collect()),
-        TensorType::BF16 => Ok(bytes
-            .chunks_exact(2)
-            .map(|c| bf16::from_bits(le_u16(c, 0)).to_f32())
-            .collect()),
+        TensorType::F32 => Ok(bytes.chunks_exact(4).map(|c| f32::from_bits(le_u32(c, 0))).collect()),
+        TensorType::F16 => Ok(bytes.chunks_exact(2).map(|c| f16::from_bits(le_u16(c, 0)).to_f32()).collect()),
+        TensorType::BF16 => {
+            Ok(bytes.chunks_exact(2).map(|c| bf16::from_bits(le_u16(c, 0)).to_f32()).collect())
+        }
         other => Err(ModelError::InvalidTensor {
             name: name.to_string(),
             why: format!("expected a float tensor, found {other}"),

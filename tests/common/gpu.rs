@@ -10,23 +10,13 @@ pub struct Harness {
 
 impl Harness {
     pub fn new() -> Self {
-        let ctx =
-            GpuContext::new().expect("a wgpu adapter (run scripts/setup.sh for software Vulkan)");
-        Self {
-            ctx,
-            cache: PipelineCache::new(),
-        }
+        let ctx = GpuContext::new().expect("a wgpu adapter (run scripts/setup.sh for software Vulkan)");
+        Self { ctx, cache: PipelineCache::new() }
     }
 
     pub fn step(&self, num_tokens: u32, num_seqs: u32, max_blocks_per_seq: u32) -> GpuBuffer {
-        let buffer =
-            GpuBuffer::uniform(&self.ctx, "step", std::mem::size_of::<StepParams>() as u64);
-        let params = StepParams {
-            num_tokens,
-            num_seqs,
-            max_blocks_per_seq,
-            _pad: 0,
-        };
+        let buffer = GpuBuffer::uniform(&self.ctx, "step", std::mem::size_of::<StepParams>() as u64);
+        let params = StepParams { num_tokens, num_seqs, max_blocks_per_seq, _pad: 0 };
         buffer.write(&self.ctx, bytemuck::bytes_of(&params));
         buffer
     }
@@ -65,10 +55,7 @@ impl Harness {
     }
 
     pub fn read_f32(&self, buffer: &GpuBuffer, len: usize) -> Vec<f32> {
-        self.read_u32(buffer, len)
-            .into_iter()
-            .map(f32::from_bits)
-            .collect()
+        self.read_u32(buffer, len).into_iter().map(f32::from_bits).collect()
     }
 }
 

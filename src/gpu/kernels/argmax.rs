@@ -14,11 +14,7 @@ impl ArgmaxKey {
             label: "argmax",
             source: include_str!("../../../shaders/argmax.wgsl"),
             entry_point: "argmax",
-            bindings: &[
-                BindingKind::Uniform,
-                BindingKind::StorageRead,
-                BindingKind::StorageReadWrite,
-            ],
+            bindings: &[BindingKind::Uniform, BindingKind::StorageRead, BindingKind::StorageReadWrite],
             constants: vec![("V", self.vocab as f64)],
         }
     }

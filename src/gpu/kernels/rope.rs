@@ -36,11 +36,7 @@ impl RopeKey {
     }
 
     pub fn workgroups(&self, num_tokens: u32) -> [u32; 3] {
-        [
-            groups((self.n_q_heads + self.n_kv_heads) * self.head_dim / 2),
-            num_tokens,
-            1,
-        ]
+        [groups((self.n_q_heads + self.n_kv_heads) * self.head_dim / 2), num_tokens, 1]
     }
 }
 
@@ -49,9 +45,8 @@ impl RopeKey {
 /// angle = f32(position) * inv_freq), with cos/sin taken in f64.
 pub fn rope_table(head_dim: u32, theta: f32, max_positions: u32) -> Vec<[f32; 2]> {
     let half = head_dim / 2;
-    let inv_freq: Vec<f32> = (0..half)
-        .map(|i| 1.0f32 / theta.powf((2 * i) as f32 / head_dim as f32))
-        .collect();
+    let inv_freq: Vec<f32> =
+        (0..half).map(|i| 1.0f32 / theta.powf((2 * i) as f32 / head_dim as f32)).collect();
     let mut table = Vec::with_capacity((max_positions * half) as usize);
     for pos in 0..max_positions {
         for &freq in &inv_freq {

@@ -16,11 +16,7 @@ impl SiluGateKey {
             label: "silu_gate",
             source: include_str!("../../../shaders/silu_gate.wgsl"),
             entry_point: "silu_gate",
-            bindings: &[
-                BindingKind::Uniform,
-                BindingKind::StorageRead,
-                BindingKind::StorageReadWrite,
-            ],
+            bindings: &[BindingKind::Uniform, BindingKind::StorageRead, BindingKind::StorageReadWrite],
             constants: vec![("INTERMEDIATE", self.intermediate as f64)],
         }
     }
