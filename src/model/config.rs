@@ -88,7 +88,9 @@ impl LlamaConfig {
         if let Some(archs) = &hf.architectures
             && !archs.iter().any(|a| a == "LlamaForCausalLM")
         {
-            return Err(ModelError::Config(format!("architectures {archs:?} are not supported (LlamaForCausalLM is)")));
+            return Err(ModelError::Config(format!(
+                "architectures {archs:?} are not supported (LlamaForCausalLM is)"
+            )));
         }
         let config = Self {
             vocab_size: hf.vocab_size,
@@ -113,7 +115,10 @@ impl LlamaConfig {
             return fail(format!("empty model: {self:?}"));
         }
         if self.num_heads % self.num_kv_heads != 0 {
-            return fail(format!("{} heads do not group over {} KV heads", self.num_heads, self.num_kv_heads));
+            return fail(format!(
+                "{} heads do not group over {} KV heads",
+                self.num_heads, self.num_kv_heads
+            ));
         }
         if self.head_dim % 4 != 0 || self.head_dim as u32 > crate::gpu::kernels::attention::MAX_HEAD_DIM {
             return fail(format!("head size {} is not a multiple of 4 up to 256", self.head_dim));
