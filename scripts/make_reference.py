@@ -27,8 +27,10 @@ fixture are the original tokenizer's. The fixture's "tokenizer_note" and
 """
 
 import argparse
+import importlib.metadata
 import json
 import os
+import re
 import sys
 
 import gguf
@@ -298,10 +300,11 @@ def main():
             "transformers": transformers.__version__,
             "torch": torch.__version__,
             "tokenizers": tokenizers.__version__,
-            "gguf": getattr(gguf, "__version__", "unknown"),
+            "gguf": importlib.metadata.version("gguf"),
             "numpy": np.__version__,
             "python": sys.version.split()[0],
         },
+        "device": "cpu",
         "tokenizer_ggml_pre": pre,
         "tokenizer_add_bos_token": add_bos,
         "tokenizer_note": note,
@@ -311,9 +314,15 @@ def main():
         "min_top2_logit_gap": round(min(r["min_top2_logit_gap"] for r in records), 5),
         "prompts": records,
     }
+    text = json.dumps(fixture, ensure_ascii=False, indent=1)
+    # Lists of numbers on one line each: the fixture stays readable in a diff.
+    text = re.sub(
+        r"\[\s*(-?[0-9][-0-9.e+,\s]*?)\s*\]",
+        lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]",
+        text,
+    )
     with open(args.out, "w", encoding="utf-8") as f:
-        json.dump(fixture, f, ensure_ascii=False, indent=1)
-        f.write("\n")
+        f.write(text + "\n")
     print(f"wrote {args.out}", file=sys.stderr)
 
 
