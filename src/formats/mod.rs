@@ -2,10 +2,12 @@
 //! semantics. A hostile file gives a `FormatError`, never a panic or a huge
 //! allocation.
 
+pub mod ggml_type;
 pub mod gguf;
 pub mod safetensors;
 pub mod tensor_type;
 
+pub use ggml_type::GgmlType;
 pub use tensor_type::TensorType;
 
 #[derive(Debug, thiserror::Error)]

@@ -38,7 +38,7 @@ impl TensorType {
     /// whole blocks or the size overflows.
     pub fn size_in_bytes(self, num_elements: u64) -> Option<u64> {
         let block_len = self.block_len() as u64;
-        if num_elements % block_len != 0 {
+        if !num_elements.is_multiple_of(block_len) {
             return None;
         }
         (num_elements / block_len).checked_mul(self.block_bytes() as u64)

@@ -1,0 +1,75 @@
+// Paged causal attention over a varlen batch (prefill and decode alike).
+// One invocation per (query token, query head): it walks the keys at
+// positions 0..=pos of its own sequence through the sequence's block table,
+// with an online softmax (flash-attention style), so no score matrix is
+// ever stored. GQA: query head h reads KV head h / (N_Q_HEADS / N_KV_HEADS).
+// The new tokens' K/V were written to the cache earlier in the same step.
+
+struct Step {
+    num_tokens: u32,
+    num_seqs: u32,
+    max_blocks_per_seq: u32,
+    _pad: u32,
+}
+
+override HEAD_DIM: u32;           // a multiple of 4, at most 4 * MAX_D4
+override N_Q_HEADS: u32;
+override N_KV_HEADS: u32;
+override BLOCK_SIZE: u32 = 16u;
+override SCALE: f32;              // 1 / sqrt(HEAD_DIM)
+
+const MAX_D4: u32 = 64u;
+
+@group(0) @binding(0) var<uniform> step: Step;
+@group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;      // [M, (N_Q_HEADS + 2 N_KV_HEADS) HEAD_DIM] f32
+@group(0) @binding(2) var<storage, read> k_cache: array<vec4<f32>>;  // [slots, N_KV_HEADS, HEAD_DIM] f32
+@group(0) @binding(3) var<storage, read> v_cache: array<vec4<f32>>;  // [slots, N_KV_HEADS, HEAD_DIM] f32
+@group(0) @binding(4) var<storage, read> block_tables: array<u32>;   // [S, max_blocks_per_seq]
+@group(0) @binding(5) var<storage, read> token_seq: array<u32>;      // [M] sequence of each token
+@group(0) @binding(6) var<storage, read> positions: array<u32>;      // [M] position of each token
+@group(0) @binding(7) var<storage, read_write> out: array<vec4<f32>>; // [M, N_Q_HEADS HEAD_DIM] f32
+
+var<private> q: array<vec4<f32>, MAX_D4>;
+var<private> acc: array<vec4<f32>, MAX_D4>;
+
+@compute @workgroup_size(64)
+fn attention(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let head = gid.x % N_Q_HEADS;
+    let t = gid.x / N_Q_HEADS;
+    if (t >= step.num_tokens) { return; }
+    let d4 = HEAD_DIM / 4u;
+    let kv_head = head / (N_Q_HEADS / N_KV_HEADS);
+    let row4 = (N_Q_HEADS + 2u * N_KV_HEADS) * d4;
+    for (var c = 0u; c < d4; c++) {
+        q[c] = qkv[t * row4 + head * d4 + c] * SCALE;
+        acc[c] = vec4<f32>(0.0);
+    }
+    let seq = token_seq[t];
+    let pos = positions[t];
+    let table = seq * step.max_blocks_per_seq;
+    let num_slots = arrayLength(&k_cache) / (N_KV_HEADS * d4);
+    var running_max = -3.4e38;
+    var denom = 0.0;
+    for (var j = 0u; j <= pos; j++) {
+        let block = block_tables[table + j / BLOCK_SIZE];
+        let slot = min(block * BLOCK_SIZE + j % BLOCK_SIZE, num_slots - 1u);
+        let base = (slot * N_KV_HEADS + kv_head) * d4;
+        var s4 = vec4<f32>(0.0);
+        for (var c = 0u; c < d4; c++) {
+            s4 += q[c] * k_cache[base + c];
+        }
+        let score = s4.x + s4.y + s4.z + s4.w;
+        let new_max = max(running_max, score);
+        let correction = exp(running_max - new_max);
+        let p = exp(score - new_max);
+        denom = denom * correction + p;
+        for (var c = 0u; c < d4; c++) {
+            acc[c] = acc[c] * correction + p * v_cache[base + c];
+        }
+        running_max = new_max;
+    }
+    let inv = 1.0 / denom;
+    for (var c = 0u; c < d4; c++) {
+        out[(t * N_Q_HEADS + head) * d4 + c] = acc[c] * inv;
+    }
+}

@@ -1,0 +1,135 @@
+//! The wgpu device: picks the best adapter (a real GPU before a software one),
+//! requests the adapter's own limits and the features our kernels can use,
+//! and waits on submissions.
+
+use std::fmt;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    #[error(
+        "no GPU adapter found (on a machine without a GPU, run scripts/setup.sh to install software Vulkan)"
+    )]
+    NoAdapter,
+    #[error("cannot open the GPU device: {0}")]
+    RequestDevice(#[from] wgpu::RequestDeviceError),
+    #[error("GPU wait failed: {0}")]
+    Poll(#[from] wgpu::PollError),
+    #[error("GPU buffer mapping failed: {0}")]
+    Map(String),
+    #[error("{what} needs {needed} bytes in one storage binding, above the adapter's limit of {limit}")]
+    BindingTooLarge { what: String, needed: u64, limit: u64 },
+    #[error("GPU validation error: {0}")]
+    Validation(String),
+}
+
+/// Device, queue and what the adapter is.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter_info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+}
+
+/// Lower is preferred: a discrete GPU first, software last.
+fn device_type_rank(device_type: wgpu::DeviceType) -> u8 {
+    match device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+/// Among equal device types, prefer the native compute APIs over GL.
+fn backend_rank(backend: wgpu::Backend) -> u8 {
+    match backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    }
+}
+
+impl GpuContext {
+    pub fn new() -> Result<Self, GpuError> {
+        pollster::block_on(Self::new_async())
+    }
+
+    async fn new_async() -> Result<Self, GpuError> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let mut adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
+        adapters.sort_by_key(|adapter| {
+            let info = adapter.get_info();
+            (device_type_rank(info.device_type), backend_rank(info.backend))
+        });
+        let adapter = adapters.into_iter().next().ok_or(GpuError::NoAdapter)?;
+        let adapter_info = adapter.get_info();
+        let limits = adapter.limits();
+        // Features our kernels may use when present; none is required.
+        let wanted = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
+        let features = adapter.features() & wanted;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgserve"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await?;
+        tracing::info!(
+            adapter = %adapter_info.name,
+            backend = ?adapter_info.backend,
+            driver = %adapter_info.driver_info,
+            max_storage_binding = limits.max_storage_buffer_binding_size,
+            "GPU ready"
+        );
+        Ok(Self { device, queue, adapter_info, limits, features })
+    }
+
+    /// Largest size of one storage binding, in bytes.
+    pub fn max_storage_binding(&self) -> u64 {
+        self.limits.max_storage_buffer_binding_size as u64
+    }
+
+    /// Blocks until all submitted work is done.
+    pub fn wait(&self) -> Result<(), GpuError> {
+        self.device.poll(wgpu::PollType::wait_indefinitely())?;
+        Ok(())
+    }
+
+    /// True on a CPU-emulated adapter (lavapipe, WARP, SwiftShader).
+    pub fn is_software(&self) -> bool {
+        self.adapter_info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Mesa major version when the driver is Mesa ("Mesa 25.0.7" in driver_info).
+    pub fn mesa_major_version(&self) -> Option<u32> {
+        let info = &self.adapter_info.driver_info;
+        let rest = &info[info.find("Mesa ")? + 5..];
+        rest.split('.').next()?.trim().parse().ok()
+    }
+}
+
+impl fmt::Display for GpuContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let info = &self.adapter_info;
+        writeln!(f, "adapter: {} ({:?}, {:?})", info.name, info.device_type, info.backend)?;
+        writeln!(f, "driver: {} {}", info.driver, info.driver_info)?;
+        writeln!(
+            f,
+            "limits: storage binding {} MiB, buffer {} MiB, workgroup memory {} KiB, {} invocations per workgroup",
+            self.limits.max_storage_buffer_binding_size / (1 << 20),
+            self.limits.max_buffer_size / (1 << 20),
+            self.limits.max_compute_workgroup_storage_size / 1024,
+            self.limits.max_compute_invocations_per_workgroup
+        )?;
+        write!(
+            f,
+            "features: shader-f16 {}, subgroups {}",
+            self.features.contains(wgpu::Features::SHADER_F16),
+            self.features.contains(wgpu::Features::SUBGROUP)
+        )
+    }
+}

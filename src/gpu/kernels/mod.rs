@@ -1,0 +1,28 @@
+//! Launch code of each WGSL kernel: its pipeline key (the specialization),
+//! bindings in order, and dispatch size. Shapes are written beside each
+//! binding in the `.wgsl` files.
+
+pub mod argmax;
+pub mod attention;
+pub mod embedding;
+pub mod kv_write;
+pub mod matmul;
+pub mod rmsnorm;
+pub mod rope;
+pub mod silu_gate;
+
+/// The per-step uniform every kernel reads (`struct Step` in the shaders).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct StepParams {
+    pub num_tokens: u32,
+    pub num_seqs: u32,
+    pub max_blocks_per_seq: u32,
+    pub _pad: u32,
+}
+
+pub(crate) const WORKGROUP_SIZE: u32 = 64;
+
+pub(crate) fn groups(items: u32) -> u32 {
+    items.div_ceil(WORKGROUP_SIZE)
+}

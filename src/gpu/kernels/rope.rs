@@ -1,0 +1,58 @@
+//! `shaders/rope.wgsl`: rotary embedding in place on the Q and K heads.
+//! Bindings: step, qkv, positions, rope_table.
+
+use crate::gpu::pipelines::{BindingKind, KernelSpec};
+
+use super::groups;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RopeKey {
+    pub head_dim: u32,
+    pub n_q_heads: u32,
+    pub n_kv_heads: u32,
+    /// Rotate halves (i, i + D/2) instead of adjacent pairs (2i, 2i + 1).
+    pub neox: bool,
+}
+
+impl RopeKey {
+    pub(crate) fn spec(&self) -> KernelSpec {
+        KernelSpec {
+            label: "rope",
+            source: include_str!("../../../shaders/rope.wgsl"),
+            entry_point: "rope",
+            bindings: &[
+                BindingKind::Uniform,
+                BindingKind::StorageReadWrite,
+                BindingKind::StorageRead,
+                BindingKind::StorageRead,
+            ],
+            constants: vec![
+                ("HEAD_DIM", self.head_dim as f64),
+                ("N_Q_HEADS", self.n_q_heads as f64),
+                ("N_KV_HEADS", self.n_kv_heads as f64),
+                ("NEOX", if self.neox { 1.0 } else { 0.0 }),
+            ],
+        }
+    }
+
+    pub fn workgroups(&self, num_tokens: u32) -> [u32; 3] {
+        [groups((self.n_q_heads + self.n_kv_heads) * self.head_dim / 2), num_tokens, 1]
+    }
+}
+
+/// The (cos, sin) table the kernel reads: `[max_positions, head_dim / 2]`,
+/// computed in f32 the way Hugging Face does (inverse frequencies in f32,
+/// angle = f32(position) * inv_freq), with cos/sin taken in f64.
+pub fn rope_table(head_dim: u32, theta: f32, max_positions: u32) -> Vec<[f32; 2]> {
+    let half = head_dim / 2;
+    let inv_freq: Vec<f32> =
+        (0..half).map(|i| 1.0f32 / theta.powf((2 * i) as f32 / head_dim as f32)).collect();
+    let mut table = Vec::with_capacity((max_positions * half) as usize);
+    for pos in 0..max_positions {
+        for &freq in &inv_freq {
+            let angle = (pos as f32 * freq) as f64;
+            table.push([angle.cos() as f32, angle.sin() as f32]);
+        }
+    }
+    table
+}

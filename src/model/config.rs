@@ -1,0 +1,134 @@
+//! Llama-family hyperparameters, read from GGUF metadata or a Hugging Face
+//! `config.json`. Architectures differ by these numbers, not by code.
+
+use serde::Deserialize;
+
+use crate::formats::gguf::GgufFile;
+
+use super::ModelError;
+
+/// How RoPE pairs elements; it follows the weights' Q/K row order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// Adjacent pairs (2i, 2i+1): GGUF Llama, whose Q/K rows llama.cpp permuted.
+    Interleaved,
+    /// Halves (i, i + D/2): Hugging Face checkpoints.
+    Neox,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub rms_norm_eps: f32,
+    pub rope_theta: f32,
+    pub rope_style: RopeStyle,
+    pub max_position_embeddings: usize,
+}
+
+impl LlamaConfig {
+    pub fn from_gguf(gguf: &GgufFile) -> Result<Self, ModelError> {
+        let arch = gguf.get_str("general.architecture")?;
+        if arch != "llama" {
+            return Err(ModelError::Config(format!("architecture {arch:?} is not supported (llama is)")));
+        }
+        let key = |name: &str| format!("{arch}.{name}");
+        let usize_of = |name: &str| -> Result<usize, ModelError> { Ok(gguf.get_u64(&key(name))? as usize) };
+        let hidden_size = usize_of("embedding_length")?;
+        let num_heads = usize_of("attention.head_count")?;
+        let num_kv_heads = match gguf.get(&key("attention.head_count_kv")) {
+            Some(value) => value
+                .as_u64()
+                .ok_or_else(|| ModelError::Config("attention.head_count_kv is not an integer".into()))?
+                as usize,
+            None => num_heads,
+        };
+        let vocab_size = match gguf.get(&key("vocab_size")) {
+            Some(value) => value.as_u64().unwrap_or(0) as usize,
+            None => gguf.get("tokenizer.ggml.tokens").and_then(|t| t.as_array()).map_or(0, |t| t.len()),
+        };
+        let config = Self {
+            vocab_size,
+            hidden_size,
+            intermediate_size: usize_of("feed_forward_length")?,
+            num_layers: usize_of("block_count")?,
+            num_heads,
+            num_kv_heads,
+            head_dim: hidden_size / num_heads.max(1),
+            rms_norm_eps: gguf.get_f64(&key("attention.layer_norm_rms_epsilon"))? as f32,
+            rope_theta: gguf.get(&key("rope.freq_base")).and_then(|v| v.as_f64()).unwrap_or(10000.0) as f32,
+            rope_style: RopeStyle::Interleaved,
+            max_position_embeddings: usize_of("context_length")?,
+        };
+        config.validate()
+    }
+
+    pub fn from_hf_json(text: &str) -> Result<Self, ModelError> {
+        #[derive(Deserialize)]
+        struct HfConfig {
+            architectures: Option<Vec<String>>,
+            vocab_size: usize,
+            hidden_size: usize,
+            intermediate_size: usize,
+            num_hidden_layers: usize,
+            num_attention_heads: usize,
+            num_key_value_heads: Option<usize>,
+            head_dim: Option<usize>,
+            rms_norm_eps: f32,
+            rope_theta: Option<f32>,
+            max_position_embeddings: usize,
+        }
+        let hf: HfConfig =
+            serde_json::from_str(text).map_err(|e| ModelError::Config(format!("config.json: {e}")))?;
+        if let Some(archs) = &hf.architectures
+            && !archs.iter().any(|a| a == "LlamaForCausalLM")
+        {
+            return Err(ModelError::Config(format!("architectures {archs:?} are not supported (LlamaForCausalLM is)")));
+        }
+        let config = Self {
+            vocab_size: hf.vocab_size,
+            hidden_size: hf.hidden_size,
+            intermediate_size: hf.intermediate_size,
+            num_layers: hf.num_hidden_layers,
+            num_heads: hf.num_attention_heads,
+            num_kv_heads: hf.num_key_value_heads.unwrap_or(hf.num_attention_heads),
+            head_dim: hf.head_dim.unwrap_or(hf.hidden_size / hf.num_attention_heads.max(1)),
+            rms_norm_eps: hf.rms_norm_eps,
+            rope_theta: hf.rope_theta.unwrap_or(10000.0),
+            rope_style: RopeStyle::Neox,
+            max_position_embeddings: hf.max_position_embeddings,
+        };
+        config.validate()
+    }
+
+    /// Rejects shapes the kernels cannot run, with the reason.
+    fn validate(self) -> Result<Self, ModelError> {
+        let fail = |why: String| Err(ModelError::Config(why));
+        if self.num_heads == 0 || self.num_kv_heads == 0 || self.num_layers == 0 || self.vocab_size == 0 {
+            return fail(format!("empty model: {self:?}"));
+        }
+        if self.num_heads % self.num_kv_heads != 0 {
+            return fail(format!("{} heads do not group over {} KV heads", self.num_heads, self.num_kv_heads));
+        }
+        if self.head_dim % 4 != 0 || self.head_dim as u32 > crate::gpu::kernels::attention::MAX_HEAD_DIM {
+            return fail(format!("head size {} is not a multiple of 4 up to 256", self.head_dim));
+        }
+        if self.hidden_size % 32 != 0 || self.intermediate_size % 32 != 0 {
+            return fail("hidden and intermediate sizes must be multiples of 32".into());
+        }
+        if self.max_position_embeddings == 0 || self.max_position_embeddings > 1 << 20 {
+            return fail(format!("context length {} is out of range", self.max_position_embeddings));
+        }
+        Ok(self)
+    }
+
+    /// Width of the fused Q/K/V projection.
+    pub fn qkv_size(&self) -> usize {
+        (self.num_heads + 2 * self.num_kv_heads) * self.head_dim
+    }
+}

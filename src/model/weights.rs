@@ -1,0 +1,155 @@
+//! Weight repacking for the GPU: file blocks (GGUF Q4_0/Q4_1/Q8_0, or plain
+//! floats) become 4-byte aligned arrays the WGSL kernels read as `u32`: one
+//! array of packed values, one of per-block scales. Quantized weights stay
+//! quantized; the matmul kernels dequantize in registers.
+
+use half::{bf16, f16};
+
+use crate::formats::TensorType;
+use crate::gpu::kernels::matmul::WeightFormat;
+
+use super::ModelError;
+
+/// A weight matrix `[rows, cols]` (row-major: each row is one output) as the
+/// kernels read it.
+#[derive(Debug, Clone)]
+pub struct PackedMatrix {
+    pub format: WeightFormat,
+    pub rows: usize,
+    pub cols: usize,
+    /// Q4: [rows, cols/32, 4] nibble words; Q8_0: [rows, cols/32, 8] byte
+    /// words; F16: [rows, cols/2] f16 pairs; F32: [rows, cols] f32 bits.
+    pub data: Vec<u32>,
+    /// Q4_1: [rows, cols/32] pack2x16float(d, m); Q4_0/Q8_0: [rows, cols/32]
+    /// f32 bits of d; float formats: empty.
+    pub scales: Vec<u32>,
+}
+
+fn le_u16(bytes: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([bytes[at], bytes[at + 1]])
+}
+
+fn le_u32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
+fn f16_to_f32_bits(bits: u16) -> u32 {
+    f16::from_bits(bits).to_f32().to_bits()
+}
+
+/// Packs `bytes` holding a `[rows, cols]` tensor of `tensor_type`.
+pub fn pack_matrix(
+    name: &str,
+    tensor_type: TensorType,
+    bytes: &[u8],
+    rows: usize,
+    cols: usize,
+) -> Result<PackedMatrix, ModelError> {
+    let invalid = |why: String| ModelError::InvalidTensor { name: name.to_string(), why };
+    if cols % 32 != 0 {
+        return Err(invalid(format!("row length {cols} is not a multiple of 32")));
+    }
+    let elements = rows.checked_mul(cols).ok_or_else(|| invalid("size overflows".into()))?;
+    let expected =
+        tensor_type.size_in_bytes(elements as u64).ok_or_else(|| invalid("size overflows".into()))?;
+    if bytes.len() as u64 != expected {
+        return Err(invalid(format!(
+            "{} bytes of {tensor_type} data for [{rows}, {cols}], expected {expected}",
+            bytes.len()
+        )));
+    }
+    let blocks = elements / 32;
+    let block_bytes = tensor_type.block_bytes();
+    let packed = match tensor_type {
+        TensorType::F32 => PackedMatrix {
+            format: WeightFormat::F32,
+            rows,
+            cols,
+            data: bytes.chunks_exact(4).map(|c| le_u32(c, 0)).collect(),
+            scales: Vec::new(),
+        },
+        TensorType::F16 => PackedMatrix {
+            format: WeightFormat::F16,
+            rows,
+            cols,
+            data: bytes.chunks_exact(4).map(|c| le_u32(c, 0)).collect(),
+            scales: Vec::new(),
+        },
+        // bf16 widens to f32 exactly; narrowing to f16 could overflow.
+        TensorType::BF16 => PackedMatrix {
+            format: WeightFormat::F32,
+            rows,
+            cols,
+            data: bytes.chunks_exact(2).map(|c| bf16::from_bits(le_u16(c, 0)).to_f32().to_bits()).collect(),
+            scales: Vec::new(),
+        },
+        TensorType::Q8_0 => {
+            let mut data = Vec::with_capacity(blocks * 8);
+            let mut scales = Vec::with_capacity(blocks);
+            for block in bytes.chunks_exact(block_bytes) {
+                scales.push(f16_to_f32_bits(le_u16(block, 0)));
+                data.extend((0..8).map(|w| le_u32(block, 2 + 4 * w)));
+            }
+            PackedMatrix { format: WeightFormat::Q8_0, rows, cols, data, scales }
+        }
+        TensorType::Q4_0 => {
+            let mut data = Vec::with_capacity(blocks * 4);
+            let mut scales = Vec::with_capacity(blocks);
+            for block in bytes.chunks_exact(block_bytes) {
+                scales.push(f16_to_f32_bits(le_u16(block, 0)));
+                data.extend((0..4).map(|w| le_u32(block, 2 + 4 * w)));
+            }
+            PackedMatrix { format: WeightFormat::Q4_0, rows, cols, data, scales }
+        }
+        TensorType::Q4_1 => {
+            let mut data = Vec::with_capacity(blocks * 4);
+            let mut scales = Vec::with_capacity(blocks);
+            for block in bytes.chunks_exact(block_bytes) {
+                // pack2x16float order: d in the low half, m in the high half.
+                scales.push(le_u16(block, 0) as u32 | (le_u16(block, 2) as u32) << 16);
+                data.extend((0..4).map(|w| le_u32(block, 4 + 4 * w)));
+            }
+            PackedMatrix { format: WeightFormat::Q4_1, rows, cols, data, scales }
+        }
+    };
+    Ok(packed)
+}
+
+/// Stacks matrices with the same format and row length into one, rows of
+/// the first on top (fuses Q/K/V and gate/up into one matmul).
+pub fn concat_rows(parts: Vec<PackedMatrix>) -> Result<PackedMatrix, ModelError> {
+    let mut iter = parts.into_iter();
+    let mut first = iter.next().ok_or_else(|| ModelError::Config("nothing to concatenate".into()))?;
+    for part in iter {
+        if part.format != first.format || part.cols != first.cols {
+            return Err(ModelError::Config(format!(
+                "cannot fuse {} [{}, {}] with {} [{}, {}]",
+                first.format.name(),
+                first.rows,
+                first.cols,
+                part.format.name(),
+                part.rows,
+                part.cols
+            )));
+        }
+        first.rows += part.rows;
+        first.data.extend(part.data);
+        first.scales.extend(part.scales);
+    }
+    Ok(first)
+}
+
+/// Any float tensor as f32 values (norm weights, biases).
+pub fn to_f32_vec(name: &str, tensor_type: TensorType, bytes: &[u8]) -> Result<Vec<f32>, ModelError> {
+    match tensor_type {
+        TensorType::F32 => Ok(bytes.chunks_exact(4).map(|c| f32::from_bits(le_u32(c, 0))).collect()),
+        TensorType::F16 => Ok(bytes.chunks_exact(2).map(|c| f16::from_bits(le_u16(c, 0)).to_f32()).collect()),
+        TensorType::BF16 => {
+            Ok(bytes.chunks_exact(2).map(|c| bf16::from_bits(le_u16(c, 0)).to_f32()).collect())
+        }
+        other => Err(ModelError::InvalidTensor {
+            name: name.to_string(),
+            why: format!("expected a float tensor, found {other}"),
+        }),
+    }
+}
