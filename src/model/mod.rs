@@ -2,6 +2,7 @@
 //! for the GPU, and runs the forward pass of a varlen batch. It composes
 //! kernels and knows nothing of requests or scheduling.
 
+pub mod vocab;
 pub mod weights;
 
 #[derive(Debug, thiserror::Error)]

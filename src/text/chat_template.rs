@@ -28,10 +28,7 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self {
-            role: role.into(),
-            content: content.into(),
-        }
+        Self { role: role.into(), content: content.into() }
     }
 }
 
@@ -67,26 +64,14 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", tojson);
-        env.add_template_owned(TEMPLATE_NAME, source.to_string())
-            .map_err(template_error)?;
-        Ok(Self {
-            env,
-            bos_token: bos_token.into(),
-            eos_token: eos_token.into(),
-        })
+        env.add_template_owned(TEMPLATE_NAME, source.to_string()).map_err(template_error)?;
+        Ok(Self { env, bos_token: bos_token.into(), eos_token: eos_token.into() })
     }
 
     /// The prompt text for `messages`; `add_generation_prompt` appends the
     /// header that starts the assistant's turn.
-    pub fn render(
-        &self,
-        messages: &[ChatMessage],
-        add_generation_prompt: bool,
-    ) -> Result<String, TextError> {
-        let template = self
-            .env
-            .get_template(TEMPLATE_NAME)
-            .map_err(template_error)?;
+    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, TextError> {
+        let template = self.env.get_template(TEMPLATE_NAME).map_err(template_error)?;
         template
             .render(minijinja::context! {
                 messages => messages,
@@ -117,8 +102,8 @@ fn raise_exception(message: String) -> Result<Value, Error> {
 /// ...) are accepted and ignored: their Python defaults already hold.
 fn tojson(value: Value, kwargs: Kwargs) -> Result<Value, Error> {
     let indent: Option<usize> = kwargs.get("indent")?;
-    let json = serde_json::to_value(&value)
-        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+    let json =
+        serde_json::to_value(&value).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
     let mut out = String::new();
     write_python_json(&json, indent, 0, &mut out);
     Ok(Value::from_safe_string(out))
@@ -169,10 +154,8 @@ fn write_python_json(v: &serde_json::Value, indent: Option<usize>, depth: usize,
 /// `strftime_now(format)`: the current UTC date (Llama 3 templates put it in
 /// the system prompt). Supports %Y %m %d %B %b %H %M %S %%.
 fn strftime_now(format: String) -> Result<Value, Error> {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     Ok(Value::from(format_utc(secs, &format)))
 }
 
@@ -246,10 +229,7 @@ mod tests {
     #[test]
     fn renders_smollm2_with_and_without_system() -> Result<(), TextError> {
         let t = ChatTemplate::new(SMOLLM2, "<|im_start|>", "<|im_end|>")?;
-        let with_system = [
-            ChatMessage::new("system", "Be brief."),
-            ChatMessage::new("user", "Hi"),
-        ];
+        let with_system = [ChatMessage::new("system", "Be brief."), ChatMessage::new("user", "Hi")];
         assert_eq!(
             t.render(&with_system, true)?,
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
@@ -266,11 +246,8 @@ mod tests {
     fn trims_blocks_like_transformers_and_knows_python_methods() -> Result<(), TextError> {
         let source = "{{ bos_token }}\n{% for m in messages %}\n  {% if m.role == 'user' %}\n[{{ m.content.strip() }}]\n  {% endif %}\n{% if loop.index > 1 %}{% break %}{% endif %}\n{% endfor %}";
         let t = ChatTemplate::new(source, "<s>", "</s>")?;
-        let msgs = [
-            ChatMessage::new("user", "  a  "),
-            ChatMessage::new("user", "b"),
-            ChatMessage::new("user", "c"),
-        ];
+        let msgs =
+            [ChatMessage::new("user", "  a  "), ChatMessage::new("user", "b"), ChatMessage::new("user", "c")];
         assert_eq!(t.render(&msgs, false)?, "<s>\n[a]\n[b]\n");
         Ok(())
     }
@@ -291,10 +268,7 @@ mod tests {
 
     #[test]
     fn syntax_errors_are_reported_at_compile_time() {
-        assert!(matches!(
-            ChatTemplate::new("{% for %}", "", ""),
-            Err(TextError::Template(_))
-        ));
+        assert!(matches!(ChatTemplate::new("{% for %}", "", ""), Err(TextError::Template(_))));
     }
 
     #[test]
@@ -315,10 +289,7 @@ mod tests {
     #[test]
     fn dates_format_like_strftime() {
         // 2024-07-04 12:34:56 UTC
-        assert_eq!(
-            format_utc(1_720_096_496, "%d %b %Y %H:%M:%S %B %m %%"),
-            "04 Jul 2024 12:34:56 July 07 %"
-        );
+        assert_eq!(format_utc(1_720_096_496, "%d %b %Y %H:%M:%S %B %m %%"), "04 Jul 2024 12:34:56 July 07 %");
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(19_782), (2024, 2, 29));
     }

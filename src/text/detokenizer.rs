@@ -10,8 +10,9 @@
 //! `ids[prefix..read]` (text already emitted) and `ids[prefix..]`, and emit
 //! the difference, unless the new text ends in U+FFFD, the decoder's mark of
 //! an incomplete character: then we hold it until a later token completes
-//! it. The concatenation of everything emitted (plus [`Detokenizer::flush`])
-//! equals `tokenizer.decode(all_ids)`.
+//! it (a genuine U+FFFD at the end is merely held one token longer). The
+//! concatenation of everything emitted (plus [`Detokenizer::flush`]) equals
+//! `tokenizer.decode(all_ids)`.
 
 use super::TextError;
 use super::tokenizer::Tokenizer;
@@ -37,12 +38,7 @@ pub struct Detokenizer {
 
 impl Detokenizer {
     pub fn new(skip_special: bool) -> Self {
-        Self {
-            skip_special,
-            ids: Vec::new(),
-            prefix_offset: 0,
-            read_offset: 0,
-        }
+        Self { skip_special, ids: Vec::new(), prefix_offset: 0, read_offset: 0 }
     }
 
     /// Adds one token; returns the text it completes (often empty while a
@@ -50,10 +46,8 @@ impl Detokenizer {
     pub fn step(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<String, TextError> {
         self.ids.push(id);
         let window = &self.ids[self.prefix_offset..];
-        let prefix_text = tokenizer.decode(
-            &window[..self.read_offset - self.prefix_offset],
-            self.skip_special,
-        )?;
+        let prefix_text =
+            tokenizer.decode(&window[..self.read_offset - self.prefix_offset], self.skip_special)?;
         let new_text = tokenizer.decode(window, self.skip_special)?;
 
         // Hold back while the tail is an incomplete character, or while the
@@ -61,9 +55,7 @@ impl Detokenizer {
         if new_text.len() <= prefix_text.len() || new_text.ends_with(REPLACEMENT) {
             return Ok(String::new());
         }
-        let Some(delta) = new_text
-            .get(prefix_text.len()..)
-            .filter(|_| new_text.starts_with(&prefix_text))
+        let Some(delta) = new_text.get(prefix_text.len()..).filter(|_| new_text.starts_with(&prefix_text))
         else {
             // The decoder rewrote earlier text (not seen with byte-level BPE);
             // wait for more tokens rather than emit something inconsistent.
@@ -78,15 +70,10 @@ impl Detokenizer {
     /// character decodes to U+FFFD, as in a full decode).
     pub fn flush(&mut self, tokenizer: &Tokenizer) -> Result<String, TextError> {
         let window = &self.ids[self.prefix_offset..];
-        let prefix_text = tokenizer.decode(
-            &window[..self.read_offset - self.prefix_offset],
-            self.skip_special,
-        )?;
+        let prefix_text =
+            tokenizer.decode(&window[..self.read_offset - self.prefix_offset], self.skip_special)?;
         let new_text = tokenizer.decode(window, self.skip_special)?;
-        let delta = new_text
-            .strip_prefix(&prefix_text)
-            .unwrap_or_default()
-            .to_string();
+        let delta = new_text.strip_prefix(&prefix_text).unwrap_or_default().to_string();
         self.advance();
         Ok(delta)
     }
@@ -109,16 +96,13 @@ mod tests {
 
     /// GPT-2's byte -> unicode map for one byte.
     fn byte_level_byte(b: u8) -> String {
-        let printable = |x: u8| {
-            (b'!'..=b'~').contains(&x) || (0xA1..=0xAC).contains(&x) || (0xAE..=0xFF).contains(&x)
-        };
+        let printable =
+            |x: u8| (b'!'..=b'~').contains(&x) || (0xA1..=0xAC).contains(&x) || (0xAE..=0xFF).contains(&x);
         if printable(b) {
             char::from(b).to_string()
         } else {
             let rank = (0..b).filter(|&x| !printable(x)).count() as u32;
-            char::from_u32(256 + rank)
-                .map(String::from)
-                .unwrap_or_default()
+            char::from_u32(256 + rank).map(String::from).unwrap_or_default()
         }
     }
 
@@ -214,9 +198,6 @@ mod tests {
     fn unknown_ids_are_errors() {
         let tok = bytes_tokenizer();
         let mut detok = Detokenizer::new(false);
-        assert!(matches!(
-            detok.step(&tok, 10_000),
-            Err(TextError::UnknownTokenId { .. })
-        ));
+        assert!(matches!(detok.step(&tok, 10_000), Err(TextError::UnknownTokenId { .. })));
     }
 }

@@ -62,16 +62,9 @@ impl Tokenizer {
     /// file alone (they live in `tokenizer_config.json`); set them with
     /// [`Tokenizer::with_special_ids`].
     pub fn from_file(path: &Path) -> Result<Self, TextError> {
-        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| TextError::Load {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        Ok(Self {
-            inner,
-            bos_id: None,
-            eos_id: None,
-            add_bos: false,
-        })
+        let inner = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| TextError::Load { path: path.display().to_string(), message: e.to_string() })?;
+        Ok(Self { inner, bos_id: None, eos_id: None, add_bos: false })
     }
 
     /// Sets the BOS/EOS ids (e.g. from `tokenizer_config.json`).
@@ -106,13 +99,8 @@ impl Tokenizer {
         // Some GGUF vocabularies repeat a string (e.g. padding entries); the
         // first id keeps the string so that encoding stays deterministic.
         // Collected in reverse so that the first id is inserted last and wins.
-        let token_to_id: Vocab = vocab
-            .tokens
-            .iter()
-            .enumerate()
-            .rev()
-            .map(|(id, token)| (token.clone(), id as u32))
-            .collect();
+        let token_to_id: Vocab =
+            vocab.tokens.iter().enumerate().rev().map(|(id, token)| (token.clone(), id as u32)).collect();
         let merges = vocab
             .merges
             .iter()
@@ -134,12 +122,7 @@ impl Tokenizer {
         inner.with_decoder(Some(ByteLevel::default()));
         inner.add_special_tokens(&added_tokens(&vocab));
 
-        Ok(Self {
-            inner,
-            bos_id: vocab.bos_id,
-            eos_id: vocab.eos_id,
-            add_bos: vocab.add_bos,
-        })
+        Ok(Self { inner, bos_id: vocab.bos_id, eos_id: vocab.eos_id, add_bos: vocab.add_bos })
     }
 
     /// Token ids of `text`. Special tokens written in the text (such as
@@ -147,10 +130,8 @@ impl Tokenizer {
     /// tokenizer adds around a sequence (BOS for GGUF vocabularies that ask
     /// for it).
     pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>, TextError> {
-        let encoding = self
-            .inner
-            .encode_fast(text, add_special)
-            .map_err(|e| TextError::Tokenizer(e.to_string()))?;
+        let encoding =
+            self.inner.encode_fast(text, add_special).map_err(|e| TextError::Tokenizer(e.to_string()))?;
         let ids = encoding.get_ids();
         match self.bos_id {
             Some(bos) if add_special && self.add_bos => {
@@ -167,14 +148,9 @@ impl Tokenizer {
     /// outside the vocabulary is an error, not silently dropped.
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String, TextError> {
         if let Some(&id) = ids.iter().find(|&&id| self.inner.id_to_token(id).is_none()) {
-            return Err(TextError::UnknownTokenId {
-                id,
-                vocab_size: self.vocab_size(),
-            });
+            return Err(TextError::UnknownTokenId { id, vocab_size: self.vocab_size() });
         }
-        self.inner
-            .decode(ids, skip_special)
-            .map_err(|e| TextError::Tokenizer(e.to_string()))
+        self.inner.decode(ids, skip_special).map_err(|e| TextError::Tokenizer(e.to_string()))
     }
 
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
@@ -268,16 +244,13 @@ mod tests {
     /// GPT-2's byte -> unicode map: printable bytes stand for themselves,
     /// the others map to U+0100.. in byte order.
     fn byte_level_byte(b: u8) -> String {
-        let printable = |x: u8| {
-            (b'!'..=b'~').contains(&x) || (0xA1..=0xAC).contains(&x) || (0xAE..=0xFF).contains(&x)
-        };
+        let printable =
+            |x: u8| (b'!'..=b'~').contains(&x) || (0xA1..=0xAC).contains(&x) || (0xAE..=0xFF).contains(&x);
         if printable(b) {
             char::from(b).to_string()
         } else {
             let rank = (0..b).filter(|&x| !printable(x)).count() as u32;
-            char::from_u32(256 + rank)
-                .map(String::from)
-                .unwrap_or_default()
+            char::from_u32(256 + rank).map(String::from).unwrap_or_default()
         }
     }
 
@@ -291,9 +264,7 @@ mod tests {
     #[test]
     fn merges_apply_and_special_tokens_are_recognised() -> Result<(), TextError> {
         let tok = tiny("gpt2");
-        let hello = tok
-            .token_to_id("hello")
-            .ok_or(TextError::Tokenizer("no hello".into()))?;
+        let hello = tok.token_to_id("hello").ok_or(TextError::Tokenizer("no hello".into()))?;
         let im_start = tok.token_to_id("<|im_start|>");
         assert_eq!(im_start, Some(1));
         let ids = tok.encode("<|im_start|>hello<tool>", false)?;
@@ -322,10 +293,7 @@ mod tests {
         assert_eq!(ids[0], twenty.unwrap_or_default());
         // smollm isolates each digit first: no merge across digits.
         let ids = tiny("smollm").encode("2024", false)?;
-        let expect: Vec<u32> = ["2", "0", "2", "4"]
-            .iter()
-            .filter_map(|c| digit(c))
-            .collect();
+        let expect: Vec<u32> = ["2", "0", "2", "4"].iter().filter_map(|c| digit(c)).collect();
         assert_eq!(ids, expect);
         Ok(())
     }
@@ -348,21 +316,12 @@ mod tests {
         ));
         let mut vocab = tiny_vocab("gpt2");
         vocab.merges.push("nospace".into());
-        assert!(matches!(
-            Tokenizer::from_bpe_vocab(vocab),
-            Err(TextError::InvalidVocab(_))
-        ));
+        assert!(matches!(Tokenizer::from_bpe_vocab(vocab), Err(TextError::InvalidVocab(_))));
         let mut vocab = tiny_vocab("gpt2");
         vocab.token_types.pop();
-        assert!(matches!(
-            Tokenizer::from_bpe_vocab(vocab),
-            Err(TextError::InvalidVocab(_))
-        ));
+        assert!(matches!(Tokenizer::from_bpe_vocab(vocab), Err(TextError::InvalidVocab(_))));
         let tok = tiny("gpt2");
         let too_big = tok.vocab_size() as u32 + 5;
-        assert!(matches!(
-            tok.decode(&[too_big], false),
-            Err(TextError::UnknownTokenId { .. })
-        ));
+        assert!(matches!(tok.decode(&[too_big], false), Err(TextError::UnknownTokenId { .. })));
     }
 }
