@@ -7,6 +7,7 @@ pub mod config;
 pub mod llama;
 pub mod matmul;
 pub mod source;
+pub mod vocab;
 pub mod weights;
 
 use config::LlamaConfig;
