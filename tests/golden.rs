@@ -33,7 +33,9 @@ struct Case {
 fn cases() -> Vec<Case> {
     let text = std::fs::read_to_string(root().join("tests/fixtures/smollm2_reference.json")).unwrap();
     let fixture: Value = serde_json::from_str(&text).unwrap();
-    let ids = |v: &Value| -> Vec<u32> { v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect() };
+    let ids = |v: &Value| -> Vec<u32> {
+        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    };
     fixture["prompts"]
         .as_array()
         .unwrap()
@@ -59,7 +61,9 @@ fn request(case: &Case) -> SequenceRequest {
 #[test]
 fn greedy_tokens_match_transformers_alone_and_batched() {
     let ctx = Arc::new(GpuContext::new().unwrap());
-    let model = Llama::load(ctx, &smollm2_path(), &LoadOptions { max_batch_tokens: 256, ..Default::default() }).unwrap();
+    let model =
+        Llama::load(ctx, &smollm2_path(), &LoadOptions { max_batch_tokens: 256, ..Default::default() })
+            .unwrap();
     let mut runner = Runner::new(model);
     let cases = cases();
     assert!(cases.len() >= 6);
@@ -70,7 +74,11 @@ fn greedy_tokens_match_transformers_alone_and_batched() {
         alone.push(outputs[0].tokens.clone());
     }
     for (case, ours) in cases.iter().zip(&alone) {
-        assert_eq!(ours, &case.generated_ids, "{}: greedy tokens differ from transformers (gaps {:?})", case.name, case.top2_gaps);
+        assert_eq!(
+            ours, &case.generated_ids,
+            "{}: greedy tokens differ from transformers (gaps {:?})",
+            case.name, case.top2_gaps
+        );
     }
     let requests: Vec<SequenceRequest> = cases.iter().map(request).collect();
     let (batched, _) = runner.generate(&requests, |_, _| {}).unwrap();

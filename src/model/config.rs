@@ -6,6 +6,7 @@ use serde::Deserialize;
 use crate::formats::gguf::GgufFile;
 
 use super::ModelError;
+use super::source::WeightSource;
 
 /// How RoPE pairs elements; it follows the weights' Q/K row order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +33,18 @@ pub struct LlamaConfig {
 }
 
 impl LlamaConfig {
+    pub fn from_source(source: &WeightSource) -> Result<Self, ModelError> {
+        match source {
+            WeightSource::Gguf(gguf) => Self::from_gguf(gguf),
+            WeightSource::Safetensors { dir, .. } => {
+                let path = dir.join("config.json");
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| ModelError::Config(format!("cannot read {}: {e}", path.display())))?;
+                Self::from_hf_json(&text)
+            }
+        }
+    }
+
     pub fn from_gguf(gguf: &GgufFile) -> Result<Self, ModelError> {
         let arch = gguf.get_str("general.architecture")?;
         if arch != "llama" {

@@ -111,26 +111,16 @@ pub struct Llama {
 impl Llama {
     /// Loads a `.gguf` file or a Hugging Face directory (config.json + model.safetensors).
     pub fn load(ctx: Arc<GpuContext>, path: &Path, options: &LoadOptions) -> Result<Self, ModelError> {
-        let source = WeightSource::open(path)?;
-        let config = match &source {
-            WeightSource::Gguf(gguf) => LlamaConfig::from_gguf(gguf)?,
-            WeightSource::Safetensors { dir, .. } => {
-                let json_path = dir.join("config.json");
-                let text = std::fs::read_to_string(&json_path)
-                    .map_err(|e| ModelError::Config(format!("cannot read {}: {e}", json_path.display())))?;
-                LlamaConfig::from_hf_json(&text)?
-            }
-        };
-        Self::from_source(ctx, &source, config, options)
+        Self::from_source(ctx, &WeightSource::open(path)?, options)
     }
 
-    fn from_source(
+    pub fn from_source(
         ctx: Arc<GpuContext>,
         source: &WeightSource,
-        config: LlamaConfig,
         options: &LoadOptions,
     ) -> Result<Self, ModelError> {
         options.validate()?;
+        let config = LlamaConfig::from_source(source)?;
         let c = &config;
         let (h, v) = (c.hidden_size, c.vocab_size);
         let q_rows = c.num_heads * c.head_dim;

@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod config;
 pub mod llama;
+pub mod loader;
 pub mod matmul;
 pub mod source;
 pub mod vocab;
