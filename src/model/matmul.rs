@@ -37,8 +37,6 @@ pub struct MatmulOp {
     bind_group: wgpu::BindGroup,
 }
 
-const TILES: [u32; 3] = [1, 4, 8];
-
 impl MatmulOp {
     pub fn new(
         ctx: &GpuContext,
@@ -49,13 +47,14 @@ impl MatmulOp {
         y: &GpuBuffer,
         accumulate: bool,
     ) -> Self {
-        let variants: Vec<(MatmulKey, Arc<Kernel>)> = TILES
+        let variants: Vec<(MatmulKey, Arc<Kernel>)> = MatmulKey::TILES
             .iter()
-            .map(|&tile_tokens| {
+            .map(|&(tile_rows, tile_tokens)| {
                 let key = MatmulKey {
                     format: weight.format,
                     k: weight.cols as u32,
                     n: weight.rows as u32,
+                    tile_rows,
                     tile_tokens,
                     accumulate,
                 };
@@ -69,7 +68,9 @@ impl MatmulOp {
 
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, num_tokens: u32) {
         let tile = MatmulKey::tile_for(num_tokens);
-        if let Some((key, kernel)) = self.variants.iter().find(|(key, _)| key.tile_tokens == tile) {
+        if let Some((key, kernel)) =
+            self.variants.iter().find(|(key, _)| (key.tile_rows, key.tile_tokens) == tile)
+        {
             kernel.dispatch(pass, &self.bind_group, key.workgroups(num_tokens));
         }
     }

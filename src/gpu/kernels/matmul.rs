@@ -3,7 +3,7 @@
 
 use crate::gpu::pipelines::{BindingKind, KernelSpec};
 
-use super::groups;
+use super::WORKGROUP_SIZE;
 
 /// How a weight matrix is packed on the GPU (see `model::weights`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,7 +27,8 @@ impl WeightFormat {
     }
 }
 
-/// Tokens per invocation: each dequantized weight block is reused this often.
+/// The largest register tile: rows x tokens per invocation (64 partial sums).
+pub const MAX_TILE_ROWS: u32 = 8;
 pub const MAX_TILE_TOKENS: u32 = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -35,6 +36,9 @@ pub struct MatmulKey {
     pub format: WeightFormat,
     pub k: u32,
     pub n: u32,
+    /// Output rows per invocation: each loaded activation serves this many.
+    pub tile_rows: u32,
+    /// Tokens per invocation: each dequantized weight serves this many.
     pub tile_tokens: u32,
     /// Add into `y` instead of overwriting it (fuses a residual add).
     pub accumulate: bool,
@@ -63,6 +67,7 @@ impl MatmulKey {
             constants: vec![
                 ("K", self.k as f64),
                 ("N", self.n as f64),
+                ("TILE_ROWS", self.tile_rows as f64),
                 ("TILE_TOKENS", self.tile_tokens as f64),
                 ("ACCUMULATE", if self.accumulate { 1.0 } else { 0.0 }),
             ],
@@ -70,18 +75,20 @@ impl MatmulKey {
     }
 
     pub fn workgroups(&self, num_tokens: u32) -> [u32; 3] {
-        [groups(self.n), num_tokens.div_ceil(self.tile_tokens), 1]
+        [self.n.div_ceil(self.tile_rows * WORKGROUP_SIZE), num_tokens.div_ceil(self.tile_tokens), 1]
     }
 
-    /// Decode steps (few tokens) waste registers on a wide tile; prefill
-    /// steps reuse each weight block across the widest tile.
-    pub fn tile_for(num_tokens: u32) -> u32 {
-        if num_tokens <= 1 {
-            1
-        } else if num_tokens <= 4 {
-            4
-        } else {
-            MAX_TILE_TOKENS
+    /// The (rows, tokens) tile for a step of `num_tokens`: decode steps
+    /// spend the registers on rows, prefill steps on tokens too.
+    pub fn tile_for(num_tokens: u32) -> (u32, u32) {
+        match num_tokens {
+            0..=1 => (8, 1),
+            2..=3 => (4, 2),
+            4..=7 => (4, 4),
+            _ => (4, 8),
         }
     }
+
+    /// Every tile shape `tile_for` can pick.
+    pub const TILES: [(u32, u32); 4] = [(8, 1), (4, 2), (4, 4), (4, 8)];
 }
