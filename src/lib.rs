@@ -5,6 +5,7 @@
 //! leaves that depend on nothing of ours. `tests/architecture.rs` checks it.
 
 pub mod config;
+pub mod engine;
 pub mod formats;
 pub mod gpu;
 pub mod model;

@@ -126,9 +126,7 @@ fn build_gguf(
 }
 
 fn bytes(n: usize, seed: u8) -> Vec<u8> {
-    (0..n)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
+    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
 }
 
 fn all_metadata() -> Vec<(&'static str, GgufValue)> {
@@ -148,57 +146,21 @@ fn all_metadata() -> Vec<(&'static str, GgufValue)> {
         ("t.bool", Bool(true)),
         ("t.string", String("héllo ✓".into())),
         ("t.empty_string", String("".into())),
-        (
-            "t.array_str",
-            Array(vec![String("<s>".into()), String("a b".into())]),
-        ),
+        ("t.array_str", Array(vec![String("<s>".into()), String("a b".into())])),
         ("t.array_i32", Array(vec![I32(1), I32(-2), I32(3)])),
         ("t.array_empty", Array(vec![])),
-        (
-            "t.array_nested",
-            Array(vec![Array(vec![F32(1.0), F32(2.0)]), Array(vec![F32(3.0)])]),
-        ),
+        ("t.array_nested", Array(vec![Array(vec![F32(1.0), F32(2.0)]), Array(vec![F32(3.0)])])),
     ]
 }
 
 fn test_tensors() -> Vec<TestTensor> {
     vec![
-        TestTensor {
-            name: "f32",
-            dims: vec![3, 2],
-            type_id: 0,
-            data: bytes(24, 1),
-        },
-        TestTensor {
-            name: "f16",
-            dims: vec![5],
-            type_id: 1,
-            data: bytes(10, 2),
-        },
-        TestTensor {
-            name: "q8_0",
-            dims: vec![32, 2],
-            type_id: 8,
-            data: bytes(68, 3),
-        },
-        TestTensor {
-            name: "q4_0",
-            dims: vec![64],
-            type_id: 2,
-            data: bytes(36, 4),
-        },
-        TestTensor {
-            name: "q4_1",
-            dims: vec![32, 1, 1],
-            type_id: 3,
-            data: bytes(20, 5),
-        },
-        TestTensor {
-            name: "bf16",
-            dims: vec![2, 2, 2, 1],
-            type_id: 30,
-            data: bytes(16, 6),
-        },
+        TestTensor { name: "f32", dims: vec![3, 2], type_id: 0, data: bytes(24, 1) },
+        TestTensor { name: "f16", dims: vec![5], type_id: 1, data: bytes(10, 2) },
+        TestTensor { name: "q8_0", dims: vec![32, 2], type_id: 8, data: bytes(68, 3) },
+        TestTensor { name: "q4_0", dims: vec![64], type_id: 2, data: bytes(36, 4) },
+        TestTensor { name: "q4_1", dims: vec![32, 1, 1], type_id: 3, data: bytes(20, 5) },
+        TestTensor { name: "bf16", dims: vec![2, 2, 2, 1], type_id: 30, data: bytes(16, 6) },
     ]
 }
 
@@ -270,10 +232,7 @@ fn gguf_typed_getters_convert_and_name_the_key() {
     assert_err(file.get_f64("t.array_str"), &["t.array_str", "array of 2"]);
 
     let v = GgufValue::I64(-1);
-    assert_eq!(
-        (v.as_u64(), v.as_i64(), v.type_name()),
-        (None, Some(-1), "i64")
-    );
+    assert_eq!((v.as_u64(), v.as_i64(), v.type_name()), (None, Some(-1), "i64"));
     assert_eq!(GgufValue::U64(u64::MAX).as_i64(), None);
     assert_eq!(GgufValue::U16(7).as_f64(), Some(7.0));
     assert_eq!(GgufValue::Bool(true).as_u64(), None);
@@ -295,12 +254,8 @@ fn gguf_version_2_and_custom_alignment() {
 
 #[test]
 fn gguf_tensor_of_unsupported_type_opens_but_does_not_load() {
-    let tensors = [TestTensor {
-        name: "blk.0.ffn_down.weight",
-        dims: vec![256, 2],
-        type_id: 12,
-        data: bytes(288, 7),
-    }];
+    let tensors =
+        [TestTensor { name: "blk.0.ffn_down.weight", dims: vec![256, 2], type_id: 12, data: bytes(288, 7) }];
     let file = GgufFile::from_bytes(build_gguf(3, &[], &tensors, 32)).expect("Q4_K file opens");
     let info = &file.tensors[0];
     assert_eq!(info.tensor_type.name(), "Q4_K");
@@ -312,10 +267,7 @@ fn gguf_tensor_of_unsupported_type_opens_but_does_not_load() {
     assert!(matches!(err, FormatError::Unsupported(_)), "{err:?}");
     assert_err::<()>(Err(err), &["blk.0.ffn_down.weight", "Q4_K"]);
 
-    assert_eq!(
-        GgmlType::from(TensorType::Q4_1).tensor_type(),
-        Some(TensorType::Q4_1)
-    );
+    assert_eq!(GgmlType::from(TensorType::Q4_1).tensor_type(), Some(TensorType::Q4_1));
     assert!(GgmlType::from_id(4).is_none(), "id 4 was removed from ggml");
 }
 
@@ -337,11 +289,7 @@ fn gguf_every_truncation_fails() {
     let full = valid_file();
     for len in 0..full.len() {
         let result = GgufFile::from_bytes(full[..len].to_vec());
-        assert!(
-            result.is_err(),
-            "prefix of {len} of {} bytes parsed",
-            full.len()
-        );
+        assert!(result.is_err(), "prefix of {len} of {} bytes parsed", full.len());
     }
 }
 
@@ -371,10 +319,7 @@ fn gguf_garbage_fails() {
                 state as u8
             })
             .collect();
-        assert!(
-            GgufFile::from_bytes(garbage.clone()).is_err(),
-            "{len} bytes"
-        );
+        assert!(GgufFile::from_bytes(garbage.clone()).is_err(), "{len} bytes");
         // Behind a valid magic and version the parser must still fail cleanly.
         let mut behind_header = Raw::header(3, 0, 0).0[..8].to_vec();
         behind_header.extend(garbage);
@@ -388,25 +333,16 @@ fn gguf_wrong_magic_and_versions() {
     bytes[..4].copy_from_slice(b"GGML");
     assert_err(GgufFile::from_bytes(bytes), &["not a GGUF file", "magic"]);
     for version in [0, 1, 4, 1000] {
-        assert_err(
-            GgufFile::from_bytes(Raw::header(version, 0, 0).0),
-            &["version"],
-        );
+        assert_err(GgufFile::from_bytes(Raw::header(version, 0, 0).0), &["version"]);
     }
-    assert_err(
-        GgufFile::from_bytes(Raw::header(3u32.swap_bytes(), 0, 0).0),
-        &["big-endian"],
-    );
+    assert_err(GgufFile::from_bytes(Raw::header(3u32.swap_bytes(), 0, 0).0), &["big-endian"]);
 }
 
 #[test]
 fn gguf_huge_counts_fail_before_allocating() {
     let mut raw = Raw::header(3, 0, 1);
     raw.u64(u64::MAX).u64(0).u64(0); // enough bytes to pass the count check
-    assert_err(
-        GgufFile::from_bytes(raw.0),
-        &["metadata key #0", "string length"],
-    );
+    assert_err(GgufFile::from_bytes(raw.0), &["metadata key #0", "string length"]);
 
     let mut raw = Raw::header(3, 0, 1);
     raw.str("k").u32(8).u64(1 << 50);
@@ -414,29 +350,17 @@ fn gguf_huge_counts_fail_before_allocating() {
 
     let mut raw = Raw::header(3, 0, 1);
     raw.str("tokens").u32(9).u32(8).u64(1 << 40).str("a");
-    assert_err(
-        GgufFile::from_bytes(raw.0),
-        &["`tokens`", "array", "count 1099511627776"],
-    );
+    assert_err(GgufFile::from_bytes(raw.0), &["`tokens`", "array", "count 1099511627776"]);
 
-    assert_err(
-        GgufFile::from_bytes(Raw::header(3, u64::MAX, 0).0),
-        &["tensor count"],
-    );
-    assert_err(
-        GgufFile::from_bytes(Raw::header(3, 0, 1 << 40).0),
-        &["metadata count"],
-    );
+    assert_err(GgufFile::from_bytes(Raw::header(3, u64::MAX, 0).0), &["tensor count"]);
+    assert_err(GgufFile::from_bytes(Raw::header(3, 0, 1 << 40).0), &["metadata count"]);
 }
 
 #[test]
 fn gguf_bad_metadata_values_fail() {
     let mut raw = Raw::header(3, 0, 1);
     raw.str("k").u32(13).u32(0);
-    assert_err(
-        GgufFile::from_bytes(raw.0),
-        &["`k`", "unknown metadata value type 13"],
-    );
+    assert_err(GgufFile::from_bytes(raw.0), &["`k`", "unknown metadata value type 13"]);
 
     let mut raw = Raw::header(3, 0, 1);
     raw.str("k").u32(7).0.push(2);
@@ -450,21 +374,11 @@ fn gguf_bad_metadata_values_fail() {
     assert_err(GgufFile::from_bytes(bytes), &["`deep`", "nested"]);
 
     let meta = [("dup", GgufValue::U8(1)), ("dup", GgufValue::U8(2))];
-    assert_err(
-        GgufFile::from_bytes(build_gguf(3, &meta, &[], 32)),
-        &["`dup`", "twice"],
-    );
+    assert_err(GgufFile::from_bytes(build_gguf(3, &meta, &[], 32)), &["`dup`", "twice"]);
 
-    for bad in [
-        GgufValue::U32(0),
-        GgufValue::U32(48),
-        GgufValue::String("32".into()),
-    ] {
+    for bad in [GgufValue::U32(0), GgufValue::U32(48), GgufValue::String("32".into())] {
         let bytes = build_gguf(3, &[("general.alignment", bad)], &[], 32);
-        assert_err(
-            GgufFile::from_bytes(bytes),
-            &["general.alignment", "power of two"],
-        );
+        assert_err(GgufFile::from_bytes(bytes), &["general.alignment", "power of two"]);
     }
 
     let mut raw = Raw::header(3, 0, 1);
@@ -484,47 +398,18 @@ fn one_tensor(dims: &[u64], type_id: u32, offset: u64, data_len: usize) -> Vec<u
 #[test]
 fn gguf_bad_tensor_infos_fail() {
     assert!(GgufFile::from_bytes(one_tensor(&[8], 0, 0, 32)).is_ok());
-    assert_err(
-        GgufFile::from_bytes(one_tensor(&[8], 0, 32, 32)),
-        &["`t`", "outside the file"],
-    );
-    assert_err(
-        GgufFile::from_bytes(one_tensor(&[8], 0, 1 << 40, 32)),
-        &["`t`", "outside"],
-    );
-    assert_err(
-        GgufFile::from_bytes(one_tensor(&[8], 0, u64::MAX - 31, 32)),
-        &["outside"],
-    );
-    assert_err(
-        GgufFile::from_bytes(one_tensor(&[8], 0, 4, 64)),
-        &["`t`", "alignment 32"],
-    );
-    assert_err(
-        GgufFile::from_bytes(one_tensor(&[1; 5], 0, 0, 4)),
-        &["`t`", "5 dimensions"],
-    );
-    assert_err(
-        GgufFile::from_bytes(one_tensor(&[1 << 32, 1 << 32], 0, 0, 0)),
-        &["overflows"],
-    );
-    assert_err(
-        GgufFile::from_bytes(one_tensor(&[u64::MAX], 0, 0, 0)),
-        &["too large"],
-    );
-    assert_err(
-        GgufFile::from_bytes(one_tensor(&[16, 2], 8, 0, 34)),
-        &["`t`", "Q8_0 block"],
-    );
-    assert_err(
-        GgufFile::from_bytes(one_tensor(&[8], 200, 0, 32)),
-        &["`t`", "unknown ggml type 200"],
-    );
+    assert_err(GgufFile::from_bytes(one_tensor(&[8], 0, 32, 32)), &["`t`", "outside the file"]);
+    assert_err(GgufFile::from_bytes(one_tensor(&[8], 0, 1 << 40, 32)), &["`t`", "outside"]);
+    assert_err(GgufFile::from_bytes(one_tensor(&[8], 0, u64::MAX - 31, 32)), &["outside"]);
+    assert_err(GgufFile::from_bytes(one_tensor(&[8], 0, 4, 64)), &["`t`", "alignment 32"]);
+    assert_err(GgufFile::from_bytes(one_tensor(&[1; 5], 0, 0, 4)), &["`t`", "5 dimensions"]);
+    assert_err(GgufFile::from_bytes(one_tensor(&[1 << 32, 1 << 32], 0, 0, 0)), &["overflows"]);
+    assert_err(GgufFile::from_bytes(one_tensor(&[u64::MAX], 0, 0, 0)), &["too large"]);
+    assert_err(GgufFile::from_bytes(one_tensor(&[16, 2], 8, 0, 34)), &["`t`", "Q8_0 block"]);
+    assert_err(GgufFile::from_bytes(one_tensor(&[8], 200, 0, 32)), &["`t`", "unknown ggml type 200"]);
 
     let mut raw = Raw::header(3, 2, 0);
-    raw.tensor_info("same", &[8], 0, 0)
-        .tensor_info("same", &[8], 0, 32)
-        .pad_to(32);
+    raw.tensor_info("same", &[8], 0, 0).tensor_info("same", &[8], 0, 32).pad_to(32);
     raw.0.extend([0u8; 64]);
     assert_err(GgufFile::from_bytes(raw.0), &["`same`", "twice"]);
 }
@@ -542,12 +427,7 @@ fn smollm2_gguf_opens() {
                 .map(|e| e.path())
                 .find(|p| p.extension().is_some_and(|x| x == "gguf"))
         })
-        .unwrap_or_else(|| {
-            panic!(
-                "no *.gguf in {}: run `bash scripts/setup.sh` first",
-                dir.display()
-            )
-        });
+        .unwrap_or_else(|| panic!("no *.gguf in {}: run `bash scripts/setup.sh` first", dir.display()));
     let file = GgufFile::open(&path).expect("SmolLM2 GGUF opens");
     assert_eq!(file.tensors.len(), 272);
     assert_eq!(file.get_str("general.architecture").ok(), Some("llama"));
@@ -558,8 +438,7 @@ fn smollm2_gguf_opens() {
     let vocab = file.get_array("tokenizer.ggml.tokens").expect("vocabulary");
     assert_eq!(vocab.len(), 49152);
     for info in &file.tensors {
-        info.supported_type()
-            .expect("SmolLM2 Q4_1 uses supported types only");
+        info.supported_type().expect("SmolLM2 Q4_1 uses supported types only");
     }
 }
 
@@ -575,30 +454,9 @@ fn safetensors_round_trip() {
     let f16_data = bytes(2 * 3, 2);
     let bf16_data = bytes(2 * 4, 3);
     let tensors = [
-        (
-            "w.f32",
-            SafeTensor {
-                shape: vec![2, 3],
-                tensor_type: TensorType::F32,
-                data: &f32_data,
-            },
-        ),
-        (
-            "w.f16",
-            SafeTensor {
-                shape: vec![3],
-                tensor_type: TensorType::F16,
-                data: &f16_data,
-            },
-        ),
-        (
-            "w.bf16",
-            SafeTensor {
-                shape: vec![2, 1, 2],
-                tensor_type: TensorType::BF16,
-                data: &bf16_data,
-            },
-        ),
+        ("w.f32", SafeTensor { shape: vec![2, 3], tensor_type: TensorType::F32, data: &f32_data }),
+        ("w.f16", SafeTensor { shape: vec![3], tensor_type: TensorType::F16, data: &f16_data }),
+        ("w.bf16", SafeTensor { shape: vec![2, 1, 2], tensor_type: TensorType::BF16, data: &bf16_data }),
     ];
     let path = temp_path("round_trip.safetensors");
     safetensors::write_file(&path, &tensors).expect("write safetensors");
@@ -613,31 +471,17 @@ fn safetensors_round_trip() {
     }
     assert_err(file.tensor("nope"), &["no tensor `nope`"]);
 
-    let q8 = [(
-        "q",
-        SafeTensor {
-            shape: vec![32],
-            tensor_type: TensorType::Q8_0,
-            data: &[0; 34],
-        },
-    )];
+    let q8 = [("q", SafeTensor { shape: vec![32], tensor_type: TensorType::Q8_0, data: &[0; 34] })];
     assert_err(safetensors::write_file(&path, &q8), &["Q8_0"]);
-    let short = [(
-        "s",
-        SafeTensor {
-            shape: vec![4],
-            tensor_type: TensorType::F32,
-            data: &[0; 3],
-        },
-    )];
+    let short = [("s", SafeTensor { shape: vec![4], tensor_type: TensorType::F32, data: &[0; 3] })];
     assert_err(safetensors::write_file(&path, &short), &["`s`"]);
 }
 
 #[test]
 fn safetensors_unsupported_dtype_and_garbage() {
     let data = [0u8; 16];
-    let view = ::safetensors::tensor::TensorView::new(::safetensors::Dtype::I64, vec![2], &data)
-        .expect("view");
+    let view =
+        ::safetensors::tensor::TensorView::new(::safetensors::Dtype::I64, vec![2], &data).expect("view");
     let bytes = ::safetensors::serialize([("ids", &view)], None).expect("serialize");
     let file = SafetensorsFile::from_bytes(bytes.clone()).expect("opens");
     let err = file.tensor("ids").expect_err("I64 unsupported");
@@ -645,10 +489,7 @@ fn safetensors_unsupported_dtype_and_garbage() {
     assert_err::<()>(Err(err), &["`ids`", "I64"]);
 
     for len in 0..bytes.len() {
-        assert!(
-            SafetensorsFile::from_bytes(bytes[..len].to_vec()).is_err(),
-            "prefix {len}"
-        );
+        assert!(SafetensorsFile::from_bytes(bytes[..len].to_vec()).is_err(), "prefix {len}");
     }
     assert!(SafetensorsFile::from_bytes(b"\xff\xff\xff\xff\xff\xff\xff\xffjunk".to_vec()).is_err());
 }

@@ -40,9 +40,9 @@ impl GgufTensorInfo {
     /// The tensor's type if we can load it, else `Unsupported` naming the
     /// tensor and its type.
     pub fn supported_type(&self) -> Result<TensorType, FormatError> {
-        self.tensor_type.supported().map_err(|e| {
-            FormatError::Unsupported(format!("tensor `{}`: {}", self.name, unsupported(e)))
-        })
+        self.tensor_type
+            .supported()
+            .map_err(|e| FormatError::Unsupported(format!("tensor `{}`: {}", self.name, unsupported(e))))
     }
 }
 
@@ -84,10 +84,7 @@ pub struct GgufFile {
 impl GgufFile {
     /// Maps the file read-only and parses its header.
     pub fn open(path: &Path) -> Result<Self, FormatError> {
-        let io_err = |source| FormatError::Io {
-            path: path.display().to_string(),
-            source,
-        };
+        let io_err = |source| FormatError::Io { path: path.display().to_string(), source };
         let file = File::open(path).map_err(io_err)?;
         // SAFETY: the map is read-only; as with every mmap-based model
         // loader, the file must not be truncated or rewritten while open.

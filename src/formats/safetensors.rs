@@ -54,10 +54,7 @@ pub struct SafetensorsFile {
 impl SafetensorsFile {
     /// Maps the file read-only and parses its header.
     pub fn open(path: &Path) -> Result<Self, FormatError> {
-        let io_err = |source| FormatError::Io {
-            path: path.display().to_string(),
-            source,
-        };
+        let io_err = |source| FormatError::Io { path: path.display().to_string(), source };
         let file = File::open(path).map_err(io_err)?;
         // SAFETY: the map is read-only; the file must not be truncated or
         // rewritten while open, as with every mmap-based model loader.
@@ -75,13 +72,7 @@ impl SafetensorsFile {
             .map_err(|e| FormatError::Invalid(format!("safetensors {source}: {e}")))?;
         let data_offset = HEADER_SIZE_BYTES + header_len;
         let names = metadata.offset_keys();
-        Ok(SafetensorsFile {
-            storage,
-            metadata,
-            data_offset,
-            names,
-            source,
-        })
+        Ok(SafetensorsFile { storage, metadata, data_offset, names, source })
     }
 
     /// Tensor names in data order.
@@ -109,21 +100,14 @@ impl SafetensorsFile {
         let (start, end) = info.data_offsets;
         // The crate checked that offsets tile the data section exactly; stay
         // panic-free anyway.
-        let data = self
-            .storage
-            .bytes()
-            .get(self.data_offset + start..self.data_offset + end)
-            .ok_or_else(|| {
+        let data =
+            self.storage.bytes().get(self.data_offset + start..self.data_offset + end).ok_or_else(|| {
                 FormatError::Invalid(format!(
                     "safetensors {}: tensor `{name}` lies outside the file",
                     self.source
                 ))
             })?;
-        Ok(SafeTensor {
-            shape: info.shape.clone(),
-            tensor_type,
-            data,
-        })
+        Ok(SafeTensor { shape: info.shape.clone(), tensor_type, data })
     }
 }
 

@@ -4,6 +4,7 @@
 use super::context::{GpuContext, GpuError};
 
 /// A storage or uniform buffer with its size in bytes.
+#[derive(Clone)]
 pub struct GpuBuffer {
     pub buffer: wgpu::Buffer,
     pub size: u64,

@@ -30,14 +30,21 @@ impl BatchInputs {
 
     /// Appends a sequence: `new_tokens` start at `start_position`, and the
     /// whole context lives in `block_table`.
-    pub fn push_sequence(&mut self, new_tokens: &[u32], start_position: usize, block_table: &[u32], block_size: usize) {
+    pub fn push_sequence(
+        &mut self,
+        new_tokens: &[u32],
+        start_position: usize,
+        block_table: &[u32],
+        block_size: usize,
+    ) {
         let seq = self.num_seqs() as u32;
         for (i, &token) in new_tokens.iter().enumerate() {
             let pos = start_position + i;
             self.token_ids.push(token);
             self.positions.push(pos as u32);
             self.token_seq.push(seq);
-            self.slot_mapping.push(block_table[pos / block_size] * block_size as u32 + (pos % block_size) as u32);
+            self.slot_mapping
+                .push(block_table[pos / block_size] * block_size as u32 + (pos % block_size) as u32);
         }
         self.sample_indices.push((self.token_ids.len() - 1) as u32);
         // Rows are re-laid at the widest table when a longer one arrives.

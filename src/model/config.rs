@@ -6,6 +6,7 @@ use serde::Deserialize;
 use crate::formats::gguf::GgufFile;
 
 use super::ModelError;
+use super::source::WeightSource;
 
 /// How RoPE pairs elements; it follows the weights' Q/K row order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +33,18 @@ pub struct LlamaConfig {
 }
 
 impl LlamaConfig {
+    pub fn from_source(source: &WeightSource) -> Result<Self, ModelError> {
+        match source {
+            WeightSource::Gguf(gguf) => Self::from_gguf(gguf),
+            WeightSource::Safetensors { dir, .. } => {
+                let path = dir.join("config.json");
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| ModelError::Config(format!("cannot read {}: {e}", path.display())))?;
+                Self::from_hf_json(&text)
+            }
+        }
+    }
+
     pub fn from_gguf(gguf: &GgufFile) -> Result<Self, ModelError> {
         let arch = gguf.get_str("general.architecture")?;
         if arch != "llama" {
@@ -88,7 +101,9 @@ impl LlamaConfig {
         if let Some(archs) = &hf.architectures
             && !archs.iter().any(|a| a == "LlamaForCausalLM")
         {
-            return Err(ModelError::Config(format!("architectures {archs:?} are not supported (LlamaForCausalLM is)")));
+            return Err(ModelError::Config(format!(
+                "architectures {archs:?} are not supported (LlamaForCausalLM is)"
+            )));
         }
         let config = Self {
             vocab_size: hf.vocab_size,
@@ -113,7 +128,10 @@ impl LlamaConfig {
             return fail(format!("empty model: {self:?}"));
         }
         if self.num_heads % self.num_kv_heads != 0 {
-            return fail(format!("{} heads do not group over {} KV heads", self.num_heads, self.num_kv_heads));
+            return fail(format!(
+                "{} heads do not group over {} KV heads",
+                self.num_heads, self.num_kv_heads
+            ));
         }
         if self.head_dim % 4 != 0 || self.head_dim as u32 > crate::gpu::kernels::attention::MAX_HEAD_DIM {
             return fail(format!("head size {} is not a multiple of 4 up to 256", self.head_dim));

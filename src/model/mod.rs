@@ -2,7 +2,16 @@
 //! for the GPU, and runs the forward pass of a varlen batch. It composes
 //! kernels and knows nothing of requests or scheduling.
 
+pub mod batch;
+pub mod config;
+pub mod llama;
+pub mod loader;
+pub mod matmul;
+pub mod source;
+pub mod vocab;
 pub mod weights;
+
+use config::LlamaConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -16,4 +25,50 @@ pub enum ModelError {
     InvalidTensor { name: String, why: String },
     #[error("missing tensor {0}")]
     MissingTensor(String),
+    #[error("invalid batch: {0}")]
+    InvalidBatch(String),
+}
+
+/// Sizes fixed at load: the largest step and the KV-cache pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadOptions {
+    /// Most tokens in one forward step (prefill chunk + decodes).
+    pub max_batch_tokens: usize,
+    /// Most sequences in one forward step.
+    pub max_seqs: usize,
+    /// Tokens per KV block.
+    pub block_size: usize,
+    /// Memory of the KV cache, all layers, K and V, in MiB.
+    pub kv_cache_mib: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { max_batch_tokens: 512, max_seqs: 64, block_size: 16, kv_cache_mib: 512 }
+    }
+}
+
+impl LoadOptions {
+    fn validate(&self) -> Result<(), ModelError> {
+        if self.max_batch_tokens == 0 || self.max_seqs == 0 || self.block_size == 0 || self.kv_cache_mib == 0
+        {
+            return Err(ModelError::Config(format!("load options must be positive: {self:?}")));
+        }
+        Ok(())
+    }
+
+    /// Blocks a sequence of the full context length needs.
+    pub fn max_blocks_per_seq(&self, config: &LlamaConfig) -> usize {
+        config.max_position_embeddings.div_ceil(self.block_size)
+    }
+
+    /// Blocks that fit in `kv_cache_mib`, and in one storage binding per layer.
+    pub fn num_kv_blocks(&self, config: &LlamaConfig, max_binding: u64) -> usize {
+        let per_layer =
+            crate::gpu::kv_cache::KvCache::block_bytes(self.block_size, config.num_kv_heads, config.head_dim);
+        let budget = (self.kv_cache_mib as u64) << 20;
+        let by_budget = budget / (per_layer * 2 * config.num_layers as u64);
+        let by_binding = max_binding / per_layer;
+        by_budget.min(by_binding).max(1) as usize
+    }
 }

@@ -1,2 +1,36 @@
 //! Text: tokenizer, chat template, incremental detokenizer. A leaf: knows
-//! nothing of model files or the GPU; it is built from plain data.
+//! nothing of model files or the GPU; it is built from plain data (a
+//! `tokenizer.json` path, a [`BpeVocab`] that the model layer reads out of a
+//! GGUF, a template source string).
+//!
+//! - [`tokenizer`]: text <-> token ids, wrapping the `tokenizers` crate.
+//! - [`chat_template`]: the model's own Jinja chat template, rendered with
+//!   minijinja the way Hugging Face renders it.
+//! - [`detokenizer`]: token ids -> text one token at a time for streaming,
+//!   never emitting half a UTF-8 character.
+
+pub mod chat_template;
+pub mod detokenizer;
+pub mod tokenizer;
+
+pub use chat_template::{ChatMessage, ChatTemplate};
+pub use detokenizer::Detokenizer;
+pub use tokenizer::{BpeVocab, Tokenizer};
+
+/// Errors of the text module. Messages name the offending input so that a
+/// server can pass them on to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum TextError {
+    #[error("cannot load tokenizer from {path}: {message}")]
+    Load { path: String, message: String },
+    #[error("invalid vocabulary: {0}")]
+    InvalidVocab(String),
+    #[error("unsupported pre-tokenizer {0:?} (supported: smollm, default, gpt2)")]
+    UnsupportedPreTokenizer(String),
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("token id {id} is out of range (vocabulary size {vocab_size})")]
+    UnknownTokenId { id: u32, vocab_size: usize },
+    #[error("chat template: {0}")]
+    Template(String),
+}

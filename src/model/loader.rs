@@ -1,0 +1,90 @@
+//! Everything a server needs from one model path: the network on the GPU,
+//! its tokenizer, its chat template and the tokens that end a generation.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::formats::gguf::GgufFile;
+use crate::gpu::GpuContext;
+use crate::text::{ChatTemplate, Tokenizer};
+
+use super::llama::Llama;
+use super::source::WeightSource;
+use super::vocab::{bpe_vocab_from_gguf, chat_template_from_gguf};
+use super::{LoadOptions, ModelError};
+
+pub struct LoadedModel {
+    pub llama: Llama,
+    pub tokenizer: Tokenizer,
+    pub chat_template: Option<ChatTemplate>,
+    /// End-of-generation ids: EOS and the other end-of-turn control tokens.
+    pub stop_token_ids: Vec<u32>,
+    /// A short name: the file stem or directory name.
+    pub name: String,
+}
+
+/// End-of-turn tokens of common chat formats, also treated as stops when
+/// the vocabulary has them (as llama.cpp does for its "end of generation" set).
+const END_OF_TURN_TOKENS: [&str; 5] =
+    ["<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"];
+
+pub fn load_model(
+    ctx: Arc<GpuContext>,
+    path: &Path,
+    options: &LoadOptions,
+) -> Result<LoadedModel, ModelError> {
+    let source = WeightSource::open(path)?;
+    let (tokenizer, chat_template) = match &source {
+        WeightSource::Gguf(gguf) => gguf_text(gguf)?,
+        WeightSource::Safetensors { dir, .. } => hf_text(dir)?,
+    };
+    let llama = Llama::from_source(ctx, &source, options)?;
+    let mut stop_token_ids: Vec<u32> = tokenizer.eos_id().into_iter().collect();
+    for token in END_OF_TURN_TOKENS {
+        if let Some(id) = tokenizer.token_to_id(token)
+            && !stop_token_ids.contains(&id)
+        {
+            stop_token_ids.push(id);
+        }
+    }
+    let name = path.file_stem().map_or_else(|| "model".to_string(), |s| s.to_string_lossy().into_owned());
+    Ok(LoadedModel { llama, tokenizer, chat_template, stop_token_ids, name })
+}
+
+fn text_error(e: crate::text::TextError) -> ModelError {
+    ModelError::Config(format!("tokenizer: {e}"))
+}
+
+fn gguf_text(gguf: &GgufFile) -> Result<(Tokenizer, Option<ChatTemplate>), ModelError> {
+    let tokenizer = Tokenizer::from_bpe_vocab(bpe_vocab_from_gguf(gguf)?).map_err(text_error)?;
+    Ok((tokenizer, chat_template_from_gguf(gguf)?))
+}
+
+/// tokenizer.json, with the template and special tokens of tokenizer_config.json.
+fn hf_text(dir: &Path) -> Result<(Tokenizer, Option<ChatTemplate>), ModelError> {
+    let mut tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json")).map_err(text_error)?;
+    let config: serde_json::Value = match std::fs::read_to_string(dir.join("tokenizer_config.json")) {
+        Ok(text) => serde_json::from_str(&text)
+            .map_err(|e| ModelError::Config(format!("tokenizer_config.json: {e}")))?,
+        Err(_) => serde_json::Value::Null,
+    };
+    // Special tokens appear either as strings or as {"content": ...} objects.
+    let token_text = |key: &str| -> Option<String> {
+        let value = &config[key];
+        value.as_str().or_else(|| value["content"].as_str()).map(str::to_string)
+    };
+    let bos = token_text("bos_token");
+    let eos = token_text("eos_token");
+    let bos_id = bos.as_deref().and_then(|t| tokenizer.token_to_id(t));
+    let eos_id = eos.as_deref().and_then(|t| tokenizer.token_to_id(t));
+    let (bos_id, eos_id) = (bos_id.or(tokenizer.bos_id()), eos_id.or(tokenizer.eos_id()));
+    tokenizer = tokenizer.with_special_ids(bos_id, eos_id);
+    let template = match config["chat_template"].as_str() {
+        Some(source) => Some(
+            ChatTemplate::new(source, bos.unwrap_or_default(), eos.unwrap_or_default())
+                .map_err(text_error)?,
+        ),
+        None => None,
+    };
+    Ok((tokenizer, template))
+}

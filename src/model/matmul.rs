@@ -1,0 +1,76 @@
+//! A packed weight matrix on the GPU and a matmul bound to its input and
+//! output buffers, with the pipeline picked per step by the token count.
+
+use std::sync::Arc;
+
+use crate::gpu::kernels::matmul::{MatmulKey, WeightFormat};
+use crate::gpu::pipelines::Kernel;
+use crate::gpu::{GpuBuffer, GpuContext, GpuError, KernelKey, PipelineCache};
+
+use super::weights::PackedMatrix;
+
+/// A `[rows, cols]` weight matrix in one of the packed formats.
+pub struct GpuMatrix {
+    pub format: WeightFormat,
+    pub rows: usize,
+    pub cols: usize,
+    pub data: GpuBuffer,
+    pub scales: GpuBuffer,
+}
+
+impl GpuMatrix {
+    pub fn upload(ctx: &GpuContext, name: &str, packed: PackedMatrix) -> Result<Self, GpuError> {
+        Ok(Self {
+            format: packed.format,
+            rows: packed.rows,
+            cols: packed.cols,
+            data: GpuBuffer::storage_init(ctx, name, bytemuck::cast_slice(&packed.data))?,
+            scales: GpuBuffer::storage_init(ctx, name, bytemuck::cast_slice(&packed.scales))?,
+        })
+    }
+}
+
+/// y = x · Wᵀ (or y += x · Wᵀ), for any token count up to the scratch size.
+pub struct MatmulOp {
+    /// One pipeline per token tile; all share the bind group layout.
+    variants: Vec<(MatmulKey, Arc<Kernel>)>,
+    bind_group: wgpu::BindGroup,
+}
+
+const TILES: [u32; 3] = [1, 4, 8];
+
+impl MatmulOp {
+    pub fn new(
+        ctx: &GpuContext,
+        cache: &mut PipelineCache,
+        weight: GpuMatrix,
+        step: &GpuBuffer,
+        x: &GpuBuffer,
+        y: &GpuBuffer,
+        accumulate: bool,
+    ) -> Self {
+        let variants: Vec<(MatmulKey, Arc<Kernel>)> = TILES
+            .iter()
+            .map(|&tile_tokens| {
+                let key = MatmulKey {
+                    format: weight.format,
+                    k: weight.cols as u32,
+                    n: weight.rows as u32,
+                    tile_tokens,
+                    accumulate,
+                };
+                (key, cache.get(ctx, KernelKey::Matmul(key)))
+            })
+            .collect();
+        let buffers = [&step.buffer, &x.buffer, &weight.data.buffer, &weight.scales.buffer, &y.buffer];
+        let bind_group = variants[0].1.bind_group(ctx, &buffers);
+        Self { variants, bind_group }
+    }
+
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, num_tokens: u32) {
+        let tile = MatmulKey::tile_for(num_tokens);
+        if let Some((key, kernel)) = self.variants.iter().find(|(key, _)| key.tile_tokens == tile) {
+            kernel.dispatch(pass, &self.bind_group, key.workgroups(num_tokens));
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Glue from a GGUF file's `tokenizer.*` metadata to the text module's plain
+//! data: a [`BpeVocab`] for the tokenizer and the model's [`ChatTemplate`].
+//! Reads keys only; tokenizer behaviour lives in `crate::text`.
+
+use crate::formats::FormatError;
+use crate::formats::gguf::{GgufFile, GgufValue};
+use crate::text::{BpeVocab, ChatTemplate};
+
+const MODEL: &str = "tokenizer.ggml.model";
+const TOKENS: &str = "tokenizer.ggml.tokens";
+const TOKEN_TYPES: &str = "tokenizer.ggml.token_type";
+const MERGES: &str = "tokenizer.ggml.merges";
+const PRE: &str = "tokenizer.ggml.pre";
+const BOS_ID: &str = "tokenizer.ggml.bos_token_id";
+const EOS_ID: &str = "tokenizer.ggml.eos_token_id";
+const ADD_BOS: &str = "tokenizer.ggml.add_bos_token";
+const CHAT_TEMPLATE: &str = "tokenizer.chat_template";
+
+/// The byte-level BPE vocabulary of a GGUF with `tokenizer.ggml.model =
+/// "gpt2"` (Llama 3, SmolLM, Qwen, ...). SentencePiece vocabularies
+/// ("llama") are not supported yet.
+pub fn bpe_vocab_from_gguf(gguf: &GgufFile) -> Result<BpeVocab, FormatError> {
+    let model = gguf.get_str(MODEL)?;
+    if model != "gpt2" {
+        return Err(FormatError::Unsupported(format!(
+            "tokenizer model `{model}` (only byte-level BPE, `gpt2`, is supported)"
+        )));
+    }
+    let tokens = strings(gguf, TOKENS)?;
+    let merges = strings(gguf, MERGES)?;
+    let token_types = match gguf.get(TOKEN_TYPES) {
+        None => Vec::new(),
+        Some(_) => gguf
+            .get_array(TOKEN_TYPES)?
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_i64()
+                    .and_then(|t| i32::try_from(t).ok())
+                    .ok_or_else(|| element_error(TOKEN_TYPES, i, "an i32", v))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    // llama.cpp treats a missing `pre` as the GPT-2 default split.
+    let pre = match gguf.get(PRE) {
+        None => "default".to_string(),
+        Some(_) => gguf.get_str(PRE)?.to_string(),
+    };
+    // No BOS unless the file asks for it: byte-level BPE models generally
+    // do not add one (SmolLM2 says add_bos_token = false).
+    let add_bos = match gguf.get(ADD_BOS) {
+        None => false,
+        Some(_) => gguf.get_bool(ADD_BOS)?,
+    };
+    Ok(BpeVocab {
+        tokens,
+        token_types,
+        merges,
+        pre,
+        bos_id: token_id(gguf, BOS_ID)?,
+        eos_id: token_id(gguf, EOS_ID)?,
+        add_bos,
+    })
+}
+
+/// The model's chat template, with its BOS/EOS token strings, or `None`
+/// when the file carries no template.
+pub fn chat_template_from_gguf(gguf: &GgufFile) -> Result<Option<ChatTemplate>, FormatError> {
+    if gguf.get(CHAT_TEMPLATE).is_none() {
+        return Ok(None);
+    }
+    let source = gguf.get_str(CHAT_TEMPLATE)?;
+    let tokens = gguf.get_array(TOKENS)?;
+    let token_text = |key: &str| -> Result<String, FormatError> {
+        Ok(token_id(gguf, key)?
+            .and_then(|id| tokens.get(id as usize))
+            .and_then(GgufValue::as_str)
+            .unwrap_or_default()
+            .to_string())
+    };
+    let template = ChatTemplate::new(source, token_text(BOS_ID)?, token_text(EOS_ID)?)
+        .map_err(|e| FormatError::Invalid(format!("GGUF `{CHAT_TEMPLATE}`: {e}")))?;
+    Ok(Some(template))
+}
+
+fn strings(gguf: &GgufFile, key: &str) -> Result<Vec<String>, FormatError> {
+    gguf.get_array(key)?
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v.as_str().map(str::to_string).ok_or_else(|| element_error(key, i, "a string", v)))
+        .collect()
+}
+
+fn token_id(gguf: &GgufFile, key: &str) -> Result<Option<u32>, FormatError> {
+    if gguf.get(key).is_none() {
+        return Ok(None);
+    }
+    let id = gguf.get_u64(key)?;
+    u32::try_from(id)
+        .map(Some)
+        .map_err(|_| FormatError::Invalid(format!("GGUF `{key}` = {id} is not a token id")))
+}
+
+fn element_error(key: &str, index: usize, expected: &str, value: &GgufValue) -> FormatError {
+    FormatError::Invalid(format!("GGUF `{key}`[{index}] is {}, expected {expected}", value.type_name()))
+}

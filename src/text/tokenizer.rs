@@ -1,0 +1,327 @@
+//! Tokenizer: text <-> token ids, a thin wrapper over the `tokenizers` crate.
+//!
+//! Two sources: a Hugging Face `tokenizer.json` ([`Tokenizer::from_file`]),
+//! or a byte-level BPE vocabulary as GGUF files carry it
+//! ([`Tokenizer::from_bpe_vocab`], from a [`BpeVocab`] that the model layer
+//! fills). This file owns the mapping from GGUF's tokenizer description
+//! (`tokenizer.ggml.pre`, token types) to a `tokenizers` pipeline; it knows
+//! nothing of GGUF parsing itself.
+
+use std::path::Path;
+
+use tokenizers::models::bpe::{BPE, Vocab};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::{AddedToken, PreTokenizerWrapper};
+
+use super::TextError;
+
+/// GGUF token types (`tokenizer.ggml.token_type`), as llama.cpp numbers them.
+pub mod token_type {
+    pub const NORMAL: i32 = 1;
+    pub const UNKNOWN: i32 = 2;
+    pub const CONTROL: i32 = 3;
+    pub const USER_DEFINED: i32 = 4;
+    pub const UNUSED: i32 = 5;
+    pub const BYTE: i32 = 6;
+}
+
+/// A byte-level BPE vocabulary as a GGUF file describes it
+/// (`tokenizer.ggml.model = "gpt2"`).
+#[derive(Debug, Clone, Default)]
+pub struct BpeVocab {
+    /// Token strings indexed by id, already in GPT-2 byte-level unicode form
+    /// (a space is `Ġ`), except control/user-defined tokens which are plain
+    /// text such as `<|im_start|>`.
+    pub tokens: Vec<String>,
+    /// GGUF token types per id (see [`token_type`]); may be empty (all normal).
+    pub token_types: Vec<i32>,
+    /// Merge rules in priority order, each `"left right"`.
+    pub merges: Vec<String>,
+    /// GGUF `tokenizer.ggml.pre`: which pre-tokenizer splits the text.
+    pub pre: String,
+    pub bos_id: Option<u32>,
+    pub eos_id: Option<u32>,
+    /// Whether `encode(.., add_special = true)` prepends the BOS token.
+    pub add_bos: bool,
+}
+
+/// Text <-> token ids.
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    bos_id: Option<u32>,
+    eos_id: Option<u32>,
+    /// Prepend BOS ourselves on `encode(.., true)`. Only for GGUF vocabularies:
+    /// a `tokenizer.json` does it in its own post-processor.
+    add_bos: bool,
+}
+
+impl Tokenizer {
+    /// Loads a Hugging Face `tokenizer.json`. BOS/EOS are not known from that
+    /// file alone (they live in `tokenizer_config.json`); set them with
+    /// [`Tokenizer::with_special_ids`].
+    pub fn from_file(path: &Path) -> Result<Self, TextError> {
+        let inner = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| TextError::Load { path: path.display().to_string(), message: e.to_string() })?;
+        Ok(Self { inner, bos_id: None, eos_id: None, add_bos: false })
+    }
+
+    /// Sets the BOS/EOS ids (e.g. from `tokenizer_config.json`).
+    pub fn with_special_ids(mut self, bos_id: Option<u32>, eos_id: Option<u32>) -> Self {
+        self.bos_id = bos_id;
+        self.eos_id = eos_id;
+        self
+    }
+
+    /// Builds a GPT-2 style byte-level BPE tokenizer from a GGUF vocabulary.
+    pub fn from_bpe_vocab(vocab: BpeVocab) -> Result<Self, TextError> {
+        let num_tokens = vocab.tokens.len();
+        if num_tokens == 0 {
+            return Err(TextError::InvalidVocab("no tokens".into()));
+        }
+        if !vocab.token_types.is_empty() && vocab.token_types.len() != num_tokens {
+            return Err(TextError::InvalidVocab(format!(
+                "{} token types for {} tokens",
+                vocab.token_types.len(),
+                num_tokens
+            )));
+        }
+        for (name, id) in [("bos", vocab.bos_id), ("eos", vocab.eos_id)] {
+            if let Some(id) = id.filter(|&id| id as usize >= num_tokens) {
+                return Err(TextError::InvalidVocab(format!(
+                    "{name} id {id} >= vocabulary size {num_tokens}"
+                )));
+            }
+        }
+        let pre_tokenizer = pre_tokenizer_for(&vocab.pre)?;
+
+        // Some GGUF vocabularies repeat a string (e.g. padding entries); the
+        // first id keeps the string so that encoding stays deterministic.
+        // Collected in reverse so that the first id is inserted last and wins.
+        let token_to_id: Vocab =
+            vocab.tokens.iter().enumerate().rev().map(|(id, token)| (token.clone(), id as u32)).collect();
+        let merges = vocab
+            .merges
+            .iter()
+            .map(|m| {
+                m.split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .ok_or_else(|| TextError::InvalidVocab(format!("merge without a space: {m:?}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // Byte-level: every byte has a token, so no unknown token and no
+        // byte fallback.
+        let bpe = BPE::builder()
+            .vocab_and_merges(token_to_id, merges)
+            .build()
+            .map_err(|e| TextError::InvalidVocab(e.to_string()))?;
+
+        let mut inner = tokenizers::Tokenizer::new(bpe);
+        inner.with_pre_tokenizer(Some(pre_tokenizer));
+        inner.with_decoder(Some(ByteLevel::default()));
+        inner.add_special_tokens(&added_tokens(&vocab));
+
+        Ok(Self { inner, bos_id: vocab.bos_id, eos_id: vocab.eos_id, add_bos: vocab.add_bos })
+    }
+
+    /// Token ids of `text`. Special tokens written in the text (such as
+    /// `<|im_start|>`) become their ids; `add_special` adds what the
+    /// tokenizer adds around a sequence (BOS for GGUF vocabularies that ask
+    /// for it).
+    pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>, TextError> {
+        let encoding =
+            self.inner.encode_fast(text, add_special).map_err(|e| TextError::Tokenizer(e.to_string()))?;
+        let ids = encoding.get_ids();
+        match self.bos_id {
+            Some(bos) if add_special && self.add_bos => {
+                let mut with_bos = Vec::with_capacity(ids.len() + 1);
+                with_bos.push(bos);
+                with_bos.extend_from_slice(ids);
+                Ok(with_bos)
+            }
+            _ => Ok(ids.to_vec()),
+        }
+    }
+
+    /// Text of `ids`; `skip_special` drops special (control) tokens. An id
+    /// outside the vocabulary is an error, not silently dropped.
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String, TextError> {
+        if let Some(&id) = ids.iter().find(|&&id| self.inner.id_to_token(id).is_none()) {
+            return Err(TextError::UnknownTokenId { id, vocab_size: self.vocab_size() });
+        }
+        self.inner.decode(ids, skip_special).map_err(|e| TextError::Tokenizer(e.to_string()))
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// The token's string as stored in the vocabulary (byte-level form for
+    /// BPE tokens, e.g. `Ġthe`).
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// Number of token ids, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    pub fn bos_id(&self) -> Option<u32> {
+        self.bos_id
+    }
+
+    pub fn eos_id(&self) -> Option<u32> {
+        self.eos_id
+    }
+}
+
+/// The pre-tokenizer named by GGUF's `tokenizer.ggml.pre`.
+fn pre_tokenizer_for(pre: &str) -> Result<PreTokenizerWrapper, TextError> {
+    // GPT-2's regex split, then bytes -> unicode; no prefix space is added
+    // (llama.cpp and HF agree on that for these models).
+    let byte_level = ByteLevel::new(false, true, true);
+    match pre {
+        // SmolLM's tokenizer.json: every digit is its own pre-token before
+        // the byte-level split ("2024" -> 2,0,2,4).
+        "smollm" => Ok(Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into()),
+        "default" | "gpt2" | "" => Ok(byte_level.into()),
+        other => Err(TextError::UnsupportedPreTokenizer(other.to_string())),
+    }
+}
+
+/// Control and user-defined tokens, matched verbatim in input text.
+/// Control tokens are special (dropped by `decode(.., skip_special = true)`);
+/// user-defined ones are plain added text that decoding always keeps, as in
+/// llama.cpp.
+fn added_tokens(vocab: &BpeVocab) -> Vec<AddedToken> {
+    vocab
+        .token_types
+        .iter()
+        .zip(&vocab.tokens)
+        .filter_map(|(&kind, token)| {
+            let special = match kind {
+                token_type::CONTROL => true,
+                token_type::USER_DEFINED => false,
+                _ => return None,
+            };
+            Some(AddedToken::from(token.clone(), special).normalized(false))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny vocabulary: all 256 byte tokens, a few merges, three specials.
+    fn tiny_vocab(pre: &str) -> BpeVocab {
+        let mut tokens: Vec<String> = vec!["<|endoftext|>".into(), "<|im_start|>".into()];
+        let mut token_types = vec![token_type::CONTROL, token_type::CONTROL];
+        tokens.push("<tool>".into());
+        token_types.push(token_type::USER_DEFINED);
+        for b in 0u8..=255 {
+            tokens.push(byte_level_byte(b));
+            token_types.push(token_type::BYTE);
+        }
+        let merges = ["h e", "he l", "hel l", "hell o", "Ġ w", "2 0"];
+        for m in merges {
+            tokens.push(m.replace(' ', ""));
+            token_types.push(token_type::NORMAL);
+        }
+        BpeVocab {
+            tokens,
+            token_types,
+            merges: merges.iter().map(|m| m.to_string()).collect(),
+            pre: pre.into(),
+            bos_id: Some(0),
+            eos_id: Some(0),
+            add_bos: false,
+        }
+    }
+
+    /// GPT-2's byte -> unicode map: printable bytes stand for themselves,
+    /// the others map to U+0100.. in byte order.
+    fn byte_level_byte(b: u8) -> String {
+        let printable =
+            |x: u8| (b'!'..=b'~').contains(&x) || (0xA1..=0xAC).contains(&x) || (0xAE..=0xFF).contains(&x);
+        if printable(b) {
+            char::from(b).to_string()
+        } else {
+            let rank = (0..b).filter(|&x| !printable(x)).count() as u32;
+            char::from_u32(256 + rank).map(String::from).unwrap_or_default()
+        }
+    }
+
+    fn tiny(pre: &str) -> Tokenizer {
+        match Tokenizer::from_bpe_vocab(tiny_vocab(pre)) {
+            Ok(t) => t,
+            Err(e) => panic!("tiny vocab: {e}"),
+        }
+    }
+
+    #[test]
+    fn merges_apply_and_special_tokens_are_recognised() -> Result<(), TextError> {
+        let tok = tiny("gpt2");
+        let hello = tok.token_to_id("hello").ok_or(TextError::Tokenizer("no hello".into()))?;
+        let im_start = tok.token_to_id("<|im_start|>");
+        assert_eq!(im_start, Some(1));
+        let ids = tok.encode("<|im_start|>hello<tool>", false)?;
+        assert_eq!(ids, vec![1, hello, 2]);
+        Ok(())
+    }
+
+    #[test]
+    fn decode_round_trips_and_skips_only_control_tokens() -> Result<(), TextError> {
+        let tok = tiny("gpt2");
+        let text = "<|im_start|>hello world<tool> é 🤖\n";
+        let ids = tok.encode(text, false)?;
+        assert_eq!(tok.decode(&ids, false)?, text);
+        assert_eq!(tok.decode(&ids, true)?, "hello world<tool> é 🤖\n");
+        Ok(())
+    }
+
+    #[test]
+    fn smollm_splits_digits_one_by_one() -> Result<(), TextError> {
+        let digit = |c: &str| tiny("smollm").token_to_id(c);
+        let twenty = tiny("gpt2").token_to_id("20");
+        assert!(twenty.is_some());
+        // With gpt2's split "2024" is one pre-token, so the "2 0" merge applies.
+        let ids = tiny("gpt2").encode("2024", false)?;
+        assert_eq!(ids.len(), 3);
+        assert_eq!(ids[0], twenty.unwrap_or_default());
+        // smollm isolates each digit first: no merge across digits.
+        let ids = tiny("smollm").encode("2024", false)?;
+        let expect: Vec<u32> = ["2", "0", "2", "4"].iter().filter_map(|c| digit(c)).collect();
+        assert_eq!(ids, expect);
+        Ok(())
+    }
+
+    #[test]
+    fn bos_is_added_only_when_asked() -> Result<(), TextError> {
+        let mut vocab = tiny_vocab("gpt2");
+        vocab.add_bos = true;
+        let tok = Tokenizer::from_bpe_vocab(vocab)?;
+        assert_eq!(tok.encode("hello", true)?.first(), Some(&0));
+        assert_ne!(tok.encode("hello", false)?.first(), Some(&0));
+        Ok(())
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        assert!(matches!(
+            Tokenizer::from_bpe_vocab(tiny_vocab("llama-bpe")),
+            Err(TextError::UnsupportedPreTokenizer(_))
+        ));
+        let mut vocab = tiny_vocab("gpt2");
+        vocab.merges.push("nospace".into());
+        assert!(matches!(Tokenizer::from_bpe_vocab(vocab), Err(TextError::InvalidVocab(_))));
+        let mut vocab = tiny_vocab("gpt2");
+        vocab.token_types.pop();
+        assert!(matches!(Tokenizer::from_bpe_vocab(vocab), Err(TextError::InvalidVocab(_))));
+        let tok = tiny("gpt2");
+        let too_big = tok.vocab_size() as u32 + 5;
+        assert!(matches!(tok.decode(&[too_big], false), Err(TextError::UnknownTokenId { .. })));
+    }
+}
