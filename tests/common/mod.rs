@@ -1,2 +1,3 @@
 #![allow(dead_code)]
+pub mod cpu_llama;
 pub mod gpu;
