@@ -1,8 +1,14 @@
 # The two commands a new user needs: `make serve` and `make test`.
-# Each runs the idempotent setup first (software Vulkan where no GPU, models).
+# Each runs the idempotent setup first (Rust check, software Vulkan where no
+# GPU, models). Everything builds with the release profile, so `make test`,
+# `make serve` and `make bench` share one set of compiled artifacts.
 CARGO ?= cargo
+# Where cargo puts the binary: $CARGO_TARGET_DIR if set, else ./target.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+WGSERVE := $(TARGET_DIR)/release/wgserve
+PROMPT ?= Explain in two sentences why the sky is blue.
 
-.PHONY: setup build serve test bench reference
+.PHONY: setup build lint test serve bench reference
 
 setup:
 	bash scripts/setup.sh
@@ -10,14 +16,21 @@ setup:
 build: setup
 	$(CARGO) build --release
 
-serve: build
-	./target/release/wgserve generate --chat --prompt "Explain in two sentences why the sky is blue."
+lint: setup
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --all-targets -- -D warnings
 
-test: setup
+# One test at a time: each GPU test already uses every core through lavapipe.
+test: lint
 	$(CARGO) test --release -- --test-threads=1
 
-bench: build
-	./target/release/wgserve bench
+# Until the HTTP server exists: one chat prompt through the default model.
+serve: build
+	$(WGSERVE) generate --chat --prompt "$(PROMPT)"
 
-reference:
+bench: build
+	$(WGSERVE) bench
+
+# Regenerates tests/fixtures/smollm2_reference.json with HF transformers.
+reference: setup
 	bash scripts/make_reference.sh

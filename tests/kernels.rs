@@ -221,7 +221,7 @@ fn rope_rotates_adjacent_pairs_and_halves() {
         gpu.run(KernelKey::Rope(key), &[&step, &qb, &pb, &tb], key.workgroups(m as u32));
         let got = gpu.read_f32(&qb, m * row);
         let mut want = qkv.clone();
-        for t in 0..m {
+        for (t, &position) in positions.iter().enumerate() {
             for head in 0..hq + hkv {
                 let base = t * row + head * head_dim;
                 for i in 0..head_dim / 2 {
@@ -230,7 +230,7 @@ fn rope_rotates_adjacent_pairs_and_halves() {
                     } else {
                         (base + 2 * i, base + 2 * i + 1)
                     };
-                    let angle = positions[t] as f64 * 10000f64.powf(-(2.0 * i as f64) / head_dim as f64);
+                    let angle = position as f64 * 10000f64.powf(-(2.0 * i as f64) / head_dim as f64);
                     let (cos, sin) = (angle.cos() as f32, angle.sin() as f32);
                     want[a] = qkv[a] * cos - qkv[b] * sin;
                     want[b] = qkv[b] * cos + qkv[a] * sin;

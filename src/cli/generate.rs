@@ -23,13 +23,17 @@ pub struct GenerateArgs {
     /// A system message (with --chat).
     #[arg(long, requires = "chat")]
     system: Option<String>,
+    /// Most tokens to generate (fewer if the model ends its turn).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     max_tokens: u32,
-    /// 0 is greedy.
+    /// Sampling temperature, 0 to 2; 0 is greedy.
     #[arg(long, default_value_t = 0.0)]
     temperature: f32,
+    /// Nucleus sampling: draw from the most likely tokens that together
+    /// reach this probability, in (0, 1].
     #[arg(long, default_value_t = 1.0)]
     top_p: f32,
+    /// Seed of the sampling RNG, for a reproducible sample (default: random).
     #[arg(long)]
     seed: Option<u64>,
 }

@@ -90,7 +90,7 @@ impl GpuContext {
 
     /// Largest size of one storage binding, in bytes.
     pub fn max_storage_binding(&self) -> u64 {
-        self.limits.max_storage_buffer_binding_size as u64
+        self.limits.max_storage_buffer_binding_size
     }
 
     /// Blocks until all submitted work is done.

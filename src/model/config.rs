@@ -127,16 +127,18 @@ impl LlamaConfig {
         if self.num_heads == 0 || self.num_kv_heads == 0 || self.num_layers == 0 || self.vocab_size == 0 {
             return fail(format!("empty model: {self:?}"));
         }
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return fail(format!(
                 "{} heads do not group over {} KV heads",
                 self.num_heads, self.num_kv_heads
             ));
         }
-        if self.head_dim % 4 != 0 || self.head_dim as u32 > crate::gpu::kernels::attention::MAX_HEAD_DIM {
+        if !self.head_dim.is_multiple_of(4)
+            || self.head_dim as u32 > crate::gpu::kernels::attention::MAX_HEAD_DIM
+        {
             return fail(format!("head size {} is not a multiple of 4 up to 256", self.head_dim));
         }
-        if self.hidden_size % 32 != 0 || self.intermediate_size % 32 != 0 {
+        if !self.hidden_size.is_multiple_of(32) || !self.intermediate_size.is_multiple_of(32) {
             return fail("hidden and intermediate sizes must be multiples of 32".into());
         }
         if self.max_position_embeddings == 0 || self.max_position_embeddings > 1 << 20 {

@@ -72,7 +72,7 @@ impl WeightSource {
             }
             WeightSource::Safetensors { file, .. } => {
                 let hf = hf_name(name);
-                if !file.tensor_names().iter().any(|n| *n == hf) {
+                if !file.tensor_names().contains(&hf) {
                     return Ok(None);
                 }
                 let tensor = file.tensor(&hf)?;

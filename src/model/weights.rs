@@ -46,7 +46,7 @@ pub fn pack_matrix(
     cols: usize,
 ) -> Result<PackedMatrix, ModelError> {
     let invalid = |why: String| ModelError::InvalidTensor { name: name.to_string(), why };
-    if cols % 32 != 0 {
+    if !cols.is_multiple_of(32) {
         return Err(invalid(format!("row length {cols} is not a multiple of 32")));
     }
     let elements = rows.checked_mul(cols).ok_or_else(|| invalid("size overflows".into()))?;
