@@ -1,15 +1,17 @@
 // y[M, N] (+)= x[M, K] · W[N, K]^T, with W in one of our packed formats.
 //
 // Shaped for what a CPU driver (lavapipe) does well, and valid on a GPU.
-// Each invocation computes a register tile of TILE_ROWS consecutive output
-// rows by TILE_TOKENS tokens: every activation it loads serves TILE_ROWS
-// rows and every weight it dequantizes serves TILE_TOKENS tokens. On
-// llvmpipe each invocation is one SIMD lane and every load is a per-lane
-// gather, so reuse inside the lane is what pays; workgroup memory and
-// barriers cost more than they save there (measured: see README).
-// All loops run to override constants so the driver unrolls them and keeps
-// the tile in registers; a short last tile re-reads the last token or row
-// and drops the extra results at the store.
+// llvmpipe runs each invocation as one SIMD lane and every load as a
+// per-lane gather, so what pays is reuse inside an invocation: each one
+// computes a register tile, and every loaded activation serves several
+// rows, every dequantized weight several tokens. Tiles are mat4x4 values,
+// not arrays: the driver keeps them in registers without having to unroll
+// anything, where an indexed private array would live in memory.
+//
+// matmul_*: 4 rows x 4 tokens per invocation (prefill, big batches).
+// matvec_*: 8 rows x 1 token per invocation (decode, small batches).
+// A tile hanging over the edge re-reads the last row or token and drops
+// those results at the store.
 
 struct Step {
     num_tokens: u32,
@@ -20,12 +22,7 @@ struct Step {
 
 override K: u32;                   // inner size, a multiple of 32
 override N: u32;                   // output rows
-override TILE_TOKENS: u32 = 1u;    // tokens per invocation, 1..=MAX_TILE_TOKENS
-override TILE_ROWS: u32 = 8u;      // rows per invocation, 1..=MAX_TILE_ROWS
 override ACCUMULATE: bool = false; // y += ... (fuses the residual add)
-
-const MAX_TILE_TOKENS: u32 = 8u;
-const MAX_TILE_ROWS: u32 = 8u;
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;  // [M, K] f32
@@ -33,55 +30,75 @@ const MAX_TILE_ROWS: u32 = 8u;
 @group(0) @binding(3) var<storage, read> w_scales: array<u32>; // [N, K/32] block scales (format-specific)
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;  // [M, N] f32
 
-// [TILE_ROWS * TILE_TOKENS] partial sums, row-major.
-var<private> acc: array<f32, 64>;
-// One block's per-token partial dot products (before the block scale).
-var<private> dots: array<vec4<f32>, 64>;
-var<private> block_sum_x: array<f32, MAX_TILE_TOKENS>;
+const BLOCK: u32 = 32u;
+const ONES = vec4<f32>(1.0);
 
-struct Tile {
-    row0: u32,
-    t0: u32,
+// ---- tiles ----
+
+// Four consecutive rows from `row0`, clamped to the matrix.
+fn rows4(row0: u32) -> vec4<u32> {
+    return min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(N - 1u));
 }
 
-fn tile_of(gid: vec3<u32>) -> Tile {
-    return Tile(gid.x * TILE_ROWS, gid.y * TILE_TOKENS);
+// Offsets (in vec4s) of four consecutive tokens' rows of x, clamped.
+fn token_rows4(t0: u32) -> vec4<u32> {
+    let last = step.num_tokens - 1u;
+    return min(vec4<u32>(t0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last)) * (K / 4u);
 }
 
-fn tile_row(tile: Tile, r: u32) -> u32 {
-    return min(tile.row0 + r, N - 1u);
+fn x4(tokens: vec4<u32>, at: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(x[tokens.x + at], x[tokens.y + at], x[tokens.z + at], x[tokens.w + at]);
 }
 
-fn x_row(tile: Tile, t: u32) -> u32 {
-    return min(tile.t0 + t, step.num_tokens - 1u) * (K / 4u);
+fn words4(rows: vec4<u32>, words_per_row: u32, at: u32) -> vec4<u32> {
+    return vec4<u32>(
+        w_data[rows.x * words_per_row + at],
+        w_data[rows.y * words_per_row + at],
+        w_data[rows.z * words_per_row + at],
+        w_data[rows.w * words_per_row + at],
+    );
 }
 
-fn clear_acc() {
-    for (var i = 0u; i < TILE_ROWS * TILE_TOKENS; i++) { acc[i] = 0.0; }
+fn scales4(rows: vec4<u32>, b: u32) -> vec4<u32> {
+    let blocks = K / BLOCK;
+    return vec4<u32>(
+        w_scales[rows.x * blocks + b],
+        w_scales[rows.y * blocks + b],
+        w_scales[rows.z * blocks + b],
+        w_scales[rows.w * blocks + b],
+    );
 }
 
-fn clear_dots() {
-    for (var i = 0u; i < TILE_ROWS * TILE_TOKENS; i++) { dots[i] = vec4<f32>(0.0); }
-}
-
-fn hsum(v: vec4<f32>) -> f32 {
-    return v.x + v.y + v.z + v.w;
-}
-
-fn store(tile: Tile) {
-    for (var r = 0u; r < TILE_ROWS; r++) {
-        for (var t = 0u; t < TILE_TOKENS; t++) {
-            if (tile.row0 + r < N && tile.t0 + t < step.num_tokens) {
-                let index = (tile.t0 + t) * N + tile.row0 + r;
-                if (ACCUMULATE) {
-                    y[index] += acc[r * TILE_TOKENS + t];
-                } else {
-                    y[index] = acc[r * TILE_TOKENS + t];
-                }
-            }
+fn put(row: u32, token: u32, value: f32) {
+    if (row < N && token < step.num_tokens) {
+        let index = token * N + row;
+        if (ACCUMULATE) {
+            y[index] += value;
+        } else {
+            y[index] = value;
         }
     }
 }
+
+// acc[t][r] is the result of row row0 + r for token t0 + t.
+fn store4x4(row0: u32, t0: u32, acc: mat4x4<f32>) {
+    for (var t = 0u; t < 4u; t++) {
+        let column = acc[t];
+        put(row0, t0 + t, column.x);
+        put(row0 + 1u, t0 + t, column.y);
+        put(row0 + 2u, t0 + t, column.z);
+        put(row0 + 3u, t0 + t, column.w);
+    }
+}
+
+fn store4(row0: u32, token: u32, acc: vec4<f32>) {
+    put(row0, token, acc.x);
+    put(row0 + 1u, token, acc.y);
+    put(row0 + 2u, token, acc.z);
+    put(row0 + 3u, token, acc.w);
+}
+
+// ---- dequantization ----
 
 fn nibbles_low(q: u32) -> vec4<f32> {
     return vec4<f32>(vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) & vec4<u32>(15u));
@@ -91,143 +108,264 @@ fn nibbles_high(q: u32) -> vec4<f32> {
     return vec4<f32>(vec4<u32>(q >> 4u, q >> 12u, q >> 20u, q >> 28u) & vec4<u32>(15u));
 }
 
+fn low4(q: vec4<u32>) -> mat4x4<f32> {
+    return mat4x4<f32>(nibbles_low(q.x), nibbles_low(q.y), nibbles_low(q.z), nibbles_low(q.w));
+}
+
+fn high4(q: vec4<u32>) -> mat4x4<f32> {
+    return mat4x4<f32>(nibbles_high(q.x), nibbles_high(q.y), nibbles_high(q.z), nibbles_high(q.w));
+}
+
 fn bytes_signed(q: u32) -> vec4<f32> {
     let v = bitcast<vec4<i32>>(vec4<u32>(q << 24u, q << 16u, q << 8u, q));
     return vec4<f32>(v >> vec4<u32>(24u));
 }
 
-// dots[r, t] = sum over the block's nibbles q * x, and block_sum_x[t] =
-// sum of the block's x (Q4_0 and Q4_1 share it).
-fn q4_block_dots(tile: Tile, b: u32) {
-    let blocks = K / 32u;
-    clear_dots();
-    for (var t = 0u; t < TILE_TOKENS; t++) { block_sum_x[t] = 0.0; }
-    for (var w = 0u; w < 4u; w++) {
-        var xl: array<vec4<f32>, MAX_TILE_TOKENS>;
-        var xh: array<vec4<f32>, MAX_TILE_TOKENS>;
-        for (var t = 0u; t < TILE_TOKENS; t++) {
-            let xb = x_row(tile, t) + b * 8u;
-            xl[t] = x[xb + w];
-            xh[t] = x[xb + 4u + w];
-            block_sum_x[t] += hsum(xl[t] + xh[t]);
-        }
-        for (var r = 0u; r < TILE_ROWS; r++) {
-            let q = w_data[(tile_row(tile, r) * blocks + b) * 4u + w];
-            let lo = nibbles_low(q);
-            let hi = nibbles_high(q);
-            for (var t = 0u; t < TILE_TOKENS; t++) {
-                dots[r * TILE_TOKENS + t] += lo * xl[t] + hi * xh[t];
-            }
-        }
-    }
+fn bytes4(q: vec4<u32>) -> mat4x4<f32> {
+    return mat4x4<f32>(bytes_signed(q.x), bytes_signed(q.y), bytes_signed(q.z), bytes_signed(q.w));
 }
 
-// Q4_1: scales word = pack2x16float(d, m). Value = d * q + m.
-@compute @workgroup_size(64)
+fn f32x4(rows: vec4<u32>, c: u32) -> mat4x4<f32> {
+    let a = words4(rows, K, c * 4u);
+    let b = words4(rows, K, c * 4u + 1u);
+    let d = words4(rows, K, c * 4u + 2u);
+    let e = words4(rows, K, c * 4u + 3u);
+    // Column r holds row r's four weights.
+    return transpose(mat4x4<f32>(bitcast<vec4<f32>>(a), bitcast<vec4<f32>>(b), bitcast<vec4<f32>>(d), bitcast<vec4<f32>>(e)));
+}
+
+fn f16x4(rows: vec4<u32>, c: u32) -> mat4x4<f32> {
+    let a = words4(rows, K / 2u, c * 2u);
+    let b = words4(rows, K / 2u, c * 2u + 1u);
+    return mat4x4<f32>(
+        vec4<f32>(unpack2x16float(a.x), unpack2x16float(b.x)),
+        vec4<f32>(unpack2x16float(a.y), unpack2x16float(b.y)),
+        vec4<f32>(unpack2x16float(a.z), unpack2x16float(b.z)),
+        vec4<f32>(unpack2x16float(a.w), unpack2x16float(b.w)),
+    );
+}
+
+// Weights are mat4x4 with column r = row r's four weights, so
+// transpose(w) * xs gives, per token column, the four rows' dot products.
+
+// ---- 4 rows x 4 tokens ----
+
+// Q4_1: 4 nibble words per block (byte j: weight j low, weight j+16 high),
+// scales word = pack2x16float(d, m). Value = d * q + m.
+@compute @workgroup_size(32)
 fn matmul_q4_1(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let tile = tile_of(gid);
-    let blocks = K / 32u;
-    clear_acc();
-    for (var b = 0u; b < blocks; b++) {
-        q4_block_dots(tile, b);
-        for (var r = 0u; r < TILE_ROWS; r++) {
-            let dm = unpack2x16float(w_scales[tile_row(tile, r) * blocks + b]);
-            for (var t = 0u; t < TILE_TOKENS; t++) {
-                acc[r * TILE_TOKENS + t] += dm.x * hsum(dots[r * TILE_TOKENS + t]) + dm.y * block_sum_x[t];
-            }
+    let rows = rows4(gid.x * 4u);
+    let tokens = token_rows4(gid.y * 4u);
+    var acc = mat4x4<f32>();
+    for (var b = 0u; b < K / BLOCK; b++) {
+        var dot_q = mat4x4<f32>();
+        var sum_x = vec4<f32>(0.0);
+        for (var w = 0u; w < 4u; w++) {
+            let q = words4(rows, K / 8u, b * 4u + w);
+            let x_low = x4(tokens, b * 8u + w);
+            let x_high = x4(tokens, b * 8u + 4u + w);
+            dot_q += transpose(low4(q)) * x_low + transpose(high4(q)) * x_high;
+            sum_x += transpose(x_low + x_high) * ONES;
         }
+        let s = scales4(rows, b);
+        let d0 = unpack2x16float(s.x);
+        let d1 = unpack2x16float(s.y);
+        let d2 = unpack2x16float(s.z);
+        let d3 = unpack2x16float(s.w);
+        let d = vec4<f32>(d0.x, d1.x, d2.x, d3.x);
+        let m = vec4<f32>(d0.y, d1.y, d2.y, d3.y);
+        acc += mat4x4<f32>(d * dot_q[0] + m * sum_x.x, d * dot_q[1] + m * sum_x.y, d * dot_q[2] + m * sum_x.z, d * dot_q[3] + m * sum_x.w);
     }
-    store(tile);
+    store4x4(gid.x * 4u, gid.y * 4u, acc);
 }
 
-// Q4_0: scales word = f32 bits of d. Value = d * (q - 8).
-@compute @workgroup_size(64)
+// Q4_0: as Q4_1 without the min; scales word = f32 bits of d. Value = d * (q - 8).
+@compute @workgroup_size(32)
 fn matmul_q4_0(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let tile = tile_of(gid);
-    let blocks = K / 32u;
-    clear_acc();
-    for (var b = 0u; b < blocks; b++) {
-        q4_block_dots(tile, b);
-        for (var r = 0u; r < TILE_ROWS; r++) {
-            let d = bitcast<f32>(w_scales[tile_row(tile, r) * blocks + b]);
-            for (var t = 0u; t < TILE_TOKENS; t++) {
-                acc[r * TILE_TOKENS + t] += d * (hsum(dots[r * TILE_TOKENS + t]) - 8.0 * block_sum_x[t]);
-            }
+    let rows = rows4(gid.x * 4u);
+    let tokens = token_rows4(gid.y * 4u);
+    var acc = mat4x4<f32>();
+    for (var b = 0u; b < K / BLOCK; b++) {
+        var dot_q = mat4x4<f32>();
+        var sum_x = vec4<f32>(0.0);
+        for (var w = 0u; w < 4u; w++) {
+            let q = words4(rows, K / 8u, b * 4u + w);
+            let x_low = x4(tokens, b * 8u + w);
+            let x_high = x4(tokens, b * 8u + 4u + w);
+            dot_q += transpose(low4(q)) * x_low + transpose(high4(q)) * x_high;
+            sum_x += transpose(x_low + x_high) * ONES;
         }
+        let d = bitcast<vec4<f32>>(scales4(rows, b));
+        let c = 8.0 * sum_x;
+        acc += mat4x4<f32>(d * (dot_q[0] - c.x), d * (dot_q[1] - c.y), d * (dot_q[2] - c.z), d * (dot_q[3] - c.w));
     }
-    store(tile);
+    store4x4(gid.x * 4u, gid.y * 4u, acc);
 }
 
 // Q8_0: 8 words of signed bytes per block; scales word = f32 bits of d.
-@compute @workgroup_size(64)
+@compute @workgroup_size(32)
 fn matmul_q8_0(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let tile = tile_of(gid);
-    let blocks = K / 32u;
-    clear_acc();
-    for (var b = 0u; b < blocks; b++) {
-        clear_dots();
+    let rows = rows4(gid.x * 4u);
+    let tokens = token_rows4(gid.y * 4u);
+    var acc = mat4x4<f32>();
+    for (var b = 0u; b < K / BLOCK; b++) {
+        var dot_q = mat4x4<f32>();
         for (var w = 0u; w < 8u; w++) {
-            var xv: array<vec4<f32>, MAX_TILE_TOKENS>;
-            for (var t = 0u; t < TILE_TOKENS; t++) {
-                xv[t] = x[x_row(tile, t) + b * 8u + w];
-            }
-            for (var r = 0u; r < TILE_ROWS; r++) {
-                let q = bytes_signed(w_data[(tile_row(tile, r) * blocks + b) * 8u + w]);
-                for (var t = 0u; t < TILE_TOKENS; t++) {
-                    dots[r * TILE_TOKENS + t] += q * xv[t];
-                }
-            }
+            let q = words4(rows, K / 4u, b * 8u + w);
+            dot_q += transpose(bytes4(q)) * x4(tokens, b * 8u + w);
         }
-        for (var r = 0u; r < TILE_ROWS; r++) {
-            let d = bitcast<f32>(w_scales[tile_row(tile, r) * blocks + b]);
-            for (var t = 0u; t < TILE_TOKENS; t++) {
-                acc[r * TILE_TOKENS + t] += d * hsum(dots[r * TILE_TOKENS + t]);
-            }
-        }
+        let d = bitcast<vec4<f32>>(scales4(rows, b));
+        acc += mat4x4<f32>(d * dot_q[0], d * dot_q[1], d * dot_q[2], d * dot_q[3]);
     }
-    store(tile);
+    store4x4(gid.x * 4u, gid.y * 4u, acc);
 }
 
 // F32: w_data holds the f32 bits of W row by row; w_scales is unused.
-@compute @workgroup_size(64)
+@compute @workgroup_size(32)
 fn matmul_f32(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let tile = tile_of(gid);
-    clear_dots();
+    let rows = rows4(gid.x * 4u);
+    let tokens = token_rows4(gid.y * 4u);
+    var acc = mat4x4<f32>();
     for (var c = 0u; c < K / 4u; c++) {
-        var xv: array<vec4<f32>, MAX_TILE_TOKENS>;
-        for (var t = 0u; t < TILE_TOKENS; t++) {
-            xv[t] = x[x_row(tile, t) + c];
-        }
-        for (var r = 0u; r < TILE_ROWS; r++) {
-            let base = tile_row(tile, r) * K + c * 4u;
-            let wv = bitcast<vec4<f32>>(vec4<u32>(w_data[base], w_data[base + 1u], w_data[base + 2u], w_data[base + 3u]));
-            for (var t = 0u; t < TILE_TOKENS; t++) {
-                dots[r * TILE_TOKENS + t] += wv * xv[t];
-            }
-        }
+        acc += transpose(f32x4(rows, c)) * x4(tokens, c);
     }
-    for (var i = 0u; i < TILE_ROWS * TILE_TOKENS; i++) { acc[i] = hsum(dots[i]); }
-    store(tile);
+    store4x4(gid.x * 4u, gid.y * 4u, acc);
 }
 
 // F16: w_data holds pairs of f16 (element 2i low half, 2i+1 high half).
-@compute @workgroup_size(64)
+@compute @workgroup_size(32)
 fn matmul_f16(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let tile = tile_of(gid);
-    clear_dots();
+    let rows = rows4(gid.x * 4u);
+    let tokens = token_rows4(gid.y * 4u);
+    var acc = mat4x4<f32>();
     for (var c = 0u; c < K / 4u; c++) {
-        var xv: array<vec4<f32>, MAX_TILE_TOKENS>;
-        for (var t = 0u; t < TILE_TOKENS; t++) {
-            xv[t] = x[x_row(tile, t) + c];
-        }
-        for (var r = 0u; r < TILE_ROWS; r++) {
-            let base = (tile_row(tile, r) * K + c * 4u) / 2u;
-            let wv = vec4<f32>(unpack2x16float(w_data[base]), unpack2x16float(w_data[base + 1u]));
-            for (var t = 0u; t < TILE_TOKENS; t++) {
-                dots[r * TILE_TOKENS + t] += wv * xv[t];
-            }
-        }
+        acc += transpose(f16x4(rows, c)) * x4(tokens, c);
     }
-    for (var i = 0u; i < TILE_ROWS * TILE_TOKENS; i++) { acc[i] = hsum(dots[i]); }
-    store(tile);
+    store4x4(gid.x * 4u, gid.y * 4u, acc);
+}
+
+// ---- 8 rows x 1 token ----
+
+fn token_row(token: u32) -> u32 {
+    return min(token, step.num_tokens - 1u) * (K / 4u);
+}
+
+@compute @workgroup_size(32)
+fn matvec_q4_1(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let rows_a = rows4(gid.x * 8u);
+    let rows_b = rows4(gid.x * 8u + 4u);
+    let xt = token_row(gid.y);
+    var acc_a = vec4<f32>(0.0);
+    var acc_b = vec4<f32>(0.0);
+    for (var b = 0u; b < K / BLOCK; b++) {
+        var dot_a = vec4<f32>(0.0);
+        var dot_b = vec4<f32>(0.0);
+        var sum_x = vec4<f32>(0.0);
+        for (var w = 0u; w < 4u; w++) {
+            let x_low = x[xt + b * 8u + w];
+            let x_high = x[xt + b * 8u + 4u + w];
+            let qa = words4(rows_a, K / 8u, b * 4u + w);
+            let qb = words4(rows_b, K / 8u, b * 4u + w);
+            dot_a += transpose(low4(qa)) * x_low + transpose(high4(qa)) * x_high;
+            dot_b += transpose(low4(qb)) * x_low + transpose(high4(qb)) * x_high;
+            sum_x += x_low + x_high;
+        }
+        let total_x = dot(sum_x, ONES);
+        let sa = scales4(rows_a, b);
+        let sb = scales4(rows_b, b);
+        let a0 = unpack2x16float(sa.x);
+        let a1 = unpack2x16float(sa.y);
+        let a2 = unpack2x16float(sa.z);
+        let a3 = unpack2x16float(sa.w);
+        let b0 = unpack2x16float(sb.x);
+        let b1 = unpack2x16float(sb.y);
+        let b2 = unpack2x16float(sb.z);
+        let b3 = unpack2x16float(sb.w);
+        acc_a += vec4<f32>(a0.x, a1.x, a2.x, a3.x) * dot_a + vec4<f32>(a0.y, a1.y, a2.y, a3.y) * total_x;
+        acc_b += vec4<f32>(b0.x, b1.x, b2.x, b3.x) * dot_b + vec4<f32>(b0.y, b1.y, b2.y, b3.y) * total_x;
+    }
+    store4(gid.x * 8u, gid.y, acc_a);
+    store4(gid.x * 8u + 4u, gid.y, acc_b);
+}
+
+@compute @workgroup_size(32)
+fn matvec_q4_0(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let rows_a = rows4(gid.x * 8u);
+    let rows_b = rows4(gid.x * 8u + 4u);
+    let xt = token_row(gid.y);
+    var acc_a = vec4<f32>(0.0);
+    var acc_b = vec4<f32>(0.0);
+    for (var b = 0u; b < K / BLOCK; b++) {
+        var dot_a = vec4<f32>(0.0);
+        var dot_b = vec4<f32>(0.0);
+        var sum_x = vec4<f32>(0.0);
+        for (var w = 0u; w < 4u; w++) {
+            let x_low = x[xt + b * 8u + w];
+            let x_high = x[xt + b * 8u + 4u + w];
+            let qa = words4(rows_a, K / 8u, b * 4u + w);
+            let qb = words4(rows_b, K / 8u, b * 4u + w);
+            dot_a += transpose(low4(qa)) * x_low + transpose(high4(qa)) * x_high;
+            dot_b += transpose(low4(qb)) * x_low + transpose(high4(qb)) * x_high;
+            sum_x += x_low + x_high;
+        }
+        let c = 8.0 * dot(sum_x, ONES);
+        acc_a += bitcast<vec4<f32>>(scales4(rows_a, b)) * (dot_a - c);
+        acc_b += bitcast<vec4<f32>>(scales4(rows_b, b)) * (dot_b - c);
+    }
+    store4(gid.x * 8u, gid.y, acc_a);
+    store4(gid.x * 8u + 4u, gid.y, acc_b);
+}
+
+@compute @workgroup_size(32)
+fn matvec_q8_0(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let rows_a = rows4(gid.x * 8u);
+    let rows_b = rows4(gid.x * 8u + 4u);
+    let xt = token_row(gid.y);
+    var acc_a = vec4<f32>(0.0);
+    var acc_b = vec4<f32>(0.0);
+    for (var b = 0u; b < K / BLOCK; b++) {
+        var dot_a = vec4<f32>(0.0);
+        var dot_b = vec4<f32>(0.0);
+        for (var w = 0u; w < 8u; w++) {
+            let xv = x[xt + b * 8u + w];
+            dot_a += transpose(bytes4(words4(rows_a, K / 4u, b * 8u + w))) * xv;
+            dot_b += transpose(bytes4(words4(rows_b, K / 4u, b * 8u + w))) * xv;
+        }
+        acc_a += bitcast<vec4<f32>>(scales4(rows_a, b)) * dot_a;
+        acc_b += bitcast<vec4<f32>>(scales4(rows_b, b)) * dot_b;
+    }
+    store4(gid.x * 8u, gid.y, acc_a);
+    store4(gid.x * 8u + 4u, gid.y, acc_b);
+}
+
+@compute @workgroup_size(32)
+fn matvec_f32(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let rows_a = rows4(gid.x * 8u);
+    let rows_b = rows4(gid.x * 8u + 4u);
+    let xt = token_row(gid.y);
+    var acc_a = vec4<f32>(0.0);
+    var acc_b = vec4<f32>(0.0);
+    for (var c = 0u; c < K / 4u; c++) {
+        let xv = x[xt + c];
+        acc_a += transpose(f32x4(rows_a, c)) * xv;
+        acc_b += transpose(f32x4(rows_b, c)) * xv;
+    }
+    store4(gid.x * 8u, gid.y, acc_a);
+    store4(gid.x * 8u + 4u, gid.y, acc_b);
+}
+
+@compute @workgroup_size(32)
+fn matvec_f16(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let rows_a = rows4(gid.x * 8u);
+    let rows_b = rows4(gid.x * 8u + 4u);
+    let xt = token_row(gid.y);
+    var acc_a = vec4<f32>(0.0);
+    var acc_b = vec4<f32>(0.0);
+    for (var c = 0u; c < K / 4u; c++) {
+        let xv = x[xt + c];
+        acc_a += transpose(f16x4(rows_a, c)) * xv;
+        acc_b += transpose(f16x4(rows_b, c)) * xv;
+    }
+    store4(gid.x * 8u, gid.y, acc_a);
+    store4(gid.x * 8u + 4u, gid.y, acc_b);
 }

@@ -14,7 +14,7 @@ use wgserve::gpu::kernels::argmax::ArgmaxKey;
 use wgserve::gpu::kernels::attention::AttentionKey;
 use wgserve::gpu::kernels::embedding::EmbeddingKey;
 use wgserve::gpu::kernels::kv_write::KvWriteKey;
-use wgserve::gpu::kernels::matmul::MatmulKey;
+use wgserve::gpu::kernels::matmul::{MatmulKey, Tile};
 use wgserve::gpu::kernels::rmsnorm::RmsNormKey;
 use wgserve::gpu::kernels::rope::{RopeKey, rope_table};
 use wgserve::gpu::kernels::silu_gate::SiluGateKey;
@@ -114,16 +114,9 @@ fn matmul_matches_cpu_for_every_format_tile_and_accumulate() {
             let packed = pack_matrix("w", tensor_type, &bytes, n, k).unwrap();
             let x = random_f32(&mut rng, m * k, 1.0);
             let y0 = random_f32(&mut rng, m * n, 1.0);
-            for (tile_rows, tile_tokens) in [(1u32, 1u32), (8, 1), (4, 2), (4, 8), (3, 5)] {
+            for tile in Tile::ALL {
                 for accumulate in [false, true] {
-                    let key = MatmulKey {
-                        format: packed.format,
-                        k: k as u32,
-                        n: n as u32,
-                        tile_rows,
-                        tile_tokens,
-                        accumulate,
-                    };
+                    let key = MatmulKey { format: packed.format, k: k as u32, n: n as u32, tile, accumulate };
                     let step = gpu.step(m as u32, 1, 1);
                     let (xb, wd, ws, yb) =
                         (gpu.f32s(&x), gpu.u32s(&packed.data), gpu.u32s(&packed.scales), gpu.f32s(&y0));
@@ -136,9 +129,8 @@ fn matmul_matches_cpu_for_every_format_tile_and_accumulate() {
                             want[t * n + r] = dot as f32 + if accumulate { y0[t * n + r] } else { 0.0 };
                         }
                     }
-                    let what = format!(
-                        "matmul {tensor_type} m={m} n={n} k={k} tile={tile_rows}x{tile_tokens} acc={accumulate}"
-                    );
+                    let what =
+                        format!("matmul {tensor_type} m={m} n={n} k={k} tile={tile:?} acc={accumulate}");
                     assert_close(&what, &got, &want, 1e-4, 1e-4);
                 }
             }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::gpu::kernels::matmul::{MatmulKey, WeightFormat};
+use crate::gpu::kernels::matmul::{MatmulKey, Tile, WeightFormat};
 use crate::gpu::pipelines::Kernel;
 use crate::gpu::{GpuBuffer, GpuContext, GpuError, KernelKey, PipelineCache};
 
@@ -47,15 +47,14 @@ impl MatmulOp {
         y: &GpuBuffer,
         accumulate: bool,
     ) -> Self {
-        let variants: Vec<(MatmulKey, Arc<Kernel>)> = MatmulKey::TILES
+        let variants: Vec<(MatmulKey, Arc<Kernel>)> = Tile::ALL
             .iter()
-            .map(|&(tile_rows, tile_tokens)| {
+            .map(|&tile| {
                 let key = MatmulKey {
                     format: weight.format,
                     k: weight.cols as u32,
                     n: weight.rows as u32,
-                    tile_rows,
-                    tile_tokens,
+                    tile,
                     accumulate,
                 };
                 (key, cache.get(ctx, KernelKey::Matmul(key)))
@@ -67,10 +66,8 @@ impl MatmulOp {
     }
 
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, num_tokens: u32) {
-        let tile = MatmulKey::tile_for(num_tokens);
-        if let Some((key, kernel)) =
-            self.variants.iter().find(|(key, _)| (key.tile_rows, key.tile_tokens) == tile)
-        {
+        let tile = Tile::for_tokens(num_tokens);
+        if let Some((key, kernel)) = self.variants.iter().find(|(key, _)| key.tile == tile) {
             kernel.dispatch(pass, &self.bind_group, key.workgroups(num_tokens));
         }
     }

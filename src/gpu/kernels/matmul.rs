@@ -3,8 +3,6 @@
 
 use crate::gpu::pipelines::{BindingKind, KernelSpec};
 
-use super::WORKGROUP_SIZE;
-
 /// How a weight matrix is packed on the GPU (see `model::weights`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WeightFormat {
@@ -27,31 +25,64 @@ impl WeightFormat {
     }
 }
 
-/// The largest register tile: rows x tokens per invocation (64 partial sums).
-pub const MAX_TILE_ROWS: u32 = 8;
-pub const MAX_TILE_TOKENS: u32 = 8;
+/// How many rows and tokens one invocation computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tile {
+    /// 8 rows x 1 token: decode steps and small batches.
+    Rows8,
+    /// 4 rows x 4 tokens: prefill and larger batches.
+    Rows4Tokens4,
+}
+
+impl Tile {
+    pub const ALL: [Tile; 2] = [Tile::Rows8, Tile::Rows4Tokens4];
+
+    /// Below four tokens a 4x4 tile would compute mostly padding.
+    pub fn for_tokens(num_tokens: u32) -> Tile {
+        if num_tokens < 4 { Tile::Rows8 } else { Tile::Rows4Tokens4 }
+    }
+
+    fn rows(self) -> u32 {
+        match self {
+            Tile::Rows8 => 8,
+            Tile::Rows4Tokens4 => 4,
+        }
+    }
+
+    fn tokens(self) -> u32 {
+        match self {
+            Tile::Rows8 => 1,
+            Tile::Rows4Tokens4 => 4,
+        }
+    }
+}
+
+/// Invocations per workgroup of every matmul entry point.
+const WORKGROUP: u32 = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MatmulKey {
     pub format: WeightFormat,
     pub k: u32,
     pub n: u32,
-    /// Output rows per invocation: each loaded activation serves this many.
-    pub tile_rows: u32,
-    /// Tokens per invocation: each dequantized weight serves this many.
-    pub tile_tokens: u32,
+    pub tile: Tile,
     /// Add into `y` instead of overwriting it (fuses a residual add).
     pub accumulate: bool,
 }
 
 impl MatmulKey {
     pub(crate) fn spec(&self) -> KernelSpec {
-        let entry_point = match self.format {
-            WeightFormat::F32 => "matmul_f32",
-            WeightFormat::F16 => "matmul_f16",
-            WeightFormat::Q8_0 => "matmul_q8_0",
-            WeightFormat::Q4_0 => "matmul_q4_0",
-            WeightFormat::Q4_1 => "matmul_q4_1",
+        let entry_point = match (self.tile, self.format) {
+            (Tile::Rows8, WeightFormat::F32) => "matvec_f32",
+            (Tile::Rows8, WeightFormat::F16) => "matvec_f16",
+            (Tile::Rows8, WeightFormat::Q8_0) => "matvec_q8_0",
+            (Tile::Rows8, WeightFormat::Q4_0) => "matvec_q4_0",
+            (Tile::Rows8, WeightFormat::Q4_1) => "matvec_q4_1",
+            (Tile::Rows4Tokens4, WeightFormat::F32) => "matmul_f32",
+            (Tile::Rows4Tokens4, WeightFormat::F16) => "matmul_f16",
+            (Tile::Rows4Tokens4, WeightFormat::Q8_0) => "matmul_q8_0",
+            (Tile::Rows4Tokens4, WeightFormat::Q4_0) => "matmul_q4_0",
+            (Tile::Rows4Tokens4, WeightFormat::Q4_1) => "matmul_q4_1",
         };
         KernelSpec {
             label: "matmul",
@@ -67,28 +98,12 @@ impl MatmulKey {
             constants: vec![
                 ("K", self.k as f64),
                 ("N", self.n as f64),
-                ("TILE_ROWS", self.tile_rows as f64),
-                ("TILE_TOKENS", self.tile_tokens as f64),
                 ("ACCUMULATE", if self.accumulate { 1.0 } else { 0.0 }),
             ],
         }
     }
 
     pub fn workgroups(&self, num_tokens: u32) -> [u32; 3] {
-        [self.n.div_ceil(self.tile_rows * WORKGROUP_SIZE), num_tokens.div_ceil(self.tile_tokens), 1]
+        [self.n.div_ceil(self.tile.rows() * WORKGROUP), num_tokens.div_ceil(self.tile.tokens()), 1]
     }
-
-    /// The (rows, tokens) tile for a step of `num_tokens`: decode steps
-    /// spend the registers on rows, prefill steps on tokens too.
-    pub fn tile_for(num_tokens: u32) -> (u32, u32) {
-        match num_tokens {
-            0..=1 => (8, 1),
-            2..=3 => (4, 2),
-            4..=7 => (4, 4),
-            _ => (4, 8),
-        }
-    }
-
-    /// Every tile shape `tile_for` can pick.
-    pub const TILES: [(u32, u32); 4] = [(8, 1), (4, 2), (4, 4), (4, 8)];
 }
