@@ -30,6 +30,9 @@ pub struct LlamaConfig {
     pub rope_theta: f32,
     pub rope_style: RopeStyle,
     pub max_position_embeddings: usize,
+    /// The output head is the token embedding table. GGUF says so by
+    /// omitting `output.weight`; Hugging Face configs say it explicitly.
+    pub tie_word_embeddings: Option<bool>,
 }
 
 impl LlamaConfig {
@@ -77,6 +80,7 @@ impl LlamaConfig {
             rope_theta: gguf.get(&key("rope.freq_base")).and_then(|v| v.as_f64()).unwrap_or(10000.0) as f32,
             rope_style: RopeStyle::Interleaved,
             max_position_embeddings: usize_of("context_length")?,
+            tie_word_embeddings: None,
         };
         config.validate()
     }
@@ -95,6 +99,7 @@ impl LlamaConfig {
             rms_norm_eps: f32,
             rope_theta: Option<f32>,
             max_position_embeddings: usize,
+            tie_word_embeddings: Option<bool>,
         }
         let hf: HfConfig =
             serde_json::from_str(text).map_err(|e| ModelError::Config(format!("config.json: {e}")))?;
@@ -117,6 +122,8 @@ impl LlamaConfig {
             rope_theta: hf.rope_theta.unwrap_or(10000.0),
             rope_style: RopeStyle::Neox,
             max_position_embeddings: hf.max_position_embeddings,
+            // transformers' default for Llama is untied.
+            tie_word_embeddings: Some(hf.tie_word_embeddings.unwrap_or(false)),
         };
         config.validate()
     }

@@ -284,9 +284,11 @@ impl Llama {
             &[&scratch.step, &hidden, &output_norm_w, &scratch.sample_indices, &last_normed],
         );
         // Tied embeddings: the output head reads the token embedding table.
-        let lm_head_w = match source.tensor("output.weight")? {
-            Some(_) => GpuMatrix::upload(&ctx, "output", load_matrix("output.weight", v, h)?)?,
-            None => token_embd,
+        let tied = c.tie_word_embeddings.unwrap_or(source.tensor("output.weight")?.is_none());
+        let lm_head_w = if tied {
+            token_embd
+        } else {
+            GpuMatrix::upload(&ctx, "output", load_matrix("output.weight", v, h)?)?
         };
         let lm_head = MatmulOp::new(
             &ctx,

@@ -86,18 +86,24 @@ impl WeightSource {
     }
 
     /// The tensor of that name with exactly `shape`, or an error naming it.
+    /// Errors name it the way the file does, which is what the user can look up.
     pub fn require(&self, name: &str, shape: &[usize]) -> Result<RawTensor<'_>, ModelError> {
-        let tensor = self.tensor(name)?.ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
-        // A vector may be stored as [n] or [1, n].
-        let squeezed: Vec<usize> = tensor.shape.iter().copied().skip_while(|&d| d == 1).collect();
-        let wanted: Vec<usize> = shape.iter().copied().skip_while(|&d| d == 1).collect();
-        if squeezed != wanted {
+        let tensor = self.tensor(name)?.ok_or_else(|| ModelError::MissingTensor(self.file_name(name)))?;
+        if tensor.shape != shape {
             return Err(ModelError::InvalidTensor {
-                name: name.to_string(),
+                name: self.file_name(name),
                 why: format!("shape {:?}, expected {shape:?}", tensor.shape),
             });
         }
         Ok(tensor)
+    }
+
+    /// The name the file itself uses for a tensor asked for by its GGUF name.
+    pub fn file_name(&self, name: &str) -> String {
+        match self {
+            WeightSource::Gguf(_) => name.to_string(),
+            WeightSource::Safetensors { .. } => hf_name(name),
+        }
     }
 
     pub fn gguf(&self) -> Option<&GgufFile> {
