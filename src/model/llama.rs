@@ -336,6 +336,22 @@ impl Llama {
         &self.ctx
     }
 
+    /// Bytes of weights every forward step streams through the matmuls:
+    /// the floor of a decode step's memory traffic.
+    pub fn matmul_weight_bytes(&self) -> u64 {
+        let layers: u64 = self
+            .layers
+            .iter()
+            .map(|l| {
+                l.attn_qkv.weight_bytes()
+                    + l.attn_output.weight_bytes()
+                    + l.ffn_gate_up.weight_bytes()
+                    + l.ffn_down.weight_bytes()
+            })
+            .sum();
+        layers + self.lm_head.weight_bytes()
+    }
+
     /// Runs one step: every layer over the batch's new tokens, writing their
     /// K/V into the cache, then the output head on each sequence's last token.
     pub fn forward(&self, batch: &BatchInputs, output: Output) -> Result<ForwardOutput, ModelError> {

@@ -35,6 +35,7 @@ pub struct MatmulOp {
     /// One pipeline per token tile; all share the bind group layout.
     variants: Vec<(MatmulKey, Arc<Kernel>)>,
     bind_group: wgpu::BindGroup,
+    weight_bytes: u64,
 }
 
 impl MatmulOp {
@@ -62,7 +63,12 @@ impl MatmulOp {
             .collect();
         let buffers = [&step.buffer, &x.buffer, &weight.data.buffer, &weight.scales.buffer, &y.buffer];
         let bind_group = variants[0].1.bind_group(ctx, &buffers);
-        Self { variants, bind_group }
+        Self { variants, bind_group, weight_bytes: weight.data.size + weight.scales.size }
+    }
+
+    /// Bytes of packed weights one pass reads.
+    pub fn weight_bytes(&self) -> u64 {
+        self.weight_bytes
     }
 
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, num_tokens: u32) {
