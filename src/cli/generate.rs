@@ -58,7 +58,12 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let request = SequenceRequest {
         prompt,
         max_new_tokens: args.max_tokens as usize,
-        sampling: SamplingParams { temperature: args.temperature, top_p: args.top_p, seed: args.seed },
+        sampling: SamplingParams {
+            temperature: args.temperature,
+            top_p: args.top_p,
+            seed: args.seed,
+            ..SamplingParams::default()
+        },
         stop_token_ids: loaded.stop_token_ids.clone(),
     };
     let tokenizer = loaded.tokenizer;

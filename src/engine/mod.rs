@@ -6,3 +6,4 @@
 
 pub mod runner;
 pub mod sampler;
+pub mod stop;

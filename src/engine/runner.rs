@@ -135,9 +135,10 @@ impl Runner {
                 let new_tokens = &seq.tokens[seq.num_computed..seq.num_computed + count];
                 batch.push_sequence(new_tokens, seq.num_computed, &seq.block_table, block_size);
             }
-            let all_greedy = batch_seqs.iter().all(|&(i, _)| sequences[i].sampler.params().is_greedy());
+            // Plain greedy requests need only the GPU's argmax; anything else reads the logits.
+            let all_argmax = batch_seqs.iter().all(|&(i, _)| !sequences[i].sampler.params().needs_logits());
             let output =
-                self.model.forward(&batch, if all_greedy { Output::TokenIds } else { Output::Logits })?;
+                self.model.forward(&batch, if all_argmax { Output::TokenIds } else { Output::Logits })?;
             let vocab = self.model.config.vocab_size;
             for (row, &(i, count)) in batch_seqs.iter().enumerate() {
                 let seq = &mut sequences[i];
@@ -148,7 +149,8 @@ impl Runner {
                 let token = match &output {
                     ForwardOutput::TokenIds(ids) => ids[row],
                     ForwardOutput::Logits(logits) => {
-                        seq.sampler.sample(&logits[row * vocab..(row + 1) * vocab])
+                        let (prompt, generated) = seq.tokens.split_at(seq.prompt_len);
+                        seq.sampler.sample(&logits[row * vocab..(row + 1) * vocab], prompt, generated).id
                     }
                 };
                 seq.tokens.push(token);
