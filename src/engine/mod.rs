@@ -4,5 +4,8 @@
 //! For now a `Runner` generates for a fixed set of sequences with a simple
 //! contiguous block allocation; the scheduler and block manager come next.
 
+pub mod block_manager;
 pub mod runner;
 pub mod sampler;
+pub mod scheduler;
+pub mod sequence;
