@@ -1,9 +1,19 @@
-//! The engine: turns requests into forward steps. It works on token ids
-//! and never sees wgpu types or HTTP.
+//! The engine: turns requests into forward steps over the paged KV cache.
+//! It works on token ids and never sees wgpu types or HTTP.
 //!
-//! For now a `Runner` generates for a fixed set of sequences with a simple
-//! contiguous block allocation; the scheduler and block manager come next.
+//! - `scheduler` (with `block_manager`, `sequence`): which tokens run in
+//!   each step, under a token budget, with prefix caching and preemption;
+//! - `runner`: a scheduled step -> the model's batch inputs -> its outputs;
+//! - `sampler`, `stop`: the next token and when a request ends;
+//! - `core`: one step of all of it, per request state included;
+//! - `worker`: the engine thread and the handle the server talks to.
 
+pub mod block_manager;
+pub mod core;
+pub mod request;
 pub mod runner;
 pub mod sampler;
+pub mod scheduler;
+pub mod sequence;
 pub mod stop;
+pub mod worker;
