@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::Value;
-use wgserve::engine::runner::{Runner, SequenceRequest};
+use wgserve::engine::core::{EngineConfig, EngineCore};
+use wgserve::engine::request::GenerateRequest;
 use wgserve::engine::sampler::SamplingParams;
 use wgserve::gpu::GpuContext;
 use wgserve::model::LoadOptions;
@@ -49,12 +50,11 @@ fn cases() -> Vec<Case> {
         .collect()
 }
 
-fn request(case: &Case) -> SequenceRequest {
-    SequenceRequest {
+/// Greedy, and no stop token: the reference generated past EOS too.
+fn request(case: &Case) -> GenerateRequest {
+    GenerateRequest {
         prompt: case.prompt_ids.clone(),
-        max_new_tokens: case.generated_ids.len(),
-        sampling: SamplingParams::default(),
-        stop_token_ids: vec![],
+        params: SamplingParams { max_tokens: Some(case.generated_ids.len()), ..SamplingParams::default() },
     }
 }
 
@@ -64,14 +64,21 @@ fn greedy_tokens_match_transformers_alone_and_batched() {
     let model =
         Llama::load(ctx, &smollm2_path(), &LoadOptions { max_batch_tokens: 256, ..Default::default() })
             .unwrap();
-    let mut runner = Runner::new(model);
+    let tokenizer = wgserve::text::Tokenizer::from_bpe_vocab(
+        wgserve::model::vocab::bpe_vocab_from_gguf(
+            &wgserve::formats::gguf::GgufFile::open(&smollm2_path()).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut core = EngineCore::new(model, tokenizer, vec![], &EngineConfig::default()).unwrap();
     let cases = cases();
     assert!(cases.len() >= 6);
     let mut alone = Vec::new();
     for case in &cases {
-        let (outputs, _) = runner.generate(&[request(case)], |_, _| {}).unwrap();
-        eprintln!("{}: ours {:?}\n   ref  {:?}", case.name, outputs[0].tokens, case.generated_ids);
-        alone.push(outputs[0].tokens.clone());
+        let outputs = core.generate_all(vec![request(case)], |_, _| {}).unwrap();
+        eprintln!("{}: ours {:?}\n   ref  {:?}", case.name, outputs[0].token_ids, case.generated_ids);
+        alone.push(outputs[0].token_ids.clone());
     }
     for (case, ours) in cases.iter().zip(&alone) {
         assert_eq!(
@@ -80,9 +87,9 @@ fn greedy_tokens_match_transformers_alone_and_batched() {
             case.name, case.top2_gaps
         );
     }
-    let requests: Vec<SequenceRequest> = cases.iter().map(request).collect();
-    let (batched, _) = runner.generate(&requests, |_, _| {}).unwrap();
+    let requests: Vec<GenerateRequest> = cases.iter().map(request).collect();
+    let batched = core.generate_all(requests, |_, _| {}).unwrap();
     for ((case, alone), batched) in cases.iter().zip(&alone).zip(&batched) {
-        assert_eq!(&batched.tokens, alone, "{}: batched output differs from alone", case.name);
+        assert_eq!(&batched.token_ids, alone, "{}: batched output differs from alone", case.name);
     }
 }

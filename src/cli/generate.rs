@@ -4,9 +4,11 @@ use std::io::Write;
 
 use anyhow::Context;
 use clap::Args;
-use wgserve::engine::runner::{Runner, SequenceRequest};
+use std::time::Instant;
+
+use wgserve::engine::request::{GenerateRequest, RequestOutput};
 use wgserve::engine::sampler::SamplingParams;
-use wgserve::text::{ChatMessage, Detokenizer};
+use wgserve::text::ChatMessage;
 
 use super::ModelArgs;
 
@@ -55,46 +57,41 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         args.prompt.clone()
     };
     let prompt = loaded.tokenizer.encode(&prompt_text, true)?;
-    let request = SequenceRequest {
+    let request = GenerateRequest {
         prompt,
-        max_new_tokens: args.max_tokens as usize,
-        sampling: SamplingParams {
+        params: SamplingParams {
             temperature: args.temperature,
             top_p: args.top_p,
             seed: args.seed,
+            max_tokens: Some(args.max_tokens as usize),
             ..SamplingParams::default()
         },
-        stop_token_ids: loaded.stop_token_ids.clone(),
     };
-    let tokenizer = loaded.tokenizer;
-    let mut runner = Runner::new(loaded.llama);
-    let mut detokenizer = Detokenizer::new(true);
+    let mut core = args.model.engine(loaded)?;
     let mut stdout = std::io::stdout().lock();
-    let mut failure = None;
-    let (_, stats) = runner.generate(std::slice::from_ref(&request), |_, token| {
-        if request.stop_token_ids.contains(&token) {
-            return;
-        }
-        match detokenizer.step(&tokenizer, token) {
-            Ok(text) => {
-                let _ = stdout.write_all(text.as_bytes());
-                let _ = stdout.flush();
+    let started = Instant::now();
+    let mut first_token_at = None;
+    let completions = core.generate_all(vec![request], |_, output| {
+        let text = match output {
+            RequestOutput::Token(token) => {
+                first_token_at.get_or_insert_with(Instant::now);
+                &token.text
             }
-            Err(e) => failure = Some(e),
-        }
+            RequestOutput::Finished { text, .. } => text,
+        };
+        let _ = stdout.write_all(text.as_bytes());
+        let _ = stdout.flush();
     })?;
-    if let Some(e) = failure {
-        return Err(e.into());
-    }
-    let rest = detokenizer.flush(&tokenizer)?;
-    writeln!(stdout, "{rest}")?;
+    writeln!(stdout)?;
+    let usage = completions[0].usage;
+    let first = first_token_at.unwrap_or(started);
     eprintln!(
         "prompt: {} tokens, {:.1} tok/s; generation: {} tokens, {:.1} tok/s",
-        stats.prompt_tokens,
-        stats.prompt_tokens as f64 / stats.prefill_time.as_secs_f64().max(1e-9),
-        stats.generated_tokens,
+        usage.prompt_tokens,
+        usage.prompt_tokens as f64 / (first - started).as_secs_f64().max(1e-9),
+        usage.completion_tokens,
         // The first token comes out of the prefill step.
-        stats.generated_tokens.saturating_sub(1) as f64 / stats.decode_time.as_secs_f64().max(1e-9)
+        usage.completion_tokens.saturating_sub(1) as f64 / first.elapsed().as_secs_f64().max(1e-9)
     );
     Ok(())
 }

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use wgserve::engine::core::{EngineConfig, EngineCore};
 use wgserve::gpu::GpuContext;
 use wgserve::model::LoadOptions;
 use wgserve::model::loader::{LoadedModel, load_model};
@@ -48,6 +49,9 @@ pub struct ModelArgs {
     /// Most sequences in one forward step.
     #[arg(long, default_value_t = 64)]
     max_num_seqs: usize,
+    /// Do not reuse the KV blocks of a prompt prefix seen before.
+    #[arg(long)]
+    no_prefix_cache: bool,
 }
 
 impl ModelArgs {
@@ -67,6 +71,19 @@ impl ModelArgs {
             kv_cache_mib: self.kv_cache_memory,
             ..LoadOptions::default()
         }
+    }
+
+    fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            max_num_seqs: self.max_num_seqs,
+            max_num_batched_tokens: self.max_num_batched_tokens,
+            enable_prefix_caching: !self.no_prefix_cache,
+        }
+    }
+
+    /// The engine core around a loaded model.
+    fn engine(&self, loaded: LoadedModel) -> anyhow::Result<EngineCore> {
+        Ok(EngineCore::new(loaded.llama, loaded.tokenizer, loaded.stop_token_ids, &self.engine_config())?)
     }
 
     /// Opens the GPU and loads the model, saying what it does on stderr.
@@ -100,6 +117,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Generate(args) => generate::run(args),
         Command::Info(args) => info::run(args),
-        Command::Bench(args) => bench::run(args),
+        Command::Bench(args) => bench::run_bench(args),
     }
 }

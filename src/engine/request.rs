@@ -60,5 +60,10 @@ pub struct Usage {
 pub enum RequestOutput {
     Token(TokenOutput),
     /// The last message of every request.
-    Finished { reason: FinishReason, usage: Usage, text: String, error: Option<String> },
+    Finished {
+        reason: FinishReason,
+        usage: Usage,
+        text: String,
+        error: Option<String>,
+    },
 }

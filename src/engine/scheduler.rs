@@ -48,6 +48,36 @@ impl Default for SchedulerConfig {
     }
 }
 
+impl SchedulerConfig {
+    /// Rejects a request that could never run: empty, or longer than the
+    /// context or the whole KV pool. Callers outside the engine thread use
+    /// it to refuse a request at submission.
+    pub fn check_fits(&self, id: u64, prompt_len: usize, max_tokens: usize) -> Result<(), SchedulerError> {
+        if prompt_len == 0 {
+            return Err(SchedulerError::EmptyPrompt { id });
+        }
+        if max_tokens == 0 {
+            return Err(SchedulerError::ZeroMaxTokens { id });
+        }
+        let max_model_len = self.max_model_len;
+        if prompt_len + max_tokens > max_model_len {
+            return Err(SchedulerError::TooLong { id, prompt_len, max_tokens, max_model_len });
+        }
+        let num_blocks_needed = (prompt_len + max_tokens).div_ceil(self.block_size);
+        if num_blocks_needed > self.num_blocks {
+            let num_blocks = self.num_blocks;
+            return Err(SchedulerError::TooManyBlocks {
+                id,
+                prompt_len,
+                max_tokens,
+                num_blocks_needed,
+                num_blocks,
+            });
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SchedulerError {
     #[error("invalid scheduler config: {0}")]
@@ -183,27 +213,7 @@ impl Scheduler {
         if self.seqs.contains_key(&id) {
             return Err(SchedulerError::DuplicateId { id });
         }
-        if prompt_len == 0 {
-            return Err(SchedulerError::EmptyPrompt { id });
-        }
-        if max_tokens == 0 {
-            return Err(SchedulerError::ZeroMaxTokens { id });
-        }
-        let max_model_len = self.config.max_model_len;
-        if prompt_len + max_tokens > max_model_len {
-            return Err(SchedulerError::TooLong { id, prompt_len, max_tokens, max_model_len });
-        }
-        let num_blocks_needed = self.block_manager.blocks_for(prompt_len + max_tokens);
-        if num_blocks_needed > self.config.num_blocks {
-            let num_blocks = self.config.num_blocks;
-            return Err(SchedulerError::TooManyBlocks {
-                id,
-                prompt_len,
-                max_tokens,
-                num_blocks_needed,
-                num_blocks,
-            });
-        }
+        self.config.check_fits(id, prompt_len, max_tokens)?;
         seq.token_ids.truncate(prompt_len);
         seq.num_computed_tokens = 0;
         seq.block_table.clear();
