@@ -176,9 +176,11 @@ impl Scheduler {
         &self.config
     }
 
-    /// Queues a new request, or rejects one that could never run.
+    /// Queues a new request, or rejects one that could never run. All of
+    /// `seq.token_ids` is taken as its prompt.
     pub fn add(&mut self, mut seq: Sequence) -> Result<(), SchedulerError> {
         let id = seq.id;
+        seq.prompt_len = seq.token_ids.len();
         let (prompt_len, max_tokens) = (seq.prompt_len, seq.max_tokens);
         if self.seqs.contains_key(&id) {
             return Err(SchedulerError::DuplicateId { id });
@@ -204,7 +206,6 @@ impl Scheduler {
                 num_blocks,
             });
         }
-        seq.token_ids.truncate(prompt_len);
         seq.num_computed_tokens = 0;
         seq.block_table.clear();
         seq.block_hashes.clear();
@@ -251,9 +252,10 @@ impl Scheduler {
 
     /// Records a step's results: every scheduled token is now computed, the
     /// sampled tokens are appended, and full blocks join the prefix cache.
-    /// Returns the sequences that finished (the engine's stop, max_tokens or
-    /// the context length), their blocks freed. Tokens of sequences aborted
-    /// since `step` are ignored.
+    /// Returns the sequences that finished, their blocks freed: those the
+    /// engine marked `finished` (a stop) and those that reached `max_tokens`
+    /// (the engine tells the two apart by its own stop check). Tokens of
+    /// sequences aborted since `step` are ignored.
     pub fn on_step_done(&mut self, sampled: &[SampledToken]) -> Vec<Sequence> {
         for (id, num_new_tokens) in std::mem::take(&mut self.in_flight) {
             if let Some(seq) = self.seqs.get_mut(&id) {
