@@ -6,6 +6,10 @@
 //! recently started running sequence is preempted (blocks freed, recomputed
 //! later from the front of the waiting queue).
 //!
+//! A sequence gets blocks for all its tokens when admitted (prefix-cache
+//! hits first), so a prefill chunk never waits for a block; a decode may
+//! need one more (`append_slot`), which is where preemption happens.
+//!
 //! It owns the sequences, the queues and the block manager; it works on
 //! token ids and block ids only. Running the model, sampling and deciding
 //! when a sequence stops are the engine's: it reports each step's sampled
