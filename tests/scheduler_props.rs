@@ -14,8 +14,9 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use wgserve::engine::scheduler::{SampledToken, Scheduler, SchedulerConfig, SchedulerError};
-use wgserve::engine::sequence::Sequence;
+use wgserve::engine::block_manager::BlockManager;
+use wgserve::engine::scheduler::{SampledToken, Scheduler, SchedulerConfig, SchedulerError, SchedulerOutput};
+use wgserve::engine::sequence::{Sequence, SequenceStatus};
 
 const VOCAB: u64 = 1000;
 
@@ -79,7 +80,8 @@ impl FakeEngine {
 
     /// Runs one scheduler step through the fake model and checks it;
     /// returns the number of tokens run.
-    fn step(&mut self, sched: &mut Scheduler) -> Result<usize, String> {
+    /// `aborts` are aborted after the forward pass, before `on_step_done`.
+    fn step(&mut self, sched: &mut Scheduler, aborts: &[u64]) -> Result<usize, String> {
         let out = sched.step();
         let config = &self.config;
         let num_tokens: usize = out.scheduled.iter().map(|s| s.num_new_tokens()).sum();
@@ -134,6 +136,9 @@ impl FakeEngine {
                 });
             }
         }
+        for &id in aborts {
+            self.abort(sched, id)?;
+        }
         for seq in sched.on_step_done(&sampled) {
             self.finished.insert(seq.id, seq.generated().to_vec());
         }
@@ -179,8 +184,9 @@ struct Case {
     config: SchedulerConfig,
     eos_modulus: u32,
     requests: Vec<Request>,
-    /// (step, request index): abort that request at that step if alive.
-    aborts: Vec<(usize, usize)>,
+    /// (step, request index, mid-step): abort that request at that step if
+    /// alive, before the step or while it is in flight.
+    aborts: Vec<(usize, usize, bool)>,
 }
 
 #[derive(Debug, Default)]
@@ -190,7 +196,7 @@ struct Totals {
     steps: usize,
     preemptions: u64,
     prefix_cache_hits: u64,
-    chunked_steps: usize,
+    chunked_cases: usize,
 }
 
 /// Runs a case to the end, checking every step; returns its metrics.
@@ -209,7 +215,6 @@ fn run_case(case: &Case) -> Result<Totals, String> {
         }
     }
     let mut step = 0;
-    let mut totals = Totals::default();
     loop {
         for (i, r) in case.requests.iter().enumerate().filter(|(_, r)| r.arrival_step == step) {
             let result = sched.add(Sequence::new(i as u64, r.prompt.clone(), r.max_tokens));
@@ -221,18 +226,20 @@ fn run_case(case: &Case) -> Result<Totals, String> {
                 accepted.push(i);
             }
         }
-        for &(_, i) in case.aborts.iter().filter(|(s, _)| *s == step) {
-            engine.abort(&mut sched, i as u64)?;
+        let mut mid_step_aborts = Vec::new();
+        for &(_, i, mid_step) in case.aborts.iter().filter(|a| a.0 == step) {
+            if mid_step {
+                mid_step_aborts.push(i as u64);
+            } else {
+                engine.abort(&mut sched, i as u64)?;
+            }
         }
         let arrivals_left = case.requests.iter().any(|r| r.arrival_step > step);
         if !arrivals_left && !sched.has_unfinished() {
             break;
         }
-        if sched.has_unfinished() && sched.running_ids().is_empty() && sched.waiting_ids().next().is_none() {
-            return Err("unfinished sequences in no queue".into());
-        }
         let had_work = sched.has_unfinished();
-        if engine.step(&mut sched)? == 0 && had_work {
+        if engine.step(&mut sched, &mid_step_aborts)? == 0 && had_work {
             return Err(format!("step {step}: nothing scheduled with work pending"));
         }
         step += 1;
@@ -253,14 +260,16 @@ fn run_case(case: &Case) -> Result<Totals, String> {
             other => return Err(format!("request {i}: expected {expected:?}, got {other:?}")),
         }
     }
-    totals.cases = 1;
-    totals.accepted = accepted.len();
-    totals.steps = step;
-    totals.preemptions = metrics.num_preemptions;
-    totals.prefix_cache_hits = metrics.prefix_cache_hits;
-    totals.chunked_steps =
-        usize::from(case.requests.iter().any(|r| r.prompt.len() > config.max_num_batched_tokens));
-    Ok(totals)
+    Ok(Totals {
+        cases: 1,
+        accepted: accepted.len(),
+        steps: step,
+        preemptions: metrics.num_preemptions,
+        prefix_cache_hits: metrics.prefix_cache_hits,
+        chunked_cases: usize::from(
+            case.requests.iter().any(|r| r.prompt.len() > config.max_num_batched_tokens),
+        ),
+    })
 }
 
 fn case_strategy() -> impl Strategy<Value = Case> {
@@ -287,7 +296,7 @@ fn case_strategy() -> impl Strategy<Value = Case> {
         (0usize..30, 0usize..4, prop::collection::vec(0u32..1000, 0..24), 0usize..40),
         1..14,
     );
-    let aborts = prop::collection::vec((0usize..60, 0usize..14), 0..4);
+    let aborts = prop::collection::vec((0usize..60, 0usize..14, any::<bool>()), 0..4);
     (config, 3u32..60, prefixes, requests, aborts).prop_map(|(config, eos_modulus, prefixes, raw, aborts)| {
         let requests = raw
             .into_iter()
@@ -313,7 +322,7 @@ fn random_arrivals_steps_finishes_and_aborts_keep_every_invariant() {
         all.steps += t.steps;
         all.preemptions += t.preemptions;
         all.prefix_cache_hits += t.prefix_cache_hits;
-        all.chunked_steps += t.chunked_steps;
+        all.chunked_cases += t.chunked_cases;
         Ok(())
     });
     if let Err(error) = result {
@@ -324,5 +333,208 @@ fn random_arrivals_steps_finishes_and_aborts_keep_every_invariant() {
     eprintln!("{totals:?}");
     assert!(totals.preemptions > 0, "{totals:?}");
     assert!(totals.prefix_cache_hits > 0, "{totals:?}");
-    assert!(totals.chunked_steps > 0, "{totals:?}");
+    assert!(totals.chunked_cases > 0, "{totals:?}");
+}
+
+// Focused tests of single behaviours.
+
+fn config(block_size: usize, num_blocks: usize, max_num_seqs: usize, budget: usize) -> SchedulerConfig {
+    SchedulerConfig {
+        max_num_seqs,
+        max_num_batched_tokens: budget,
+        block_size,
+        num_blocks,
+        enable_prefix_caching: true,
+        max_model_len: 256,
+    }
+}
+
+/// Marks every token computed, as after the step that ran them.
+fn compute_all(bm: &mut BlockManager, seq: &mut Sequence) {
+    seq.num_computed_tokens = seq.num_tokens();
+    bm.cache_full_blocks(seq);
+}
+
+#[test]
+fn prefix_cache_hit_reuses_blocks_and_reports_hit_tokens() {
+    let mut bm = BlockManager::new(16, 4, true);
+    let mut a = Sequence::new(0, (0..10).collect(), 1);
+    bm.allocate(&mut a).unwrap();
+    assert_eq!((a.block_table.len(), a.num_cached_tokens), (3, 0));
+    compute_all(&mut bm, &mut a);
+    let mut b = Sequence::new(1, (0..8).chain([99, 98, 97]).collect(), 1);
+    assert!(bm.can_allocate(&b));
+    bm.allocate(&mut b).unwrap();
+    assert_eq!(b.block_table[..2], a.block_table[..2]);
+    assert_ne!(b.block_table[2], a.block_table[2]);
+    assert_eq!((b.num_cached_tokens, b.num_computed_tokens), (8, 8));
+    assert_eq!((bm.prefix_cache_queries(), bm.prefix_cache_hits()), (10 + 11, 8));
+    assert_eq!(bm.num_used_blocks(), 4); // two shared, one private each
+    bm.check_invariants([a.block_table.as_slice(), b.block_table.as_slice()]).unwrap();
+    bm.free(&mut a);
+    bm.free(&mut b);
+    assert_eq!((bm.num_used_blocks(), bm.num_evictable_blocks()), (0, 2));
+    bm.check_invariants([]).unwrap();
+}
+
+#[test]
+fn whole_prompt_is_never_a_cache_hit() {
+    let mut bm = BlockManager::new(8, 4, true);
+    let mut a = Sequence::new(0, (0..8).collect(), 1);
+    bm.allocate(&mut a).unwrap();
+    compute_all(&mut bm, &mut a);
+    bm.free(&mut a);
+    // Same 8 tokens: both blocks are cached, but the last token's logits
+    // are needed, so only the first block is a hit.
+    let mut again = Sequence::new(1, (0..8).collect(), 1);
+    bm.allocate(&mut again).unwrap();
+    assert_eq!((again.num_cached_tokens, again.num_uncomputed()), (4, 4));
+}
+
+#[test]
+fn lru_evicts_least_recently_released_blocks_first() {
+    let mut bm = BlockManager::new(6, 2, true);
+    let mut a = Sequence::new(0, vec![1, 2, 3, 4, 5], 1);
+    let mut b = Sequence::new(1, vec![11, 12, 13, 14, 15], 1);
+    bm.allocate(&mut a).unwrap();
+    bm.allocate(&mut b).unwrap();
+    compute_all(&mut bm, &mut a);
+    compute_all(&mut bm, &mut b);
+    let (a_table, b_table) = (a.block_table.clone(), b.block_table.clone());
+    bm.free(&mut a); // released first: evicted first
+    bm.free(&mut b);
+    assert_eq!((bm.num_free_blocks(), bm.num_evictable_blocks()), (6, 4));
+    // 4 blocks: the 2 uncached partial blocks, then A's cached ones, tail first.
+    let mut c = Sequence::new(2, (21..28).collect(), 1);
+    bm.allocate(&mut c).unwrap();
+    assert_eq!(c.block_table, [a_table[2], b_table[2], a_table[1], a_table[0]]);
+    bm.free(&mut c);
+    let mut b_again = Sequence::new(3, vec![11, 12, 13, 14, 15], 1);
+    bm.allocate(&mut b_again).unwrap();
+    assert_eq!(b_again.num_cached_tokens, 4);
+    assert_eq!(b_again.block_table[..2], b_table[..2]);
+    let mut a_again = Sequence::new(4, vec![1, 2, 3, 4, 5], 1);
+    bm.allocate(&mut a_again).unwrap();
+    assert_eq!(a_again.num_cached_tokens, 0);
+    bm.check_invariants([b_again.block_table.as_slice(), a_again.block_table.as_slice()]).unwrap();
+}
+
+#[test]
+fn a_sequences_tail_is_evicted_before_its_head() {
+    let mut bm = BlockManager::new(3, 2, true);
+    let mut a = Sequence::new(0, vec![1, 2, 3, 4, 5], 1);
+    bm.allocate(&mut a).unwrap();
+    compute_all(&mut bm, &mut a);
+    bm.free(&mut a);
+    let mut x = Sequence::new(1, vec![9, 9, 9, 9], 1); // the free block + one eviction
+    bm.allocate(&mut x).unwrap();
+    bm.free(&mut x);
+    let mut probe = Sequence::new(2, vec![1, 2, 3], 1);
+    bm.allocate(&mut probe).unwrap();
+    assert_eq!(probe.num_cached_tokens, 2);
+}
+
+#[test]
+fn prefix_cache_through_the_scheduler_gives_the_same_tokens() {
+    let system: Vec<u32> = (100..132).collect();
+    let requests: Vec<Request> = [(0, 1u32), (12, 2), (12, 3)]
+        .into_iter()
+        .map(|(arrival_step, user)| Request {
+            arrival_step,
+            prompt: system.iter().copied().chain([user, user + 7]).collect(),
+            max_tokens: 6,
+        })
+        .collect();
+    let mut case = Case { config: config(16, 32, 4, 64), eos_modulus: 10_000, requests, aborts: Vec::new() };
+    // The first request is done by step 12; the later two hit both 16-token blocks.
+    assert_eq!(run_case(&case).unwrap().prefix_cache_hits, 2 * 32);
+    case.config.enable_prefix_caching = false;
+    assert_eq!(run_case(&case).unwrap().prefix_cache_hits, 0);
+}
+
+#[test]
+fn tiny_pool_preempts_and_every_request_still_finishes() {
+    // Each request needs the whole pool (11 tokens in 6 blocks of 2) by its end.
+    let requests =
+        (0..3).map(|i| Request { arrival_step: 0, prompt: vec![i, i + 1, i + 2], max_tokens: 8 }).collect();
+    let case = Case { config: config(2, 6, 4, 16), eos_modulus: 10_000, requests, aborts: Vec::new() };
+    let totals = run_case(&case).unwrap();
+    assert!(totals.preemptions > 0, "{totals:?}");
+}
+
+fn sample_all(sched: &mut Scheduler, out: &SchedulerOutput) -> Vec<Sequence> {
+    let sampled: Vec<SampledToken> = out
+        .scheduled
+        .iter()
+        .filter(|s| s.sample)
+        .map(|s| SampledToken { seq_id: s.seq_id, token_id: 7, finished: false })
+        .collect();
+    sched.on_step_done(&sampled)
+}
+
+#[test]
+fn chunked_prefill_splits_a_long_prompt_between_decodes() {
+    let mut sched = Scheduler::new(config(4, 64, 2, 8)).unwrap();
+    sched.add(Sequence::new(0, vec![1, 2], 10)).unwrap();
+    let out = sched.step();
+    sample_all(&mut sched, &out);
+    sched.add(Sequence::new(1, (0..20).collect(), 10)).unwrap();
+    let mut chunks = Vec::new();
+    for _ in 0..3 {
+        let out = sched.step();
+        let [decode, chunk] = &out.scheduled[..] else { panic!("{out:?}") };
+        assert_eq!((decode.seq_id, decode.num_new_tokens(), decode.sample), (0, 1, true));
+        assert_eq!(chunk.seq_id, 1);
+        assert_eq!(
+            chunk.token_ids,
+            (chunk.start_position as u32..).take(chunk.num_new_tokens()).collect::<Vec<_>>()
+        );
+        chunks.push((chunk.start_position, chunk.num_new_tokens(), chunk.sample));
+        sample_all(&mut sched, &out);
+        sched.check_invariants().unwrap();
+    }
+    assert_eq!(chunks, [(0, 7, false), (7, 7, false), (14, 6, true)]);
+    assert_eq!(sched.get(1).unwrap().generated(), [7]);
+}
+
+#[test]
+fn requests_that_can_never_fit_are_rejected_at_add() {
+    let mut cfg = config(4, 8, 2, 8);
+    cfg.max_model_len = 64;
+    let mut sched = Scheduler::new(cfg).unwrap();
+    let too_long = sched.add(Sequence::new(0, vec![1; 60], 10)).unwrap_err();
+    assert!(matches!(too_long, SchedulerError::TooLong { .. }));
+    assert!(too_long.to_string().contains("60 prompt tokens + 10 max_tokens"), "{too_long}");
+    let too_big = sched.add(Sequence::new(1, vec![1; 20], 20)).unwrap_err();
+    assert!(matches!(too_big, SchedulerError::TooManyBlocks { num_blocks_needed: 10, num_blocks: 8, .. }));
+    assert!(too_big.to_string().contains("need 10 KV blocks"), "{too_big}");
+    assert!(matches!(sched.add(Sequence::new(2, vec![], 5)), Err(SchedulerError::EmptyPrompt { id: 2 })));
+    assert!(matches!(sched.add(Sequence::new(3, vec![1], 0)), Err(SchedulerError::ZeroMaxTokens { id: 3 })));
+    assert!(!sched.has_unfinished());
+    sched.add(Sequence::new(4, vec![1; 16], 16)).unwrap(); // exactly the whole pool
+    assert!(matches!(sched.add(Sequence::new(4, vec![1], 1)), Err(SchedulerError::DuplicateId { id: 4 })));
+    let bad = SchedulerConfig { max_num_batched_tokens: 1, ..config(4, 8, 2, 8) };
+    assert!(matches!(Scheduler::new(bad), Err(SchedulerError::InvalidConfig(_))));
+}
+
+#[test]
+fn abort_frees_blocks_in_any_state() {
+    let mut sched = Scheduler::new(config(4, 16, 2, 64)).unwrap();
+    for id in 0..3 {
+        sched.add(Sequence::new(id, vec![id as u32; 9], 4)).unwrap();
+    }
+    let out = sched.step(); // 0 and 1 run, 2 waits (max_num_seqs)
+    assert_eq!(sched.running_ids(), [0, 1]);
+    assert_eq!(sched.block_manager().num_used_blocks(), 6);
+    // Aborted while its step is in flight: its sampled token is ignored.
+    assert_eq!(sched.abort(1).unwrap().status, SequenceStatus::Finished);
+    sample_all(&mut sched, &out);
+    assert_eq!(sched.block_manager().num_used_blocks(), 3);
+    sched.abort(2).unwrap();
+    sched.check_invariants().unwrap();
+    assert!(matches!(sched.abort(2), Err(SchedulerError::UnknownSequence { id: 2 })));
+    sched.abort(0).unwrap();
+    assert!(!sched.has_unfinished());
+    assert_eq!(sched.metrics().num_blocks_used, 0);
+    sched.check_invariants().unwrap();
 }

@@ -6,6 +6,10 @@
 //! recently started running sequence is preempted (blocks freed, recomputed
 //! later from the front of the waiting queue).
 //!
+//! A sequence gets blocks for all its tokens when admitted (prefix-cache
+//! hits first), so a prefill chunk never waits for a block; a decode may
+//! need one more (`append_slot`), which is where preemption happens.
+//!
 //! It owns the sequences, the queues and the block manager; it works on
 //! token ids and block ids only. Running the model, sampling and deciding
 //! when a sequence stops are the engine's: it reports each step's sampled
@@ -206,15 +210,16 @@ impl Scheduler {
         &self.config
     }
 
-    /// Queues a new request, or rejects one that could never run.
+    /// Queues a new request, or rejects one that could never run. All of
+    /// `seq.token_ids` is taken as its prompt.
     pub fn add(&mut self, mut seq: Sequence) -> Result<(), SchedulerError> {
         let id = seq.id;
+        seq.prompt_len = seq.token_ids.len();
         let (prompt_len, max_tokens) = (seq.prompt_len, seq.max_tokens);
         if self.seqs.contains_key(&id) {
             return Err(SchedulerError::DuplicateId { id });
         }
         self.config.check_fits(id, prompt_len, max_tokens)?;
-        seq.token_ids.truncate(prompt_len);
         seq.num_computed_tokens = 0;
         seq.block_table.clear();
         seq.block_hashes.clear();
@@ -261,9 +266,10 @@ impl Scheduler {
 
     /// Records a step's results: every scheduled token is now computed, the
     /// sampled tokens are appended, and full blocks join the prefix cache.
-    /// Returns the sequences that finished (the engine's stop, max_tokens or
-    /// the context length), their blocks freed. Tokens of sequences aborted
-    /// since `step` are ignored.
+    /// Returns the sequences that finished, their blocks freed: those the
+    /// engine marked `finished` (a stop) and those that reached `max_tokens`
+    /// (the engine tells the two apart by its own stop check). Tokens of
+    /// sequences aborted since `step` are ignored.
     pub fn on_step_done(&mut self, sampled: &[SampledToken]) -> Vec<Sequence> {
         for (id, num_new_tokens) in std::mem::take(&mut self.in_flight) {
             if let Some(seq) = self.seqs.get_mut(&id) {
