@@ -150,6 +150,25 @@ fn f16x4(rows: vec4<u32>, c: u32) -> mat4x4<f32> {
 
 // ---- 4 rows x 4 tokens ----
 
+// One Q4 block of four rows against four tokens: the nibble dot products
+// (before scale) and each token's sum of x over the block (for the offset).
+struct Q4Block4x4 {
+    dot_q: mat4x4<f32>,
+    sum_x: vec4<f32>,
+}
+
+fn q4_block_4x4(rows: vec4<u32>, tokens: vec4<u32>, b: u32) -> Q4Block4x4 {
+    var block = Q4Block4x4(mat4x4<f32>(), vec4<f32>(0.0));
+    for (var w = 0u; w < 4u; w++) {
+        let q = words4(rows, K / 8u, b * 4u + w);
+        let x_low = x4(tokens, b * 8u + w);
+        let x_high = x4(tokens, b * 8u + 4u + w);
+        block.dot_q += transpose(low4(q)) * x_low + transpose(high4(q)) * x_high;
+        block.sum_x += transpose(x_low + x_high) * ONES;
+    }
+    return block;
+}
+
 // Q4_1: 4 nibble words per block (byte j: weight j low, weight j+16 high),
 // scales word = pack2x16float(d, m). Value = d * q + m.
 @compute @workgroup_size(32)
@@ -158,15 +177,7 @@ fn matmul_q4_1(@builtin(global_invocation_id) gid: vec3<u32>) {
     let tokens = token_rows4(gid.y * 4u);
     var acc = mat4x4<f32>();
     for (var b = 0u; b < K / BLOCK; b++) {
-        var dot_q = mat4x4<f32>();
-        var sum_x = vec4<f32>(0.0);
-        for (var w = 0u; w < 4u; w++) {
-            let q = words4(rows, K / 8u, b * 4u + w);
-            let x_low = x4(tokens, b * 8u + w);
-            let x_high = x4(tokens, b * 8u + 4u + w);
-            dot_q += transpose(low4(q)) * x_low + transpose(high4(q)) * x_high;
-            sum_x += transpose(x_low + x_high) * ONES;
-        }
+        let block = q4_block_4x4(rows, tokens, b);
         let s = scales4(rows, b);
         let d0 = unpack2x16float(s.x);
         let d1 = unpack2x16float(s.y);
@@ -174,7 +185,9 @@ fn matmul_q4_1(@builtin(global_invocation_id) gid: vec3<u32>) {
         let d3 = unpack2x16float(s.w);
         let d = vec4<f32>(d0.x, d1.x, d2.x, d3.x);
         let m = vec4<f32>(d0.y, d1.y, d2.y, d3.y);
-        acc += mat4x4<f32>(d * dot_q[0] + m * sum_x.x, d * dot_q[1] + m * sum_x.y, d * dot_q[2] + m * sum_x.z, d * dot_q[3] + m * sum_x.w);
+        let dq = block.dot_q;
+        let sx = block.sum_x;
+        acc += mat4x4<f32>(d * dq[0] + m * sx.x, d * dq[1] + m * sx.y, d * dq[2] + m * sx.z, d * dq[3] + m * sx.w);
     }
     store4x4(gid.x * 4u, gid.y * 4u, acc);
 }
@@ -186,18 +199,11 @@ fn matmul_q4_0(@builtin(global_invocation_id) gid: vec3<u32>) {
     let tokens = token_rows4(gid.y * 4u);
     var acc = mat4x4<f32>();
     for (var b = 0u; b < K / BLOCK; b++) {
-        var dot_q = mat4x4<f32>();
-        var sum_x = vec4<f32>(0.0);
-        for (var w = 0u; w < 4u; w++) {
-            let q = words4(rows, K / 8u, b * 4u + w);
-            let x_low = x4(tokens, b * 8u + w);
-            let x_high = x4(tokens, b * 8u + 4u + w);
-            dot_q += transpose(low4(q)) * x_low + transpose(high4(q)) * x_high;
-            sum_x += transpose(x_low + x_high) * ONES;
-        }
+        let block = q4_block_4x4(rows, tokens, b);
         let d = bitcast<vec4<f32>>(scales4(rows, b));
-        let c = 8.0 * sum_x;
-        acc += mat4x4<f32>(d * (dot_q[0] - c.x), d * (dot_q[1] - c.y), d * (dot_q[2] - c.z), d * (dot_q[3] - c.w));
+        let dq = block.dot_q;
+        let c = 8.0 * block.sum_x;
+        acc += mat4x4<f32>(d * (dq[0] - c.x), d * (dq[1] - c.y), d * (dq[2] - c.z), d * (dq[3] - c.w));
     }
     store4x4(gid.x * 4u, gid.y * 4u, acc);
 }
@@ -250,6 +256,39 @@ fn token_row(token: u32) -> u32 {
     return min(token, step.num_tokens - 1u) * (K / 4u);
 }
 
+// One Q4 block of eight rows against one token: nibble dot products per
+// row (before scale) and the token's sum of x over the block.
+struct Q4Block8 {
+    dot_a: vec4<f32>,
+    dot_b: vec4<f32>,
+    sum_x: f32,
+}
+
+fn q4_block_8(rows_a: vec4<u32>, rows_b: vec4<u32>, xt: u32, b: u32) -> Q4Block8 {
+    var block = Q4Block8(vec4<f32>(0.0), vec4<f32>(0.0), 0.0);
+    var sum_x = vec4<f32>(0.0);
+    for (var w = 0u; w < 4u; w++) {
+        let x_low = x[xt + b * 8u + w];
+        let x_high = x[xt + b * 8u + 4u + w];
+        let qa = words4(rows_a, K / 8u, b * 4u + w);
+        let qb = words4(rows_b, K / 8u, b * 4u + w);
+        block.dot_a += transpose(low4(qa)) * x_low + transpose(high4(qa)) * x_high;
+        block.dot_b += transpose(low4(qb)) * x_low + transpose(high4(qb)) * x_high;
+        sum_x += x_low + x_high;
+    }
+    block.sum_x = dot(sum_x, ONES);
+    return block;
+}
+
+// The d and m halves of four Q4_1 scale words.
+fn q4_1_dm(s: vec4<u32>) -> mat2x4<f32> {
+    let s0 = unpack2x16float(s.x);
+    let s1 = unpack2x16float(s.y);
+    let s2 = unpack2x16float(s.z);
+    let s3 = unpack2x16float(s.w);
+    return mat2x4<f32>(vec4<f32>(s0.x, s1.x, s2.x, s3.x), vec4<f32>(s0.y, s1.y, s2.y, s3.y));
+}
+
 @compute @workgroup_size(32)
 fn matvec_q4_1(@builtin(global_invocation_id) gid: vec3<u32>) {
     let rows_a = rows4(gid.x * 8u);
@@ -258,31 +297,11 @@ fn matvec_q4_1(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc_a = vec4<f32>(0.0);
     var acc_b = vec4<f32>(0.0);
     for (var b = 0u; b < K / BLOCK; b++) {
-        var dot_a = vec4<f32>(0.0);
-        var dot_b = vec4<f32>(0.0);
-        var sum_x = vec4<f32>(0.0);
-        for (var w = 0u; w < 4u; w++) {
-            let x_low = x[xt + b * 8u + w];
-            let x_high = x[xt + b * 8u + 4u + w];
-            let qa = words4(rows_a, K / 8u, b * 4u + w);
-            let qb = words4(rows_b, K / 8u, b * 4u + w);
-            dot_a += transpose(low4(qa)) * x_low + transpose(high4(qa)) * x_high;
-            dot_b += transpose(low4(qb)) * x_low + transpose(high4(qb)) * x_high;
-            sum_x += x_low + x_high;
-        }
-        let total_x = dot(sum_x, ONES);
-        let sa = scales4(rows_a, b);
-        let sb = scales4(rows_b, b);
-        let a0 = unpack2x16float(sa.x);
-        let a1 = unpack2x16float(sa.y);
-        let a2 = unpack2x16float(sa.z);
-        let a3 = unpack2x16float(sa.w);
-        let b0 = unpack2x16float(sb.x);
-        let b1 = unpack2x16float(sb.y);
-        let b2 = unpack2x16float(sb.z);
-        let b3 = unpack2x16float(sb.w);
-        acc_a += vec4<f32>(a0.x, a1.x, a2.x, a3.x) * dot_a + vec4<f32>(a0.y, a1.y, a2.y, a3.y) * total_x;
-        acc_b += vec4<f32>(b0.x, b1.x, b2.x, b3.x) * dot_b + vec4<f32>(b0.y, b1.y, b2.y, b3.y) * total_x;
+        let block = q4_block_8(rows_a, rows_b, xt, b);
+        let dm_a = q4_1_dm(scales4(rows_a, b));
+        let dm_b = q4_1_dm(scales4(rows_b, b));
+        acc_a += dm_a[0] * block.dot_a + dm_a[1] * block.sum_x;
+        acc_b += dm_b[0] * block.dot_b + dm_b[1] * block.sum_x;
     }
     store4(gid.x * 8u, gid.y, acc_a);
     store4(gid.x * 8u + 4u, gid.y, acc_b);
@@ -296,21 +315,10 @@ fn matvec_q4_0(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc_a = vec4<f32>(0.0);
     var acc_b = vec4<f32>(0.0);
     for (var b = 0u; b < K / BLOCK; b++) {
-        var dot_a = vec4<f32>(0.0);
-        var dot_b = vec4<f32>(0.0);
-        var sum_x = vec4<f32>(0.0);
-        for (var w = 0u; w < 4u; w++) {
-            let x_low = x[xt + b * 8u + w];
-            let x_high = x[xt + b * 8u + 4u + w];
-            let qa = words4(rows_a, K / 8u, b * 4u + w);
-            let qb = words4(rows_b, K / 8u, b * 4u + w);
-            dot_a += transpose(low4(qa)) * x_low + transpose(high4(qa)) * x_high;
-            dot_b += transpose(low4(qb)) * x_low + transpose(high4(qb)) * x_high;
-            sum_x += x_low + x_high;
-        }
-        let c = 8.0 * dot(sum_x, ONES);
-        acc_a += bitcast<vec4<f32>>(scales4(rows_a, b)) * (dot_a - c);
-        acc_b += bitcast<vec4<f32>>(scales4(rows_b, b)) * (dot_b - c);
+        let block = q4_block_8(rows_a, rows_b, xt, b);
+        let c = 8.0 * block.sum_x;
+        acc_a += bitcast<vec4<f32>>(scales4(rows_a, b)) * (block.dot_a - c);
+        acc_b += bitcast<vec4<f32>>(scales4(rows_b, b)) * (block.dot_b - c);
     }
     store4(gid.x * 8u, gid.y, acc_a);
     store4(gid.x * 8u + 4u, gid.y, acc_b);

@@ -13,7 +13,7 @@ use crate::text::{Detokenizer, TextError, Tokenizer};
 
 use super::request::{FinishReason, GenerateRequest, RequestId, RequestOutput, TokenOutput, Usage};
 use super::runner::ModelRunner;
-use super::sampler::{Sampler, SamplingError, SamplingParams};
+use super::sampler::{Sampler, SamplingError};
 use super::scheduler::{SampledToken, Scheduler, SchedulerConfig, SchedulerError, SchedulerMetrics};
 use super::sequence::Sequence;
 use super::stop::StopMatcher;
@@ -117,16 +117,11 @@ impl EngineCore {
         self.scheduler.config()
     }
 
-    /// `max_tokens` when the request leaves it open: the rest of the context.
-    pub fn resolve_max_tokens(config: &SchedulerConfig, prompt_len: usize, params: &SamplingParams) -> usize {
-        params.max_tokens.unwrap_or(config.max_model_len.saturating_sub(prompt_len))
-    }
-
     /// Queues a request, or says why it can never run.
     pub fn add_request(&mut self, id: RequestId, request: GenerateRequest) -> Result<(), EngineError> {
         let params = request.params;
         params.validate(self.model().config.vocab_size)?;
-        let max_tokens = Self::resolve_max_tokens(self.scheduler.config(), request.prompt.len(), &params);
+        let max_tokens = self.scheduler.config().max_tokens_for(request.prompt.len(), params.max_tokens);
         self.scheduler.add(Sequence::new(id, request.prompt, max_tokens))?;
         let mut stop_token_ids = params.stop_token_ids.clone();
         stop_token_ids.extend(&self.eos_token_ids);

@@ -53,6 +53,11 @@ impl Default for SchedulerConfig {
 }
 
 impl SchedulerConfig {
+    /// A request's `max_tokens`; left open, the rest of the context.
+    pub fn max_tokens_for(&self, prompt_len: usize, requested: Option<usize>) -> usize {
+        requested.unwrap_or(self.max_model_len.saturating_sub(prompt_len))
+    }
+
     /// Rejects a request that could never run: empty, or longer than the
     /// context or the whole KV pool. Callers outside the engine thread use
     /// it to refuse a request at submission.

@@ -40,6 +40,43 @@ struct Shared {
     metrics: Mutex<EngineMetrics>,
 }
 
+/// What the engine thread drives: `EngineCore`, or a stand-in in tests
+/// (a core that fails, to check that failures reach every request).
+pub trait StepEngine: Send + 'static {
+    fn add_request(&mut self, id: RequestId, request: GenerateRequest) -> Result<(), EngineError>;
+    fn abort(&mut self, id: RequestId) -> Option<RequestOutput>;
+    fn has_work(&self) -> bool;
+    fn step(&mut self) -> Result<Vec<(RequestId, RequestOutput)>, EngineError>;
+    fn metrics(&self) -> EngineMetrics;
+    /// The limits `submit` checks before a request reaches the thread.
+    fn scheduler_config(&self) -> &SchedulerConfig;
+    fn vocab_size(&self) -> usize;
+}
+
+impl StepEngine for EngineCore {
+    fn add_request(&mut self, id: RequestId, request: GenerateRequest) -> Result<(), EngineError> {
+        EngineCore::add_request(self, id, request)
+    }
+    fn abort(&mut self, id: RequestId) -> Option<RequestOutput> {
+        EngineCore::abort(self, id)
+    }
+    fn has_work(&self) -> bool {
+        EngineCore::has_work(self)
+    }
+    fn step(&mut self) -> Result<Vec<(RequestId, RequestOutput)>, EngineError> {
+        EngineCore::step(self)
+    }
+    fn metrics(&self) -> EngineMetrics {
+        EngineCore::metrics(self)
+    }
+    fn scheduler_config(&self) -> &SchedulerConfig {
+        EngineCore::scheduler_config(self)
+    }
+    fn vocab_size(&self) -> usize {
+        self.model().config.vocab_size
+    }
+}
+
 /// Cheap to clone; every clone talks to the same engine thread.
 #[derive(Clone)]
 pub struct EngineHandle {
@@ -107,7 +144,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl EngineHandle {
     /// Starts the engine thread around `core`.
-    pub fn spawn(core: EngineCore) -> (EngineHandle, JoinHandle<()>) {
+    pub fn spawn<E: StepEngine>(core: E) -> (EngineHandle, JoinHandle<()>) {
         let (commands, receiver) = std_mpsc::channel();
         let shared =
             Arc::new(Shared { health: Mutex::new(Health::Ready), metrics: Mutex::new(core.metrics()) });
@@ -116,7 +153,7 @@ impl EngineHandle {
             shared: shared.clone(),
             next_id: Arc::new(AtomicU64::new(1)),
             scheduler_config: core.scheduler_config().clone(),
-            vocab_size: core.model().config.vocab_size,
+            vocab_size: core.vocab_size(),
         };
         let thread = std::thread::Builder::new()
             .name("wgserve-engine".into())
@@ -136,7 +173,7 @@ impl EngineHandle {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         request.params.validate(self.vocab_size)?;
         let max_tokens =
-            EngineCore::resolve_max_tokens(&self.scheduler_config, request.prompt.len(), &request.params);
+            self.scheduler_config.max_tokens_for(request.prompt.len(), request.params.max_tokens);
         self.scheduler_config.check_fits(id, request.prompt.len(), max_tokens)?;
         let (output, receiver) = mpsc::unbounded_channel();
         self.commands.send(Command::Submit { id, request, output }).map_err(|_| EngineError::Stopped)?;
@@ -167,7 +204,7 @@ impl EngineHandle {
 }
 
 /// The engine thread's loop: commands in, one step, outputs out.
-fn run(mut core: EngineCore, commands: std_mpsc::Receiver<Command>, shared: Arc<Shared>) {
+fn run<E: StepEngine>(mut core: E, commands: std_mpsc::Receiver<Command>, shared: Arc<Shared>) {
     let mut streams: HashMap<RequestId, mpsc::UnboundedSender<RequestOutput>> = HashMap::new();
     let mut failure: Option<String> = None;
     loop {
@@ -237,8 +274,8 @@ fn run(mut core: EngineCore, commands: std_mpsc::Receiver<Command>, shared: Arc<
 
 /// Sends each output to its stream; a stream whose reader is gone aborts
 /// its request at once, so its blocks are free for the next step.
-fn route(
-    core: &mut EngineCore,
+fn route<E: StepEngine>(
+    core: &mut E,
     streams: &mut HashMap<RequestId, mpsc::UnboundedSender<RequestOutput>>,
     outputs: Vec<(RequestId, RequestOutput)>,
 ) {
