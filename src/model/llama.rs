@@ -352,6 +352,25 @@ impl Llama {
         layers + self.lm_head.weight_bytes()
     }
 
+    /// Runs a throwaway step with each kernel variant, so the driver compiles
+    /// them now rather than during the first request (seconds on lavapipe).
+    /// It writes K/V into the first blocks, which a sequence overwrites
+    /// before it reads them.
+    pub fn warm_up(&self) -> Result<(), ModelError> {
+        for num_tokens in [1, 4] {
+            let mut batch = BatchInputs::default();
+            let tokens = vec![0u32; num_tokens];
+            let blocks = num_tokens.div_ceil(self.block_size());
+            if blocks > self.num_kv_blocks() || num_tokens > self.options.max_batch_tokens {
+                continue;
+            }
+            let block_table: Vec<u32> = (0..blocks as u32).collect();
+            batch.push_sequence(&tokens, 0, &block_table, self.block_size());
+            self.forward(&batch, Output::TokenIds)?;
+        }
+        Ok(())
+    }
+
     /// Runs one step: every layer over the batch's new tokens, writing their
     /// K/V into the cache, then the output head on each sequence's last token.
     pub fn forward(&self, batch: &BatchInputs, output: Output) -> Result<ForwardOutput, ModelError> {

@@ -39,6 +39,7 @@ pub fn load_model(
         WeightSource::Safetensors { dir, .. } => hf_text(dir)?,
     };
     let llama = Llama::from_source(ctx, &source, options)?;
+    llama.warm_up()?;
     let mut stop_token_ids: Vec<u32> = tokenizer.eos_id().into_iter().collect();
     for token in END_OF_TURN_TOKENS {
         if let Some(id) = tokenizer.token_to_id(token)
