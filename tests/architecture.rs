@@ -471,7 +471,7 @@ fn flags_a_lower_layer_importing_a_higher_one() {
 
 #[test]
 fn flags_grouped_uses_and_inline_paths() {
-    let source = "use crate::{formats::X, engine::{Y, Z}};\nfn f() -> crate::server::Error { todo!() }\n";
+    let source = "use crate::{formats::X, engine::{Y, Z}};\nfn f() -> crate::server::Error { panic!() }\n";
     let found = check("src/model/mod.rs", source);
     let paths: Vec<(usize, &str)> = found.iter().map(|v| (v.line, v.path.as_str())).collect();
     assert_eq!(paths, [(1, "crate::engine"), (2, "crate::server::Error")]);
