@@ -17,3 +17,18 @@ pub fn get(state: &AppState) -> Result<Response, ApiError> {
         Health::Stopped => Err(ApiError::Unavailable("the engine has stopped".into())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::state::ServerOptions;
+
+    #[test]
+    fn unavailable_with_the_cause_while_loading() {
+        let state = AppState::new(ServerOptions::default());
+        state.set_loading_status("loading model.gguf");
+        let Err(error) = get(&state) else { panic!("expected 503 while loading") };
+        assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(error.to_string().contains("loading model.gguf"), "{error}");
+    }
+}
