@@ -8,7 +8,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 WGSERVE := $(TARGET_DIR)/release/wgserve
 PROMPT ?= Explain in two sentences why the sky is blue.
 
-.PHONY: setup build lint test serve bench reference
+.PHONY: setup build lint test serve generate bench reference
 
 setup:
 	bash scripts/setup.sh
@@ -24,8 +24,14 @@ lint: setup
 test: lint
 	$(CARGO) test --release -- --test-threads=1
 
-# Until the HTTP server exists: one chat prompt through the default model.
+# The HTTP server with the default model; prints its URL once loaded.
+# Extra flags: make serve SERVE_ARGS="--port 9000 --api-key KEY".
+SERVE_ARGS ?=
 serve: build
+	$(WGSERVE) serve $(SERVE_ARGS)
+
+# One chat prompt through the default model, streamed to stdout.
+generate: build
 	$(WGSERVE) generate --chat --prompt "$(PROMPT)"
 
 bench: build

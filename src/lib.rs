@@ -9,4 +9,5 @@ pub mod engine;
 pub mod formats;
 pub mod gpu;
 pub mod model;
+pub mod server;
 pub mod text;

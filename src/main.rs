@@ -1,4 +1,4 @@
-//! The `wgserve` command line: generate, info, bench.
+//! The `wgserve` command line: serve, generate, info, bench.
 
 mod cli;
 

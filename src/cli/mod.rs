@@ -4,6 +4,7 @@
 mod bench;
 mod generate;
 mod info;
+mod serve;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +26,8 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the OpenAI-compatible HTTP API.
+    Serve(serve::ServeArgs),
     /// Generate text for one prompt, streamed to stdout.
     Generate(generate::GenerateArgs),
     /// Show the model's architecture, tensor types and the GPU adapter.
@@ -115,6 +118,7 @@ fn open_gpu() -> anyhow::Result<Arc<GpuContext>> {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Info(args) => info::run(args),
         Command::Bench(args) => bench::run_bench(args),

@@ -47,7 +47,9 @@ pub struct BpeVocab {
     pub add_bos: bool,
 }
 
-/// Text <-> token ids.
+/// Text <-> token ids. Cloned where two owners need it (the engine
+/// thread and the HTTP handlers that tokenize).
+#[derive(Clone)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     bos_id: Option<u32>,

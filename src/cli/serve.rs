@@ -1,0 +1,168 @@
+//! `wgserve serve`: the OpenAI-compatible HTTP server. It binds first, so
+//! that `/health` answers 503 with the cause while the model loads on its
+//! own thread; then starts the engine thread and prints
+//! `wgserve listening on http://HOST:PORT` on stdout. On SIGINT/SIGTERM it
+//! stops accepting, lets open connections finish for a bounded time, stops
+//! the engine and exits 0. Progress goes to stderr.
+
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::Args;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use wgserve::engine::core::EngineCore;
+use wgserve::engine::worker::EngineHandle;
+use wgserve::server::{AppState, ServedModel, ServerOptions};
+use wgserve::text::{ChatTemplate, Tokenizer};
+
+use super::ModelArgs;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on; 0 picks a free one (the printed URL shows it).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// A key clients must send as `Authorization: Bearer KEY`; repeat for
+    /// several keys. Without any, the API is open. `/health` is always open.
+    #[arg(long = "api-key", value_name = "KEY")]
+    api_keys: Vec<String>,
+    /// The model name clients use; repeat for aliases (the first is
+    /// reported). Default: the model file's name.
+    #[arg(long = "served-model-name", value_name = "NAME")]
+    served_model_names: Vec<String>,
+    /// A browser origin allowed to call the API (CORS); repeat for several,
+    /// `*` for any.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
+}
+
+/// What the loading thread hands back.
+struct Loaded {
+    core: EngineCore,
+    tokenizer: Tokenizer,
+    chat_template: Option<ChatTemplate>,
+    name: String,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("wgserve-http")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Installed first: a signal during loading must not kill the process
+    // with the default action.
+    let mut signal = pin!(shutdown_signal()?);
+    let listener = TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+    let addr: SocketAddr = listener.local_addr()?;
+    eprintln!("bound to http://{addr}; /health answers 503 until the model is loaded");
+    let state = AppState::new(ServerOptions {
+        api_keys: args.api_keys.clone(),
+        cors_origins: args.cors_origins.clone(),
+        ..ServerOptions::default()
+    });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(wgserve::server::serve(listener, state.clone(), async {
+        let _ = stopped.await;
+    }));
+
+    let loaded = tokio::select! {
+        loaded = load(args.model.clone(), state.clone()) => loaded,
+        () = &mut signal => {
+            eprintln!("shutting down while loading");
+            let _ = stop.send(());
+            let _ = server.await;
+            return Ok(());
+        }
+    };
+    let loaded = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            state.set_loading_status(format!("loading failed: {e:#}"));
+            let _ = stop.send(());
+            let _ = server.await;
+            return Err(e);
+        }
+    };
+    let (engine, engine_thread) = EngineHandle::spawn(loaded.core);
+    let names = if args.served_model_names.is_empty() { vec![loaded.name] } else { args.served_model_names };
+    let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    state.set_ready(ServedModel {
+        engine: engine.clone(),
+        tokenizer: loaded.tokenizer.into(),
+        chat_template: loaded.chat_template,
+        names,
+        created,
+    });
+    println!("wgserve listening on http://{addr}");
+
+    signal.await;
+    eprintln!(
+        "shutting down: no new connections; open ones get {:?} to finish",
+        state.options.shutdown_grace
+    );
+    let _ = stop.send(());
+    let _ = server.await;
+    engine.shutdown();
+    tokio::task::spawn_blocking(move || engine_thread.join())
+        .await
+        .context("joining the engine thread")?
+        .map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
+    eprintln!("stopped");
+    Ok(())
+}
+
+/// Opens the GPU, loads the model and builds the engine core on a plain
+/// thread (GPU setup blocks), reporting progress to `/health`.
+async fn load(args: ModelArgs, state: std::sync::Arc<AppState>) -> anyhow::Result<Loaded> {
+    let (done, result) = oneshot::channel();
+    std::thread::Builder::new().name("wgserve-load".into()).spawn(move || {
+        let load = || -> anyhow::Result<Loaded> {
+            state.set_loading_status(format!("loading {}", args.path()?.display()));
+            let mut loaded = args.load()?;
+            let tokenizer = loaded.tokenizer.clone();
+            let chat_template = loaded.chat_template.take();
+            let name = loaded.name.clone();
+            state.set_loading_status("starting the engine");
+            let core = args.engine(loaded)?;
+            Ok(Loaded { core, tokenizer, chat_template, name })
+        };
+        let _ = done.send(load());
+    })?;
+    result.await.context("the loading thread died")?
+}
+
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+}

@@ -1,0 +1,28 @@
+//! The HTTP server: owns everything HTTP (accept loop, routing, API keys,
+//! CORS, request parsing, OpenAI-shaped responses and errors). It reaches
+//! the engine only through `EngineHandle` and never touches the GPU or
+//! the model; the text module's tokenizer and chat template are the only
+//! model pieces it holds, for `/tokenize` and for rendering chats.
+//!
+//! - [`accept`]: accept loop and graceful shutdown.
+//! - [`router`]: the one route table (404, 405, OPTIONS).
+//! - [`error`]: the one error type, rendered as OpenAI's error object.
+//! - [`body`]: the one response body type.
+//! - [`json`]: body reading with a size limit, JSON parsing naming fields.
+//! - [`auth`], [`cors`]: API keys and browser origins.
+//! - [`routes`]: one file per group of endpoints; handlers stay thin.
+
+pub mod accept;
+pub mod auth;
+pub mod body;
+pub mod cors;
+pub mod error;
+pub mod json;
+pub mod openai;
+pub mod router;
+pub mod routes;
+pub mod state;
+
+pub use accept::serve;
+pub use error::ApiError;
+pub use state::{AppState, ServedModel, ServerOptions};

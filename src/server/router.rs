@@ -1,0 +1,104 @@
+//! The one route table. A path that matches no route is 404; a known path
+//! with another method is 405 with `Allow`; OPTIONS is a CORS preflight.
+//! Routes not marked `open` need an API key when keys are configured.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::ORIGIN;
+use hyper::{Method, Request};
+
+use super::auth;
+use super::body::Response;
+use super::error::ApiError;
+use super::routes::{health, models, tokenize};
+use super::state::AppState;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Health,
+    ListModels,
+    RetrieveModel,
+    Tokenize,
+    Detokenize,
+}
+
+struct Route {
+    method: Method,
+    /// Literal segments, or a last `{*}` segment that captures the rest.
+    path: &'static str,
+    endpoint: Endpoint,
+    /// Reachable without an API key.
+    open: bool,
+}
+
+const ROUTES: &[Route] = &[
+    Route { method: Method::GET, path: "/health", endpoint: Endpoint::Health, open: true },
+    Route { method: Method::GET, path: "/v1/models", endpoint: Endpoint::ListModels, open: false },
+    Route { method: Method::GET, path: "/v1/models/{*}", endpoint: Endpoint::RetrieveModel, open: false },
+    Route { method: Method::POST, path: "/tokenize", endpoint: Endpoint::Tokenize, open: false },
+    Route { method: Method::POST, path: "/detokenize", endpoint: Endpoint::Detokenize, open: false },
+];
+
+/// `Some(capture)` when `path` matches `pattern`; the capture is the
+/// rest of the path for a `{*}` pattern (model ids may contain `/`).
+fn match_path<'p>(pattern: &str, path: &'p str) -> Option<Option<&'p str>> {
+    match pattern.strip_suffix("{*}") {
+        Some(prefix) => path.strip_prefix(prefix).filter(|rest| !rest.is_empty()).map(Some),
+        None => (pattern == path).then_some(None),
+    }
+}
+
+/// The service function: every request gets a response, errors included.
+pub async fn handle(state: Arc<AppState>, request: Request<Incoming>) -> Result<Response, Infallible> {
+    let origin = request.headers().get(ORIGIN).cloned();
+    let mut response = dispatch(&state, request).await.unwrap_or_else(ApiError::into_response);
+    state.cors.decorate(origin.as_ref(), &mut response);
+    Ok(response)
+}
+
+async fn dispatch(state: &Arc<AppState>, request: Request<Incoming>) -> Result<Response, ApiError> {
+    let path = request.uri().path().to_string();
+    let matches: Vec<(&Route, Option<&str>)> =
+        ROUTES.iter().filter_map(|route| Some((route, match_path(route.path, &path)?))).collect();
+    if matches.is_empty() {
+        return Err(ApiError::NotFound(format!("unknown route: {} {path}", request.method())));
+    }
+    let mut allow: Vec<&str> = matches.iter().map(|(route, _)| route.method.as_str()).collect();
+    allow.push("OPTIONS");
+    let allow = allow.join(", ");
+    if request.method() == Method::OPTIONS {
+        return Ok(state.cors.preflight(&allow));
+    }
+    let Some(&(route, capture)) = matches.iter().find(|(route, _)| route.method == request.method()) else {
+        return Err(ApiError::MethodNotAllowed { method: request.method().to_string(), path, allow });
+    };
+    if !route.open {
+        auth::check(request.headers(), &state.options.api_keys)?;
+    }
+    let limit = state.options.max_body_bytes;
+    match route.endpoint {
+        Endpoint::Health => health::get(state),
+        Endpoint::ListModels => models::list(state),
+        Endpoint::RetrieveModel => models::retrieve(state, capture.unwrap_or_default()),
+        Endpoint::Tokenize => tokenize::tokenize(state, super::json::read_body(request, limit).await?).await,
+        Endpoint::Detokenize => {
+            tokenize::detokenize(state, super::json::read_body(request, limit).await?).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_literals_and_tails() {
+        assert_eq!(match_path("/health", "/health"), Some(None));
+        assert_eq!(match_path("/health", "/health/"), None);
+        assert_eq!(match_path("/v1/models/{*}", "/v1/models/org/name"), Some(Some("org/name")));
+        assert_eq!(match_path("/v1/models/{*}", "/v1/models/"), None);
+        assert_eq!(match_path("/v1/models/{*}", "/v1/models"), None);
+    }
+}

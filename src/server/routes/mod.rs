@@ -1,0 +1,7 @@
+//! Handlers, one file per group of endpoints. Each parses and validates
+//! into a typed request, calls the engine handle or the tokenizer, and
+//! shapes the response; nothing else.
+
+pub mod health;
+pub mod models;
+pub mod tokenize;

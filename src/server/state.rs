@@ -1,0 +1,99 @@
+//! What every handler sees: the options, and once loaded, the served model
+//! (the engine handle plus the text pieces the handlers need).
+
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use crate::engine::worker::EngineHandle;
+use crate::text::{ChatTemplate, Tokenizer};
+
+use super::cors::Cors;
+use super::error::ApiError;
+
+/// Request bodies above this get 413.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Bearer keys; empty means no authentication.
+    pub api_keys: Vec<String>,
+    /// Allowed browser origins; `*` allows any.
+    pub cors_origins: Vec<String>,
+    pub max_body_bytes: usize,
+    /// How long in-flight connections may run on after a shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            api_keys: Vec::new(),
+            cors_origins: Vec::new(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The model behind the API, reached only through its engine handle.
+pub struct ServedModel {
+    pub engine: EngineHandle,
+    pub tokenizer: Arc<Tokenizer>,
+    pub chat_template: Option<ChatTemplate>,
+    /// The names clients may use; the first is the one reported.
+    pub names: Vec<String>,
+    /// Unix seconds, for the `created` field of model objects.
+    pub created: u64,
+}
+
+impl ServedModel {
+    pub fn max_model_len(&self) -> usize {
+        self.engine.scheduler_config().max_model_len
+    }
+
+    /// 404 unless `name` is one of the served names.
+    pub fn check_name(&self, name: &str) -> Result<(), ApiError> {
+        if self.names.iter().any(|n| n == name) {
+            Ok(())
+        } else {
+            Err(ApiError::NotFound(format!("the model `{name}` does not exist")))
+        }
+    }
+}
+
+pub struct AppState {
+    pub options: ServerOptions,
+    pub cors: Cors,
+    model: OnceLock<ServedModel>,
+    /// What the server is doing before the model is ready (for /health).
+    loading_status: Mutex<String>,
+}
+
+impl AppState {
+    pub fn new(options: ServerOptions) -> Arc<Self> {
+        let cors = Cors::new(options.cors_origins.clone());
+        Arc::new(Self {
+            options,
+            cors,
+            model: OnceLock::new(),
+            loading_status: Mutex::new("starting".into()),
+        })
+    }
+
+    pub fn set_loading_status(&self, status: impl Into<String>) {
+        *self.loading_status.lock().unwrap_or_else(PoisonError::into_inner) = status.into();
+    }
+
+    /// Makes the model available to handlers; later calls are ignored.
+    pub fn set_ready(&self, model: ServedModel) {
+        let _ = self.model.set(model);
+    }
+
+    /// The served model, or 503 saying what the server is still doing.
+    pub fn model(&self) -> Result<&ServedModel, ApiError> {
+        self.model.get().ok_or_else(|| {
+            let status = self.loading_status.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            ApiError::Unavailable(format!("the model is not loaded yet: {status}"))
+        })
+    }
+}
