@@ -23,6 +23,7 @@ struct Step {
 override K: u32;                   // inner size, a multiple of 32
 override N: u32;                   // output rows
 override ACCUMULATE: bool = false; // y += ... (fuses the residual add)
+override HALF_WEIGHTS: bool = false; // float formats: f16 pairs instead of f32
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;  // [M, K] f32
@@ -226,26 +227,23 @@ fn matmul_q8_0(@builtin(global_invocation_id) gid: vec3<u32>) {
     store4x4(gid.x * 4u, gid.y * 4u, acc);
 }
 
-// F32: w_data holds the f32 bits of W row by row; w_scales is unused.
-@compute @workgroup_size(32)
-fn matmul_f32(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let rows = rows4(gid.x * 4u);
-    let tokens = token_rows4(gid.y * 4u);
-    var acc = mat4x4<f32>();
-    for (var c = 0u; c < K / 4u; c++) {
-        acc += transpose(f32x4(rows, c)) * x4(tokens, c);
+// Four rows' four weights at column chunk c of a float matrix.
+fn float4(rows: vec4<u32>, c: u32) -> mat4x4<f32> {
+    if (HALF_WEIGHTS) {
+        return f16x4(rows, c);
     }
-    store4x4(gid.x * 4u, gid.y * 4u, acc);
+    return f32x4(rows, c);
 }
 
-// F16: w_data holds pairs of f16 (element 2i low half, 2i+1 high half).
+// F32 (w_data: the f32 bits of W row by row) or F16 (pairs of f16:
+// element 2i low half, 2i+1 high half); w_scales is unused.
 @compute @workgroup_size(32)
-fn matmul_f16(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn matmul_float(@builtin(global_invocation_id) gid: vec3<u32>) {
     let rows = rows4(gid.x * 4u);
     let tokens = token_rows4(gid.y * 4u);
     var acc = mat4x4<f32>();
     for (var c = 0u; c < K / 4u; c++) {
-        acc += transpose(f16x4(rows, c)) * x4(tokens, c);
+        acc += transpose(float4(rows, c)) * x4(tokens, c);
     }
     store4x4(gid.x * 4u, gid.y * 4u, acc);
 }
@@ -347,7 +345,7 @@ fn matvec_q8_0(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 @compute @workgroup_size(32)
-fn matvec_f32(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn matvec_float(@builtin(global_invocation_id) gid: vec3<u32>) {
     let rows_a = rows4(gid.x * 8u);
     let rows_b = rows4(gid.x * 8u + 4u);
     let xt = token_row(gid.y);
@@ -355,24 +353,8 @@ fn matvec_f32(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc_b = vec4<f32>(0.0);
     for (var c = 0u; c < K / 4u; c++) {
         let xv = x[xt + c];
-        acc_a += transpose(f32x4(rows_a, c)) * xv;
-        acc_b += transpose(f32x4(rows_b, c)) * xv;
-    }
-    store4(gid.x * 8u, gid.y, acc_a);
-    store4(gid.x * 8u + 4u, gid.y, acc_b);
-}
-
-@compute @workgroup_size(32)
-fn matvec_f16(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let rows_a = rows4(gid.x * 8u);
-    let rows_b = rows4(gid.x * 8u + 4u);
-    let xt = token_row(gid.y);
-    var acc_a = vec4<f32>(0.0);
-    var acc_b = vec4<f32>(0.0);
-    for (var c = 0u; c < K / 4u; c++) {
-        let xv = x[xt + c];
-        acc_a += transpose(f16x4(rows_a, c)) * xv;
-        acc_b += transpose(f16x4(rows_b, c)) * xv;
+        acc_a += transpose(float4(rows_a, c)) * xv;
+        acc_b += transpose(float4(rows_b, c)) * xv;
     }
     store4(gid.x * 8u, gid.y, acc_a);
     store4(gid.x * 8u + 4u, gid.y, acc_b);

@@ -73,13 +73,11 @@ pub struct MatmulKey {
 impl MatmulKey {
     pub(crate) fn spec(&self) -> KernelSpec {
         let entry_point = match (self.tile, self.format) {
-            (Tile::Rows8, WeightFormat::F32) => "matvec_f32",
-            (Tile::Rows8, WeightFormat::F16) => "matvec_f16",
+            (Tile::Rows8, WeightFormat::F32 | WeightFormat::F16) => "matvec_float",
             (Tile::Rows8, WeightFormat::Q8_0) => "matvec_q8_0",
             (Tile::Rows8, WeightFormat::Q4_0) => "matvec_q4_0",
             (Tile::Rows8, WeightFormat::Q4_1) => "matvec_q4_1",
-            (Tile::Rows4Tokens4, WeightFormat::F32) => "matmul_f32",
-            (Tile::Rows4Tokens4, WeightFormat::F16) => "matmul_f16",
+            (Tile::Rows4Tokens4, WeightFormat::F32 | WeightFormat::F16) => "matmul_float",
             (Tile::Rows4Tokens4, WeightFormat::Q8_0) => "matmul_q8_0",
             (Tile::Rows4Tokens4, WeightFormat::Q4_0) => "matmul_q4_0",
             (Tile::Rows4Tokens4, WeightFormat::Q4_1) => "matmul_q4_1",
@@ -99,6 +97,7 @@ impl MatmulKey {
                 ("K", self.k as f64),
                 ("N", self.n as f64),
                 ("ACCUMULATE", if self.accumulate { 1.0 } else { 0.0 }),
+                ("HALF_WEIGHTS", if self.format == WeightFormat::F16 { 1.0 } else { 0.0 }),
             ],
         }
     }
