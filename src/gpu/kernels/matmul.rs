@@ -55,10 +55,15 @@ impl Tile {
             Tile::Rows4Tokens4 => 4,
         }
     }
-}
 
-/// Invocations per workgroup of every matmul entry point.
-const WORKGROUP: u32 = 32;
+    /// Invocations per workgroup (the `@workgroup_size` of its entry points).
+    fn workgroup_size(self) -> u32 {
+        match self {
+            Tile::Rows8 => 8,
+            Tile::Rows4Tokens4 => 32,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MatmulKey {
@@ -103,6 +108,10 @@ impl MatmulKey {
     }
 
     pub fn workgroups(&self, num_tokens: u32) -> [u32; 3] {
-        [self.n.div_ceil(self.tile.rows() * WORKGROUP), num_tokens.div_ceil(self.tile.tokens()), 1]
+        [
+            self.n.div_ceil(self.tile.rows() * self.tile.workgroup_size()),
+            num_tokens.div_ceil(self.tile.tokens()),
+            1,
+        ]
     }
 }
