@@ -60,7 +60,7 @@ impl Tile {
     fn workgroup_size(self) -> u32 {
         match self {
             Tile::Rows8 => 8,
-            Tile::Rows4Tokens4 => 32,
+            Tile::Rows4Tokens4 => 16,
         }
     }
 }
