@@ -32,7 +32,9 @@ const MAX_D4: u32 = 64u;
 var<private> q: array<vec4<f32>, MAX_D4>;
 var<private> acc: array<vec4<f32>, MAX_D4>;
 
-@compute @workgroup_size(64)
+// Workgroups of 8: a decode step has only (sequences x heads) invocations,
+// and small groups spread them over every CPU thread on llvmpipe.
+@compute @workgroup_size(8)
 fn attention(@builtin(global_invocation_id) gid: vec3<u32>) {
     let head = gid.x % N_Q_HEADS;
     let t = gid.x / N_Q_HEADS;

@@ -41,6 +41,21 @@ pub struct KernelSpec {
 }
 
 impl KernelKey {
+    /// Workgroups that cover `count` items: tokens, or rows for the
+    /// sampling kernels (RMSNorm with gather, argmax).
+    pub fn workgroups(&self, count: u32) -> [u32; 3] {
+        match self {
+            KernelKey::Embedding(key) => key.workgroups(count),
+            KernelKey::RmsNorm(key) => key.workgroups(count),
+            KernelKey::Matmul(key) => key.workgroups(count),
+            KernelKey::Rope(key) => key.workgroups(count),
+            KernelKey::KvWrite(key) => key.workgroups(count),
+            KernelKey::Attention(key) => key.workgroups(count),
+            KernelKey::SiluGate(key) => key.workgroups(count),
+            KernelKey::Argmax(key) => key.workgroups(count),
+        }
+    }
+
     fn spec(&self) -> KernelSpec {
         match self {
             KernelKey::Embedding(key) => key.spec(),

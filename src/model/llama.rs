@@ -45,8 +45,9 @@ pub enum ForwardOutput {
     Logits(Vec<f32>),
 }
 
-/// One bound kernel: a pipeline and the bind group it always runs with.
+/// One bound kernel: a pipeline, its key and the bind group it always runs with.
 struct Bound {
+    key: KernelKey,
     kernel: Arc<Kernel>,
     bind_group: wgpu::BindGroup,
 }
@@ -56,11 +57,12 @@ impl Bound {
         let kernel = cache.get(ctx, key);
         let raw: Vec<&wgpu::Buffer> = buffers.iter().map(|b| &b.buffer).collect();
         let bind_group = kernel.bind_group(ctx, &raw);
-        Self { kernel, bind_group }
+        Self { key, kernel, bind_group }
     }
 
-    fn record(&self, pass: &mut wgpu::ComputePass<'_>, workgroups: [u32; 3]) {
-        self.kernel.dispatch(pass, &self.bind_group, workgroups);
+    /// Dispatches over `count` tokens (or sampled rows).
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>, count: u32) {
+        self.kernel.dispatch(pass, &self.bind_group, self.key.workgroups(count));
     }
 }
 
@@ -101,7 +103,6 @@ pub struct Llama {
     kv_cache: KvCache,
     scratch: Scratch,
     embedding: Bound,
-    embedding_key: EmbeddingKey,
     layers: Vec<Layer>,
     final_norm: Bound,
     lm_head: MatmulOp,
@@ -312,7 +313,6 @@ impl Llama {
             kv_cache,
             scratch,
             embedding,
-            embedding_key,
             layers,
             final_norm,
             lm_head,
@@ -412,29 +412,23 @@ impl Llama {
                 label: Some("forward"),
                 timestamp_writes: None,
             });
-            self.embedding.record(&mut pass, self.embedding_key.workgroups(m));
-            let norm_groups = [m.div_ceil(64), 1, 1];
+            self.embedding.record(&mut pass, m);
             for layer in &self.layers {
-                layer.attn_norm.record(&mut pass, norm_groups);
+                layer.attn_norm.record(&mut pass, m);
                 layer.attn_qkv.record(&mut pass, m);
-                layer.rope.record(
-                    &mut pass,
-                    [((c.num_heads + c.num_kv_heads) * c.head_dim / 2).div_ceil(64) as u32, m, 1],
-                );
-                layer
-                    .kv_write
-                    .record(&mut pass, [(c.num_kv_heads * c.head_dim / 4).div_ceil(64) as u32, m, 1]);
-                layer.attention.record(&mut pass, [(m * c.num_heads as u32).div_ceil(64), 1, 1]);
+                layer.rope.record(&mut pass, m);
+                layer.kv_write.record(&mut pass, m);
+                layer.attention.record(&mut pass, m);
                 layer.attn_output.record(&mut pass, m);
-                layer.ffn_norm.record(&mut pass, norm_groups);
+                layer.ffn_norm.record(&mut pass, m);
                 layer.ffn_gate_up.record(&mut pass, m);
-                layer.silu_gate.record(&mut pass, [(c.intermediate_size / 4).div_ceil(64) as u32, m, 1]);
+                layer.silu_gate.record(&mut pass, m);
                 layer.ffn_down.record(&mut pass, m);
             }
-            self.final_norm.record(&mut pass, [s.div_ceil(64), 1, 1]);
+            self.final_norm.record(&mut pass, s);
             self.lm_head.record(&mut pass, s);
             if output == Output::TokenIds {
-                self.argmax.record(&mut pass, [s, 1, 1]);
+                self.argmax.record(&mut pass, s);
             }
         }
         let read_len = match output {

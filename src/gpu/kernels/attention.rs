@@ -4,8 +4,6 @@
 
 use crate::gpu::pipelines::{BindingKind, KernelSpec};
 
-use super::groups;
-
 /// Largest head size the kernel's registers hold.
 pub const MAX_HEAD_DIM: u32 = 256;
 
@@ -44,6 +42,7 @@ impl AttentionKey {
     }
 
     pub fn workgroups(&self, num_tokens: u32) -> [u32; 3] {
-        [groups(num_tokens * self.n_q_heads), 1, 1]
+        // 8 invocations per workgroup (see the shader).
+        [(num_tokens * self.n_q_heads).div_ceil(8), 1, 1]
     }
 }
