@@ -12,7 +12,7 @@ use hyper::{Method, Request};
 use super::auth;
 use super::body::Response;
 use super::error::ApiError;
-use super::routes::{health, models, tokenize};
+use super::routes::{completions, health, models, tokenize};
 use super::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,8 @@ enum Endpoint {
     RetrieveModel,
     Tokenize,
     Detokenize,
+    ChatCompletions,
+    Completions,
 }
 
 struct Route {
@@ -39,6 +41,13 @@ const ROUTES: &[Route] = &[
     Route { method: Method::GET, path: "/v1/models/{*}", endpoint: Endpoint::RetrieveModel, open: false },
     Route { method: Method::POST, path: "/tokenize", endpoint: Endpoint::Tokenize, open: false },
     Route { method: Method::POST, path: "/detokenize", endpoint: Endpoint::Detokenize, open: false },
+    Route {
+        method: Method::POST,
+        path: "/v1/chat/completions",
+        endpoint: Endpoint::ChatCompletions,
+        open: false,
+    },
+    Route { method: Method::POST, path: "/v1/completions", endpoint: Endpoint::Completions, open: false },
 ];
 
 /// `Some(capture)` when `path` matches `pattern`; the capture is the
@@ -85,6 +94,12 @@ async fn dispatch(state: &Arc<AppState>, request: Request<Incoming>) -> Result<R
         Endpoint::Tokenize => tokenize::tokenize(state, super::json::read_body(request, limit).await?).await,
         Endpoint::Detokenize => {
             tokenize::detokenize(state, super::json::read_body(request, limit).await?).await
+        }
+        Endpoint::ChatCompletions => {
+            completions::chat(state, super::json::read_body(request, limit).await?).await
+        }
+        Endpoint::Completions => {
+            completions::completion(state, super::json::read_body(request, limit).await?).await
         }
     }
 }

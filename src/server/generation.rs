@@ -1,0 +1,445 @@
+//! The OpenAI completion requests (chat and legacy) as the engine's
+//! `GenerateRequest`, and the engine's outputs as OpenAI responses: one
+//! JSON document, or a server-sent-event body that owns its request stream
+//! (hyper dropping the body for a gone client drops the stream, which
+//! aborts the request in the engine).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::StatusCode;
+use hyper::body::Frame;
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::engine::core::EngineError;
+use crate::engine::request::{FinishReason, RequestOutput, Usage};
+use crate::engine::sampler::SamplingParams;
+use crate::engine::worker::RequestStream;
+
+use super::body::Response;
+use super::error::ApiError;
+use super::openai::ChatMessageParam;
+
+/// The OpenAI default temperature (the engine's default is greedy).
+const DEFAULT_TEMPERATURE: f32 = 1.0;
+
+/// The fields of `/v1/chat/completions` and `/v1/completions` (each route
+/// checks which of `messages` and `prompt` it needs). Unknown fields are
+/// ignored, as OpenAI's server does.
+#[derive(Debug, Deserialize)]
+pub struct CompletionRequest {
+    pub model: Option<String>,
+    pub messages: Option<Vec<ChatMessageParam>>,
+    pub prompt: Option<PromptInput>,
+    #[serde(default)]
+    pub echo: bool,
+    #[serde(default)]
+    pub stream: bool,
+    pub stream_options: Option<StreamOptions>,
+    pub n: Option<u64>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    /// vLLM's convention: -1 (or 0) is off.
+    pub top_k: Option<i64>,
+    pub min_p: Option<f32>,
+    pub seed: Option<u64>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    pub repetition_penalty: Option<f32>,
+    /// Token ids (as JSON object keys) to biases.
+    pub logit_bias: Option<BTreeMap<String, f32>>,
+    /// A bool in chat, a count in the legacy API; neither is supported yet.
+    pub logprobs: Option<Value>,
+    pub top_logprobs: Option<u64>,
+    pub max_tokens: Option<u64>,
+    pub max_completion_tokens: Option<u64>,
+    pub stop: Option<StopInput>,
+    pub stop_token_ids: Option<Vec<u32>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum StopInput {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// A legacy prompt: text or token ids, alone or in a list of one.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PromptInput {
+    Text(String),
+    Texts(Vec<String>),
+    Tokens(Vec<u32>),
+    TokenLists(Vec<Vec<u32>>),
+}
+
+/// What the legacy prompt resolves to.
+pub enum Prompt {
+    Text(String),
+    Tokens(Vec<u32>),
+}
+
+impl PromptInput {
+    /// One prompt; a list of several is `n` prompts, which is not supported.
+    pub fn single(self) -> Result<Prompt, ApiError> {
+        let one = |len: usize| {
+            if len == 1 {
+                Ok(())
+            } else {
+                Err(ApiError::invalid(
+                    format!("`prompt` must hold exactly one prompt (a list of {len} is not supported yet)"),
+                    "prompt",
+                ))
+            }
+        };
+        let prompt = match self {
+            PromptInput::Text(text) => Prompt::Text(text),
+            PromptInput::Texts(mut texts) => {
+                one(texts.len())?;
+                Prompt::Text(texts.remove(0))
+            }
+            PromptInput::Tokens(tokens) => Prompt::Tokens(tokens),
+            PromptInput::TokenLists(mut lists) => {
+                one(lists.len())?;
+                Prompt::Tokens(lists.remove(0))
+            }
+        };
+        match &prompt {
+            Prompt::Text(text) if text.is_empty() => {
+                Err(ApiError::invalid("`prompt` must not be empty", "prompt"))
+            }
+            Prompt::Tokens(tokens) if tokens.is_empty() => {
+                Err(ApiError::invalid("`prompt` must not be empty", "prompt"))
+            }
+            _ => Ok(prompt),
+        }
+    }
+}
+
+impl CompletionRequest {
+    /// The sampling parameters, OpenAI defaults applied; ranges are checked
+    /// by the engine's `validate` (the error names the field).
+    pub fn sampling_params(&self) -> Result<SamplingParams, ApiError> {
+        if let Some(n) = self.n
+            && n != 1
+        {
+            let message = if n == 0 {
+                "`n` must be at least 1".to_string()
+            } else {
+                format!("`n` = {n} is not supported yet (only 1)")
+            };
+            return Err(ApiError::invalid(message, "n"));
+        }
+        if self.logprobs.as_ref().is_some_and(|v| !v.is_null() && *v != Value::Bool(false)) {
+            return Err(ApiError::invalid("`logprobs` is not supported yet", "logprobs"));
+        }
+        if self.top_logprobs.is_some_and(|k| k > 0) {
+            return Err(ApiError::invalid("`top_logprobs` is not supported yet", "top_logprobs"));
+        }
+        let top_k = match self.top_k {
+            None | Some(-1) | Some(0) => None,
+            Some(k) if k > 0 => Some(k as usize),
+            Some(k) => {
+                return Err(ApiError::invalid(format!("must be -1 (off) or at least 1, got {k}"), "top_k"));
+            }
+        };
+        let mut logit_bias = BTreeMap::new();
+        for (key, &bias) in self.logit_bias.iter().flatten() {
+            let id: u32 = key.parse().map_err(|_| {
+                ApiError::invalid(format!("`logit_bias` keys must be token ids, got `{key}`"), "logit_bias")
+            })?;
+            logit_bias.insert(id, bias);
+        }
+        let max_tokens = self.max_completion_tokens.or(self.max_tokens);
+        let defaults = SamplingParams::default();
+        Ok(SamplingParams {
+            temperature: self.temperature.unwrap_or(DEFAULT_TEMPERATURE),
+            top_p: self.top_p.unwrap_or(defaults.top_p),
+            top_k,
+            min_p: self.min_p.unwrap_or(defaults.min_p),
+            seed: self.seed,
+            presence_penalty: self.presence_penalty.unwrap_or(defaults.presence_penalty),
+            frequency_penalty: self.frequency_penalty.unwrap_or(defaults.frequency_penalty),
+            repetition_penalty: self.repetition_penalty.unwrap_or(defaults.repetition_penalty),
+            logit_bias,
+            logprobs: false,
+            top_logprobs: 0,
+            max_tokens: max_tokens.map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
+            stop_token_ids: self.stop_token_ids.clone().unwrap_or_default(),
+            stop: match &self.stop {
+                None => Vec::new(),
+                Some(StopInput::One(s)) => vec![s.clone()],
+                Some(StopInput::Many(list)) => list.clone(),
+            },
+        })
+    }
+
+    pub fn include_usage(&self) -> bool {
+        self.stream_options.as_ref().is_some_and(|o| o.include_usage)
+    }
+}
+
+/// The engine's refusal as the client's error.
+pub fn submit_error(e: EngineError) -> ApiError {
+    match e {
+        EngineError::Rejected(e) => ApiError::InvalidRequest { message: e.to_string(), param: None },
+        EngineError::InvalidParams(e) => ApiError::invalid(e.to_string(), e.param),
+        EngineError::Failed(_) | EngineError::Stopped => ApiError::Unavailable(e.to_string()),
+        other => ApiError::Internal(other.to_string()),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    Chat,
+    Completion,
+}
+
+/// What every response of one request shares.
+pub struct ResponseMeta {
+    pub api: Api,
+    pub id: String,
+    pub created: u64,
+    pub model: String,
+}
+
+impl ResponseMeta {
+    pub fn new(api: Api, request_id: u64, model: String) -> Self {
+        let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let prefix = match api {
+            Api::Chat => "chatcmpl",
+            Api::Completion => "cmpl",
+        };
+        Self { api, id: format!("{prefix}-{request_id:016x}{created:x}"), created, model }
+    }
+
+    fn object(&self, chunk: bool) -> &'static str {
+        match (self.api, chunk) {
+            (Api::Chat, false) => "chat.completion",
+            (Api::Chat, true) => "chat.completion.chunk",
+            (Api::Completion, _) => "text_completion",
+        }
+    }
+
+    fn envelope(&self, chunk: bool, choices: Value) -> serde_json::Map<String, Value> {
+        let mut map = serde_json::Map::new();
+        map.insert("id".into(), json!(self.id));
+        map.insert("object".into(), json!(self.object(chunk)));
+        map.insert("created".into(), json!(self.created));
+        map.insert("model".into(), json!(self.model));
+        map.insert("choices".into(), choices);
+        map
+    }
+}
+
+#[derive(Serialize)]
+struct UsageBody {
+    prompt_tokens: usize,
+    completion_tokens: usize,
+    total_tokens: usize,
+}
+
+fn usage_json(usage: &Usage) -> Value {
+    json!(UsageBody {
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+        total_tokens: usage.prompt_tokens + usage.completion_tokens,
+    })
+}
+
+/// The final output's failure, if it is one.
+fn finish_error(reason: FinishReason, error: Option<String>) -> Option<ApiError> {
+    match reason {
+        FinishReason::Error => {
+            Some(ApiError::Unavailable(error.unwrap_or_else(|| "the engine failed".into())))
+        }
+        _ => None,
+    }
+}
+
+/// Runs the request to the end and answers with one JSON document.
+/// `echo` is text put before the completion (legacy `echo`).
+pub async fn collect(
+    mut stream: RequestStream,
+    meta: ResponseMeta,
+    echo: String,
+) -> Result<Response, ApiError> {
+    let mut text = echo;
+    loop {
+        match stream.next().await {
+            Some(RequestOutput::Token(token)) => text.push_str(&token.text),
+            Some(RequestOutput::Finished { reason, usage, text: tail, error }) => {
+                if let Some(e) = finish_error(reason, error) {
+                    return Err(e);
+                }
+                text.push_str(&tail);
+                let choice = match meta.api {
+                    Api::Chat => json!({"index": 0, "message": {"role": "assistant", "content": text},
+                        "logprobs": null, "finish_reason": reason.as_str()}),
+                    Api::Completion => {
+                        json!({"index": 0, "text": text, "logprobs": null, "finish_reason": reason.as_str()})
+                    }
+                };
+                let mut body = meta.envelope(false, json!([choice]));
+                body.insert("usage".into(), usage_json(&usage));
+                return Ok(super::body::json_response(StatusCode::OK, &body));
+            }
+            None => {
+                return Err(ApiError::Unavailable("the engine stopped before the request finished".into()));
+            }
+        }
+    }
+}
+
+/// A server-sent-event response that owns the request's stream.
+pub fn sse_response(
+    stream: RequestStream,
+    meta: ResponseMeta,
+    include_usage: bool,
+    echo: String,
+) -> Response {
+    let mut body = SseBody { stream: Some(stream), meta, include_usage, queue: VecDeque::new(), done: false };
+    match body.meta.api {
+        Api::Chat => body.push_delta(json!({"role": "assistant", "content": ""}), None),
+        Api::Completion if !echo.is_empty() => body.push_text(&echo, None),
+        Api::Completion => {}
+    }
+    let mut response = hyper::Response::new(body.boxed());
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+struct SseBody {
+    /// `None` once the final output has been read.
+    stream: Option<RequestStream>,
+    meta: ResponseMeta,
+    include_usage: bool,
+    /// Events ready to send.
+    queue: VecDeque<Bytes>,
+    done: bool,
+}
+
+impl SseBody {
+    fn push_event(&mut self, value: &impl Serialize) {
+        let json = serde_json::to_string(value).unwrap_or_else(|e| {
+            json!({"error": {"message": format!("cannot encode a chunk: {e}"), "type": "server_error"}})
+                .to_string()
+        });
+        self.queue.push_back(Bytes::from(format!("data: {json}\n\n")));
+    }
+
+    fn push_choice(&mut self, choice: Value) {
+        let mut chunk = self.meta.envelope(true, json!([choice]));
+        if self.include_usage {
+            chunk.insert("usage".into(), Value::Null);
+        }
+        self.push_event(&chunk);
+    }
+
+    fn push_delta(&mut self, delta: Value, finish: Option<FinishReason>) {
+        let reason = finish.map(FinishReason::as_str);
+        self.push_choice(json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": reason}));
+    }
+
+    fn push_text(&mut self, text: &str, finish: Option<FinishReason>) {
+        match self.meta.api {
+            Api::Chat => self.push_delta(json!({"content": text}), finish),
+            Api::Completion => {
+                let reason = finish.map(FinishReason::as_str);
+                self.push_choice(
+                    json!({"index": 0, "text": text, "logprobs": null, "finish_reason": reason}),
+                );
+            }
+        }
+    }
+
+    fn push_finish(&mut self, reason: FinishReason, usage: Usage, tail: String, error: Option<String>) {
+        if let Some(e) = finish_error(reason, error) {
+            self.push_error(e);
+        } else {
+            if !tail.is_empty() {
+                self.push_text(&tail, None);
+            }
+            match self.meta.api {
+                Api::Chat => self.push_delta(json!({}), Some(reason)),
+                Api::Completion => self.push_text("", Some(reason)),
+            }
+            if self.include_usage {
+                let mut chunk = self.meta.envelope(true, json!([]));
+                chunk.insert("usage".into(), usage_json(&usage));
+                self.push_event(&chunk);
+            }
+        }
+        self.finish();
+    }
+
+    fn push_error(&mut self, e: ApiError) {
+        let code = e.status().as_u16();
+        self.push_event(&json!({"error": {"message": e.to_string(), "type": "server_error",
+            "param": null, "code": code}}));
+    }
+
+    fn finish(&mut self) {
+        self.queue.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+        self.stream = None;
+        self.done = true;
+    }
+}
+
+impl hyper::body::Body for SseBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(bytes) = this.queue.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            if this.done {
+                return Poll::Ready(None);
+            }
+            let Some(stream) = this.stream.as_mut() else { return Poll::Ready(None) };
+            match stream.poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(RequestOutput::Token(token))) => {
+                    if !token.text.is_empty() {
+                        this.push_text(&token.text, None);
+                    }
+                }
+                Poll::Ready(Some(RequestOutput::Finished { reason, usage, text, error })) => {
+                    this.push_finish(reason, usage, text, error);
+                }
+                Poll::Ready(None) => {
+                    this.push_error(ApiError::Unavailable(
+                        "the engine stopped before the request finished".into(),
+                    ));
+                    this.finish();
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.queue.is_empty()
+    }
+}

@@ -1,0 +1,100 @@
+//! `POST /v1/chat/completions` and `POST /v1/completions`: parse and
+//! validate into a `GenerateRequest`, submit it, shape the answer (one
+//! JSON document, or server-sent events with `stream`). The shapes and the
+//! parameter mapping live in `generation`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::engine::request::GenerateRequest;
+
+use super::super::body::Response;
+use super::super::error::ApiError;
+use super::super::generation::{
+    Api, CompletionRequest, Prompt, ResponseMeta, collect, sse_response, submit_error,
+};
+use super::super::json;
+use super::super::openai::chat_messages;
+use super::super::state::{AppState, ServedModel};
+
+pub async fn chat(state: &Arc<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let mut request: CompletionRequest = json::parse(&body)?;
+    let model = state.model()?;
+    let name = model_name(model, &request)?;
+    let messages =
+        request.messages.take().ok_or_else(|| ApiError::invalid("`messages` is required", "messages"))?;
+    let messages = chat_messages(&messages)?;
+    let params = request.sampling_params()?;
+    let template = model
+        .chat_template
+        .as_ref()
+        .ok_or_else(|| ApiError::invalid("this model has no chat template", "messages"))?;
+    let text = template.render(&messages, true).map_err(|e| ApiError::invalid(e.to_string(), "messages"))?;
+    // The template writes any special tokens the model expects.
+    let prompt = encode(model, text, false).await?;
+    run(model, Api::Chat, name, GenerateRequest { prompt, params }, &request, String::new()).await
+}
+
+pub async fn completion(state: &Arc<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let mut request: CompletionRequest = json::parse(&body)?;
+    let model = state.model()?;
+    let name = model_name(model, &request)?;
+    let prompt = request.prompt.take().ok_or_else(|| ApiError::invalid("`prompt` is required", "prompt"))?;
+    let params = request.sampling_params()?;
+    let (prompt, echo) = match prompt.single()? {
+        Prompt::Text(text) => {
+            let echo = if request.echo { text.clone() } else { String::new() };
+            (encode(model, text, true).await?, echo)
+        }
+        Prompt::Tokens(tokens) => {
+            let echo = if request.echo {
+                model
+                    .tokenizer
+                    .decode(&tokens, false)
+                    .map_err(|e| ApiError::invalid(e.to_string(), "prompt"))?
+            } else {
+                String::new()
+            };
+            (tokens, echo)
+        }
+    };
+    run(model, Api::Completion, name, GenerateRequest { prompt, params }, &request, echo).await
+}
+
+/// The name to report: the one asked for (404 if unknown), or the first.
+fn model_name(model: &ServedModel, request: &CompletionRequest) -> Result<String, ApiError> {
+    match &request.model {
+        Some(name) => {
+            model.check_name(name)?;
+            Ok(name.clone())
+        }
+        None => Ok(model.names[0].clone()),
+    }
+}
+
+/// Tokenizes on the blocking pool: a 4 MiB prompt must not stall the accept loop.
+async fn encode(model: &ServedModel, text: String, add_special: bool) -> Result<Vec<u32>, ApiError> {
+    let tokenizer = model.tokenizer.clone();
+    tokio::task::spawn_blocking(move || tokenizer.encode(&text, add_special))
+        .await
+        .map_err(|e| ApiError::Internal(format!("tokenizer task failed: {e}")))?
+        .map_err(|e| ApiError::invalid(e.to_string(), "prompt"))
+}
+
+async fn run(
+    model: &ServedModel,
+    api: Api,
+    name: String,
+    generate: GenerateRequest,
+    request: &CompletionRequest,
+    echo: String,
+) -> Result<Response, ApiError> {
+    let stream = model.engine.submit(generate).map_err(submit_error)?;
+    let meta = ResponseMeta::new(api, stream.id(), name);
+    if request.stream {
+        Ok(sse_response(stream, meta, request.include_usage(), echo))
+    } else {
+        collect(stream, meta, echo).await
+    }
+}
