@@ -12,12 +12,13 @@ use hyper::{Method, Request};
 use super::auth;
 use super::body::Response;
 use super::error::ApiError;
-use super::routes::{completions, health, models, tokenize};
+use super::routes::{completions, health, metrics, models, tokenize};
 use super::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
     Health,
+    Metrics,
     ListModels,
     RetrieveModel,
     Tokenize,
@@ -37,6 +38,7 @@ struct Route {
 
 const ROUTES: &[Route] = &[
     Route { method: Method::GET, path: "/health", endpoint: Endpoint::Health, open: true },
+    Route { method: Method::GET, path: "/metrics", endpoint: Endpoint::Metrics, open: true },
     Route { method: Method::GET, path: "/v1/models", endpoint: Endpoint::ListModels, open: false },
     Route { method: Method::GET, path: "/v1/models/{*}", endpoint: Endpoint::RetrieveModel, open: false },
     Route { method: Method::POST, path: "/tokenize", endpoint: Endpoint::Tokenize, open: false },
@@ -89,6 +91,7 @@ async fn dispatch(state: &Arc<AppState>, request: Request<Incoming>) -> Result<R
     let limit = state.options.max_body_bytes;
     match route.endpoint {
         Endpoint::Health => health::get(state),
+        Endpoint::Metrics => metrics::get(state),
         Endpoint::ListModels => models::list(state),
         Endpoint::RetrieveModel => models::retrieve(state, capture.unwrap_or_default()),
         Endpoint::Tokenize => tokenize::tokenize(state, super::json::read_body(request, limit).await?).await,

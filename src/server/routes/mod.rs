@@ -4,5 +4,6 @@
 
 pub mod completions;
 pub mod health;
+pub mod metrics;
 pub mod models;
 pub mod tokenize;
