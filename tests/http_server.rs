@@ -456,6 +456,35 @@ fn chat_completions_non_stream_stream_and_errors() {
     assert_eq!(finish["choices"][0]["finish_reason"], "length");
     assert!(chunks[..chunks.len() - 2].iter().all(|c| c["choices"][0]["finish_reason"].is_null()));
 
+    // Logprobs: one entry per token, the sampled one first among the
+    // alternatives under greedy decoding; streamed per token too.
+    let with_logprobs = chat_request(json!({"max_tokens": 4, "logprobs": true, "top_logprobs": 3}));
+    let reply = server.post("/v1/chat/completions", &with_logprobs).json();
+    let entries = reply["choices"][0]["logprobs"]["content"].as_array().unwrap().clone();
+    assert_eq!(entries.len(), 4, "{reply}");
+    let joined: String = entries.iter().map(|e| e["token"].as_str().unwrap()).collect();
+    assert_eq!(joined, reply["choices"][0]["message"]["content"].as_str().unwrap());
+    for entry in &entries {
+        let logprob = entry["logprob"].as_f64().unwrap();
+        assert!(logprob <= 0.0);
+        let top = entry["top_logprobs"].as_array().unwrap();
+        assert_eq!(top.len(), 3);
+        assert_eq!(top[0]["token"], entry["token"]);
+        assert_eq!(top[0]["logprob"], entry["logprob"]);
+        assert!(top.windows(2).all(|w| w[0]["logprob"].as_f64() >= w[1]["logprob"].as_f64()));
+        assert_eq!(entry["bytes"], json!(entry["token"].as_str().unwrap().as_bytes()));
+    }
+    let mut streamed_logprobs = with_logprobs.clone();
+    streamed_logprobs["stream"] = json!(true);
+    let events = sse_events(&server.post("/v1/chat/completions", &streamed_logprobs));
+    let streamed_entries: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(e).unwrap())
+        .filter_map(|c| c["choices"][0]["logprobs"]["content"].as_array().cloned())
+        .flatten()
+        .collect();
+    assert_eq!(streamed_entries, entries);
+
     // Errors name the field.
     let post = |body: Value| server.post("/v1/chat/completions", &body);
     let error = post(chat_request(json!({"temperature": 3}))).error(400);
@@ -477,6 +506,12 @@ fn chat_completions_non_stream_stream_and_errors() {
     assert_eq!(error["param"], "messages");
     let error = post(chat_request(json!({"n": 2}))).error(400);
     assert_eq!(error["param"], "n");
+    let error = post(chat_request(json!({"logprobs": 2}))).error(400);
+    assert_eq!(error["param"], "logprobs", "{error}");
+    let error = post(chat_request(json!({"top_logprobs": 2}))).error(400);
+    assert_eq!(error["param"], "top_logprobs", "{error}");
+    let error = post(chat_request(json!({"logprobs": true, "top_logprobs": 21}))).error(400);
+    assert_eq!(error["param"], "top_logprobs", "{error}");
     let error = post(chat_request(json!({"stop": 5}))).error(400);
     assert_eq!(error["param"], "stop", "{error}");
     // The default temperature is 1 (sampling), and a seed makes it repeatable.
@@ -535,8 +570,28 @@ fn legacy_completions() {
     assert_eq!(error["param"], "prompt");
     let error = server.post("/v1/completions", &json!({"prompt": ["a", "b"]})).error(400);
     assert_eq!(error["param"], "prompt");
-    let error = server.post("/v1/completions", &json!({"prompt": "x", "logprobs": 2})).error(400);
+    let error = server.post("/v1/completions", &json!({"prompt": "x", "logprobs": true})).error(400);
     assert_eq!(error["param"], "logprobs");
+    let error = server.post("/v1/completions", &json!({"prompt": "x", "logprobs": 21})).error(400);
+    assert_eq!(error["param"], "logprobs");
+
+    // Legacy logprobs: tokens, token_logprobs, top_logprobs maps, text_offset
+    // (counted from the start of the echoed prompt).
+    let mut with_logprobs = echo.clone();
+    with_logprobs["logprobs"] = json!(2);
+    let reply = server.post("/v1/completions", &with_logprobs).json();
+    let logprobs = &reply["choices"][0]["logprobs"];
+    let tokens: Vec<&str> =
+        logprobs["tokens"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert_eq!(tokens.len(), 8, "{reply}");
+    assert_eq!(tokens.concat(), text);
+    assert_eq!(logprobs["text_offset"][0], "The capital of France is".len());
+    assert_eq!(logprobs["token_logprobs"].as_array().unwrap().len(), 8);
+    for (i, top) in logprobs["top_logprobs"].as_array().unwrap().iter().enumerate() {
+        let top = top.as_object().unwrap();
+        assert!(top.len() <= 2 && !top.is_empty());
+        assert_eq!(top[tokens[i]], logprobs["token_logprobs"][i]);
+    }
 }
 
 /// The value of an unlabelled-or-labelled gauge in a Prometheus text.

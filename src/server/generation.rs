@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -19,9 +20,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::engine::core::EngineError;
-use crate::engine::request::{FinishReason, RequestOutput, Usage};
-use crate::engine::sampler::SamplingParams;
+use crate::engine::request::{FinishReason, RequestOutput, TokenOutput, Usage};
+use crate::engine::sampler::{MAX_TOP_LOGPROBS, SamplingParams};
 use crate::engine::worker::RequestStream;
+use crate::text::Tokenizer;
 
 use super::body::Response;
 use super::error::ApiError;
@@ -55,7 +57,7 @@ pub struct CompletionRequest {
     pub repetition_penalty: Option<f32>,
     /// Token ids (as JSON object keys) to biases.
     pub logit_bias: Option<BTreeMap<String, f32>>,
-    /// A bool in chat, a count in the legacy API; neither is supported yet.
+    /// A bool in chat; in the legacy API, how many alternatives (0..=20).
     pub logprobs: Option<Value>,
     pub top_logprobs: Option<u64>,
     pub max_tokens: Option<u64>,
@@ -133,7 +135,7 @@ impl PromptInput {
 impl CompletionRequest {
     /// The sampling parameters, OpenAI defaults applied; ranges are checked
     /// by the engine's `validate` (the error names the field).
-    pub fn sampling_params(&self) -> Result<SamplingParams, ApiError> {
+    pub fn sampling_params(&self, api: Api) -> Result<SamplingParams, ApiError> {
         if let Some(n) = self.n
             && n != 1
         {
@@ -144,17 +146,15 @@ impl CompletionRequest {
             };
             return Err(ApiError::invalid(message, "n"));
         }
-        if self.logprobs.as_ref().is_some_and(|v| !v.is_null() && *v != Value::Bool(false)) {
-            return Err(ApiError::invalid("`logprobs` is not supported yet", "logprobs"));
-        }
-        if self.top_logprobs.is_some_and(|k| k > 0) {
-            return Err(ApiError::invalid("`top_logprobs` is not supported yet", "top_logprobs"));
-        }
+        let (logprobs, top_logprobs) = self.logprobs(api)?;
         let top_k = match self.top_k {
             None | Some(-1) | Some(0) => None,
             Some(k) if k > 0 => Some(k as usize),
             Some(k) => {
-                return Err(ApiError::invalid(format!("must be -1 (off) or at least 1, got {k}"), "top_k"));
+                return Err(ApiError::invalid(
+                    format!("`top_k` must be -1 (off) or at least 1, got {k}"),
+                    "top_k",
+                ));
             }
         };
         let mut logit_bias = BTreeMap::new();
@@ -176,8 +176,8 @@ impl CompletionRequest {
             frequency_penalty: self.frequency_penalty.unwrap_or(defaults.frequency_penalty),
             repetition_penalty: self.repetition_penalty.unwrap_or(defaults.repetition_penalty),
             logit_bias,
-            logprobs: false,
-            top_logprobs: 0,
+            logprobs,
+            top_logprobs,
             max_tokens: max_tokens.map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
             stop_token_ids: self.stop_token_ids.clone().unwrap_or_default(),
             stop: match &self.stop {
@@ -186,6 +186,51 @@ impl CompletionRequest {
                 Some(StopInput::Many(list)) => list.clone(),
             },
         })
+    }
+
+    /// Whether to return logprobs, and how many alternatives: chat has
+    /// `logprobs: bool` and `top_logprobs`, the legacy API `logprobs: k`.
+    pub fn logprobs(&self, api: Api) -> Result<(bool, usize), ApiError> {
+        let top = |k: u64, param: &str| {
+            usize::try_from(k).ok().filter(|&k| k <= MAX_TOP_LOGPROBS).ok_or_else(|| {
+                ApiError::invalid(format!("`{param}` must be in 0..={MAX_TOP_LOGPROBS}, got {k}"), param)
+            })
+        };
+        let logprobs = self.logprobs.as_ref().unwrap_or(&Value::Null);
+        match api {
+            Api::Chat => {
+                let on = match logprobs {
+                    Value::Null => false,
+                    Value::Bool(on) => *on,
+                    other => {
+                        return Err(ApiError::invalid(
+                            format!("`logprobs` must be a boolean, got {other}"),
+                            "logprobs",
+                        ));
+                    }
+                };
+                let k = top(self.top_logprobs.unwrap_or(0), "top_logprobs")?;
+                if k > 0 && !on {
+                    return Err(ApiError::invalid("`top_logprobs` needs `logprobs: true`", "top_logprobs"));
+                }
+                Ok((on, k))
+            }
+            Api::Completion => match logprobs {
+                Value::Null => Ok((false, 0)),
+                Value::Number(n) => {
+                    let k = n.as_u64().ok_or_else(|| {
+                        ApiError::invalid(
+                            format!("`logprobs` must be an integer in 0..={MAX_TOP_LOGPROBS}, got {n}"),
+                            "logprobs",
+                        )
+                    })?;
+                    Ok((true, top(k, "logprobs")?))
+                }
+                other => {
+                    Err(ApiError::invalid(format!("`logprobs` must be an integer, got {other}"), "logprobs"))
+                }
+            },
+        }
     }
 
     pub fn include_usage(&self) -> bool {
@@ -215,16 +260,18 @@ pub struct ResponseMeta {
     pub id: String,
     pub created: u64,
     pub model: String,
+    /// Set when the client asked for logprobs: renders the token strings.
+    pub logprobs: Option<Arc<Tokenizer>>,
 }
 
 impl ResponseMeta {
-    pub fn new(api: Api, request_id: u64, model: String) -> Self {
+    pub fn new(api: Api, request_id: u64, model: String, logprobs: Option<Arc<Tokenizer>>) -> Self {
         let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let prefix = match api {
             Api::Chat => "chatcmpl",
             Api::Completion => "cmpl",
         };
-        Self { api, id: format!("{prefix}-{request_id:016x}{created:x}"), created, model }
+        Self { api, id: format!("{prefix}-{request_id:016x}{created:x}"), created, model, logprobs }
     }
 
     fn object(&self, chunk: bool) -> &'static str {
@@ -232,6 +279,54 @@ impl ResponseMeta {
             (Api::Chat, false) => "chat.completion",
             (Api::Chat, true) => "chat.completion.chunk",
             (Api::Completion, _) => "text_completion",
+        }
+    }
+
+    /// The `logprobs` of a choice for `tokens` (null unless asked for);
+    /// `text_offset` is where the first token's text starts (legacy shape).
+    fn logprobs_json(&self, tokens: &[TokenOutput], text_offset: usize) -> Value {
+        let Some(tokenizer) = &self.logprobs else { return Value::Null };
+        let piece = |id: u32| tokenizer.decode(&[id], false).unwrap_or_default();
+        match self.api {
+            Api::Chat => {
+                let entry = |id: u32, logprob: Option<f32>| {
+                    let token = piece(id);
+                    json!({"token": token, "logprob": logprob, "bytes": token.as_bytes()})
+                };
+                let content: Vec<Value> = tokens
+                    .iter()
+                    .map(|t| {
+                        let mut e = entry(t.id, t.logprob);
+                        let top: Vec<Value> =
+                            t.top_logprobs.iter().map(|&(id, lp)| entry(id, Some(lp))).collect();
+                        e["top_logprobs"] = json!(top);
+                        e
+                    })
+                    .collect();
+                json!({"content": content})
+            }
+            Api::Completion => {
+                let mut offset = text_offset;
+                let mut offsets = Vec::with_capacity(tokens.len());
+                for t in tokens {
+                    offsets.push(offset);
+                    offset += t.text.len();
+                }
+                let top: Vec<Value> = tokens
+                    .iter()
+                    .map(|t| {
+                        let map: serde_json::Map<String, Value> =
+                            t.top_logprobs.iter().map(|&(id, lp)| (piece(id), json!(lp))).collect();
+                        Value::Object(map)
+                    })
+                    .collect();
+                json!({
+                    "tokens": tokens.iter().map(|t| piece(t.id)).collect::<Vec<_>>(),
+                    "token_logprobs": tokens.iter().map(|t| t.logprob).collect::<Vec<_>>(),
+                    "top_logprobs": top,
+                    "text_offset": offsets,
+                })
+            }
         }
     }
 
@@ -278,20 +373,28 @@ pub async fn collect(
     meta: ResponseMeta,
     echo: String,
 ) -> Result<Response, ApiError> {
+    let echo_len = echo.len();
     let mut text = echo;
+    let mut tokens = Vec::new();
     loop {
         match stream.next().await {
-            Some(RequestOutput::Token(token)) => text.push_str(&token.text),
+            Some(RequestOutput::Token(token)) => {
+                text.push_str(&token.text);
+                if meta.logprobs.is_some() {
+                    tokens.push(token);
+                }
+            }
             Some(RequestOutput::Finished { reason, usage, text: tail, error }) => {
                 if let Some(e) = finish_error(reason, error) {
                     return Err(e);
                 }
                 text.push_str(&tail);
+                let logprobs = meta.logprobs_json(&tokens, echo_len);
                 let choice = match meta.api {
                     Api::Chat => json!({"index": 0, "message": {"role": "assistant", "content": text},
-                        "logprobs": null, "finish_reason": reason.as_str()}),
+                        "logprobs": logprobs, "finish_reason": reason.as_str()}),
                     Api::Completion => {
-                        json!({"index": 0, "text": text, "logprobs": null, "finish_reason": reason.as_str()})
+                        json!({"index": 0, "text": text, "logprobs": logprobs, "finish_reason": reason.as_str()})
                     }
                 };
                 let mut body = meta.envelope(false, json!([choice]));
@@ -312,10 +415,17 @@ pub fn sse_response(
     include_usage: bool,
     echo: String,
 ) -> Response {
-    let mut body = SseBody { stream: Some(stream), meta, include_usage, queue: VecDeque::new(), done: false };
+    let mut body = SseBody {
+        stream: Some(stream),
+        meta,
+        include_usage,
+        queue: VecDeque::new(),
+        done: false,
+        text_offset: 0,
+    };
     match body.meta.api {
-        Api::Chat => body.push_delta(json!({"role": "assistant", "content": ""}), None),
-        Api::Completion if !echo.is_empty() => body.push_text(&echo, None),
+        Api::Chat => body.push_delta(json!({"role": "assistant", "content": ""}), Value::Null, None),
+        Api::Completion if !echo.is_empty() => body.push_text(&echo, Value::Null, None),
         Api::Completion => {}
     }
     let mut response = hyper::Response::new(body.boxed());
@@ -333,6 +443,8 @@ struct SseBody {
     /// Events ready to send.
     queue: VecDeque<Bytes>,
     done: bool,
+    /// Bytes of text sent so far (legacy logprobs' `text_offset`).
+    text_offset: usize,
 }
 
 impl SseBody {
@@ -352,20 +464,32 @@ impl SseBody {
         self.push_event(&chunk);
     }
 
-    fn push_delta(&mut self, delta: Value, finish: Option<FinishReason>) {
+    fn push_delta(&mut self, delta: Value, logprobs: Value, finish: Option<FinishReason>) {
         let reason = finish.map(FinishReason::as_str);
-        self.push_choice(json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": reason}));
+        self.push_choice(json!({"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": reason}));
     }
 
-    fn push_text(&mut self, text: &str, finish: Option<FinishReason>) {
+    fn push_text(&mut self, text: &str, logprobs: Value, finish: Option<FinishReason>) {
+        self.text_offset += text.len();
         match self.meta.api {
-            Api::Chat => self.push_delta(json!({"content": text}), finish),
+            Api::Chat => self.push_delta(json!({"content": text}), logprobs, finish),
             Api::Completion => {
                 let reason = finish.map(FinishReason::as_str);
                 self.push_choice(
-                    json!({"index": 0, "text": text, "logprobs": null, "finish_reason": reason}),
+                    json!({"index": 0, "text": text, "logprobs": logprobs, "finish_reason": reason}),
                 );
             }
+        }
+    }
+
+    /// One token: a content chunk when it completes text, or always when
+    /// the client asked for logprobs (each token's own chunk).
+    fn push_token(&mut self, token: TokenOutput) {
+        if self.meta.logprobs.is_some() {
+            let logprobs = self.meta.logprobs_json(std::slice::from_ref(&token), self.text_offset);
+            self.push_text(&token.text, logprobs, None);
+        } else if !token.text.is_empty() {
+            self.push_text(&token.text, Value::Null, None);
         }
     }
 
@@ -374,11 +498,11 @@ impl SseBody {
             self.push_error(e);
         } else {
             if !tail.is_empty() {
-                self.push_text(&tail, None);
+                self.push_text(&tail, Value::Null, None);
             }
             match self.meta.api {
-                Api::Chat => self.push_delta(json!({}), Some(reason)),
-                Api::Completion => self.push_text("", Some(reason)),
+                Api::Chat => self.push_delta(json!({}), Value::Null, Some(reason)),
+                Api::Completion => self.push_text("", Value::Null, Some(reason)),
             }
             if self.include_usage {
                 let mut chunk = self.meta.envelope(true, json!([]));
@@ -421,11 +545,7 @@ impl hyper::body::Body for SseBody {
             let Some(stream) = this.stream.as_mut() else { return Poll::Ready(None) };
             match stream.poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(RequestOutput::Token(token))) => {
-                    if !token.text.is_empty() {
-                        this.push_text(&token.text, None);
-                    }
-                }
+                Poll::Ready(Some(RequestOutput::Token(token))) => this.push_token(token),
                 Poll::Ready(Some(RequestOutput::Finished { reason, usage, text, error })) => {
                     this.push_finish(reason, usage, text, error);
                 }

@@ -25,7 +25,7 @@ pub async fn chat(state: &Arc<AppState>, body: Bytes) -> Result<Response, ApiErr
     let messages =
         request.messages.take().ok_or_else(|| ApiError::invalid("`messages` is required", "messages"))?;
     let messages = chat_messages(&messages)?;
-    let params = request.sampling_params()?;
+    let params = request.sampling_params(Api::Chat)?;
     let template = model
         .chat_template
         .as_ref()
@@ -41,7 +41,7 @@ pub async fn completion(state: &Arc<AppState>, body: Bytes) -> Result<Response, 
     let model = state.model()?;
     let name = model_name(model, &request)?;
     let prompt = request.prompt.take().ok_or_else(|| ApiError::invalid("`prompt` is required", "prompt"))?;
-    let params = request.sampling_params()?;
+    let params = request.sampling_params(Api::Completion)?;
     let (prompt, echo) = match prompt.single()? {
         Prompt::Text(text) => {
             let echo = if request.echo { text.clone() } else { String::new() };
@@ -90,8 +90,9 @@ async fn run(
     request: &CompletionRequest,
     echo: String,
 ) -> Result<Response, ApiError> {
+    let logprobs = generate.params.logprobs.then(|| model.tokenizer.clone());
     let stream = model.engine.submit(generate).map_err(submit_error)?;
-    let meta = ResponseMeta::new(api, stream.id(), name);
+    let meta = ResponseMeta::new(api, stream.id(), name, logprobs);
     if request.stream {
         Ok(sse_response(stream, meta, request.include_usage(), echo))
     } else {
