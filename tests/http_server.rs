@@ -485,6 +485,33 @@ fn chat_completions_non_stream_stream_and_errors() {
         .collect();
     assert_eq!(streamed_entries, entries);
 
+    // n choices: greedy gives n copies of the same text; the prompt counts
+    // once in usage. Streamed, the deltas of each index add up the same.
+    let three = server.post("/v1/chat/completions", &chat_request(json!({"n": 3}))).json();
+    let choices = three["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 3);
+    for (i, choice) in choices.iter().enumerate() {
+        assert_eq!(choice["index"], i);
+        assert_eq!(choice["message"]["content"], content.as_str());
+    }
+    assert_eq!(three["usage"]["prompt_tokens"], prompt_tokens);
+    assert_eq!(three["usage"]["completion_tokens"], 36);
+    let events = sse_events(&server.post(
+        "/v1/chat/completions",
+        &chat_request(json!({"n": 2, "stream": true, "stream_options": {"include_usage": true}})),
+    ));
+    let chunks: Vec<Value> =
+        events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    for index in 0..2 {
+        let of_index: Vec<&Value> = chunks.iter().filter(|c| c["choices"][0]["index"] == index).collect();
+        assert_eq!(of_index[0]["choices"][0]["delta"]["role"], "assistant");
+        let text: String =
+            of_index.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+        assert_eq!(text, content);
+        assert_eq!(of_index.last().unwrap()["choices"][0]["finish_reason"], "length");
+    }
+    assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 24);
+
     // Errors name the field.
     let post = |body: Value| server.post("/v1/chat/completions", &body);
     let error = post(chat_request(json!({"temperature": 3}))).error(400);
@@ -504,8 +531,10 @@ fn chat_completions_non_stream_stream_and_errors() {
     assert_eq!(error["param"], "messages[0].role");
     let error = post(json!({"model": "smol"})).error(400);
     assert_eq!(error["param"], "messages");
-    let error = post(chat_request(json!({"n": 2}))).error(400);
-    assert_eq!(error["param"], "n");
+    for n in [0, 17] {
+        let error = post(chat_request(json!({"n": n}))).error(400);
+        assert_eq!(error["param"], "n");
+    }
     let error = post(chat_request(json!({"logprobs": 2}))).error(400);
     assert_eq!(error["param"], "logprobs", "{error}");
     let error = post(chat_request(json!({"top_logprobs": 2}))).error(400);
@@ -518,10 +547,11 @@ fn chat_completions_non_stream_stream_and_errors() {
     let seeded = chat_request(json!({"seed": 7, "max_tokens": 8}));
     let mut seeded = seeded.as_object().unwrap().clone();
     seeded.remove("temperature");
+    seeded.insert("n".into(), json!(2));
     let seeded = Value::Object(seeded);
     let a = post(seeded.clone()).json();
     let b = post(seeded).json();
-    assert_eq!(a["choices"][0]["message"]["content"], b["choices"][0]["message"]["content"]);
+    assert_eq!(a["choices"], b["choices"]);
 }
 
 #[test]

@@ -29,6 +29,9 @@ use super::body::Response;
 use super::error::ApiError;
 use super::openai::ChatMessageParam;
 
+/// The most choices one request may ask for (`n`).
+pub const MAX_CHOICES: u64 = 16;
+
 /// The OpenAI default temperature (the engine's default is greedy).
 const DEFAULT_TEMPERATURE: f32 = 1.0;
 
@@ -136,16 +139,6 @@ impl CompletionRequest {
     /// The sampling parameters, OpenAI defaults applied; ranges are checked
     /// by the engine's `validate` (the error names the field).
     pub fn sampling_params(&self, api: Api) -> Result<SamplingParams, ApiError> {
-        if let Some(n) = self.n
-            && n != 1
-        {
-            let message = if n == 0 {
-                "`n` must be at least 1".to_string()
-            } else {
-                format!("`n` = {n} is not supported yet (only 1)")
-            };
-            return Err(ApiError::invalid(message, "n"));
-        }
         let (logprobs, top_logprobs) = self.logprobs(api)?;
         let top_k = match self.top_k {
             None | Some(-1) | Some(0) => None,
@@ -230,6 +223,14 @@ impl CompletionRequest {
                     Err(ApiError::invalid(format!("`logprobs` must be an integer, got {other}"), "logprobs"))
                 }
             },
+        }
+    }
+
+    /// How many choices (`n`), 1..=`MAX_CHOICES`.
+    pub fn num_choices(&self) -> Result<usize, ApiError> {
+        match self.n.unwrap_or(1) {
+            n @ 1..=MAX_CHOICES => Ok(n as usize),
+            n => Err(ApiError::invalid(format!("`n` must be in 1..={MAX_CHOICES}, got {n}"), "n")),
         }
     }
 
@@ -366,67 +367,89 @@ fn finish_error(reason: FinishReason, error: Option<String>) -> Option<ApiError>
     }
 }
 
-/// Runs the request to the end and answers with one JSON document.
-/// `echo` is text put before the completion (legacy `echo`).
+/// Runs the choices to the end and answers with one JSON document.
+/// `echo` is text put before each completion (legacy `echo`).
 pub async fn collect(
-    mut stream: RequestStream,
+    streams: Vec<RequestStream>,
     meta: ResponseMeta,
     echo: String,
 ) -> Result<Response, ApiError> {
-    let echo_len = echo.len();
-    let mut text = echo;
-    let mut tokens = Vec::new();
-    loop {
-        match stream.next().await {
-            Some(RequestOutput::Token(token)) => {
-                text.push_str(&token.text);
-                if meta.logprobs.is_some() {
-                    tokens.push(token);
-                }
-            }
-            Some(RequestOutput::Finished { reason, usage, text: tail, error }) => {
-                if let Some(e) = finish_error(reason, error) {
-                    return Err(e);
-                }
-                text.push_str(&tail);
-                let logprobs = meta.logprobs_json(&tokens, echo_len);
-                let choice = match meta.api {
-                    Api::Chat => json!({"index": 0, "message": {"role": "assistant", "content": text},
-                        "logprobs": logprobs, "finish_reason": reason.as_str()}),
-                    Api::Completion => {
-                        json!({"index": 0, "text": text, "logprobs": logprobs, "finish_reason": reason.as_str()})
+    let mut choices = Vec::with_capacity(streams.len());
+    let mut total = Usage::default();
+    // The engine runs every choice at once; reading them in turn only
+    // buffers the later ones' outputs meanwhile.
+    for (index, mut stream) in streams.into_iter().enumerate() {
+        let mut text = echo.clone();
+        let mut tokens = Vec::new();
+        loop {
+            match stream.next().await {
+                Some(RequestOutput::Token(token)) => {
+                    text.push_str(&token.text);
+                    if meta.logprobs.is_some() {
+                        tokens.push(token);
                     }
-                };
-                let mut body = meta.envelope(false, json!([choice]));
-                body.insert("usage".into(), usage_json(&usage));
-                return Ok(super::body::json_response(StatusCode::OK, &body));
-            }
-            None => {
-                return Err(ApiError::Unavailable("the engine stopped before the request finished".into()));
+                }
+                Some(RequestOutput::Finished { reason, usage, text: tail, error }) => {
+                    if let Some(e) = finish_error(reason, error) {
+                        return Err(e);
+                    }
+                    text.push_str(&tail);
+                    add_usage(&mut total, &usage);
+                    let logprobs = meta.logprobs_json(&tokens, echo.len());
+                    choices.push(match meta.api {
+                        Api::Chat => {
+                            json!({"index": index, "message": {"role": "assistant", "content": text},
+                            "logprobs": logprobs, "finish_reason": reason.as_str()})
+                        }
+                        Api::Completion => json!({"index": index, "text": text, "logprobs": logprobs,
+                            "finish_reason": reason.as_str()}),
+                    });
+                    break;
+                }
+                None => {
+                    return Err(ApiError::Unavailable(
+                        "the engine stopped before the request finished".into(),
+                    ));
+                }
             }
         }
     }
+    let mut body = meta.envelope(false, json!(choices));
+    body.insert("usage".into(), usage_json(&total));
+    Ok(super::body::json_response(StatusCode::OK, &body))
 }
 
-/// A server-sent-event response that owns the request's stream.
+/// The choices share one prompt: it counts once; completions add up.
+fn add_usage(total: &mut Usage, usage: &Usage) {
+    total.prompt_tokens = usage.prompt_tokens;
+    total.completion_tokens += usage.completion_tokens;
+}
+
+/// A server-sent-event response that owns the choices' request streams.
 pub fn sse_response(
-    stream: RequestStream,
+    streams: Vec<RequestStream>,
     meta: ResponseMeta,
     include_usage: bool,
     echo: String,
 ) -> Response {
+    let n = streams.len();
     let mut body = SseBody {
-        stream: Some(stream),
+        streams: streams.into_iter().map(Some).collect(),
         meta,
         include_usage,
         queue: VecDeque::new(),
         done: false,
-        text_offset: 0,
+        text_offsets: vec![0; n],
+        usage: Usage::default(),
     };
-    match body.meta.api {
-        Api::Chat => body.push_delta(json!({"role": "assistant", "content": ""}), Value::Null, None),
-        Api::Completion if !echo.is_empty() => body.push_text(&echo, Value::Null, None),
-        Api::Completion => {}
+    for index in 0..n {
+        match body.meta.api {
+            Api::Chat => {
+                body.push_delta(index, json!({"role": "assistant", "content": ""}), Value::Null, None)
+            }
+            Api::Completion if !echo.is_empty() => body.push_text(index, &echo, Value::Null, None),
+            Api::Completion => {}
+        }
     }
     let mut response = hyper::Response::new(body.boxed());
     let headers = response.headers_mut();
@@ -436,15 +459,16 @@ pub fn sse_response(
 }
 
 struct SseBody {
-    /// `None` once the final output has been read.
-    stream: Option<RequestStream>,
+    /// One per choice; `None` once its final output has been read.
+    streams: Vec<Option<RequestStream>>,
     meta: ResponseMeta,
     include_usage: bool,
     /// Events ready to send.
     queue: VecDeque<Bytes>,
     done: bool,
-    /// Bytes of text sent so far (legacy logprobs' `text_offset`).
-    text_offset: usize,
+    /// Bytes of text sent so far per choice (legacy logprobs' `text_offset`).
+    text_offsets: Vec<usize>,
+    usage: Usage,
 }
 
 impl SseBody {
@@ -464,19 +488,21 @@ impl SseBody {
         self.push_event(&chunk);
     }
 
-    fn push_delta(&mut self, delta: Value, logprobs: Value, finish: Option<FinishReason>) {
+    fn push_delta(&mut self, index: usize, delta: Value, logprobs: Value, finish: Option<FinishReason>) {
         let reason = finish.map(FinishReason::as_str);
-        self.push_choice(json!({"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": reason}));
+        self.push_choice(
+            json!({"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": reason}),
+        );
     }
 
-    fn push_text(&mut self, text: &str, logprobs: Value, finish: Option<FinishReason>) {
-        self.text_offset += text.len();
+    fn push_text(&mut self, index: usize, text: &str, logprobs: Value, finish: Option<FinishReason>) {
+        self.text_offsets[index] += text.len();
         match self.meta.api {
-            Api::Chat => self.push_delta(json!({"content": text}), logprobs, finish),
+            Api::Chat => self.push_delta(index, json!({"content": text}), logprobs, finish),
             Api::Completion => {
                 let reason = finish.map(FinishReason::as_str);
                 self.push_choice(
-                    json!({"index": 0, "text": text, "logprobs": logprobs, "finish_reason": reason}),
+                    json!({"index": index, "text": text, "logprobs": logprobs, "finish_reason": reason}),
                 );
             }
         }
@@ -484,44 +510,56 @@ impl SseBody {
 
     /// One token: a content chunk when it completes text, or always when
     /// the client asked for logprobs (each token's own chunk).
-    fn push_token(&mut self, token: TokenOutput) {
+    fn push_token(&mut self, index: usize, token: TokenOutput) {
         if self.meta.logprobs.is_some() {
-            let logprobs = self.meta.logprobs_json(std::slice::from_ref(&token), self.text_offset);
-            self.push_text(&token.text, logprobs, None);
+            let logprobs = self.meta.logprobs_json(std::slice::from_ref(&token), self.text_offsets[index]);
+            self.push_text(index, &token.text, logprobs, None);
         } else if !token.text.is_empty() {
-            self.push_text(&token.text, Value::Null, None);
+            self.push_text(index, &token.text, Value::Null, None);
         }
     }
 
-    fn push_finish(&mut self, reason: FinishReason, usage: Usage, tail: String, error: Option<String>) {
+    fn push_finish(
+        &mut self,
+        index: usize,
+        reason: FinishReason,
+        usage: Usage,
+        tail: String,
+        error: Option<String>,
+    ) {
         if let Some(e) = finish_error(reason, error) {
             self.push_error(e);
-        } else {
-            if !tail.is_empty() {
-                self.push_text(&tail, Value::Null, None);
-            }
-            match self.meta.api {
-                Api::Chat => self.push_delta(json!({}), Value::Null, Some(reason)),
-                Api::Completion => self.push_text("", Value::Null, Some(reason)),
-            }
+            return;
+        }
+        if !tail.is_empty() {
+            self.push_text(index, &tail, Value::Null, None);
+        }
+        match self.meta.api {
+            Api::Chat => self.push_delta(index, json!({}), Value::Null, Some(reason)),
+            Api::Completion => self.push_text(index, "", Value::Null, Some(reason)),
+        }
+        add_usage(&mut self.usage, &usage);
+        if self.streams.iter().all(Option::is_none) {
             if self.include_usage {
                 let mut chunk = self.meta.envelope(true, json!([]));
-                chunk.insert("usage".into(), usage_json(&usage));
+                chunk.insert("usage".into(), usage_json(&self.usage));
                 self.push_event(&chunk);
             }
+            self.finish();
         }
-        self.finish();
     }
 
+    /// An error event, then the end: the other choices are aborted.
     fn push_error(&mut self, e: ApiError) {
         let code = e.status().as_u16();
         self.push_event(&json!({"error": {"message": e.to_string(), "type": "server_error",
             "param": null, "code": code}}));
+        self.finish();
     }
 
     fn finish(&mut self) {
         self.queue.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
-        self.stream = None;
+        self.streams.clear();
         self.done = true;
     }
 }
@@ -542,19 +580,35 @@ impl hyper::body::Body for SseBody {
             if this.done {
                 return Poll::Ready(None);
             }
-            let Some(stream) = this.stream.as_mut() else { return Poll::Ready(None) };
-            match stream.poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(RequestOutput::Token(token))) => this.push_token(token),
-                Poll::Ready(Some(RequestOutput::Finished { reason, usage, text, error })) => {
-                    this.push_finish(reason, usage, text, error);
+            // Every open stream is polled, so each has registered the waker
+            // before this returns Pending.
+            let mut progressed = false;
+            for index in 0..this.streams.len() {
+                if this.done {
+                    break;
                 }
-                Poll::Ready(None) => {
-                    this.push_error(ApiError::Unavailable(
-                        "the engine stopped before the request finished".into(),
-                    ));
-                    this.finish();
+                let Some(stream) = this.streams[index].as_mut() else { continue };
+                match stream.poll_next(cx) {
+                    Poll::Pending => {}
+                    Poll::Ready(Some(RequestOutput::Token(token))) => {
+                        progressed = true;
+                        this.push_token(index, token);
+                    }
+                    Poll::Ready(Some(RequestOutput::Finished { reason, usage, text, error })) => {
+                        progressed = true;
+                        this.streams[index] = None;
+                        this.push_finish(index, reason, usage, text, error);
+                    }
+                    Poll::Ready(None) => {
+                        progressed = true;
+                        this.push_error(ApiError::Unavailable(
+                            "the engine stopped before the request finished".into(),
+                        ));
+                    }
                 }
+            }
+            if !progressed && this.queue.is_empty() {
+                return Poll::Pending;
             }
         }
     }

@@ -90,12 +90,21 @@ async fn run(
     request: &CompletionRequest,
     echo: String,
 ) -> Result<Response, ApiError> {
+    let n = request.num_choices()?;
     let logprobs = generate.params.logprobs.then(|| model.tokenizer.clone());
-    let stream = model.engine.submit(generate).map_err(submit_error)?;
-    let meta = ResponseMeta::new(api, stream.id(), name, logprobs);
+    // One engine request per choice (they share prompt blocks only as far
+    // as the prefix cache finds them). A given seed is offset per choice, or
+    // the choices would all be the same.
+    let mut streams = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut choice = generate.clone();
+        choice.params.seed = generate.params.seed.map(|seed| seed.wrapping_add(i as u64));
+        streams.push(model.engine.submit(choice).map_err(submit_error)?);
+    }
+    let meta = ResponseMeta::new(api, streams[0].id(), name, logprobs);
     if request.stream {
-        Ok(sse_response(stream, meta, request.include_usage(), echo))
+        Ok(sse_response(streams, meta, request.include_usage(), echo))
     } else {
-        collect(stream, meta, echo).await
+        collect(streams, meta, echo).await
     }
 }
