@@ -598,8 +598,46 @@ fn legacy_completions() {
     assert_eq!(error["param"], "prompt");
     let error = server.post("/v1/completions", &json!({"prompt": ""})).error(400);
     assert_eq!(error["param"], "prompt");
-    let error = server.post("/v1/completions", &json!({"prompt": ["a", "b"]})).error(400);
+    let error = server.post("/v1/completions", &json!({"prompt": []})).error(400);
     assert_eq!(error["param"], "prompt");
+    let error = server.post("/v1/completions", &json!({"prompt": vec!["a"; 17]})).error(400);
+    assert_eq!(error["param"], "prompt");
+    let error = server.post("/v1/completions", &json!({"prompt": ["a", ""]})).error(400);
+    assert_eq!(error["param"], "prompt[1]");
+
+    // Several prompts, n choices each: index = prompt * n + choice; each
+    // prompt counts once in usage.
+    let other = "One, two, three,";
+    let other_len = server.post("/tokenize", &json!({"prompt": other})).json()["count"].as_u64().unwrap();
+    let mut batch = request.clone();
+    batch["prompt"] = json!(["The capital of France is", other]);
+    batch["n"] = json!(2);
+    let reply = server.post("/v1/completions", &batch).json();
+    let choices = reply["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 4, "{reply}");
+    for (i, choice) in choices.iter().enumerate() {
+        assert_eq!(choice["index"], i);
+    }
+    assert_eq!(choices[0]["text"], text.as_str());
+    assert_eq!(choices[1]["text"], text.as_str());
+    assert_eq!(choices[2]["text"], choices[3]["text"]);
+    assert_eq!(
+        reply["usage"]["prompt_tokens"],
+        plain["usage"]["prompt_tokens"].as_u64().unwrap() + other_len
+    );
+    assert_eq!(reply["usage"]["completion_tokens"], 32);
+    batch["stream"] = json!(true);
+    let events = sse_events(&server.post("/v1/completions", &batch));
+    let chunks: Vec<Value> =
+        events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    for (i, choice) in choices.iter().enumerate() {
+        let streamed: String = chunks
+            .iter()
+            .filter(|c| c["choices"][0]["index"] == i)
+            .map(|c| c["choices"][0]["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(streamed, choice["text"].as_str().unwrap());
+    }
     let error = server.post("/v1/completions", &json!({"prompt": "x", "logprobs": true})).error(400);
     assert_eq!(error["param"], "logprobs");
     let error = server.post("/v1/completions", &json!({"prompt": "x", "logprobs": 21})).error(400);

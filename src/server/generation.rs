@@ -82,7 +82,7 @@ pub enum StopInput {
     Many(Vec<String>),
 }
 
-/// A legacy prompt: text or token ids, alone or in a list of one.
+/// A legacy prompt: text or token ids, alone or in a list.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum PromptInput {
@@ -92,47 +92,51 @@ pub enum PromptInput {
     TokenLists(Vec<Vec<u32>>),
 }
 
-/// What the legacy prompt resolves to.
+/// One legacy prompt.
 pub enum Prompt {
     Text(String),
     Tokens(Vec<u32>),
 }
 
+/// The most prompts one legacy request may hold.
+pub const MAX_PROMPTS: usize = 16;
+
 impl PromptInput {
-    /// One prompt; a list of several is `n` prompts, which is not supported.
-    pub fn single(self) -> Result<Prompt, ApiError> {
-        let one = |len: usize| {
-            if len == 1 {
-                Ok(())
-            } else {
-                Err(ApiError::invalid(
-                    format!("`prompt` must hold exactly one prompt (a list of {len} is not supported yet)"),
-                    "prompt",
-                ))
-            }
+    /// The prompts, 1..=`MAX_PROMPTS`, none empty.
+    pub fn prompts(self) -> Result<Vec<Prompt>, ApiError> {
+        let prompts: Vec<Prompt> = match self {
+            PromptInput::Text(text) => vec![Prompt::Text(text)],
+            PromptInput::Texts(texts) => texts.into_iter().map(Prompt::Text).collect(),
+            PromptInput::Tokens(tokens) => vec![Prompt::Tokens(tokens)],
+            PromptInput::TokenLists(lists) => lists.into_iter().map(Prompt::Tokens).collect(),
         };
-        let prompt = match self {
-            PromptInput::Text(text) => Prompt::Text(text),
-            PromptInput::Texts(mut texts) => {
-                one(texts.len())?;
-                Prompt::Text(texts.remove(0))
-            }
-            PromptInput::Tokens(tokens) => Prompt::Tokens(tokens),
-            PromptInput::TokenLists(mut lists) => {
-                one(lists.len())?;
-                Prompt::Tokens(lists.remove(0))
-            }
-        };
-        match &prompt {
-            Prompt::Text(text) if text.is_empty() => {
-                Err(ApiError::invalid("`prompt` must not be empty", "prompt"))
-            }
-            Prompt::Tokens(tokens) if tokens.is_empty() => {
-                Err(ApiError::invalid("`prompt` must not be empty", "prompt"))
-            }
-            _ => Ok(prompt),
+        if prompts.is_empty() || prompts.len() > MAX_PROMPTS {
+            return Err(ApiError::invalid(
+                format!("`prompt` must hold 1..={MAX_PROMPTS} prompts, got {}", prompts.len()),
+                "prompt",
+            ));
         }
+        for (i, prompt) in prompts.iter().enumerate() {
+            let empty = match prompt {
+                Prompt::Text(text) => text.is_empty(),
+                Prompt::Tokens(tokens) => tokens.is_empty(),
+            };
+            if empty {
+                let param = if prompts.len() == 1 { "prompt".to_string() } else { format!("prompt[{i}]") };
+                return Err(ApiError::invalid(format!("`{param}` must not be empty"), param));
+            }
+        }
+        Ok(prompts)
     }
+}
+
+/// One choice of a response: its engine stream, the text shown before its
+/// completion (legacy `echo`), and whether its usage counts its prompt
+/// (the first choice of each prompt: choices of one prompt share it).
+pub struct Choice {
+    pub stream: RequestStream,
+    pub echo: String,
+    pub counts_prompt: bool,
 }
 
 impl CompletionRequest {
@@ -369,16 +373,12 @@ fn finish_error(reason: FinishReason, error: Option<String>) -> Option<ApiError>
 
 /// Runs the choices to the end and answers with one JSON document.
 /// `echo` is text put before each completion (legacy `echo`).
-pub async fn collect(
-    streams: Vec<RequestStream>,
-    meta: ResponseMeta,
-    echo: String,
-) -> Result<Response, ApiError> {
+pub async fn collect(streams: Vec<Choice>, meta: ResponseMeta) -> Result<Response, ApiError> {
     let mut choices = Vec::with_capacity(streams.len());
     let mut total = Usage::default();
     // The engine runs every choice at once; reading them in turn only
     // buffers the later ones' outputs meanwhile.
-    for (index, mut stream) in streams.into_iter().enumerate() {
+    for (index, Choice { mut stream, echo, counts_prompt }) in streams.into_iter().enumerate() {
         let mut text = echo.clone();
         let mut tokens = Vec::new();
         loop {
@@ -394,7 +394,7 @@ pub async fn collect(
                         return Err(e);
                     }
                     text.push_str(&tail);
-                    add_usage(&mut total, &usage);
+                    add_usage(&mut total, &usage, counts_prompt);
                     let logprobs = meta.logprobs_json(&tokens, echo.len());
                     choices.push(match meta.api {
                         Api::Chat => {
@@ -419,22 +419,27 @@ pub async fn collect(
     Ok(super::body::json_response(StatusCode::OK, &body))
 }
 
-/// The choices share one prompt: it counts once; completions add up.
-fn add_usage(total: &mut Usage, usage: &Usage) {
-    total.prompt_tokens = usage.prompt_tokens;
+/// Each prompt counts once, however many choices it has.
+fn add_usage(total: &mut Usage, usage: &Usage, counts_prompt: bool) {
+    if counts_prompt {
+        total.prompt_tokens += usage.prompt_tokens;
+    }
     total.completion_tokens += usage.completion_tokens;
 }
 
 /// A server-sent-event response that owns the choices' request streams.
-pub fn sse_response(
-    streams: Vec<RequestStream>,
-    meta: ResponseMeta,
-    include_usage: bool,
-    echo: String,
-) -> Response {
-    let n = streams.len();
+pub fn sse_response(choices: Vec<Choice>, meta: ResponseMeta, include_usage: bool) -> Response {
+    let n = choices.len();
+    let counts_prompt = choices.iter().map(|c| c.counts_prompt).collect();
+    let mut echoes = Vec::with_capacity(n);
+    let mut streams = Vec::with_capacity(n);
+    for choice in choices {
+        echoes.push(choice.echo);
+        streams.push(Some(choice.stream));
+    }
     let mut body = SseBody {
-        streams: streams.into_iter().map(Some).collect(),
+        streams,
+        counts_prompt,
         meta,
         include_usage,
         queue: VecDeque::new(),
@@ -442,12 +447,12 @@ pub fn sse_response(
         text_offsets: vec![0; n],
         usage: Usage::default(),
     };
-    for index in 0..n {
+    for (index, echo) in echoes.iter().enumerate() {
         match body.meta.api {
             Api::Chat => {
                 body.push_delta(index, json!({"role": "assistant", "content": ""}), Value::Null, None)
             }
-            Api::Completion if !echo.is_empty() => body.push_text(index, &echo, Value::Null, None),
+            Api::Completion if !echo.is_empty() => body.push_text(index, echo, Value::Null, None),
             Api::Completion => {}
         }
     }
@@ -461,6 +466,7 @@ pub fn sse_response(
 struct SseBody {
     /// One per choice; `None` once its final output has been read.
     streams: Vec<Option<RequestStream>>,
+    counts_prompt: Vec<bool>,
     meta: ResponseMeta,
     include_usage: bool,
     /// Events ready to send.
@@ -538,7 +544,7 @@ impl SseBody {
             Api::Chat => self.push_delta(index, json!({}), Value::Null, Some(reason)),
             Api::Completion => self.push_text(index, "", Value::Null, Some(reason)),
         }
-        add_usage(&mut self.usage, &usage);
+        add_usage(&mut self.usage, &usage, self.counts_prompt[index]);
         if self.streams.iter().all(Option::is_none) {
             if self.include_usage {
                 let mut chunk = self.meta.envelope(true, json!([]));

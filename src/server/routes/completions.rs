@@ -12,7 +12,7 @@ use crate::engine::request::GenerateRequest;
 use super::super::body::Response;
 use super::super::error::ApiError;
 use super::super::generation::{
-    Api, CompletionRequest, Prompt, ResponseMeta, collect, sse_response, submit_error,
+    Api, Choice, CompletionRequest, Prompt, ResponseMeta, collect, sse_response, submit_error,
 };
 use super::super::json;
 use super::super::openai::chat_messages;
@@ -33,33 +33,37 @@ pub async fn chat(state: &Arc<AppState>, body: Bytes) -> Result<Response, ApiErr
     let text = template.render(&messages, true).map_err(|e| ApiError::invalid(e.to_string(), "messages"))?;
     // The template writes any special tokens the model expects.
     let prompt = encode(model, text, false).await?;
-    run(model, Api::Chat, name, GenerateRequest { prompt, params }, &request, String::new()).await
+    run(model, Api::Chat, name, vec![(GenerateRequest { prompt, params }, String::new())], &request).await
 }
 
 pub async fn completion(state: &Arc<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let mut request: CompletionRequest = json::parse(&body)?;
     let model = state.model()?;
     let name = model_name(model, &request)?;
-    let prompt = request.prompt.take().ok_or_else(|| ApiError::invalid("`prompt` is required", "prompt"))?;
+    let prompts = request.prompt.take().ok_or_else(|| ApiError::invalid("`prompt` is required", "prompt"))?;
     let params = request.sampling_params(Api::Completion)?;
-    let (prompt, echo) = match prompt.single()? {
-        Prompt::Text(text) => {
-            let echo = if request.echo { text.clone() } else { String::new() };
-            (encode(model, text, true).await?, echo)
-        }
-        Prompt::Tokens(tokens) => {
-            let echo = if request.echo {
-                model
-                    .tokenizer
-                    .decode(&tokens, false)
-                    .map_err(|e| ApiError::invalid(e.to_string(), "prompt"))?
-            } else {
-                String::new()
-            };
-            (tokens, echo)
-        }
-    };
-    run(model, Api::Completion, name, GenerateRequest { prompt, params }, &request, echo).await
+    let mut inputs = Vec::new();
+    for prompt in prompts.prompts()? {
+        let (prompt, echo) = match prompt {
+            Prompt::Text(text) => {
+                let echo = if request.echo { text.clone() } else { String::new() };
+                (encode(model, text, true).await?, echo)
+            }
+            Prompt::Tokens(tokens) => {
+                let echo = if request.echo {
+                    model
+                        .tokenizer
+                        .decode(&tokens, false)
+                        .map_err(|e| ApiError::invalid(e.to_string(), "prompt"))?
+                } else {
+                    String::new()
+                };
+                (tokens, echo)
+            }
+        };
+        inputs.push((GenerateRequest { prompt, params: params.clone() }, echo));
+    }
+    run(model, Api::Completion, name, inputs, &request).await
 }
 
 /// The name to report: the one asked for (404 if unknown), or the first.
@@ -82,29 +86,34 @@ async fn encode(model: &ServedModel, text: String, add_special: bool) -> Result<
         .map_err(|e| ApiError::invalid(e.to_string(), "prompt"))
 }
 
+/// Submits `n` choices of each (request, echo) and answers; choice
+/// `index` is `prompt * n + choice`, as OpenAI numbers them.
 async fn run(
     model: &ServedModel,
     api: Api,
     name: String,
-    generate: GenerateRequest,
+    inputs: Vec<(GenerateRequest, String)>,
     request: &CompletionRequest,
-    echo: String,
 ) -> Result<Response, ApiError> {
     let n = request.num_choices()?;
-    let logprobs = generate.params.logprobs.then(|| model.tokenizer.clone());
+    let logprobs = inputs[0].0.params.logprobs.then(|| model.tokenizer.clone());
     // One engine request per choice (they share prompt blocks only as far
     // as the prefix cache finds them). A given seed is offset per choice, or
-    // the choices would all be the same.
-    let mut streams = Vec::with_capacity(n);
-    for i in 0..n {
-        let mut choice = generate.clone();
-        choice.params.seed = generate.params.seed.map(|seed| seed.wrapping_add(i as u64));
-        streams.push(model.engine.submit(choice).map_err(submit_error)?);
+    // the choices would all be the same. An error drops the streams so far,
+    // which aborts them.
+    let mut choices = Vec::with_capacity(n * inputs.len());
+    for (generate, echo) in &inputs {
+        for i in 0..n {
+            let mut one = generate.clone();
+            one.params.seed = generate.params.seed.map(|seed| seed.wrapping_add(i as u64));
+            let stream = model.engine.submit(one).map_err(submit_error)?;
+            choices.push(Choice { stream, echo: echo.clone(), counts_prompt: i == 0 });
+        }
     }
-    let meta = ResponseMeta::new(api, streams[0].id(), name, logprobs);
+    let meta = ResponseMeta::new(api, choices[0].stream.id(), name, logprobs);
     if request.stream {
-        Ok(sse_response(streams, meta, request.include_usage(), echo))
+        Ok(sse_response(choices, meta, request.include_usage()))
     } else {
-        collect(streams, meta, echo).await
+        collect(choices, meta).await
     }
 }
