@@ -412,6 +412,18 @@ fn chat_completions_non_stream_stream_and_errors() {
     let prompt_tokens = usage["prompt_tokens"].as_u64().unwrap();
     assert!(prompt_tokens > 10);
     assert_eq!(usage["total_tokens"].as_u64().unwrap(), prompt_tokens + 12);
+    // The same text as the engine gives offline (`wgserve generate --chat`,
+    // which prints the completion and a blank line).
+    let offline = Command::new(env!("CARGO_BIN_EXE_wgserve"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["generate", "--chat", "--system", "You are brief.", "--max-tokens", "12"])
+        .args(["--prompt", "Name three colors.", "--model"])
+        .arg(model_path())
+        .stderr(Stdio::null())
+        .output()
+        .expect("run wgserve generate");
+    assert!(offline.status.success());
+    assert_eq!(String::from_utf8(offline.stdout).unwrap().trim_end(), content.trim_end());
     // max_completion_tokens wins over max_tokens; same greedy text.
     let second = server
         .post("/v1/chat/completions", &chat_request(json!({"max_tokens": 3, "max_completion_tokens": 12})))
