@@ -344,3 +344,393 @@ fn sigterm_drains_and_exits_zero() {
     assert_eq!(exit.code(), Some(0), "{exit:?}");
     assert!(TcpStream::connect(&server.addr).is_err(), "still accepting after shutdown");
 }
+
+/// A chunked HTTP/1.1 body, decoded.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = raw.windows(2).position(|w| w == b"\r\n").expect("chunk size line");
+        let size = usize::from_str_radix(std::str::from_utf8(&raw[..line_end]).unwrap().trim(), 16).unwrap();
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&raw[..size]);
+        raw = &raw[size + 2..];
+    }
+}
+
+/// The `data:` payloads of a server-sent-event body, `[DONE]` included.
+fn sse_events(reply: &Reply) -> Vec<String> {
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(reply.header("content-type"), Some("text/event-stream"));
+    let body = match reply.header("transfer-encoding") {
+        Some("chunked") => dechunk(&reply.body),
+        _ => reply.body.clone(),
+    };
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    text.split("\n\n")
+        .filter(|event| !event.is_empty())
+        .map(|event| {
+            event.strip_prefix("data: ").unwrap_or_else(|| panic!("not a data event: {event:?}")).to_string()
+        })
+        .collect()
+}
+
+fn chat_request(extra: Value) -> Value {
+    let mut request = json!({
+        "model": "smol",
+        "messages": [{"role": "system", "content": "You are brief."},
+                     {"role": "user", "content": [{"type": "text", "text": "Name three colors."}]}],
+        "max_tokens": 12,
+        "temperature": 0,
+    });
+    request.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    request
+}
+
+#[test]
+fn chat_completions_non_stream_stream_and_errors() {
+    let server = start();
+    // Greedy is deterministic, and the response has OpenAI's shape.
+    let first = server.post("/v1/chat/completions", &chat_request(json!({})));
+    assert_eq!(first.status, 200, "{}", String::from_utf8_lossy(&first.body));
+    let first = first.json();
+    assert!(first["id"].as_str().unwrap().starts_with("chatcmpl-"), "{first}");
+    assert_eq!(first["object"], "chat.completion");
+    assert_eq!(first["model"], "smol");
+    assert!(first["created"].as_u64().unwrap() > 1_600_000_000);
+    let choice = &first["choices"][0];
+    assert_eq!(choice["index"], 0);
+    assert_eq!(choice["message"]["role"], "assistant");
+    let content = choice["message"]["content"].as_str().unwrap().to_string();
+    assert!(!content.is_empty());
+    let usage = &first["usage"];
+    assert_eq!(usage["completion_tokens"], 12, "{first}");
+    assert_eq!(choice["finish_reason"], "length");
+    let prompt_tokens = usage["prompt_tokens"].as_u64().unwrap();
+    assert!(prompt_tokens > 10);
+    assert_eq!(usage["total_tokens"].as_u64().unwrap(), prompt_tokens + 12);
+    // The same text as the engine gives offline (`wgserve generate --chat`,
+    // which prints the completion and a blank line).
+    let offline = Command::new(env!("CARGO_BIN_EXE_wgserve"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["generate", "--chat", "--system", "You are brief.", "--max-tokens", "12"])
+        .args(["--prompt", "Name three colors.", "--model"])
+        .arg(model_path())
+        .stderr(Stdio::null())
+        .output()
+        .expect("run wgserve generate");
+    assert!(offline.status.success());
+    assert_eq!(String::from_utf8(offline.stdout).unwrap().trim_end(), content.trim_end());
+    // max_completion_tokens wins over max_tokens; same greedy text.
+    let second = server
+        .post("/v1/chat/completions", &chat_request(json!({"max_tokens": 3, "max_completion_tokens": 12})))
+        .json();
+    assert_eq!(second["choices"][0]["message"]["content"], content.as_str());
+
+    // A stop string cuts the text and finishes with "stop".
+    let word: String = content.split_whitespace().nth(1).unwrap().chars().take(3).collect();
+    let stopped = server.post("/v1/chat/completions", &chat_request(json!({"stop": [word.clone()]}))).json();
+    let stopped_text = stopped["choices"][0]["message"]["content"].as_str().unwrap();
+    assert_eq!(stopped["choices"][0]["finish_reason"], "stop", "{stopped}");
+    assert!(
+        content.starts_with(stopped_text) && !stopped_text.contains(&word),
+        "{stopped_text:?} vs {content:?}"
+    );
+
+    // Streaming: role first, deltas that add up to the same text, a final
+    // chunk with finish_reason, a usage chunk, then [DONE].
+    let events = sse_events(&server.post(
+        "/v1/chat/completions",
+        &chat_request(json!({"stream": true, "stream_options": {"include_usage": true}})),
+    ));
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> =
+        events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    for chunk in &chunks {
+        assert_eq!(chunk["object"], "chat.completion.chunk");
+        assert_eq!(chunk["id"], chunks[0]["id"]);
+        assert_eq!(chunk["model"], "smol");
+    }
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let streamed: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect::<Vec<_>>()
+        .concat();
+    assert_eq!(streamed, content);
+    let usage_chunk = chunks.last().unwrap();
+    assert_eq!(usage_chunk["choices"], json!([]));
+    assert_eq!(usage_chunk["usage"], first["usage"]);
+    let finish = &chunks[chunks.len() - 2];
+    assert_eq!(finish["choices"][0]["finish_reason"], "length");
+    assert!(chunks[..chunks.len() - 2].iter().all(|c| c["choices"][0]["finish_reason"].is_null()));
+
+    // Logprobs: one entry per token, the sampled one first among the
+    // alternatives under greedy decoding; streamed per token too.
+    let with_logprobs = chat_request(json!({"max_tokens": 4, "logprobs": true, "top_logprobs": 3}));
+    let reply = server.post("/v1/chat/completions", &with_logprobs).json();
+    let entries = reply["choices"][0]["logprobs"]["content"].as_array().unwrap().clone();
+    assert_eq!(entries.len(), 4, "{reply}");
+    let joined: String = entries.iter().map(|e| e["token"].as_str().unwrap()).collect();
+    assert_eq!(joined, reply["choices"][0]["message"]["content"].as_str().unwrap());
+    for entry in &entries {
+        let logprob = entry["logprob"].as_f64().unwrap();
+        assert!(logprob <= 0.0);
+        let top = entry["top_logprobs"].as_array().unwrap();
+        assert_eq!(top.len(), 3);
+        assert_eq!(top[0]["token"], entry["token"]);
+        assert_eq!(top[0]["logprob"], entry["logprob"]);
+        assert!(top.windows(2).all(|w| w[0]["logprob"].as_f64() >= w[1]["logprob"].as_f64()));
+        assert_eq!(entry["bytes"], json!(entry["token"].as_str().unwrap().as_bytes()));
+    }
+    let mut streamed_logprobs = with_logprobs.clone();
+    streamed_logprobs["stream"] = json!(true);
+    let events = sse_events(&server.post("/v1/chat/completions", &streamed_logprobs));
+    let streamed_entries: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(e).unwrap())
+        .filter_map(|c| c["choices"][0]["logprobs"]["content"].as_array().cloned())
+        .flatten()
+        .collect();
+    assert_eq!(streamed_entries, entries);
+
+    // n choices: greedy gives n copies of the same text; the prompt counts
+    // once in usage. Streamed, the deltas of each index add up the same.
+    let three = server.post("/v1/chat/completions", &chat_request(json!({"n": 3}))).json();
+    let choices = three["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 3);
+    for (i, choice) in choices.iter().enumerate() {
+        assert_eq!(choice["index"], i);
+        assert_eq!(choice["message"]["content"], content.as_str());
+    }
+    assert_eq!(three["usage"]["prompt_tokens"], prompt_tokens);
+    assert_eq!(three["usage"]["completion_tokens"], 36);
+    let events = sse_events(&server.post(
+        "/v1/chat/completions",
+        &chat_request(json!({"n": 2, "stream": true, "stream_options": {"include_usage": true}})),
+    ));
+    let chunks: Vec<Value> =
+        events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    for index in 0..2 {
+        let of_index: Vec<&Value> = chunks.iter().filter(|c| c["choices"][0]["index"] == index).collect();
+        assert_eq!(of_index[0]["choices"][0]["delta"]["role"], "assistant");
+        let text: String =
+            of_index.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+        assert_eq!(text, content);
+        assert_eq!(of_index.last().unwrap()["choices"][0]["finish_reason"], "length");
+    }
+    assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 24);
+
+    // Errors name the field.
+    let post = |body: Value| server.post("/v1/chat/completions", &body);
+    let error = post(chat_request(json!({"temperature": 3}))).error(400);
+    assert_eq!(error["param"], "temperature", "{error}");
+    let error = post(chat_request(json!({"max_tokens": 0}))).error(400);
+    assert_eq!(error["param"], "max_tokens", "{error}");
+    let error = post(chat_request(json!({"top_p": 0}))).error(400);
+    assert_eq!(error["param"], "top_p", "{error}");
+    let error = post(chat_request(json!({"max_tokens": 100_000}))).error(400);
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("100000") && message.contains("8192"), "{message}");
+    let error = post(chat_request(json!({"model": "nope"}))).error(404);
+    assert!(error["message"].as_str().unwrap().contains("nope"), "{error}");
+    let error = post(json!({"messages": []})).error(400);
+    assert_eq!(error["param"], "messages");
+    let error = post(json!({"messages": [{"role": "robot", "content": "hi"}]})).error(400);
+    assert_eq!(error["param"], "messages[0].role");
+    let error = post(json!({"model": "smol"})).error(400);
+    assert_eq!(error["param"], "messages");
+    for n in [0, 17] {
+        let error = post(chat_request(json!({"n": n}))).error(400);
+        assert_eq!(error["param"], "n");
+    }
+    let error = post(chat_request(json!({"logprobs": 2}))).error(400);
+    assert_eq!(error["param"], "logprobs", "{error}");
+    let error = post(chat_request(json!({"top_logprobs": 2}))).error(400);
+    assert_eq!(error["param"], "top_logprobs", "{error}");
+    let error = post(chat_request(json!({"logprobs": true, "top_logprobs": 21}))).error(400);
+    assert_eq!(error["param"], "top_logprobs", "{error}");
+    let error = post(chat_request(json!({"stop": 5}))).error(400);
+    assert_eq!(error["param"], "stop", "{error}");
+    // The default temperature is 1 (sampling), and a seed makes it repeatable.
+    let seeded = chat_request(json!({"seed": 7, "max_tokens": 8}));
+    let mut seeded = seeded.as_object().unwrap().clone();
+    seeded.remove("temperature");
+    seeded.insert("n".into(), json!(2));
+    let seeded = Value::Object(seeded);
+    let a = post(seeded.clone()).json();
+    let b = post(seeded).json();
+    assert_eq!(a["choices"], b["choices"]);
+}
+
+#[test]
+fn legacy_completions() {
+    let server = start();
+    let request =
+        json!({"model": "smol", "prompt": "The capital of France is", "max_tokens": 8, "temperature": 0});
+    let reply = server.post("/v1/completions", &request);
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    let plain = reply.json();
+    assert!(plain["id"].as_str().unwrap().starts_with("cmpl-"));
+    assert_eq!(plain["object"], "text_completion");
+    let text = plain["choices"][0]["text"].as_str().unwrap().to_string();
+    assert!(!text.is_empty());
+    assert_eq!(plain["usage"]["completion_tokens"], 8);
+
+    let mut echo = request.clone();
+    echo["echo"] = json!(true);
+    let echoed = server.post("/v1/completions", &echo).json();
+    assert_eq!(echoed["choices"][0]["text"], format!("The capital of France is{text}"));
+
+    // Token ids give the same continuation as the text they encode.
+    let tokens =
+        server.post("/tokenize", &json!({"prompt": "The capital of France is"})).json()["tokens"].clone();
+    let mut by_ids = request.clone();
+    by_ids["prompt"] = tokens;
+    assert_eq!(server.post("/v1/completions", &by_ids).json()["choices"][0]["text"], text.as_str());
+    let mut listed = request.clone();
+    listed["prompt"] = json!(["The capital of France is"]);
+    assert_eq!(server.post("/v1/completions", &listed).json()["choices"][0]["text"], text.as_str());
+
+    let mut stream = echo.clone();
+    stream["stream"] = json!(true);
+    let events = sse_events(&server.post("/v1/completions", &stream));
+    let chunks: Vec<Value> =
+        events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    assert!(chunks.iter().all(|c| c["object"] == "text_completion"));
+    let streamed: String = chunks.iter().map(|c| c["choices"][0]["text"].as_str().unwrap()).collect();
+    assert_eq!(streamed, format!("The capital of France is{text}"));
+    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "length");
+    assert!(chunks.iter().all(|c| c.get("usage").is_none()));
+
+    let error = server.post("/v1/completions", &json!({"model": "smol"})).error(400);
+    assert_eq!(error["param"], "prompt");
+    let error = server.post("/v1/completions", &json!({"prompt": ""})).error(400);
+    assert_eq!(error["param"], "prompt");
+    let error = server.post("/v1/completions", &json!({"prompt": []})).error(400);
+    assert_eq!(error["param"], "prompt");
+    let error = server.post("/v1/completions", &json!({"prompt": vec!["a"; 17]})).error(400);
+    assert_eq!(error["param"], "prompt");
+    let error = server.post("/v1/completions", &json!({"prompt": ["a", ""]})).error(400);
+    assert_eq!(error["param"], "prompt[1]");
+
+    // Several prompts, n choices each: index = prompt * n + choice; each
+    // prompt counts once in usage.
+    let other = "One, two, three,";
+    let other_len = server.post("/tokenize", &json!({"prompt": other})).json()["count"].as_u64().unwrap();
+    let mut batch = request.clone();
+    batch["prompt"] = json!(["The capital of France is", other]);
+    batch["n"] = json!(2);
+    let reply = server.post("/v1/completions", &batch).json();
+    let choices = reply["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 4, "{reply}");
+    for (i, choice) in choices.iter().enumerate() {
+        assert_eq!(choice["index"], i);
+    }
+    assert_eq!(choices[0]["text"], text.as_str());
+    assert_eq!(choices[1]["text"], text.as_str());
+    assert_eq!(choices[2]["text"], choices[3]["text"]);
+    assert_eq!(
+        reply["usage"]["prompt_tokens"],
+        plain["usage"]["prompt_tokens"].as_u64().unwrap() + other_len
+    );
+    assert_eq!(reply["usage"]["completion_tokens"], 32);
+    batch["stream"] = json!(true);
+    let events = sse_events(&server.post("/v1/completions", &batch));
+    let chunks: Vec<Value> =
+        events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    for (i, choice) in choices.iter().enumerate() {
+        let streamed: String = chunks
+            .iter()
+            .filter(|c| c["choices"][0]["index"] == i)
+            .map(|c| c["choices"][0]["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(streamed, choice["text"].as_str().unwrap());
+    }
+    let error = server.post("/v1/completions", &json!({"prompt": "x", "logprobs": true})).error(400);
+    assert_eq!(error["param"], "logprobs");
+    let error = server.post("/v1/completions", &json!({"prompt": "x", "logprobs": 21})).error(400);
+    assert_eq!(error["param"], "logprobs");
+
+    // Legacy logprobs: tokens, token_logprobs, top_logprobs maps, text_offset
+    // (counted from the start of the echoed prompt).
+    let mut with_logprobs = echo.clone();
+    with_logprobs["logprobs"] = json!(2);
+    let reply = server.post("/v1/completions", &with_logprobs).json();
+    let logprobs = &reply["choices"][0]["logprobs"];
+    let tokens: Vec<&str> =
+        logprobs["tokens"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert_eq!(tokens.len(), 8, "{reply}");
+    assert_eq!(tokens.concat(), text);
+    assert_eq!(logprobs["text_offset"][0], "The capital of France is".len());
+    assert_eq!(logprobs["token_logprobs"].as_array().unwrap().len(), 8);
+    for (i, top) in logprobs["top_logprobs"].as_array().unwrap().iter().enumerate() {
+        let top = top.as_object().unwrap();
+        assert!(top.len() <= 2 && !top.is_empty());
+        assert_eq!(top[tokens[i]], logprobs["token_logprobs"][i]);
+    }
+}
+
+/// The value of an unlabelled-or-labelled gauge in a Prometheus text.
+fn gauge(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(name) && !line.starts_with('#'))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+}
+
+#[test]
+fn a_client_that_disconnects_mid_stream_aborts_its_request() {
+    let server = start();
+    // SmolLM2's special tokens (0..=2, EOS among them) banned: it runs to max_tokens.
+    let no_eos = json!({"0": -100, "1": -100, "2": -100});
+    let body = chat_request(json!({"stream": true, "max_tokens": 1000, "logit_bias": no_eos})).to_string();
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body.as_bytes()).unwrap();
+    // Read until a few content deltas have arrived (the first chunk, with
+    // the role, comes before any step), then hang up.
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while String::from_utf8_lossy(&received).matches("\"content\":").count() < 4 {
+        let n = stream.read(&mut buffer).unwrap();
+        assert!(n > 0, "the stream ended early: {}", String::from_utf8_lossy(&received));
+        received.extend_from_slice(&buffer[..n]);
+        assert!(
+            received.starts_with(b"HTTP/1.1 200") || received.len() < 12,
+            "{}",
+            String::from_utf8_lossy(&received)
+        );
+    }
+    let metrics = String::from_utf8(server.request("GET", "/metrics", &[], b"").body).unwrap();
+    assert_eq!(gauge(&metrics, "vllm:num_requests_running"), 1.0, "{metrics}");
+    drop(stream);
+    // 1000 tokens take about a minute here (~15 tokens/s on lavapipe): an
+    // idle engine within 10 s means the request was aborted, not finished.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = server.request("GET", "/metrics", &[], b"");
+        assert_eq!(reply.status, 200);
+        let metrics = String::from_utf8(reply.body).unwrap();
+        if gauge(&metrics, "vllm:num_requests_running") == 0.0
+            && gauge(&metrics, "vllm:kv_cache_usage_perc") == 0.0
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the request still runs after the client left: {metrics}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // And the server goes on serving.
+    let reply = server.post("/v1/chat/completions", &chat_request(json!({"max_tokens": 4})));
+    assert_eq!(reply.status, 200);
+}

@@ -110,6 +110,18 @@ impl RequestStream {
         self.note(output)
     }
 
+    /// As `next`, for a hand-written future or body (an SSE response body
+    /// that owns its stream, so that dropping the body aborts the request).
+    pub fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<RequestOutput>> {
+        if self.finished {
+            return std::task::Poll::Ready(None);
+        }
+        match self.receiver.poll_recv(cx) {
+            std::task::Poll::Ready(output) => std::task::Poll::Ready(self.note(output)),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+
     /// As `next`, for callers outside an async runtime.
     pub fn blocking_next(&mut self) -> Option<RequestOutput> {
         if self.finished {

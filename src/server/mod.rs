@@ -8,6 +8,8 @@
 //! - [`router`]: the one route table (404, 405, OPTIONS).
 //! - [`error`]: the one error type, rendered as OpenAI's error object.
 //! - [`body`]: the one response body type.
+//! - [`generation`]: completion requests as engine requests, outputs as
+//!   OpenAI responses and server-sent events.
 //! - [`json`]: body reading with a size limit, JSON parsing naming fields.
 //! - [`auth`], [`cors`]: API keys and browser origins.
 //! - [`routes`]: one file per group of endpoints; handlers stay thin.
@@ -17,6 +19,7 @@ pub mod auth;
 pub mod body;
 pub mod cors;
 pub mod error;
+pub mod generation;
 pub mod json;
 pub mod openai;
 pub mod router;

@@ -12,16 +12,19 @@ use hyper::{Method, Request};
 use super::auth;
 use super::body::Response;
 use super::error::ApiError;
-use super::routes::{health, models, tokenize};
+use super::routes::{completions, health, metrics, models, tokenize};
 use super::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
     Health,
+    Metrics,
     ListModels,
     RetrieveModel,
     Tokenize,
     Detokenize,
+    ChatCompletions,
+    Completions,
 }
 
 struct Route {
@@ -35,10 +38,18 @@ struct Route {
 
 const ROUTES: &[Route] = &[
     Route { method: Method::GET, path: "/health", endpoint: Endpoint::Health, open: true },
+    Route { method: Method::GET, path: "/metrics", endpoint: Endpoint::Metrics, open: true },
     Route { method: Method::GET, path: "/v1/models", endpoint: Endpoint::ListModels, open: false },
     Route { method: Method::GET, path: "/v1/models/{*}", endpoint: Endpoint::RetrieveModel, open: false },
     Route { method: Method::POST, path: "/tokenize", endpoint: Endpoint::Tokenize, open: false },
     Route { method: Method::POST, path: "/detokenize", endpoint: Endpoint::Detokenize, open: false },
+    Route {
+        method: Method::POST,
+        path: "/v1/chat/completions",
+        endpoint: Endpoint::ChatCompletions,
+        open: false,
+    },
+    Route { method: Method::POST, path: "/v1/completions", endpoint: Endpoint::Completions, open: false },
 ];
 
 /// `Some(capture)` when `path` matches `pattern`; the capture is the
@@ -80,11 +91,18 @@ async fn dispatch(state: &Arc<AppState>, request: Request<Incoming>) -> Result<R
     let limit = state.options.max_body_bytes;
     match route.endpoint {
         Endpoint::Health => health::get(state),
+        Endpoint::Metrics => metrics::get(state),
         Endpoint::ListModels => models::list(state),
         Endpoint::RetrieveModel => models::retrieve(state, capture.unwrap_or_default()),
         Endpoint::Tokenize => tokenize::tokenize(state, super::json::read_body(request, limit).await?).await,
         Endpoint::Detokenize => {
             tokenize::detokenize(state, super::json::read_body(request, limit).await?).await
+        }
+        Endpoint::ChatCompletions => {
+            completions::chat(state, super::json::read_body(request, limit).await?).await
+        }
+        Endpoint::Completions => {
+            completions::completion(state, super::json::read_body(request, limit).await?).await
         }
     }
 }

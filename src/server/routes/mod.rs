@@ -2,6 +2,8 @@
 //! into a typed request, calls the engine handle or the tokenizer, and
 //! shapes the response; nothing else.
 
+pub mod completions;
 pub mod health;
+pub mod metrics;
 pub mod models;
 pub mod tokenize;

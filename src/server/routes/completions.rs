@@ -1,0 +1,119 @@
+//! `POST /v1/chat/completions` and `POST /v1/completions`: parse and
+//! validate into a `GenerateRequest`, submit it, shape the answer (one
+//! JSON document, or server-sent events with `stream`). The shapes and the
+//! parameter mapping live in `generation`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::engine::request::GenerateRequest;
+
+use super::super::body::Response;
+use super::super::error::ApiError;
+use super::super::generation::{
+    Api, Choice, CompletionRequest, Prompt, ResponseMeta, collect, sse_response, submit_error,
+};
+use super::super::json;
+use super::super::openai::chat_messages;
+use super::super::state::{AppState, ServedModel};
+
+pub async fn chat(state: &Arc<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let mut request: CompletionRequest = json::parse(&body)?;
+    let model = state.model()?;
+    let name = model_name(model, &request)?;
+    let messages =
+        request.messages.take().ok_or_else(|| ApiError::invalid("`messages` is required", "messages"))?;
+    let messages = chat_messages(&messages)?;
+    let params = request.sampling_params(Api::Chat)?;
+    let template = model
+        .chat_template
+        .as_ref()
+        .ok_or_else(|| ApiError::invalid("this model has no chat template", "messages"))?;
+    let text = template.render(&messages, true).map_err(|e| ApiError::invalid(e.to_string(), "messages"))?;
+    // The template writes any special tokens the model expects.
+    let prompt = encode(model, text, false).await?;
+    run(model, Api::Chat, name, vec![(GenerateRequest { prompt, params }, String::new())], &request).await
+}
+
+pub async fn completion(state: &Arc<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let mut request: CompletionRequest = json::parse(&body)?;
+    let model = state.model()?;
+    let name = model_name(model, &request)?;
+    let prompts = request.prompt.take().ok_or_else(|| ApiError::invalid("`prompt` is required", "prompt"))?;
+    let params = request.sampling_params(Api::Completion)?;
+    let mut inputs = Vec::new();
+    for prompt in prompts.prompts()? {
+        let (prompt, echo) = match prompt {
+            Prompt::Text(text) => {
+                let echo = if request.echo { text.clone() } else { String::new() };
+                (encode(model, text, true).await?, echo)
+            }
+            Prompt::Tokens(tokens) => {
+                let echo = if request.echo {
+                    model
+                        .tokenizer
+                        .decode(&tokens, false)
+                        .map_err(|e| ApiError::invalid(e.to_string(), "prompt"))?
+                } else {
+                    String::new()
+                };
+                (tokens, echo)
+            }
+        };
+        inputs.push((GenerateRequest { prompt, params: params.clone() }, echo));
+    }
+    run(model, Api::Completion, name, inputs, &request).await
+}
+
+/// The name to report: the one asked for (404 if unknown), or the first.
+fn model_name(model: &ServedModel, request: &CompletionRequest) -> Result<String, ApiError> {
+    match &request.model {
+        Some(name) => {
+            model.check_name(name)?;
+            Ok(name.clone())
+        }
+        None => Ok(model.names[0].clone()),
+    }
+}
+
+/// Tokenizes on the blocking pool: a 4 MiB prompt must not stall the accept loop.
+async fn encode(model: &ServedModel, text: String, add_special: bool) -> Result<Vec<u32>, ApiError> {
+    let tokenizer = model.tokenizer.clone();
+    tokio::task::spawn_blocking(move || tokenizer.encode(&text, add_special))
+        .await
+        .map_err(|e| ApiError::Internal(format!("tokenizer task failed: {e}")))?
+        .map_err(|e| ApiError::invalid(e.to_string(), "prompt"))
+}
+
+/// Submits `n` choices of each (request, echo) and answers; choice
+/// `index` is `prompt * n + choice`, as OpenAI numbers them.
+async fn run(
+    model: &ServedModel,
+    api: Api,
+    name: String,
+    inputs: Vec<(GenerateRequest, String)>,
+    request: &CompletionRequest,
+) -> Result<Response, ApiError> {
+    let n = request.num_choices()?;
+    let logprobs = inputs[0].0.params.logprobs.then(|| model.tokenizer.clone());
+    // One engine request per choice (they share prompt blocks only as far
+    // as the prefix cache finds them). A given seed is offset per choice, or
+    // the choices would all be the same. An error drops the streams so far,
+    // which aborts them.
+    let mut choices = Vec::with_capacity(n * inputs.len());
+    for (generate, echo) in &inputs {
+        for i in 0..n {
+            let mut one = generate.clone();
+            one.params.seed = generate.params.seed.map(|seed| seed.wrapping_add(i as u64));
+            let stream = model.engine.submit(one).map_err(submit_error)?;
+            choices.push(Choice { stream, echo: echo.clone(), counts_prompt: i == 0 });
+        }
+    }
+    let meta = ResponseMeta::new(api, choices[0].stream.id(), name, logprobs);
+    if request.stream {
+        Ok(sse_response(choices, meta, request.include_usage()))
+    } else {
+        collect(choices, meta).await
+    }
+}
