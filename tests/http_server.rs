@@ -734,3 +734,39 @@ fn a_client_that_disconnects_mid_stream_aborts_its_request() {
     let reply = server.post("/v1/chat/completions", &chat_request(json!({"max_tokens": 4})));
     assert_eq!(reply.status, 200);
 }
+
+/// The concatenated `delta.content` of a streamed chat completion.
+fn streamed_content(server: &Server, body: &Value) -> String {
+    let reply = server.post("/v1/chat/completions", body);
+    sse_events(&reply)
+        .iter()
+        .filter(|event| event.as_str() != "[DONE]")
+        .filter_map(|event| {
+            let chunk: Value = serde_json::from_str(event).unwrap();
+            chunk["choices"][0]["delta"]["content"].as_str().map(str::to_string)
+        })
+        .collect()
+}
+
+#[test]
+fn sixteen_concurrent_streams_give_the_greedy_text_of_each_alone() {
+    let server = start();
+    let bodies: Vec<Value> = (0..16)
+        .map(|i| {
+            chat_request(json!({
+                "stream": true,
+                "messages": [{"role": "user", "content": format!("Count from {i} to {} in words.", i + 3)}],
+            }))
+        })
+        .collect();
+    let alone: Vec<String> = bodies.iter().map(|body| streamed_content(&server, body)).collect();
+    let together: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> =
+            bodies.iter().map(|body| scope.spawn(|| streamed_content(&server, body))).collect();
+        handles.into_iter().map(|handle| handle.join().unwrap()).collect()
+    });
+    for (i, (alone, together)) in alone.iter().zip(&together).enumerate() {
+        assert!(!alone.is_empty(), "request {i} streamed no text");
+        assert_eq!(together, alone, "request {i} differs when 16 stream at once");
+    }
+}
