@@ -9,10 +9,10 @@ mod parse;
 mod value;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::path::Path;
 
 pub use super::ggml_type::GgmlType;
+use super::storage::Storage;
 use super::{FormatError, TensorType};
 pub use value::GgufValue;
 
@@ -53,21 +53,6 @@ fn unsupported(err: FormatError) -> String {
     }
 }
 
-/// The bytes behind a `GgufFile`.
-enum Storage {
-    Mmap(memmap2::Mmap),
-    Owned(Vec<u8>),
-}
-
-impl Storage {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Storage::Mmap(map) => map,
-            Storage::Owned(bytes) => bytes,
-        }
-    }
-}
-
 /// An open, validated GGUF file.
 pub struct GgufFile {
     pub version: u32,
@@ -84,12 +69,7 @@ pub struct GgufFile {
 impl GgufFile {
     /// Maps the file read-only and parses its header.
     pub fn open(path: &Path) -> Result<Self, FormatError> {
-        let io_err = |source| FormatError::Io { path: path.display().to_string(), source };
-        let file = File::open(path).map_err(io_err)?;
-        // SAFETY: the map is read-only; as with every mmap-based model
-        // loader, the file must not be truncated or rewritten while open.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err)?;
-        Self::from_storage(Storage::Mmap(map), &format!("GGUF file {}", path.display()))
+        Self::from_storage(Storage::map(path)?, &format!("GGUF file {}", path.display()))
     }
 
     /// Parses a GGUF file held in memory.

@@ -5,6 +5,7 @@
 pub mod ggml_type;
 pub mod gguf;
 pub mod safetensors;
+mod storage;
 pub mod tensor_type;
 
 pub use ggml_type::GgmlType;

@@ -6,12 +6,12 @@
 //! offsets covering the data exactly); we only map dtypes and names.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::Path;
 
 use ::safetensors::tensor::{Metadata, TensorView};
 use ::safetensors::{Dtype, SafeTensors};
 
+use super::storage::Storage;
 use super::{FormatError, TensorType};
 
 /// Length of the little-endian u64 header size that opens the file.
@@ -23,20 +23,6 @@ pub struct SafeTensor<'a> {
     pub shape: Vec<usize>,
     pub tensor_type: TensorType,
     pub data: &'a [u8],
-}
-
-enum Storage {
-    Mmap(memmap2::Mmap),
-    Owned(Vec<u8>),
-}
-
-impl Storage {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Storage::Mmap(map) => map,
-            Storage::Owned(bytes) => bytes,
-        }
-    }
 }
 
 /// An open, validated safetensors file.
@@ -54,12 +40,7 @@ pub struct SafetensorsFile {
 impl SafetensorsFile {
     /// Maps the file read-only and parses its header.
     pub fn open(path: &Path) -> Result<Self, FormatError> {
-        let io_err = |source| FormatError::Io { path: path.display().to_string(), source };
-        let file = File::open(path).map_err(io_err)?;
-        // SAFETY: the map is read-only; the file must not be truncated or
-        // rewritten while open, as with every mmap-based model loader.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err)?;
-        Self::from_storage(Storage::Mmap(map), path.display().to_string())
+        Self::from_storage(Storage::map(path)?, path.display().to_string())
     }
 
     /// Parses a safetensors file held in memory.

@@ -92,19 +92,7 @@ impl Detokenizer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::text::tokenizer::{BpeVocab, token_type};
-
-    /// GPT-2's byte -> unicode map for one byte.
-    fn byte_level_byte(b: u8) -> String {
-        let printable =
-            |x: u8| (b'!'..=b'~').contains(&x) || (0xA1..=0xAC).contains(&x) || (0xAE..=0xFF).contains(&x);
-        if printable(b) {
-            char::from(b).to_string()
-        } else {
-            let rank = (0..b).filter(|&x| !printable(x)).count() as u32;
-            char::from_u32(256 + rank).map(String::from).unwrap_or_default()
-        }
-    }
+    use crate::text::tokenizer::{BpeVocab, byte_level_byte, token_type};
 
     /// Byte tokens only (id = 1 + byte), plus `<|eot|>` (id 0, control):
     /// every multi-byte character spans several tokens.

@@ -213,6 +213,20 @@ fn added_tokens(vocab: &BpeVocab) -> Vec<AddedToken> {
         .collect()
 }
 
+/// GPT-2's byte -> unicode map for test vocabularies: printable bytes stand
+/// for themselves, the others map to U+0100.. in byte order.
+#[cfg(test)]
+pub(crate) fn byte_level_byte(b: u8) -> String {
+    let printable =
+        |x: u8| (b'!'..=b'~').contains(&x) || (0xA1..=0xAC).contains(&x) || (0xAE..=0xFF).contains(&x);
+    if printable(b) {
+        char::from(b).to_string()
+    } else {
+        let rank = (0..b).filter(|&x| !printable(x)).count() as u32;
+        char::from_u32(256 + rank).map(String::from).unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,19 +254,6 @@ mod tests {
             bos_id: Some(0),
             eos_id: Some(0),
             add_bos: false,
-        }
-    }
-
-    /// GPT-2's byte -> unicode map: printable bytes stand for themselves,
-    /// the others map to U+0100.. in byte order.
-    fn byte_level_byte(b: u8) -> String {
-        let printable =
-            |x: u8| (b'!'..=b'~').contains(&x) || (0xA1..=0xAC).contains(&x) || (0xAE..=0xFF).contains(&x);
-        if printable(b) {
-            char::from(b).to_string()
-        } else {
-            let rank = (0..b).filter(|&x| !printable(x)).count() as u32;
-            char::from_u32(256 + rank).map(String::from).unwrap_or_default()
         }
     }
 
