@@ -337,8 +337,8 @@ fn tokenize_and_detokenize() {
 }
 
 #[test]
-fn sigterm_drains_and_exits_zero() {
-    let mut server = Server::start(&[]);
+fn sigterm_finishes_short_requests_aborts_long_ones_with_a_final_chunk_and_exits_zero() {
+    let mut server = Server::start(&["--shutdown-grace", "5", "--served-model-name", "smol"]);
     assert_eq!(server.request("GET", "/health", &[], b"").status, 200);
     // An idle keep-alive connection must not hold the shutdown up.
     let mut idle = TcpStream::connect(&server.addr).unwrap();
@@ -346,11 +346,75 @@ fn sigterm_drains_and_exits_zero() {
     let mut first = [0u8; 12];
     idle.read_exact(&mut first).unwrap();
     assert_eq!(&first, b"HTTP/1.1 200");
+    // Both in flight when the signal comes: the short one fits in the
+    // grace period, the long one (1000 tokens, about a minute here) not.
+    let no_eos = json!({"0": -100, "1": -100, "2": -100});
+    let mut long = OpenStream::chat(
+        &server,
+        &chat_request(json!({"stream": true, "max_tokens": 1000, "logit_bias": no_eos})),
+    );
+    let mut short = OpenStream::chat(&server, &chat_request(json!({"stream": true, "max_tokens": 4})));
+    long.read_until_contents(2);
+    short.read_until_contents(0);
     let status = Command::new("kill").args(["-TERM", &server.pid()]).status().unwrap();
     assert!(status.success());
-    let exit = server.wait_exit(Duration::from_secs(30));
+
+    let short = short.finish();
+    assert_eq!(short.last().unwrap()["choices"][0]["finish_reason"], "length");
+    let long = long.finish();
+    assert_eq!(long.last().unwrap()["choices"][0]["finish_reason"], "abort", "{long:?}");
+    let generated = long.iter().filter(|c| c["choices"][0]["delta"]["content"].is_string()).count();
+    assert!(generated < 1000, "the long request was not cut short");
+
+    let exit = server.wait_exit(Duration::from_secs(60));
     assert_eq!(exit.code(), Some(0), "{exit:?}");
     assert!(TcpStream::connect(&server.addr).is_err(), "still accepting after shutdown");
+}
+
+/// A streaming request read as it arrives, on its own connection.
+struct OpenStream {
+    stream: TcpStream,
+    received: Vec<u8>,
+}
+
+impl OpenStream {
+    fn chat(server: &Server, body: &Value) -> OpenStream {
+        let body = body.to_string();
+        let mut stream = TcpStream::connect(&server.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let head = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n\
+             Connection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(body.as_bytes()).unwrap();
+        OpenStream { stream, received: Vec::new() }
+    }
+
+    /// Reads until the response has started and `count` content deltas
+    /// have arrived (the first chunk, with the role, comes before any step).
+    fn read_until_contents(&mut self, count: usize) {
+        let mut buffer = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&self.received);
+            if text.contains("\"role\":\"assistant\"") && text.matches("\"content\":").count() > count {
+                return;
+            }
+            let n = self.stream.read(&mut buffer).unwrap();
+            assert!(n > 0, "the stream ended early: {text}");
+            self.received.extend_from_slice(&buffer[..n]);
+        }
+    }
+
+    /// The rest of the response, as its chunks (`[DONE]` checked and dropped).
+    fn finish(mut self) -> Vec<Value> {
+        self.stream.read_to_end(&mut self.received).expect("read the stream");
+        let reply = Reply::parse(&self.received);
+        let events = sse_events(&reply);
+        assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+        events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect()
+    }
 }
 
 /// A chunked HTTP/1.1 body, decoded.
@@ -682,14 +746,90 @@ fn legacy_completions() {
     }
 }
 
-/// The value of an unlabelled-or-labelled gauge in a Prometheus text.
-fn gauge(metrics: &str, name: &str) -> f64 {
-    metrics
+/// The sum of the samples named `name` whose labels include `labels`
+/// (Prometheus text); panics if there is none.
+fn sample(metrics: &str, name: &str, labels: &str) -> f64 {
+    sample_sum(metrics, name, labels).unwrap_or_else(|| panic!("no {name}{{{labels}}} in {metrics}"))
+}
+
+/// As `sample`; `None` if there is none (a label set not seen yet).
+fn sample_sum(metrics: &str, name: &str, labels: &str) -> Option<f64> {
+    let values: Vec<f64> = metrics
         .lines()
-        .find(|line| line.starts_with(name) && !line.starts_with('#'))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, series_labels) = series.split_once('{').unwrap_or((series, ""));
+            (series_name == name && series_labels.contains(labels)).then(|| value.parse().unwrap())
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+fn gauge(metrics: &str, name: &str) -> f64 {
+    sample(metrics, name, "")
+}
+
+fn scrape(server: &Server) -> String {
+    let reply = server.request("GET", "/metrics", &[], b"");
+    assert_eq!(reply.status, 200);
+    String::from_utf8(reply.body).unwrap()
+}
+
+#[test]
+fn metrics_use_vllm_names_and_count_what_happened() {
+    let server = start();
+    let reply = server.request("GET", "/metrics", &[], b"");
+    assert!(reply.header("content-type").unwrap().starts_with("application/openmetrics-text"));
+    let before = String::from_utf8(reply.body).unwrap();
+    for name in [
+        "vllm:num_requests_running",
+        "vllm:num_requests_waiting",
+        "vllm:kv_cache_usage_perc",
+        "wgserve:kv_cache_blocks_used",
+        "wgserve:kv_cache_blocks_total",
+        "vllm:prefix_cache_queries_total",
+        "vllm:prefix_cache_hits_total",
+        "vllm:num_preemptions_total",
+        "vllm:prompt_tokens_total",
+        "vllm:generation_tokens_total",
+        "vllm:time_to_first_token_seconds_count",
+        "vllm:inter_token_latency_seconds_count",
+        "vllm:e2e_request_latency_seconds_count",
+    ] {
+        sample(&before, name, "model_name=\"smol\"");
+    }
+    assert!(gauge(&before, "wgserve:kv_cache_blocks_total") > 0.0);
+
+    // Two requests with one long prompt, one after the other: the second
+    // finds the first's full blocks in the prefix cache.
+    let long_prompt = "Tell me about the history of the river and its towns. ".repeat(8);
+    let request = json!({"model": "smol", "prompt": long_prompt, "max_tokens": 5, "temperature": 0,
+        "logit_bias": {"0": -100, "1": -100, "2": -100}});
+    let usage = server.post("/v1/completions", &request).json()["usage"].clone();
+    let prompt_tokens = usage["prompt_tokens"].as_f64().unwrap();
+    server.post("/v1/completions", &request).json();
+
+    let after = scrape(&server);
+    let delta = |name: &str, labels: &str| {
+        sample(&after, name, labels) - sample_sum(&before, name, labels).unwrap_or(0.0)
+    };
+    assert_eq!(delta("vllm:request_success_total", "finished_reason=\"length\""), 2.0, "{after}");
+    assert_eq!(delta("vllm:generation_tokens_total", ""), 10.0, "{after}");
+    // The second prompt's cached tokens are not computed again.
+    let computed = delta("vllm:prompt_tokens_total", "");
+    assert!(computed > prompt_tokens && computed < 2.0 * prompt_tokens, "{computed} of 2 x {prompt_tokens}");
+    assert_eq!(delta("vllm:prefix_cache_queries_total", ""), 2.0 * prompt_tokens, "{after}");
+    assert!(delta("vllm:prefix_cache_hits_total", "") >= 16.0, "{after}");
+    assert_eq!(delta("vllm:time_to_first_token_seconds_count", ""), 2.0);
+    assert_eq!(delta("vllm:inter_token_latency_seconds_count", ""), 8.0);
+    assert_eq!(delta("vllm:e2e_request_latency_seconds_count", ""), 2.0);
+    assert!(delta("vllm:e2e_request_latency_seconds_sum", "") > 0.0);
+    assert!(
+        delta("vllm:time_to_first_token_seconds_bucket", "le=\"+Inf\"") == 2.0,
+        "histogram buckets: {after}"
+    );
+    assert_eq!(gauge(&after, "vllm:num_requests_running"), 0.0);
 }
 
 #[test]
@@ -720,18 +860,21 @@ fn a_client_that_disconnects_mid_stream_aborts_its_request() {
             String::from_utf8_lossy(&received)
         );
     }
-    let metrics = String::from_utf8(server.request("GET", "/metrics", &[], b"").body).unwrap();
+    let metrics = scrape(&server);
     assert_eq!(gauge(&metrics, "vllm:num_requests_running"), 1.0, "{metrics}");
+    let aborted = |metrics: &str| {
+        sample_sum(metrics, "vllm:request_success_total", "finished_reason=\"abort\"").unwrap_or(0.0)
+    };
+    let aborted_before = aborted(&metrics);
     drop(stream);
     // 1000 tokens take about a minute here (~15 tokens/s on lavapipe): an
     // idle engine within 10 s means the request was aborted, not finished.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let reply = server.request("GET", "/metrics", &[], b"");
-        assert_eq!(reply.status, 200);
-        let metrics = String::from_utf8(reply.body).unwrap();
+        let metrics = scrape(&server);
         if gauge(&metrics, "vllm:num_requests_running") == 0.0
             && gauge(&metrics, "vllm:kv_cache_usage_perc") == 0.0
+            && aborted(&metrics) == aborted_before + 1.0
         {
             break;
         }

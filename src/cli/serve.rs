@@ -2,12 +2,12 @@
 //! that `/health` answers 503 with the cause while the model loads on its
 //! own thread; then starts the engine thread and prints
 //! `wgserve listening on http://HOST:PORT` on stdout. On SIGINT/SIGTERM it
-//! stops accepting, lets open connections finish for a bounded time, stops
-//! the engine and exits 0. Progress goes to stderr.
+//! stops accepting, lets open requests finish for `--shutdown-grace`,
+//! aborts the rest (each gets a final chunk), stops the engine and exits 0.
+//! Progress goes to stderr.
 
 use std::net::SocketAddr;
 use std::pin::pin;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Args;
@@ -43,6 +43,17 @@ pub struct ServeArgs {
     /// `*` for any.
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     cors_origins: Vec<String>,
+    /// On SIGINT/SIGTERM, how long in-flight requests may run on before
+    /// they are aborted (each still gets a final chunk).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_seconds)]
+    shutdown_grace: f64,
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && (0.0..=86_400.0).contains(&seconds) => Ok(seconds),
+        _ => Err(format!("expected seconds in 0..=86400, got `{text}`")),
+    }
 }
 
 /// What the loading thread hands back.
@@ -74,6 +85,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState::new(ServerOptions {
         api_keys: args.api_keys.clone(),
         cors_origins: args.cors_origins.clone(),
+        shutdown_grace: std::time::Duration::from_secs_f64(args.shutdown_grace),
         ..ServerOptions::default()
     });
     let (stop, stopped) = oneshot::channel::<()>();
@@ -101,14 +113,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let (engine, engine_thread) = EngineHandle::spawn(loaded.core);
     let names = if args.served_model_names.is_empty() { vec![loaded.name] } else { args.served_model_names };
-    let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    state.set_ready(ServedModel {
-        engine: engine.clone(),
-        tokenizer: loaded.tokenizer.into(),
-        chat_template: loaded.chat_template,
-        names,
-        created,
-    });
+    state.set_ready(ServedModel::new(engine.clone(), loaded.tokenizer.into(), loaded.chat_template, names));
     println!("wgserve listening on http://{addr}");
 
     signal.await;

@@ -266,6 +266,9 @@ fn run<E: StepEngine>(mut core: E, commands: std_mpsc::Receiver<Command>, shared
         let result = catch_unwind(AssertUnwindSafe(|| core.step()));
         let cause = match result {
             Ok(Ok(outputs)) => {
+                // Before the outputs: a client that saw its request end
+                // finds it counted.
+                *lock(&shared.metrics) = core.metrics();
                 route(&mut core, &mut streams, outputs);
                 None
             }

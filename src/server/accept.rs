@@ -1,6 +1,7 @@
 //! The accept loop: one task per connection (HTTP/1.1), until the shutdown
 //! future resolves; then stop accepting and give open connections a
-//! bounded time to finish. The engine is stopped by the caller afterwards.
+//! bounded time to finish, after which their requests are aborted. The
+//! caller stops the engine afterwards in any case.
 
 use std::future::Future;
 use std::pin::pin;
@@ -18,6 +19,10 @@ use super::state::AppState;
 
 /// A client that opens a connection and sends nothing is dropped after this.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// After the grace period, how long aborted responses get to send their
+/// last chunk to clients that are slow to read it.
+const FINAL_CHUNK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves `listener` until `shutdown` resolves, then drains.
 pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>) {
@@ -50,8 +55,18 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl F
         }
     }
     drop(listener);
-    let open = graceful.count();
-    if tokio::time::timeout(state.options.shutdown_grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!("{open} connection(s) still open after the shutdown grace period; closing them");
+    let mut drained = pin!(graceful.shutdown());
+    if tokio::time::timeout(state.options.shutdown_grace, &mut drained).await.is_ok() {
+        return;
+    }
+    // Grace is over: stopping the engine ends every open request with
+    // `abort`, which each response still sends (a final chunk with
+    // `finish_reason: "abort"`, then `[DONE]`) before its connection closes.
+    tracing::warn!("the shutdown grace period is over; aborting the requests still running");
+    if let Ok(model) = state.model() {
+        model.engine.shutdown();
+    }
+    if tokio::time::timeout(FINAL_CHUNK_TIMEOUT, &mut drained).await.is_err() {
+        tracing::warn!("connections still open after their requests were aborted; closing them");
     }
 }

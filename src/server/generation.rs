@@ -27,6 +27,7 @@ use crate::text::Tokenizer;
 
 use super::body::Response;
 use super::error::ApiError;
+use super::metrics::LatencyTracker;
 use super::openai::ChatMessageParam;
 
 /// The most choices one request may ask for (`n`).
@@ -137,6 +138,7 @@ pub struct Choice {
     pub stream: RequestStream,
     pub echo: String,
     pub counts_prompt: bool,
+    pub latency: LatencyTracker,
 }
 
 impl CompletionRequest {
@@ -378,18 +380,20 @@ pub async fn collect(streams: Vec<Choice>, meta: ResponseMeta) -> Result<Respons
     let mut total = Usage::default();
     // The engine runs every choice at once; reading them in turn only
     // buffers the later ones' outputs meanwhile.
-    for (index, Choice { mut stream, echo, counts_prompt }) in streams.into_iter().enumerate() {
+    for (index, Choice { mut stream, echo, counts_prompt, mut latency }) in streams.into_iter().enumerate() {
         let mut text = echo.clone();
         let mut tokens = Vec::new();
         loop {
             match stream.next().await {
                 Some(RequestOutput::Token(token)) => {
+                    latency.on_token();
                     text.push_str(&token.text);
                     if meta.logprobs.is_some() {
                         tokens.push(token);
                     }
                 }
                 Some(RequestOutput::Finished { reason, usage, text: tail, error }) => {
+                    latency.on_finish(reason);
                     if let Some(e) = finish_error(reason, error) {
                         return Err(e);
                     }
@@ -433,12 +437,15 @@ pub fn sse_response(choices: Vec<Choice>, meta: ResponseMeta, include_usage: boo
     let counts_prompt = choices.iter().map(|c| c.counts_prompt).collect();
     let mut echoes = Vec::with_capacity(n);
     let mut streams = Vec::with_capacity(n);
+    let mut latencies = Vec::with_capacity(n);
     for choice in choices {
         echoes.push(choice.echo);
         streams.push(Some(choice.stream));
+        latencies.push(choice.latency);
     }
     let mut body = SseBody {
         streams,
+        latencies,
         counts_prompt,
         meta,
         include_usage,
@@ -466,6 +473,7 @@ pub fn sse_response(choices: Vec<Choice>, meta: ResponseMeta, include_usage: boo
 struct SseBody {
     /// One per choice; `None` once its final output has been read.
     streams: Vec<Option<RequestStream>>,
+    latencies: Vec<LatencyTracker>,
     counts_prompt: Vec<bool>,
     meta: ResponseMeta,
     include_usage: bool,
@@ -598,11 +606,13 @@ impl hyper::body::Body for SseBody {
                     Poll::Pending => {}
                     Poll::Ready(Some(RequestOutput::Token(token))) => {
                         progressed = true;
+                        this.latencies[index].on_token();
                         this.push_token(index, token);
                     }
                     Poll::Ready(Some(RequestOutput::Finished { reason, usage, text, error })) => {
                         progressed = true;
                         this.streams[index] = None;
+                        this.latencies[index].on_finish(reason);
                         this.push_finish(index, reason, usage, text, error);
                     }
                     Poll::Ready(None) => {

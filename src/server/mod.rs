@@ -11,6 +11,7 @@
 //! - [`generation`]: completion requests as engine requests, outputs as
 //!   OpenAI responses and server-sent events.
 //! - [`json`]: body reading with a size limit, JSON parsing naming fields.
+//! - [`metrics`]: Prometheus metrics under vLLM's names.
 //! - [`auth`], [`cors`]: API keys and browser origins.
 //! - [`routes`]: one file per group of endpoints; handlers stay thin.
 
@@ -21,6 +22,7 @@ pub mod cors;
 pub mod error;
 pub mod generation;
 pub mod json;
+pub mod metrics;
 pub mod openai;
 pub mod router;
 pub mod routes;

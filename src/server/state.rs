@@ -2,13 +2,14 @@
 //! (the engine handle plus the text pieces the handlers need).
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::engine::worker::EngineHandle;
 use crate::text::{ChatTemplate, Tokenizer};
 
 use super::cors::Cors;
 use super::error::ApiError;
+use super::metrics::ServerMetrics;
 
 /// Request bodies above this get 413.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -44,9 +45,22 @@ pub struct ServedModel {
     pub names: Vec<String>,
     /// Unix seconds, for the `created` field of model objects.
     pub created: u64,
+    pub metrics: ServerMetrics,
 }
 
 impl ServedModel {
+    /// `names` must hold at least one name.
+    pub fn new(
+        engine: EngineHandle,
+        tokenizer: Arc<Tokenizer>,
+        chat_template: Option<ChatTemplate>,
+        names: Vec<String>,
+    ) -> Self {
+        let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let metrics = ServerMetrics::new(&names[0], engine.clone());
+        Self { engine, tokenizer, chat_template, names, created, metrics }
+    }
+
     pub fn max_model_len(&self) -> usize {
         self.engine.scheduler_config().max_model_len
     }

@@ -4,6 +4,7 @@
 //! parameter mapping live in `generation`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -19,6 +20,7 @@ use super::super::openai::chat_messages;
 use super::super::state::{AppState, ServedModel};
 
 pub async fn chat(state: &Arc<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let arrived = Instant::now();
     let mut request: CompletionRequest = json::parse(&body)?;
     let model = state.model()?;
     let name = model_name(model, &request)?;
@@ -33,10 +35,12 @@ pub async fn chat(state: &Arc<AppState>, body: Bytes) -> Result<Response, ApiErr
     let text = template.render(&messages, true).map_err(|e| ApiError::invalid(e.to_string(), "messages"))?;
     // The template writes any special tokens the model expects.
     let prompt = encode(model, text, false).await?;
-    run(model, Api::Chat, name, vec![(GenerateRequest { prompt, params }, String::new())], &request).await
+    let inputs = vec![(GenerateRequest { prompt, params }, String::new())];
+    run(model, Api::Chat, name, inputs, &request, arrived).await
 }
 
 pub async fn completion(state: &Arc<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let arrived = Instant::now();
     let mut request: CompletionRequest = json::parse(&body)?;
     let model = state.model()?;
     let name = model_name(model, &request)?;
@@ -63,7 +67,7 @@ pub async fn completion(state: &Arc<AppState>, body: Bytes) -> Result<Response, 
         };
         inputs.push((GenerateRequest { prompt, params: params.clone() }, echo));
     }
-    run(model, Api::Completion, name, inputs, &request).await
+    run(model, Api::Completion, name, inputs, &request, arrived).await
 }
 
 /// The name to report: the one asked for (404 if unknown), or the first.
@@ -94,6 +98,7 @@ async fn run(
     name: String,
     inputs: Vec<(GenerateRequest, String)>,
     request: &CompletionRequest,
+    arrived: Instant,
 ) -> Result<Response, ApiError> {
     let n = request.num_choices()?;
     let logprobs = inputs[0].0.params.logprobs.then(|| model.tokenizer.clone());
@@ -107,7 +112,8 @@ async fn run(
             let mut one = generate.clone();
             one.params.seed = generate.params.seed.map(|seed| seed.wrapping_add(i as u64));
             let stream = model.engine.submit(one).map_err(submit_error)?;
-            choices.push(Choice { stream, echo: echo.clone(), counts_prompt: i == 0 });
+            let latency = model.metrics.requests().track(arrived);
+            choices.push(Choice { stream, echo: echo.clone(), counts_prompt: i == 0, latency });
         }
     }
     let meta = ResponseMeta::new(api, choices[0].stream.id(), name, logprobs);
