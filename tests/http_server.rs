@@ -480,6 +480,55 @@ fn chat_completions_non_stream_stream_and_errors() {
 }
 
 #[test]
+fn ignore_eos_generates_past_the_end_of_sequence() {
+    let server = start();
+    let say_ok = |extra: Value| {
+        let mut request = json!({"model": "smol", "messages": [{"role": "user", "content": "Say OK."}],
+            "max_tokens": 30, "temperature": 0});
+        request.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        server.post("/v1/chat/completions", &request).json()
+    };
+    let stopped = say_ok(json!({}));
+    assert_eq!(stopped["choices"][0]["finish_reason"], "stop", "{stopped}");
+    assert!(stopped["usage"]["completion_tokens"].as_u64().unwrap() < 30);
+    let ignored = say_ok(json!({"ignore_eos": true}));
+    assert_eq!(ignored["choices"][0]["finish_reason"], "length", "{ignored}");
+    assert_eq!(ignored["usage"]["completion_tokens"], 30);
+    let message = ignored["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(message.starts_with(stopped["choices"][0]["message"]["content"].as_str().unwrap()));
+}
+
+#[test]
+fn the_serving_benchmark_drives_the_server() {
+    let server = start();
+    let output = Command::new(env!("CARGO_BIN_EXE_wgserve"))
+        .args(["bench", "--url", &format!("http://{}/v1", server.addr), "--api-key", KEY])
+        .args(["--concurrency", "1,2", "--num-prompts", "3", "--input-words", "12", "--output-tokens", "5"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("concurrency")).collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    for line in &lines {
+        assert!(line.contains("3 ok, 0 failed"), "{line}");
+        assert!(line.contains("TTFT p50") && line.contains("ITL p50"), "{line}");
+    }
+    assert!(lines[1].contains("x the first run"), "{stdout}");
+    // Every request ran to its 5 tokens: 2 runs x 3, plus the warm-up.
+    let metrics = scrape(&server);
+    assert_eq!(sample(&metrics, "vllm:request_success_total", "finished_reason=\"length\""), 7.0);
+    assert_eq!(gauge(&metrics, "vllm:generation_tokens_total"), 32.0);
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_wgserve"))
+        .args(["bench", "--url", &format!("http://{}", server.addr), "--api-key", "wrong"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("401"), "{refused:?}");
+}
+
+#[test]
 fn legacy_completions() {
     let server = start();
     let request =

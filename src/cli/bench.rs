@@ -1,4 +1,5 @@
-//! `wgserve bench`: prompt throughput on a 512-token prompt, generation
+//! `wgserve bench`: with `--url`, the serving load generator
+//! (`serving_bench`); otherwise, on a model loaded here: prompt throughput on a 512-token prompt, generation
 //! throughput at batch 1, aggregate generation with 8 and 32 sequences
 //! decoding together, and an offline throughput run of many requests
 //! submitted at once against the same requests run one after another.
@@ -20,11 +21,14 @@ use wgserve::engine::sampler::SamplingParams;
 use wgserve::gpu::{GpuBuffer, GpuContext};
 
 use super::ModelArgs;
+use super::serving_bench::ServingArgs;
 
 #[derive(Args)]
 pub struct BenchArgs {
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    serving: ServingArgs,
     /// Prompt length of the prefill figure.
     #[arg(long, default_value_t = 512)]
     prompt_tokens: usize,
@@ -99,6 +103,9 @@ impl Timeline {
 }
 
 pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+    if args.serving.url().is_some() {
+        return super::serving_bench::run(args.serving);
+    }
     let loaded = args.model.load()?;
     let vocab = loaded.llama.config.vocab_size;
     let mut core = args.model.engine(loaded)?;

@@ -5,6 +5,7 @@ mod bench;
 mod generate;
 mod info;
 mod serve;
+mod serving_bench;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,7 +33,8 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Show the model's architecture, tensor types and the GPU adapter.
     Info(info::InfoArgs),
-    /// Measure prompt and generation throughput.
+    /// Measure prompt and generation throughput, or (with --url) a running
+    /// OpenAI-compatible server under load.
     Bench(bench::BenchArgs),
 }
 

@@ -124,7 +124,9 @@ impl EngineCore {
         let max_tokens = self.scheduler.config().max_tokens_for(request.prompt.len(), params.max_tokens);
         self.scheduler.add(Sequence::new(id, request.prompt, max_tokens))?;
         let mut stop_token_ids = params.stop_token_ids.clone();
-        stop_token_ids.extend(&self.eos_token_ids);
+        if !params.ignore_eos {
+            stop_token_ids.extend(&self.eos_token_ids);
+        }
         let state = RequestState {
             stop: StopMatcher::new(params.stop.clone()),
             sampler: Sampler::new(params),

@@ -73,6 +73,9 @@ pub struct SamplingParams {
     pub stop_token_ids: Vec<u32>,
     /// Generation stops at any of these strings in the decoded text, which is cut.
     pub stop: Vec<String>,
+    /// Generate past the model's end-of-sequence tokens (benchmarks use it
+    /// to fix output lengths); `stop_token_ids` still stop.
+    pub ignore_eos: bool,
 }
 
 impl Default for SamplingParams {
@@ -92,6 +95,7 @@ impl Default for SamplingParams {
             max_tokens: None,
             stop_token_ids: Vec::new(),
             stop: Vec::new(),
+            ignore_eos: false,
         }
     }
 }

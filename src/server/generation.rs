@@ -68,6 +68,9 @@ pub struct CompletionRequest {
     pub max_completion_tokens: Option<u64>,
     pub stop: Option<StopInput>,
     pub stop_token_ids: Option<Vec<u32>>,
+    /// vLLM's extension: generate past end-of-sequence tokens.
+    #[serde(default)]
+    pub ignore_eos: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -184,6 +187,7 @@ impl CompletionRequest {
                 Some(StopInput::One(s)) => vec![s.clone()],
                 Some(StopInput::Many(list)) => list.clone(),
             },
+            ignore_eos: self.ignore_eos,
         })
     }
 
