@@ -38,10 +38,7 @@ fn prompt(core: &EngineCore, text: &str) -> Vec<u32> {
 }
 
 fn greedy(prompt: Vec<u32>, max_tokens: usize) -> GenerateRequest {
-    GenerateRequest {
-        prompt,
-        params: SamplingParams { max_tokens: Some(max_tokens), ..SamplingParams::default() },
-    }
+    GenerateRequest::new(prompt, SamplingParams { max_tokens: Some(max_tokens), ..SamplingParams::default() })
 }
 
 const TOPICS: [&str; 16] = [
@@ -170,15 +167,17 @@ fn aborting_mid_generation_frees_every_block() {
 fn seeded_sampling_is_reproducible_alone_and_in_a_batch() {
     let mut core = engine(512, true);
     let prompts = topic_prompts(&core);
-    let sampled = |seed| GenerateRequest {
-        prompt: prompts[0].clone(),
-        params: SamplingParams {
-            temperature: 0.9,
-            top_p: 0.95,
-            seed: Some(seed),
-            max_tokens: Some(16),
-            ..SamplingParams::default()
-        },
+    let sampled = |seed| {
+        GenerateRequest::new(
+            prompts[0].clone(),
+            SamplingParams {
+                temperature: 0.9,
+                top_p: 0.95,
+                seed: Some(seed),
+                max_tokens: Some(16),
+                ..SamplingParams::default()
+            },
+        )
     };
     let first = alone(&mut core, &[sampled(7)]);
     assert_eq!(first, alone(&mut core, &[sampled(7)]), "same seed, different tokens");

@@ -78,10 +78,7 @@ impl StepEngine for FailingCore {
 }
 
 fn request() -> GenerateRequest {
-    GenerateRequest {
-        prompt: vec![1, 2, 3],
-        params: SamplingParams { max_tokens: Some(10), ..SamplingParams::default() },
-    }
+    GenerateRequest::new(vec![1, 2, 3], SamplingParams { max_tokens: Some(10), ..SamplingParams::default() })
 }
 
 /// Reads a stream to its end and returns its final output.
@@ -133,8 +130,7 @@ fn an_error_in_a_step_fails_every_open_request_with_its_cause() {
 #[test]
 fn shutdown_aborts_requests_in_flight() {
     let (handle, thread) = EngineHandle::spawn(FailingCore::new(usize::MAX, Failure::Error));
-    let mut stream =
-        handle.submit(GenerateRequest { prompt: vec![1], params: SamplingParams::default() }).unwrap();
+    let mut stream = handle.submit(GenerateRequest::new(vec![1], SamplingParams::default())).unwrap();
     assert!(matches!(stream.blocking_next(), Some(RequestOutput::Token(_))));
     handle.shutdown();
     match final_output(&mut stream) {

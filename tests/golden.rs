@@ -52,10 +52,8 @@ fn cases() -> Vec<Case> {
 
 /// Greedy, and no stop token: the reference generated past EOS too.
 fn request(case: &Case) -> GenerateRequest {
-    GenerateRequest {
-        prompt: case.prompt_ids.clone(),
-        params: SamplingParams { max_tokens: Some(case.generated_ids.len()), ..SamplingParams::default() },
-    }
+    let params = SamplingParams { max_tokens: Some(case.generated_ids.len()), ..SamplingParams::default() };
+    GenerateRequest::new(case.prompt_ids.clone(), params)
 }
 
 #[test]

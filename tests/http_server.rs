@@ -480,6 +480,28 @@ fn chat_completions_non_stream_stream_and_errors() {
 }
 
 #[test]
+fn n_choices_compute_their_shared_prompt_once() {
+    // Without the prefix cache, only sharing by construction can save work.
+    let server = Server::start(&["--no-prefix-cache", "--served-model-name", "smol"]);
+    let prompt = "Tell me about the history of the river and its towns. ".repeat(8);
+    let request = json!({"model": "smol", "prompt": prompt, "max_tokens": 4, "temperature": 0,
+        "ignore_eos": true, "n": 4});
+    let before = scrape(&server);
+    let reply = server.post("/v1/completions", &request).json();
+    let after = scrape(&server);
+    let choices = reply["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 4);
+    assert!(choices.iter().all(|c| c["text"] == choices[0]["text"]), "greedy choices differ: {reply}");
+    let prompt_len = reply["usage"]["prompt_tokens"].as_u64().unwrap() as f64;
+    // Each later choice computes only the prompt's last partial block (16 tokens a block).
+    let tail = prompt_len - 16.0 * ((prompt_len - 1.0) / 16.0).floor();
+    let computed = gauge(&after, "vllm:prompt_tokens_total") - gauge(&before, "vllm:prompt_tokens_total");
+    assert_eq!(computed, prompt_len + 3.0 * tail, "{prompt_len} prompt tokens");
+    assert_eq!(gauge(&after, "vllm:prefix_cache_hits_total"), 0.0);
+    assert_eq!(gauge(&after, "vllm:kv_cache_usage_perc"), 0.0);
+}
+
+#[test]
 fn ignore_eos_generates_past_the_end_of_sequence() {
     let server = start();
     let say_ok = |extra: Value| {

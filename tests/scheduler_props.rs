@@ -32,6 +32,9 @@ struct Request {
     arrival_step: usize,
     prompt: Vec<u32>,
     max_tokens: usize,
+    /// Another choice of an earlier request (same prompt, same arrival):
+    /// it takes over that one's prompt blocks.
+    shares_with: Option<usize>,
 }
 
 /// What the request generates when run alone: until EOS or a limit.
@@ -59,6 +62,9 @@ struct FakeEngine {
     kv: Vec<Option<(u32, usize)>>,
     finished: HashMap<u64, Vec<u32>>,
     aborted: HashMap<u64, Vec<u32>>,
+    /// Steps in which two scheduled sequences held the same block without
+    /// the prefix cache: prompt blocks shared between choices.
+    shared_block_steps: usize,
 }
 
 impl FakeEngine {
@@ -69,6 +75,7 @@ impl FakeEngine {
             kv: vec![None; config.num_blocks * config.block_size],
             finished: HashMap::new(),
             aborted: HashMap::new(),
+            shared_block_steps: 0,
         }
     }
 
@@ -93,6 +100,12 @@ impl FakeEngine {
         }
         let mut ids = HashSet::new();
         let mut written = HashSet::new();
+        let mut held = HashSet::new();
+        if out.scheduled.iter().flat_map(|s| s.block_table.iter()).any(|&block| !held.insert(block))
+            && !config.enable_prefix_caching
+        {
+            self.shared_block_steps += 1;
+        }
         // The KV write of every new token precedes attention, as on the GPU.
         for s in &out.scheduled {
             let seq = sched.get(s.seq_id).ok_or(format!("scheduled unknown sequence {}", s.seq_id))?;
@@ -197,6 +210,7 @@ struct Totals {
     preemptions: u64,
     prefix_cache_hits: u64,
     chunked_cases: usize,
+    shared_block_steps: usize,
 }
 
 /// Runs a case to the end, checking every step; returns its metrics.
@@ -217,7 +231,9 @@ fn run_case(case: &Case) -> Result<Totals, String> {
     let mut step = 0;
     loop {
         for (i, r) in case.requests.iter().enumerate().filter(|(_, r)| r.arrival_step == step) {
-            let result = sched.add(Sequence::new(i as u64, r.prompt.clone(), r.max_tokens));
+            let mut seq = Sequence::new(i as u64, r.prompt.clone(), r.max_tokens);
+            seq.shares_prompt_with = r.shares_with.map(|j| j as u64);
+            let result = sched.add(seq);
             let got = result.as_ref().err().map(rejection_name);
             if got != expected_rejection(config, r) {
                 return Err(format!("request {i}: add gave {result:?}"));
@@ -269,6 +285,7 @@ fn run_case(case: &Case) -> Result<Totals, String> {
         chunked_cases: usize::from(
             case.requests.iter().any(|r| r.prompt.len() > config.max_num_batched_tokens),
         ),
+        shared_block_steps: engine.shared_block_steps,
     })
 }
 
@@ -293,19 +310,29 @@ fn case_strategy() -> impl Strategy<Value = Case> {
         });
     let prefixes = prop::collection::vec(prop::collection::vec(0u32..1000, 0..40), 3);
     let requests = prop::collection::vec(
-        (0usize..30, 0usize..4, prop::collection::vec(0u32..1000, 0..24), 0usize..40),
+        (
+            0usize..30,
+            0usize..4,
+            prop::collection::vec(0u32..1000, 0..24),
+            0usize..40,
+            prop::option::weighted(0.3, 0usize..14),
+        ),
         1..14,
     );
     let aborts = prop::collection::vec((0usize..60, 0usize..14, any::<bool>()), 0..4);
     (config, 3u32..60, prefixes, requests, aborts).prop_map(|(config, eos_modulus, prefixes, raw, aborts)| {
-        let requests = raw
-            .into_iter()
-            .map(|(arrival_step, prefix, suffix, max_tokens)| {
-                let mut prompt = prefixes.get(prefix).cloned().unwrap_or_default();
-                prompt.extend(suffix);
-                Request { arrival_step, prompt, max_tokens }
-            })
-            .collect();
+        let mut requests: Vec<Request> = Vec::with_capacity(raw.len());
+        for (arrival_step, prefix, suffix, max_tokens, copy_of) in raw {
+            let request = match copy_of.filter(|&j| j < requests.len()) {
+                Some(j) => Request { max_tokens, shares_with: Some(j), ..requests[j].clone() },
+                None => {
+                    let mut prompt = prefixes.get(prefix).cloned().unwrap_or_default();
+                    prompt.extend(suffix);
+                    Request { arrival_step, prompt, max_tokens, shares_with: None }
+                }
+            };
+            requests.push(request);
+        }
         Case { config, eos_modulus, requests, aborts }
     })
 }
@@ -323,6 +350,7 @@ fn random_arrivals_steps_finishes_and_aborts_keep_every_invariant() {
         all.preemptions += t.preemptions;
         all.prefix_cache_hits += t.prefix_cache_hits;
         all.chunked_cases += t.chunked_cases;
+        all.shared_block_steps += t.shared_block_steps;
         Ok(())
     });
     if let Err(error) = result {
@@ -334,6 +362,7 @@ fn random_arrivals_steps_finishes_and_aborts_keep_every_invariant() {
     assert!(totals.preemptions > 0, "{totals:?}");
     assert!(totals.prefix_cache_hits > 0, "{totals:?}");
     assert!(totals.chunked_cases > 0, "{totals:?}");
+    assert!(totals.shared_block_steps > 0, "{totals:?}");
 }
 
 // Focused tests of single behaviours.
@@ -443,6 +472,7 @@ fn prefix_cache_through_the_scheduler_gives_the_same_tokens() {
             arrival_step,
             prompt: system.iter().copied().chain([user, user + 7]).collect(),
             max_tokens: 6,
+            shares_with: None,
         })
         .collect();
     let mut case = Case { config: config(16, 32, 4, 64), eos_modulus: 10_000, requests, aborts: Vec::new() };
@@ -455,8 +485,9 @@ fn prefix_cache_through_the_scheduler_gives_the_same_tokens() {
 #[test]
 fn tiny_pool_preempts_and_every_request_still_finishes() {
     // Each request needs the whole pool (11 tokens in 6 blocks of 2) by its end.
-    let requests =
-        (0..3).map(|i| Request { arrival_step: 0, prompt: vec![i, i + 1, i + 2], max_tokens: 8 }).collect();
+    let requests = (0..3)
+        .map(|i| Request { arrival_step: 0, prompt: vec![i, i + 1, i + 2], max_tokens: 8, shares_with: None })
+        .collect();
     let case = Case { config: config(2, 6, 4, 16), eos_modulus: 10_000, requests, aborts: Vec::new() };
     let totals = run_case(&case).unwrap();
     assert!(totals.preemptions > 0, "{totals:?}");
@@ -470,6 +501,37 @@ fn sample_all(sched: &mut Scheduler, out: &SchedulerOutput) -> Vec<Sequence> {
         .map(|s| SampledToken { seq_id: s.seq_id, token_id: 7, finished: false })
         .collect();
     sched.on_step_done(&sampled)
+}
+
+#[test]
+fn later_choices_take_over_the_first_ones_computed_prompt_blocks() {
+    let mut config = config(16, 32, 4, 64);
+    config.enable_prefix_caching = false;
+    let mut sched = Scheduler::new(config).unwrap();
+    let prompt: Vec<u32> = (0..40).collect();
+    sched.add(Sequence::new(0, prompt.clone(), 10)).unwrap();
+    let mut choice = Sequence::new(1, prompt.clone(), 10);
+    choice.shares_prompt_with = Some(0);
+    sched.add(choice).unwrap();
+    // The budget fits both prompts, but the choice waits for the first's blocks.
+    let out = sched.step();
+    assert_eq!(out.scheduled.iter().map(|s| s.seq_id).collect::<Vec<_>>(), [0]);
+    sample_all(&mut sched, &out);
+    let out = sched.step();
+    let [first, choice] = &out.scheduled[..] else { panic!("{out:?}") };
+    assert_eq!((first.seq_id, first.num_new_tokens()), (0, 1));
+    // Two full blocks shared; the 8 tokens of the partial block computed again.
+    assert_eq!((choice.seq_id, choice.start_position, choice.num_new_tokens()), (1, 32, 8));
+    assert_eq!(choice.block_table[..2], first.block_table[..2]);
+    assert_ne!(choice.block_table[2], first.block_table[2]);
+    assert_eq!(sched.metrics().num_blocks_used, 4);
+    sample_all(&mut sched, &out);
+    sched.check_invariants().unwrap();
+    // The first finishing early leaves the shared blocks to the choice.
+    sched.abort(0).unwrap();
+    assert_eq!(sched.metrics().num_blocks_used, 3);
+    sched.abort(1).unwrap();
+    assert_eq!(sched.metrics().num_blocks_used, 0);
 }
 
 #[test]

@@ -54,11 +54,11 @@ fn prompt(len: usize, salt: usize, vocab: usize) -> Vec<u32> {
 
 fn requests(count: usize, prompt_len: usize, new_tokens: usize, vocab: usize) -> Vec<GenerateRequest> {
     (0..count)
-        .map(|salt| GenerateRequest {
-            prompt: prompt(prompt_len, salt, vocab),
+        .map(|salt| {
             // No stop tokens are sampled greedily from these prompts in
             // practice, but a stop would only shorten a run: count tokens.
-            params: SamplingParams { max_tokens: Some(new_tokens), ..SamplingParams::default() },
+            let params = SamplingParams { max_tokens: Some(new_tokens), ..SamplingParams::default() };
+            GenerateRequest::new(prompt(prompt_len, salt, vocab), params)
         })
         .collect()
 }

@@ -57,16 +57,16 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         args.prompt.clone()
     };
     let prompt = loaded.tokenizer.encode(&prompt_text, true)?;
-    let request = GenerateRequest {
+    let request = GenerateRequest::new(
         prompt,
-        params: SamplingParams {
+        SamplingParams {
             temperature: args.temperature,
             top_p: args.top_p,
             seed: args.seed,
             max_tokens: Some(args.max_tokens as usize),
             ..SamplingParams::default()
         },
-    };
+    );
     let mut core = args.model.engine(loaded)?;
     let mut stdout = std::io::stdout().lock();
     let started = Instant::now();

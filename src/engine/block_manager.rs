@@ -158,6 +158,47 @@ impl BlockManager {
         Ok(())
     }
 
+    /// Like `allocate`, but the first blocks are `shared` (block ids with
+    /// their hashes, possibly none), which another sequence holds with the
+    /// same tokens already computed: they are referenced, not computed
+    /// again. Not counted as prefix-cache lookups.
+    pub fn allocate_shared(
+        &mut self,
+        seq: &mut Sequence,
+        shared: &[(u32, Option<u64>)],
+    ) -> Result<(), BlockError> {
+        if !seq.block_table.is_empty() {
+            return Err(BlockError::AlreadyAllocated { id: seq.id });
+        }
+        debug_assert!(shared.iter().all(|&(id, _)| self.blocks[id as usize].ref_count > 0));
+        let needed = self.blocks_for(seq.num_tokens()).saturating_sub(shared.len());
+        if needed > self.num_free_blocks() {
+            return Err(BlockError::OutOfBlocks { needed, free: self.num_free_blocks() });
+        }
+        seq.block_hashes.clear();
+        for &(block_id, hash) in shared {
+            self.blocks[block_id as usize].ref_count += 1;
+            seq.block_table.push(block_id);
+            // The hash chain stays a prefix of the table (prefix caching off: empty).
+            if let Some(hash) = hash.filter(|_| seq.block_hashes.len() + 1 == seq.block_table.len()) {
+                seq.block_hashes.push(hash);
+            }
+        }
+        for _ in shared.len()..self.blocks_for(seq.num_tokens()) {
+            let block_id = self.take_free_block().ok_or(BlockError::OutOfBlocks { needed: 1, free: 0 })?;
+            self.blocks[block_id as usize].ref_count = 1;
+            seq.block_table.push(block_id);
+        }
+        seq.num_cached_tokens = 0;
+        seq.num_computed_tokens = shared.len() * self.block_size;
+        Ok(())
+    }
+
+    /// Blocks that `allocate_shared(seq, shared)` would take from the pool.
+    pub fn can_allocate_shared(&self, seq: &Sequence, num_shared: usize) -> bool {
+        self.blocks_for(seq.num_tokens()).saturating_sub(num_shared) <= self.num_free_blocks()
+    }
+
     /// Whether `append_slot(seq)` would succeed now.
     pub fn can_append_slot(&self, seq: &Sequence) -> bool {
         self.missing_blocks(seq) <= self.num_free_blocks()

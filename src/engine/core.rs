@@ -122,7 +122,9 @@ impl EngineCore {
         let params = request.params;
         params.validate(self.model().config.vocab_size)?;
         let max_tokens = self.scheduler.config().max_tokens_for(request.prompt.len(), params.max_tokens);
-        self.scheduler.add(Sequence::new(id, request.prompt, max_tokens))?;
+        let mut seq = Sequence::new(id, request.prompt, max_tokens);
+        seq.shares_prompt_with = request.shares_prompt_with;
+        self.scheduler.add(seq)?;
         let mut stop_token_ids = params.stop_token_ids.clone();
         if !params.ignore_eos {
             stop_token_ids.extend(&self.eos_token_ids);

@@ -11,6 +11,16 @@ pub type RequestId = u64;
 pub struct GenerateRequest {
     pub prompt: Vec<u32>,
     pub params: SamplingParams,
+    /// An earlier request with the same prompt (another choice of one
+    /// client request, `n`): this one waits until that one has computed
+    /// the prompt, then shares its KV blocks instead of computing them.
+    pub shares_prompt_with: Option<RequestId>,
+}
+
+impl GenerateRequest {
+    pub fn new(prompt: Vec<u32>, params: SamplingParams) -> Self {
+        Self { prompt, params, shares_prompt_with: None }
+    }
 }
 
 /// One generated token.

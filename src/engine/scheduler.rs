@@ -174,6 +174,15 @@ pub struct SchedulerMetrics {
     pub num_preemptions: u64,
 }
 
+/// What a waiting sequence may take over from the one it shares a prompt with.
+enum PromptSharing {
+    None,
+    /// The other is still computing the blocks.
+    Wait,
+    /// Block ids with their prefix-cache hashes.
+    Blocks(Vec<(u32, Option<u64>)>),
+}
+
 #[derive(Debug)]
 pub struct Scheduler {
     config: SchedulerConfig,
@@ -372,8 +381,19 @@ impl Scheduler {
     /// tokens it runs this step.
     fn admit_next(&mut self, budget: usize) -> Option<usize> {
         let id = *self.waiting.front()?;
+        let shared = match self.shared_prompt_blocks(id) {
+            PromptSharing::Wait => return None,
+            PromptSharing::Blocks(shared) => shared,
+            PromptSharing::None => Vec::new(),
+        };
         let seq = self.seqs.get_mut(&id)?;
-        if !self.block_manager.can_allocate(seq) || self.block_manager.allocate(seq).is_err() {
+        let allocated = if shared.is_empty() {
+            self.block_manager.can_allocate(seq) && self.block_manager.allocate(seq).is_ok()
+        } else {
+            self.block_manager.can_allocate_shared(seq, shared.len())
+                && self.block_manager.allocate_shared(seq, &shared).is_ok()
+        };
+        if !allocated {
             return None;
         }
         seq.status = SequenceStatus::Running;
@@ -382,6 +402,35 @@ impl Scheduler {
         self.running.push(id);
         self.in_flight.push((id, num_new_tokens));
         Some(num_new_tokens)
+    }
+
+    /// Whether waiting sequence `id` can take over another's prompt blocks:
+    /// the full blocks before its last prompt token (that token's logits
+    /// are its own to compute). While the other is still computing them,
+    /// `id` waits (at the front of the queue, so the order stays
+    /// first-come first-served); once the other is gone or was preempted,
+    /// `id` is allocated as usual.
+    fn shared_prompt_blocks(&self, id: u64) -> PromptSharing {
+        let Some(seq) = self.seqs.get(&id) else { return PromptSharing::None };
+        let Some(source) = seq.shares_prompt_with.and_then(|source| self.seqs.get(&source)) else {
+            return PromptSharing::None;
+        };
+        let block_size = self.config.block_size;
+        let num_blocks = (seq.prompt_len.saturating_sub(1) / block_size).min(source.block_table.len());
+        let shared_tokens = num_blocks * block_size;
+        if source.status != SequenceStatus::Running
+            || num_blocks == 0
+            || source.prompt_len < shared_tokens
+            || source.token_ids[..shared_tokens] != seq.token_ids[..shared_tokens]
+        {
+            return PromptSharing::None;
+        }
+        if source.num_computed_tokens < shared_tokens {
+            return PromptSharing::Wait;
+        }
+        PromptSharing::Blocks(
+            (0..num_blocks).map(|i| (source.block_table[i], source.block_hashes.get(i).copied())).collect(),
+        )
     }
 
     fn view(&self, id: u64, num_new_tokens: usize) -> Option<ScheduledSeq> {

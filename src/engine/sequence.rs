@@ -34,6 +34,9 @@ pub struct Sequence {
     pub max_tokens: usize,
     /// Order of arrival at the scheduler (set by `Scheduler::add`).
     pub arrival: u64,
+    /// A sequence with the same prompt whose prompt blocks this one takes
+    /// over by reference instead of computing them (see the scheduler).
+    pub shares_prompt_with: Option<u64>,
 }
 
 impl Sequence {
@@ -49,6 +52,7 @@ impl Sequence {
             status: SequenceStatus::Waiting,
             max_tokens,
             arrival: 0,
+            shares_prompt_with: None,
         }
     }
 

@@ -30,7 +30,7 @@ pub enum Health {
 }
 
 enum Command {
-    Submit { id: RequestId, request: GenerateRequest, output: mpsc::UnboundedSender<RequestOutput> },
+    Submit { id: RequestId, request: Box<GenerateRequest>, output: mpsc::UnboundedSender<RequestOutput> },
     Abort(RequestId),
     Shutdown,
 }
@@ -188,7 +188,9 @@ impl EngineHandle {
             self.scheduler_config.max_tokens_for(request.prompt.len(), request.params.max_tokens);
         self.scheduler_config.check_fits(id, request.prompt.len(), max_tokens)?;
         let (output, receiver) = mpsc::unbounded_channel();
-        self.commands.send(Command::Submit { id, request, output }).map_err(|_| EngineError::Stopped)?;
+        self.commands
+            .send(Command::Submit { id, request: Box::new(request), output })
+            .map_err(|_| EngineError::Stopped)?;
         Ok(RequestStream { id, receiver, commands: self.commands.clone(), finished: false })
     }
 
@@ -234,7 +236,7 @@ fn run<E: StepEngine>(mut core: E, commands: std_mpsc::Receiver<Command>, shared
                 Command::Submit { id, request, output } => {
                     if let Some(cause) = &failure {
                         let _ = output.send(error_output(cause));
-                    } else if let Err(e) = core.add_request(id, request) {
+                    } else if let Err(e) = core.add_request(id, *request) {
                         let _ = output.send(error_output(&e.to_string()));
                     } else {
                         streams.insert(id, output);

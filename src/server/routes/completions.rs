@@ -35,7 +35,7 @@ pub async fn chat(state: &Arc<AppState>, body: Bytes) -> Result<Response, ApiErr
     let text = template.render(&messages, true).map_err(|e| ApiError::invalid(e.to_string(), "messages"))?;
     // The template writes any special tokens the model expects.
     let prompt = encode(model, text, false).await?;
-    let inputs = vec![(GenerateRequest { prompt, params }, String::new())];
+    let inputs = vec![(GenerateRequest::new(prompt, params), String::new())];
     run(model, Api::Chat, name, inputs, &request, arrived).await
 }
 
@@ -65,7 +65,7 @@ pub async fn completion(state: &Arc<AppState>, body: Bytes) -> Result<Response, 
                 (tokens, echo)
             }
         };
-        inputs.push((GenerateRequest { prompt, params: params.clone() }, echo));
+        inputs.push((GenerateRequest::new(prompt, params.clone()), echo));
     }
     run(model, Api::Completion, name, inputs, &request, arrived).await
 }
@@ -102,15 +102,17 @@ async fn run(
 ) -> Result<Response, ApiError> {
     let n = request.num_choices()?;
     let logprobs = inputs[0].0.params.logprobs.then(|| model.tokenizer.clone());
-    // One engine request per choice (they share prompt blocks only as far
-    // as the prefix cache finds them). A given seed is offset per choice, or
-    // the choices would all be the same. An error drops the streams so far,
-    // which aborts them.
-    let mut choices = Vec::with_capacity(n * inputs.len());
+    // One engine request per choice; the later choices of a prompt take
+    // over the first one's prompt KV blocks once it has computed them. A
+    // given seed is offset per choice, or the choices would all be the
+    // same. An error drops the streams so far, which aborts them.
+    let mut choices: Vec<Choice> = Vec::with_capacity(n * inputs.len());
     for (generate, echo) in &inputs {
+        let first = choices.len();
         for i in 0..n {
             let mut one = generate.clone();
             one.params.seed = generate.params.seed.map(|seed| seed.wrapping_add(i as u64));
+            one.shares_prompt_with = (i > 0).then(|| choices[first].stream.id());
             let stream = model.engine.submit(one).map_err(submit_error)?;
             let latency = model.metrics.requests().track(arrived);
             choices.push(Choice { stream, echo: echo.clone(), counts_prompt: i == 0, latency });
