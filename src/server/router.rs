@@ -12,7 +12,7 @@ use hyper::{Method, Request};
 use super::auth;
 use super::body::Response;
 use super::error::ApiError;
-use super::routes::{completions, health, metrics, models, tokenize};
+use super::routes::{completions, health, metrics, models, tokenize, web};
 use super::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +25,8 @@ enum Endpoint {
     Detokenize,
     ChatCompletions,
     Completions,
+    WebPage,
+    WebAsset,
 }
 
 struct Route {
@@ -50,6 +52,12 @@ const ROUTES: &[Route] = &[
         open: false,
     },
     Route { method: Method::POST, path: "/v1/completions", endpoint: Endpoint::Completions, open: false },
+    // The chat UI loads without a key; its API calls send the key the user
+    // enters. hyper leaves the body out of an answer to HEAD.
+    Route { method: Method::GET, path: "/", endpoint: Endpoint::WebPage, open: true },
+    Route { method: Method::HEAD, path: "/", endpoint: Endpoint::WebPage, open: true },
+    Route { method: Method::GET, path: "/static/{*}", endpoint: Endpoint::WebAsset, open: true },
+    Route { method: Method::HEAD, path: "/static/{*}", endpoint: Endpoint::WebAsset, open: true },
 ];
 
 /// `Some(capture)` when `path` matches `pattern`; the capture is the
@@ -104,6 +112,8 @@ async fn dispatch(state: &Arc<AppState>, request: Request<Incoming>) -> Result<R
         Endpoint::Completions => {
             completions::completion(state, super::json::read_body(request, limit).await?).await
         }
+        Endpoint::WebPage => Ok(web::page(request.headers())),
+        Endpoint::WebAsset => web::asset(capture.unwrap_or_default(), request.headers()),
     }
 }
 
