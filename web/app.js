@@ -29,6 +29,7 @@ let models = [];
 let generation = null;
 let bannerActionHandler = null;
 let modelsRetry = null;
+const metricsStrip = new MetricsStrip($('metrics'));
 
 // --- persistence -------------------------------------------------------------
 
@@ -191,6 +192,7 @@ async function generate(conversation) {
   generation = { conversationId: conversation.id, message, controller: new AbortController() };
   setGenerating(true);
   renderThread();
+  metricsStrip.refresh();
   const clock = { startedAt: performance.now(), firstTokenAt: null, pieces: 0, usage: null };
   try {
     const { finishReason, usage } = await streamChat({
@@ -230,6 +232,7 @@ async function generate(conversation) {
   }
   generation = null;
   setGenerating(false);
+  metricsStrip.refresh();
   persist();
   if (store.activeId === conversation.id) renderThread();
   ui.input.focus();
@@ -422,5 +425,5 @@ renderSidebar();
 renderThread();
 renderModels();
 loadModels();
-new MetricsStrip($('metrics')).start();
+metricsStrip.start();
 ui.input.focus();

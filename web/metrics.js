@@ -84,6 +84,11 @@ export class MetricsStrip {
     this.wake?.();
   }
 
+  /** Polls now rather than at the next tick (a request started or ended). */
+  refresh() {
+    if (this.active) this.wake?.();
+  }
+
   async loop() {
     this.polling = true;
     while (this.active) {
