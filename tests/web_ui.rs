@@ -5,12 +5,7 @@
 //! and playwright-core come from `scripts/setup.sh`; without them the
 //! browser test fails and says so, it never skips.
 
-// Only the server helper: `mod common;` would bring the CPU reference's
-// tests along and run them here again.
-#[allow(dead_code)]
-mod common {
-    pub mod server;
-}
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
