@@ -29,6 +29,8 @@ let models = [];
 let generation = null;
 let bannerActionHandler = null;
 let modelsRetry = null;
+/** The API key when the settings dialog opened: a new one reloads the models. */
+let keyWhenOpened = '';
 const metricsStrip = new MetricsStrip($('metrics'));
 
 // --- persistence -------------------------------------------------------------
@@ -259,7 +261,7 @@ function openSettings(focus = null) {
   ui.maxTokens.value = settings.maxTokens;
   ui.apiKey.value = settings.apiKey;
   showSliderValues();
-  ui.settings.dataset.keyWas = settings.apiKey;
+  keyWhenOpened = settings.apiKey;
   ui.settings.showModal();
   (focus ?? ui.system).focus();
 }
@@ -403,7 +405,7 @@ $('model-chip').addEventListener('click', () => openSettings(ui.model));
 $('settings-form').addEventListener('input', readSettingsForm);
 ui.settings.addEventListener('close', () => {
   readSettingsForm();
-  if (ui.settings.dataset.keyWas !== settings.apiKey || models.length === 0) loadModels();
+  if (keyWhenOpened !== settings.apiKey || models.length === 0) loadModels();
   ui.input.focus();
 });
 $('clear-all').addEventListener('click', () => {

@@ -36,6 +36,7 @@ export function updateMessageElement(item, message, streaming) {
   if (message.role === 'assistant') {
     renderMarkdown(message.content, content);
     item.classList.toggle('streaming', streaming);
+    item.setAttribute('aria-busy', String(streaming)); // no reading of every partial render
     item.classList.toggle('waiting', streaming && message.content === '');
     item.dataset.status = streaming ? 'streaming' : message.status ?? 'done';
     item.querySelector('.stats').textContent = streaming ? 'generating…' : statsText(message);
