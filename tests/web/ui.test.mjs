@@ -10,6 +10,7 @@
 // after a screenshot of the page as it was (web-ui-failure.png).
 
 import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 // The page's own parser, so it is also checked against the real exposition.
@@ -27,6 +28,9 @@ const watchdog = setTimeout(() => {
   console.log('not ok - the browser test did not finish within 8 minutes');
   process.exit(1);
 }, 8 * 60_000);
+
+// A failure screenshot from an earlier run would mislead.
+await rm(path.join(shotDir, 'web-ui-failure.png'), { force: true });
 
 const browser = await chromium.launch({
   executablePath,
