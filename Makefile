@@ -8,15 +8,19 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 WGSERVE := $(TARGET_DIR)/release/wgserve
 PROMPT ?= Explain in two sentences why the sky is blue.
 
-.PHONY: setup build lint test serve generate bench reference
+.PHONY: setup setup-test build lint test serve generate bench reference
 
 setup:
 	bash scripts/setup.sh
 
+# What only the tests need (a Python venv, Node.js, Chromium) on top.
+setup-test:
+	bash scripts/setup.sh --test
+
 build: setup
 	$(CARGO) build --release
 
-lint: setup
+lint: setup-test
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 

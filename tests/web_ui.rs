@@ -86,7 +86,7 @@ fn target_dir() -> PathBuf {
 
 /// Node, Chromium and playwright-core, or a failure saying how to get them.
 fn browser_tools() -> PathBuf {
-    let setup = "run `bash scripts/setup.sh` (it installs Node.js, npm and Chromium with apt, \
+    let setup = "run `bash scripts/setup.sh --test` (it installs Node.js, npm and Chromium with apt, \
                  and playwright-core with npm ci in tests/web)";
     let node = Command::new("node").arg("--version").output();
     assert!(node.is_ok_and(|out| out.status.success()), "the browser test needs Node.js: {setup}");

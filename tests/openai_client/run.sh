@@ -14,7 +14,7 @@ client="openai==3.54.0"
 
 if [[ ! -x "$venv/bin/python" ]]; then
     python3 -m venv "$venv" || {
-        echo "cannot make a Python venv: run scripts/setup.sh (it installs python3-venv)" >&2
+        echo "cannot make a Python venv: run scripts/setup.sh --test (it installs python3-venv)" >&2
         exit 1
     }
 fi
