@@ -115,21 +115,26 @@ impl ServerMetrics {
         let label = (Cow::Borrowed("model_name"), Cow::Owned(model_name.to_string()));
         let mut registry = Registry::with_labels(std::iter::once(label));
         let requests = RequestMetrics::new();
-        registry.register(
-            "vllm:time_to_first_token_seconds",
-            "Histogram of time to first token in seconds",
-            requests.time_to_first_token.clone(),
-        );
-        registry.register(
-            "vllm:inter_token_latency_seconds",
-            "Histogram of inter-token latency in seconds",
-            requests.inter_token_latency.clone(),
-        );
-        registry.register(
-            "vllm:e2e_request_latency_seconds",
-            "Histogram of end to end request latency in seconds",
-            requests.e2e_latency.clone(),
-        );
+        let histograms = [
+            (
+                "vllm:time_to_first_token_seconds",
+                "Histogram of time to first token in seconds",
+                &requests.time_to_first_token,
+            ),
+            (
+                "vllm:inter_token_latency_seconds",
+                "Histogram of inter-token latency in seconds",
+                &requests.inter_token_latency,
+            ),
+            (
+                "vllm:e2e_request_latency_seconds",
+                "Histogram of end to end request latency in seconds",
+                &requests.e2e_latency,
+            ),
+        ];
+        for (name, help, histogram) in histograms {
+            registry.register(name, help, histogram.clone());
+        }
         registry.register(
             "vllm:request_success",
             "Count of finished requests by finish reason (one per choice)",
