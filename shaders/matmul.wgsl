@@ -1,4 +1,4 @@
-// y[M, N] (+)= x[M, K] · W[N, K]^T, with W in one of our packed formats.
+// y[M, N] (+)= x[M, K] · W[N, K]^T (+ b[N]), with W in one of our packed formats.
 //
 // Shaped for what a CPU driver (lavapipe) does well, and valid on a GPU.
 // llvmpipe runs each invocation as one SIMD lane and every load as a
@@ -26,12 +26,14 @@ override K: u32;                   // inner size, a multiple of 32
 override N: u32;                   // output rows
 override ACCUMULATE: bool = false; // y += ... (fuses the residual add)
 override HALF_WEIGHTS: bool = false; // float formats: f16 pairs instead of f32
+override BIAS: bool = false;       // y += bias[row] (BERT's linear layers have biases)
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;  // [M, K] f32
 @group(0) @binding(2) var<storage, read> w_data: array<u32>;   // [N, K/32, words per block] packed weights
 @group(0) @binding(3) var<storage, read> w_scales: array<u32>; // [N, K/32] block scales (format-specific)
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;  // [M, N] f32
+@group(0) @binding(5) var<storage, read> bias: array<f32>;     // [N] f32 (read only with BIAS)
 
 const BLOCK: u32 = 32u;
 const ONES = vec4<f32>(1.0);
@@ -72,9 +74,13 @@ fn scales4(rows: vec4<u32>, b: u32) -> vec4<u32> {
     );
 }
 
-fn put(row: u32, token: u32, value: f32) {
+fn put(row: u32, token: u32, dot: f32) {
     if (row < N && token < step.num_tokens) {
         let index = token * N + row;
+        var value = dot;
+        if (BIAS) {
+            value += bias[row];
+        }
         if (ACCUMULATE) {
             y[index] += value;
         } else {

@@ -105,7 +105,7 @@ const ALL_TYPES: [TensorType; 6] = [
 // Tolerance: f32 sums of K products in a different order; |error| is
 // bounded by ~K * eps * sum|w x|, far below 1e-4 relative + 1e-4 absolute.
 #[test]
-fn matmul_matches_cpu_for_every_format_tile_and_accumulate() {
+fn matmul_matches_cpu_for_every_format_tile_accumulate_and_bias() {
     let mut gpu = Harness::new();
     let mut rng = StdRng::seed_from_u64(1);
     for tensor_type in ALL_TYPES {
@@ -114,23 +114,38 @@ fn matmul_matches_cpu_for_every_format_tile_and_accumulate() {
             let packed = pack_matrix("w", tensor_type, &bytes, n, k).unwrap();
             let x = random_f32(&mut rng, m * k, 1.0);
             let y0 = random_f32(&mut rng, m * n, 1.0);
+            let bias_values = random_f32(&mut rng, n, 1.0);
             for tile in Tile::ALL {
-                for accumulate in [false, true] {
-                    let key = MatmulKey { format: packed.format, k: k as u32, n: n as u32, tile, accumulate };
+                // The bias is added at the store, which every entry point
+                // shares: one float and one quantized format cover it.
+                let with_bias = matches!(tensor_type, TensorType::F32 | TensorType::Q4_1);
+                let cases: &[(bool, bool)] = if with_bias {
+                    &[(false, false), (true, false), (false, true), (true, true)]
+                } else {
+                    &[(false, false), (true, false)]
+                };
+                for &(accumulate, bias) in cases {
+                    let key =
+                        MatmulKey { format: packed.format, k: k as u32, n: n as u32, tile, accumulate, bias };
                     let step = gpu.step(m as u32, 1, 1);
                     let (xb, wd, ws, yb) =
                         (gpu.f32s(&x), gpu.u32s(&packed.data), gpu.u32s(&packed.scales), gpu.f32s(&y0));
-                    gpu.run(KernelKey::Matmul(key), &[&step, &xb, &wd, &ws, &yb], key.workgroups(m as u32));
+                    let bb = gpu.f32s(&bias_values);
+                    let buffers = [&step, &xb, &wd, &ws, &yb, &bb];
+                    gpu.run(KernelKey::Matmul(key), &buffers, key.workgroups(m as u32));
                     let got = gpu.read_f32(&yb, m * n);
                     let mut want = vec![0f32; m * n];
                     for t in 0..m {
                         for r in 0..n {
                             let dot: f64 = (0..k).map(|c| w[r * k + c] as f64 * x[t * k + c] as f64).sum();
-                            want[t * n + r] = dot as f32 + if accumulate { y0[t * n + r] } else { 0.0 };
+                            want[t * n + r] = dot as f32
+                                + if accumulate { y0[t * n + r] } else { 0.0 }
+                                + if bias { bias_values[r] } else { 0.0 };
                         }
                     }
-                    let what =
-                        format!("matmul {tensor_type} m={m} n={n} k={k} tile={tile:?} acc={accumulate}");
+                    let what = format!(
+                        "matmul {tensor_type} m={m} n={n} k={k} tile={tile:?} acc={accumulate} bias={bias}"
+                    );
                     assert_close(&what, &got, &want, 1e-4, 1e-4);
                 }
             }

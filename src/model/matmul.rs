@@ -9,13 +9,16 @@ use crate::gpu::{GpuBuffer, GpuContext, GpuError, KernelKey, PipelineCache};
 
 use super::weights::PackedMatrix;
 
-/// A `[rows, cols]` weight matrix in one of the packed formats.
+/// A `[rows, cols]` weight matrix in one of the packed formats, with an
+/// optional bias per row.
 pub struct GpuMatrix {
     pub format: WeightFormat,
     pub rows: usize,
     pub cols: usize,
     pub data: GpuBuffer,
     pub scales: GpuBuffer,
+    /// [rows] f32
+    pub bias: Option<GpuBuffer>,
 }
 
 impl GpuMatrix {
@@ -26,7 +29,15 @@ impl GpuMatrix {
             cols: packed.cols,
             data: GpuBuffer::storage_init(ctx, name, bytemuck::cast_slice(&packed.data))?,
             scales: GpuBuffer::storage_init(ctx, name, bytemuck::cast_slice(&packed.scales))?,
+            bias: None,
         })
+    }
+
+    /// Adds a bias of one value per row (the caller checked its length).
+    pub fn with_bias(mut self, ctx: &GpuContext, name: &str, bias: &[f32]) -> Result<Self, GpuError> {
+        debug_assert_eq!(bias.len(), self.rows);
+        self.bias = Some(GpuBuffer::storage_init(ctx, name, bytemuck::cast_slice(bias))?);
+        Ok(self)
     }
 }
 
@@ -57,11 +68,22 @@ impl MatmulOp {
                     n: weight.rows as u32,
                     tile,
                     accumulate,
+                    bias: weight.bias.is_some(),
                 };
                 (key, cache.get(ctx, KernelKey::Matmul(key)))
             })
             .collect();
-        let buffers = [&step.buffer, &x.buffer, &weight.data.buffer, &weight.scales.buffer, &y.buffer];
+        // Without a bias the binding still needs a buffer; the kernel never reads it.
+        let bias = match weight.bias {
+            Some(bias) => bias.buffer,
+            None => ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("no bias"),
+                size: 4,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            }),
+        };
+        let buffers = [&step.buffer, &x.buffer, &weight.data.buffer, &weight.scales.buffer, &y.buffer, &bias];
         let bind_group = variants[0].1.bind_group(ctx, &buffers);
         Self { variants, bind_group, weight_bytes: weight.data.size + weight.scales.size }
     }

@@ -1,5 +1,5 @@
-//! `shaders/matmul.wgsl`: y[M, N] (+)= x[M, K] · W[N, K]^T.
-//! Bindings: step, x, w_data, w_scales, y.
+//! `shaders/matmul.wgsl`: y[M, N] (+)= x[M, K] · W[N, K]^T (+ bias[N]).
+//! Bindings: step, x, w_data, w_scales, y, bias (a placeholder without bias).
 
 use crate::gpu::pipelines::{BindingKind, KernelSpec};
 
@@ -73,6 +73,8 @@ pub struct MatmulKey {
     pub tile: Tile,
     /// Add into `y` instead of overwriting it (fuses a residual add).
     pub accumulate: bool,
+    /// Add `bias[row]` to every output row.
+    pub bias: bool,
 }
 
 impl MatmulKey {
@@ -97,12 +99,14 @@ impl MatmulKey {
                 BindingKind::StorageRead,
                 BindingKind::StorageRead,
                 BindingKind::StorageReadWrite,
+                BindingKind::StorageRead,
             ],
             constants: vec![
                 ("K", self.k as f64),
                 ("N", self.n as f64),
                 ("ACCUMULATE", if self.accumulate { 1.0 } else { 0.0 }),
                 ("HALF_WEIGHTS", if self.format == WeightFormat::F16 { 1.0 } else { 0.0 }),
+                ("BIAS", if self.bias { 1.0 } else { 0.0 }),
             ],
         }
     }
