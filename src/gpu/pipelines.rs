@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use super::context::GpuContext;
 use super::kernels::{
-    argmax::ArgmaxKey, attention::AttentionKey, embedding::EmbeddingKey, kv_write::KvWriteKey,
-    matmul::MatmulKey, rmsnorm::RmsNormKey, rope::RopeKey, silu_gate::SiluGateKey,
+    argmax::ArgmaxKey, attention::AttentionKey, embedding::EmbeddingKey,
+    encoder_attention::EncoderAttentionKey, encoder_embedding::EncoderEmbeddingKey, gelu::GeluKey,
+    kv_write::KvWriteKey, layernorm::LayerNormKey, matmul::MatmulKey, pooling::PoolingKey,
+    rmsnorm::RmsNormKey, rope::RopeKey, silu_gate::SiluGateKey,
 };
 
 /// Every pipeline we build, with the specialization it was built for.
@@ -22,6 +24,12 @@ pub enum KernelKey {
     Attention(AttentionKey),
     SiluGate(SiluGateKey),
     Argmax(ArgmaxKey),
+    // Encoders (BERT).
+    EncoderEmbedding(EncoderEmbeddingKey),
+    LayerNorm(LayerNormKey),
+    Gelu(GeluKey),
+    EncoderAttention(EncoderAttentionKey),
+    Pooling(PoolingKey),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,7 +50,8 @@ pub struct KernelSpec {
 
 impl KernelKey {
     /// Workgroups that cover `count` items: tokens, or rows for the
-    /// sampling kernels (RMSNorm with gather, argmax).
+    /// sampling kernels (RMSNorm with gather, argmax), or sequences for
+    /// pooling.
     pub fn workgroups(&self, count: u32) -> [u32; 3] {
         match self {
             KernelKey::Embedding(key) => key.workgroups(count),
@@ -53,6 +62,11 @@ impl KernelKey {
             KernelKey::Attention(key) => key.workgroups(count),
             KernelKey::SiluGate(key) => key.workgroups(count),
             KernelKey::Argmax(key) => key.workgroups(count),
+            KernelKey::EncoderEmbedding(key) => key.workgroups(count),
+            KernelKey::LayerNorm(key) => key.workgroups(count),
+            KernelKey::Gelu(key) => key.workgroups(count),
+            KernelKey::EncoderAttention(key) => key.workgroups(count),
+            KernelKey::Pooling(key) => key.workgroups(count),
         }
     }
 
@@ -66,6 +80,11 @@ impl KernelKey {
             KernelKey::Attention(key) => key.spec(),
             KernelKey::SiluGate(key) => key.spec(),
             KernelKey::Argmax(key) => key.spec(),
+            KernelKey::EncoderEmbedding(key) => key.spec(),
+            KernelKey::LayerNorm(key) => key.spec(),
+            KernelKey::Gelu(key) => key.spec(),
+            KernelKey::EncoderAttention(key) => key.spec(),
+            KernelKey::Pooling(key) => key.spec(),
         }
     }
 }

@@ -5,8 +5,13 @@
 pub mod argmax;
 pub mod attention;
 pub mod embedding;
+pub mod encoder_attention;
+pub mod encoder_embedding;
+pub mod gelu;
 pub mod kv_write;
+pub mod layernorm;
 pub mod matmul;
+pub mod pooling;
 pub mod rmsnorm;
 pub mod rope;
 pub mod silu_gate;
