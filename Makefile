@@ -8,7 +8,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 WGSERVE := $(TARGET_DIR)/release/wgserve
 PROMPT ?= Explain in two sentences why the sky is blue.
 
-.PHONY: setup setup-test build lint test serve generate bench reference
+.PHONY: setup setup-test build lint test serve generate bench reference embedding-reference
 
 setup:
 	bash scripts/setup.sh
@@ -44,3 +44,7 @@ bench: build
 # Regenerates tests/fixtures/smollm2_reference.json with HF transformers.
 reference: setup
 	bash scripts/make_reference.sh
+
+# Regenerates tests/fixtures/minilm_reference.json with sentence-transformers.
+embedding-reference: setup
+	bash scripts/make_embedding_reference.sh

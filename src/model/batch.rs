@@ -1,6 +1,7 @@
 //! One step's inputs for the forward pass: a varlen batch of sequences,
 //! each with its new tokens, their positions and cache slots, and its
-//! block table. Built by the engine, consumed by `Llama::forward`.
+//! block table. Built by the engine, consumed by `Llama::forward`. And the
+//! encoder's batch of whole sequences, consumed by `Bert::forward`.
 
 /// Token `i` of the batch belongs to sequence `token_seq[i]`, sits at
 /// position `positions[i]` and writes its K/V to `slot_mapping[i]`
@@ -59,5 +60,54 @@ impl BatchInputs {
         }
         self.block_tables.extend_from_slice(block_table);
         self.block_tables.resize((seq as usize + 1) * self.max_blocks_per_seq, 0);
+    }
+}
+
+/// A varlen batch for an encoder (BERT): whole sequences, no KV cache.
+/// Token `i` belongs to sequence `token_seq[i]` at position `positions[i]`
+/// within it; sequence `s` is tokens `seq_start[s]..seq_start[s + 1]`.
+/// Nothing is padded: attention stays within each sequence's own range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncoderBatch {
+    pub token_ids: Vec<u32>,
+    /// Segment A (0) or B (1) of BERT's sentence pairs; 0 for one text.
+    pub token_type_ids: Vec<u32>,
+    pub positions: Vec<u32>,
+    pub token_seq: Vec<u32>,
+    /// [num_seqs + 1]: where each sequence starts, then the token count.
+    pub seq_start: Vec<u32>,
+}
+
+impl Default for EncoderBatch {
+    fn default() -> Self {
+        Self {
+            token_ids: Vec::new(),
+            token_type_ids: Vec::new(),
+            positions: Vec::new(),
+            token_seq: Vec::new(),
+            seq_start: vec![0],
+        }
+    }
+}
+
+impl EncoderBatch {
+    pub fn num_tokens(&self) -> usize {
+        self.token_ids.len()
+    }
+
+    pub fn num_seqs(&self) -> usize {
+        self.seq_start.len() - 1
+    }
+
+    /// Appends one sequence (a single text: token type 0 throughout).
+    pub fn push_sequence(&mut self, token_ids: &[u32]) {
+        let seq = self.num_seqs() as u32;
+        for (pos, &id) in token_ids.iter().enumerate() {
+            self.token_ids.push(id);
+            self.token_type_ids.push(0);
+            self.positions.push(pos as u32);
+            self.token_seq.push(seq);
+        }
+        self.seq_start.push(self.token_ids.len() as u32);
     }
 }

@@ -19,10 +19,10 @@ use crate::gpu::kernels::rmsnorm::RmsNormKey;
 use crate::gpu::kernels::rope::{RopeKey, rope_table};
 use crate::gpu::kernels::silu_gate::SiluGateKey;
 use crate::gpu::kv_cache::KvCache;
-use crate::gpu::pipelines::Kernel;
 use crate::gpu::{GpuBuffer, GpuContext, KernelKey, PipelineCache, ReadbackBuffer};
 
 use super::batch::BatchInputs;
+use super::bound::Bound;
 use super::config::{LlamaConfig, RopeStyle};
 use super::matmul::{GpuMatrix, MatmulOp};
 use super::source::WeightSource;
@@ -43,27 +43,6 @@ pub enum ForwardOutput {
     TokenIds(Vec<u32>),
     /// [num_seqs, vocab_size]
     Logits(Vec<f32>),
-}
-
-/// One bound kernel: a pipeline, its key and the bind group it always runs with.
-struct Bound {
-    key: KernelKey,
-    kernel: Arc<Kernel>,
-    bind_group: wgpu::BindGroup,
-}
-
-impl Bound {
-    fn new(ctx: &GpuContext, cache: &mut PipelineCache, key: KernelKey, buffers: &[&GpuBuffer]) -> Self {
-        let kernel = cache.get(ctx, key);
-        let raw: Vec<&wgpu::Buffer> = buffers.iter().map(|b| &b.buffer).collect();
-        let bind_group = kernel.bind_group(ctx, &raw);
-        Self { key, kernel, bind_group }
-    }
-
-    /// Dispatches over `count` tokens (or sampled rows).
-    fn record(&self, pass: &mut wgpu::ComputePass<'_>, count: u32) {
-        self.kernel.dispatch(pass, &self.bind_group, self.key.workgroups(count));
-    }
 }
 
 struct Layer {

@@ -1,5 +1,6 @@
 //! Everything a server needs from one model path: the network on the GPU,
-//! its tokenizer, its chat template and the tokens that end a generation.
+//! its tokenizer, its chat template and the tokens that end a generation;
+//! or, for an embedding model, the encoder and its truncating tokenizer.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use crate::formats::gguf::GgufFile;
 use crate::gpu::GpuContext;
 use crate::text::{ChatTemplate, Tokenizer};
 
+use super::bert::{Bert, EncoderOptions};
 use super::llama::Llama;
 use super::source::WeightSource;
 use super::vocab::{bpe_vocab_from_gguf, chat_template_from_gguf};
@@ -88,4 +90,28 @@ fn hf_text(dir: &Path) -> Result<(Tokenizer, Option<ChatTemplate>), ModelError> 
         None => None,
     };
     Ok((tokenizer, template))
+}
+
+/// Everything a server needs from an embedding model's directory.
+pub struct LoadedEncoder {
+    pub bert: Bert,
+    /// Truncates to the model's `max_seq_length`, [CLS] and [SEP] included.
+    pub tokenizer: Tokenizer,
+    /// A short name: the directory's.
+    pub name: String,
+}
+
+pub fn load_encoder(
+    ctx: Arc<GpuContext>,
+    dir: &Path,
+    options: &EncoderOptions,
+) -> Result<LoadedEncoder, ModelError> {
+    let bert = Bert::load(ctx, dir, options)?;
+    let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json"))
+        .and_then(|t| t.with_truncation(bert.sentence.max_seq_length))
+        .map_err(text_error)?;
+    bert.warm_up()?;
+    let name =
+        dir.file_name().map_or_else(|| "embedding-model".to_string(), |s| s.to_string_lossy().into_owned());
+    Ok(LoadedEncoder { bert, tokenizer, name })
 }

@@ -3,6 +3,9 @@
 //! kernels and knows nothing of requests or scheduling.
 
 pub mod batch;
+pub mod bert;
+pub mod bert_config;
+pub mod bound;
 pub mod config;
 pub mod llama;
 pub mod loader;

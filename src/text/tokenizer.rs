@@ -13,7 +13,7 @@ use tokenizers::models::bpe::{BPE, Vocab};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::{AddedToken, PreTokenizerWrapper};
+use tokenizers::{AddedToken, PreTokenizerWrapper, TruncationParams};
 
 use super::TextError;
 
@@ -67,6 +67,19 @@ impl Tokenizer {
         let inner = tokenizers::Tokenizer::from_file(path)
             .map_err(|e| TextError::Load { path: path.display().to_string(), message: e.to_string() })?;
         Ok(Self { inner, bos_id: None, eos_id: None, add_bos: false })
+    }
+
+    /// Truncates every encoding to at most `max_tokens` ids, the special
+    /// tokens (`[CLS]`, `[SEP]`) included, and pads nothing. This is how
+    /// sentence-transformers encodes for an encoder whose `max_seq_length`
+    /// is `max_tokens`; it overrides whatever truncation and padding the
+    /// `tokenizer.json` asks for (all-MiniLM-L6-v2's asks for 128 and fixed
+    /// padding to 128, which sentence-transformers does not use).
+    pub fn with_truncation(mut self, max_tokens: usize) -> Result<Self, TextError> {
+        let params = TruncationParams { max_length: max_tokens, ..TruncationParams::default() };
+        self.inner.with_truncation(Some(params)).map_err(|e| TextError::Tokenizer(e.to_string()))?;
+        self.inner.with_padding(None);
+        Ok(self)
     }
 
     /// Sets the BOS/EOS ids (e.g. from `tokenizer_config.json`).

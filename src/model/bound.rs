@@ -1,0 +1,27 @@
+//! A kernel bound to its buffers: the pipeline, its key and the bind group
+//! it always runs with, built once at load. Forward passes only record.
+
+use std::sync::Arc;
+
+use crate::gpu::pipelines::Kernel;
+use crate::gpu::{GpuBuffer, GpuContext, KernelKey, PipelineCache};
+
+pub struct Bound {
+    key: KernelKey,
+    kernel: Arc<Kernel>,
+    bind_group: wgpu::BindGroup,
+}
+
+impl Bound {
+    pub fn new(ctx: &GpuContext, cache: &mut PipelineCache, key: KernelKey, buffers: &[&GpuBuffer]) -> Self {
+        let kernel = cache.get(ctx, key);
+        let raw: Vec<&wgpu::Buffer> = buffers.iter().map(|b| &b.buffer).collect();
+        let bind_group = kernel.bind_group(ctx, &raw);
+        Self { key, kernel, bind_group }
+    }
+
+    /// Dispatches over `count` items (tokens, sampled rows or sequences).
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, count: u32) {
+        self.kernel.dispatch(pass, &self.bind_group, self.key.workgroups(count));
+    }
+}
