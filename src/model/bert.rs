@@ -9,7 +9,10 @@
 //! attention output matmul with bias and residual add, LayerNorm, the
 //! intermediate matmul with bias, exact GELU, the output matmul with bias
 //! and residual add, LayerNorm. Then mean (or [CLS]) pooling and L2
-//! normalisation. Activations stay in f32.
+//! normalisation. Activations stay in f32; f32 matmul weights are stored
+//! as f16, which halves the matmul time on lavapipe and keeps
+//! all-MiniLM-L6-v2 within cosine 0.9999997 of sentence-transformers
+//! (1.0000000 with f32 weights).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -28,7 +31,7 @@ use super::bert_config::{BertConfig, Pooling, SentenceConfig};
 use super::bound::Bound;
 use super::matmul::{GpuMatrix, MatmulOp};
 use super::source::WeightSource;
-use super::weights::{concat_rows, pack_matrix, to_f32_vec};
+use super::weights::{concat_rows, narrow_to_f16, pack_matrix, to_f32_vec};
 
 /// Sizes fixed at load: the largest batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -175,7 +178,8 @@ impl Bert {
             for name in names {
                 let weight = format!("{prefix}{name}.weight");
                 let raw = source.require(&weight, &[rows, cols])?;
-                parts.push(pack_matrix(&weight, raw.tensor_type, raw.data, rows, cols)?);
+                let packed = pack_matrix(&weight, raw.tensor_type, raw.data, rows, cols)?;
+                parts.push(narrow_to_f16(packed));
                 bias.extend(vector(&format!("{name}.bias"), rows)?);
             }
             let label = names.join("+");

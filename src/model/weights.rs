@@ -115,6 +115,21 @@ pub fn pack_matrix(
     Ok(packed)
 }
 
+/// An f32 matrix as f16 pairs (round to nearest), which halves what the
+/// matmul reads; any other matrix, or one with a value beyond f16's range,
+/// comes back unchanged. On lavapipe an f16 matmul runs about twice as
+/// fast as an f32 one (half the per-lane loads).
+pub fn narrow_to_f16(packed: PackedMatrix) -> PackedMatrix {
+    let fits = |bits: &u32| f32::from_bits(*bits).abs() <= f16::MAX.to_f32();
+    if packed.format != WeightFormat::F32 || !packed.data.iter().all(fits) {
+        return packed;
+    }
+    let half = |bits: u32| f16::from_f32(f32::from_bits(bits)).to_bits() as u32;
+    // pack2x16float order: element 2i in the low half, 2i + 1 in the high half.
+    let data = packed.data.chunks_exact(2).map(|pair| half(pair[0]) | half(pair[1]) << 16).collect();
+    PackedMatrix { format: WeightFormat::F16, data, ..packed }
+}
+
 /// Stacks matrices with the same format and row length into one, rows of
 /// the first on top (fuses Q/K/V and gate/up into one matmul).
 pub fn concat_rows(parts: Vec<PackedMatrix>) -> Result<PackedMatrix, ModelError> {
@@ -151,5 +166,35 @@ pub fn to_f32_vec(name: &str, tensor_type: TensorType, bytes: &[u8]) -> Result<V
             name: name.to_string(),
             why: format!("expected a float tensor, found {other}"),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f32_matrix(values: &[f32]) -> PackedMatrix {
+        PackedMatrix {
+            format: WeightFormat::F32,
+            rows: 1,
+            cols: values.len(),
+            data: values.iter().map(|v| v.to_bits()).collect(),
+            scales: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn f32_narrows_to_f16_pairs_unless_a_value_overflows() {
+        let values: Vec<f32> = (0..32).map(|i| (i as f32 - 15.5) * 0.013).collect();
+        let narrowed = narrow_to_f16(f32_matrix(&values));
+        assert_eq!(narrowed.format, WeightFormat::F16);
+        assert_eq!(narrowed.data.len(), 16);
+        for (i, &v) in values.iter().enumerate() {
+            let bits = (narrowed.data[i / 2] >> (16 * (i % 2))) as u16;
+            assert_eq!(f16::from_bits(bits), f16::from_f32(v), "element {i}");
+        }
+        let mut too_big = values.clone();
+        too_big[7] = 70_000.0;
+        assert_eq!(narrow_to_f16(f32_matrix(&too_big)).format, WeightFormat::F32);
     }
 }
