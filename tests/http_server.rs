@@ -40,7 +40,12 @@ fn health_and_models() {
     let models = models.json();
     assert_eq!(models["object"], "list");
     let data = models["data"].as_array().unwrap();
-    assert_eq!(data.len(), 1);
+    // The chat model, then the default embedding model (its longest input).
+    assert_eq!(data.len(), 2);
+    assert_eq!(data[1]["id"], "all-MiniLM-L6-v2");
+    assert_eq!(data[1]["max_model_len"], 256);
+    assert_eq!((&data[0]["task"], &data[1]["task"]), (&json!("generate"), &json!("embed")));
+    assert_eq!(server.get("/v1/models/all-MiniLM-L6-v2").json(), data[1]);
     assert_eq!(data[0]["id"], "smol");
     assert_eq!(data[0]["object"], "model");
     assert_eq!(data[0]["owned_by"], "wgserve");

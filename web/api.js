@@ -64,11 +64,13 @@ async function errorOf(response, sentKey) {
   return new ApiError('server', `Server error (${status})`, message, status);
 }
 
-/** [{id, max_model_len}] from GET /v1/models. */
+/** [{id, max_model_len}] of the chat models from GET /v1/models (not the embedding model). */
 export async function listModels(apiKey) {
   const response = await request('/v1/models', { apiKey });
   const body = await response.json();
-  return (body.data ?? []).map((m) => ({ id: m.id, maxModelLen: m.max_model_len ?? null }));
+  return (body.data ?? [])
+    .filter((m) => m.task !== 'embed')
+    .map((m) => ({ id: m.id, maxModelLen: m.max_model_len ?? null }));
 }
 
 /**

@@ -11,6 +11,9 @@
 //! reads them (a copy also writes), so a memory-bound kernel set would
 //! reach about 1x to 2x this rate at batch 1; the ratio is steadier on a
 //! shared machine than absolute times.
+//!
+//! With `--embeddings` it measures the embedding model instead
+//! (`bench_embeddings.rs`).
 
 use std::time::{Duration, Instant};
 
@@ -45,6 +48,21 @@ pub struct BenchArgs {
     /// (all of them alone would take long; each one alone costs the same).
     #[arg(long, default_value_t = 4)]
     sequential_sample: usize,
+    /// Measure the embedding model's throughput instead of the chat model's.
+    #[arg(long)]
+    embeddings: bool,
+    /// The embedding model (default: all-MiniLM-L6-v2 from scripts/setup.sh).
+    #[arg(long, value_name = "PATH", requires = "embeddings")]
+    embedding_model: Option<std::path::PathBuf>,
+    /// Inputs of the embedding figures.
+    #[arg(long, default_value_t = 256, requires = "embeddings")]
+    embedding_inputs: usize,
+    /// Tokens per input of the embedding figures, [CLS] and [SEP] included.
+    #[arg(long, default_value_t = 32, requires = "embeddings")]
+    embedding_tokens: usize,
+    /// Inputs per forward pass of the embedding figures (1 is always measured).
+    #[arg(long, value_delimiter = ',', default_values_t = [8usize, 32, 64, 256], requires = "embeddings")]
+    embedding_batches: Vec<usize>,
 }
 
 /// A deterministic prompt of ordinary tokens (no control tokens).
@@ -105,6 +123,14 @@ impl Timeline {
 pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     if args.serving.url().is_some() {
         return super::serving_bench::run(args.serving);
+    }
+    if args.embeddings {
+        return super::bench_embeddings::run(
+            args.embedding_model.as_deref(),
+            args.embedding_inputs,
+            args.embedding_tokens,
+            &args.embedding_batches,
+        );
     }
     let loaded = args.model.load()?;
     let vocab = loaded.llama.config.vocab_size;

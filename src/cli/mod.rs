@@ -2,12 +2,14 @@
 //! only generated text goes to stdout.
 
 mod bench;
+mod bench_embeddings;
+mod embed;
 mod generate;
 mod info;
 mod serve;
 mod serving_bench;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,7 +18,8 @@ use clap::{Args, Parser, Subcommand};
 use wgserve::engine::core::{EngineConfig, EngineCore};
 use wgserve::gpu::GpuContext;
 use wgserve::model::LoadOptions;
-use wgserve::model::loader::{LoadedModel, load_model};
+use wgserve::model::bert::EncoderOptions;
+use wgserve::model::loader::{LoadedEncoder, LoadedModel, load_encoder, load_model};
 
 #[derive(Parser)]
 #[command(name = "wgserve", version, about = "A portable LLM inference server on wgpu")]
@@ -34,8 +37,11 @@ enum Command {
     /// Show the model's architecture, tensor types and the GPU adapter.
     Info(info::InfoArgs),
     /// Measure prompt and generation throughput, or (with --url) a running
-    /// OpenAI-compatible server under load.
+    /// OpenAI-compatible server under load, or (with --embeddings) the
+    /// embedding model's throughput.
     Bench(bench::BenchArgs),
+    /// Print the embeddings of texts (or their cosine similarities).
+    Embed(embed::EmbedArgs),
 }
 
 /// Options shared by every command that loads a model.
@@ -104,6 +110,32 @@ impl ModelArgs {
     }
 }
 
+/// An embedding model's directory and the name it is served under: the
+/// one given, or the default one (all-MiniLM-L6-v2) when setup fetched it.
+fn embedding_model(path: Option<&Path>) -> Option<(PathBuf, String)> {
+    match path {
+        Some(path) => {
+            let name =
+                path.file_name().map_or_else(|| "embeddings".into(), |n| n.to_string_lossy().into_owned());
+            Some((path.to_path_buf(), name))
+        }
+        None => wgserve::config::default_embedding_model_path()
+            .map(|path| (path, wgserve::config::DEFAULT_EMBEDDING_MODEL_NAME.to_string())),
+    }
+}
+
+/// Opens a GPU device of its own and loads an embedding model on it,
+/// saying what it does on stderr.
+fn load_embedding_model(path: &Path) -> anyhow::Result<LoadedEncoder> {
+    let ctx = open_gpu()?;
+    eprintln!("loading the embedding model {} ...", path.display());
+    let started = Instant::now();
+    let encoder = load_encoder(ctx, path, &EncoderOptions::default())
+        .with_context(|| format!("cannot load {}", path.display()))?;
+    eprintln!("loaded in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(encoder)
+}
+
 fn open_gpu() -> anyhow::Result<Arc<GpuContext>> {
     let ctx = GpuContext::new()?;
     if let Some(major) = ctx.mesa_major_version()
@@ -124,5 +156,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => generate::run(args),
         Command::Info(args) => info::run(args),
         Command::Bench(args) => bench::run_bench(args),
+        Command::Embed(args) => embed::run(args),
     }
 }

@@ -1,12 +1,14 @@
 //! `wgserve serve`: the OpenAI-compatible HTTP server. It binds first, so
 //! that `/health` answers 503 with the cause while the model loads on its
-//! own thread; then starts the engine thread and prints
+//! own thread (and the embedding model, on a GPU device of its own); then
+//! starts the engine thread and the embedding worker and prints
 //! `wgserve listening on http://HOST:PORT` on stdout. On SIGINT/SIGTERM it
 //! stops accepting, lets open requests finish for `--shutdown-grace`,
 //! aborts the rest (each gets a final chunk), stops the engine and exits 0.
 //! Progress goes to stderr.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::pin;
 
 use anyhow::Context;
@@ -15,8 +17,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use wgserve::engine::core::EngineCore;
+use wgserve::engine::embedding::EmbeddingHandle;
 use wgserve::engine::worker::EngineHandle;
-use wgserve::server::{AppState, ServedModel, ServerOptions};
+use wgserve::model::loader::LoadedEncoder;
+use wgserve::server::{AppState, ServedEmbedding, ServedModel, ServerOptions};
 use wgserve::text::{ChatTemplate, Tokenizer};
 
 use super::ModelArgs;
@@ -47,6 +51,19 @@ pub struct ServeArgs {
     /// they are aborted (each still gets a final chunk).
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_seconds)]
     shutdown_grace: f64,
+    /// An embedding model served beside the chat model at /v1/embeddings
+    /// (a Hugging Face BERT directory). Default: all-MiniLM-L6-v2 when
+    /// scripts/setup.sh fetched it.
+    #[arg(long, value_name = "PATH")]
+    embedding_model: Option<PathBuf>,
+    /// Serve no embedding model, not even the default one.
+    #[arg(long, conflicts_with = "embedding_model")]
+    no_embedding_model: bool,
+    /// The embedding model's name; repeat for aliases (the first is
+    /// reported). Default: all-MiniLM-L6-v2 for the default model, else the
+    /// directory's name.
+    #[arg(long = "served-embedding-model-name", value_name = "NAME")]
+    served_embedding_model_names: Vec<String>,
 }
 
 fn parse_seconds(text: &str) -> Result<f64, String> {
@@ -62,6 +79,8 @@ struct Loaded {
     tokenizer: Tokenizer,
     chat_template: Option<ChatTemplate>,
     name: String,
+    /// The embedding model and its name.
+    encoder: Option<(LoadedEncoder, String)>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -93,8 +112,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let _ = stopped.await;
     }));
 
+    let embedding_model =
+        if args.no_embedding_model { None } else { super::embedding_model(args.embedding_model.as_deref()) };
     let loaded = tokio::select! {
-        loaded = load(args.model.clone(), state.clone()) => loaded,
+        loaded = load(args.model.clone(), embedding_model, state.clone()) => loaded,
         () = &mut signal => {
             eprintln!("shutting down while loading");
             let _ = stop.send(());
@@ -113,6 +134,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let (engine, engine_thread) = EngineHandle::spawn(loaded.core);
     let names = if args.served_model_names.is_empty() { vec![loaded.name] } else { args.served_model_names };
+    let embedding = loaded.encoder.map(|(encoder, name)| {
+        let (handle, thread) = EmbeddingHandle::spawn(encoder.bert);
+        let names = if args.served_embedding_model_names.is_empty() {
+            vec![name]
+        } else {
+            args.served_embedding_model_names
+        };
+        state.set_embedding(ServedEmbedding::new(handle.clone(), encoder.tokenizer.into(), names));
+        (handle, thread)
+    });
     state.set_ready(ServedModel::new(engine.clone(), loaded.tokenizer.into(), loaded.chat_template, names));
     println!("wgserve listening on http://{addr}");
 
@@ -128,13 +159,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("joining the engine thread")?
         .map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
+    if let Some((handle, thread)) = embedding {
+        handle.shutdown();
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .context("joining the embedding thread")?
+            .map_err(|_| anyhow::anyhow!("the embedding thread panicked"))?;
+    }
     eprintln!("stopped");
     Ok(())
 }
 
 /// Opens the GPU, loads the model and builds the engine core on a plain
-/// thread (GPU setup blocks), reporting progress to `/health`.
-async fn load(args: ModelArgs, state: std::sync::Arc<AppState>) -> anyhow::Result<Loaded> {
+/// thread (GPU setup blocks), then the embedding model if there is one,
+/// reporting progress to `/health`.
+async fn load(
+    args: ModelArgs,
+    embedding_model: Option<(PathBuf, String)>,
+    state: std::sync::Arc<AppState>,
+) -> anyhow::Result<Loaded> {
     let (done, result) = oneshot::channel();
     std::thread::Builder::new().name("wgserve-load".into()).spawn(move || {
         let load = || -> anyhow::Result<Loaded> {
@@ -145,7 +188,14 @@ async fn load(args: ModelArgs, state: std::sync::Arc<AppState>) -> anyhow::Resul
             let name = loaded.name.clone();
             state.set_loading_status("starting the engine");
             let core = args.engine(loaded)?;
-            Ok(Loaded { core, tokenizer, chat_template, name })
+            let encoder = match embedding_model {
+                Some((path, name)) => {
+                    state.set_loading_status(format!("loading the embedding model {}", path.display()));
+                    Some((super::load_embedding_model(&path)?, name))
+                }
+                None => None,
+            };
+            Ok(Loaded { core, tokenizer, chat_template, name, encoder })
         };
         let _ = done.send(load());
     })?;

@@ -97,8 +97,6 @@ pub struct LoadedEncoder {
     pub bert: Bert,
     /// Truncates to the model's `max_seq_length`, [CLS] and [SEP] included.
     pub tokenizer: Tokenizer,
-    /// A short name: the directory's.
-    pub name: String,
 }
 
 pub fn load_encoder(
@@ -111,7 +109,5 @@ pub fn load_encoder(
         .and_then(|t| t.with_truncation(bert.sentence.max_seq_length))
         .map_err(text_error)?;
     bert.warm_up()?;
-    let name =
-        dir.file_name().map_or_else(|| "embedding-model".to_string(), |s| s.to_string_lossy().into_owned());
-    Ok(LoadedEncoder { bert, tokenizer, name })
+    Ok(LoadedEncoder { bert, tokenizer })
 }

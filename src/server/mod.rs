@@ -2,7 +2,8 @@
 //! CORS, request parsing, OpenAI-shaped responses and errors). It reaches
 //! the engine only through `EngineHandle` and never touches the GPU or
 //! the model; the text module's tokenizer and chat template are the only
-//! model pieces it holds, for `/tokenize` and for rendering chats.
+//! model pieces it holds, for `/tokenize` and for rendering chats. The
+//! embedding model is reached the same way, through its worker's handle.
 //!
 //! - [`accept`]: accept loop and graceful shutdown.
 //! - [`router`]: the one route table (404, 405, OPTIONS).
@@ -10,6 +11,8 @@
 //! - [`body`]: the one response body type.
 //! - [`generation`]: completion requests as engine requests, outputs as
 //!   OpenAI responses and server-sent events.
+//! - [`embedding`]: the embeddings request's inputs and the response
+//!   (floats or base64).
 //! - [`json`]: body reading with a size limit, JSON parsing naming fields.
 //! - [`metrics`]: Prometheus metrics under vLLM's names.
 //! - [`auth`], [`cors`]: API keys and browser origins.
@@ -19,6 +22,7 @@ pub mod accept;
 pub mod auth;
 pub mod body;
 pub mod cors;
+pub mod embedding;
 pub mod error;
 pub mod generation;
 pub mod json;
@@ -30,4 +34,4 @@ pub mod state;
 
 pub use accept::serve;
 pub use error::ApiError;
-pub use state::{AppState, ServedModel, ServerOptions};
+pub use state::{AppState, ServedEmbedding, ServedModel, ServerOptions};

@@ -12,7 +12,7 @@ use hyper::{Method, Request};
 use super::auth;
 use super::body::Response;
 use super::error::ApiError;
-use super::routes::{completions, health, metrics, models, tokenize, web};
+use super::routes::{completions, embeddings, health, metrics, models, tokenize, web};
 use super::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +25,7 @@ enum Endpoint {
     Detokenize,
     ChatCompletions,
     Completions,
+    Embeddings,
     WebPage,
     WebAsset,
 }
@@ -52,6 +53,7 @@ const ROUTES: &[Route] = &[
         open: false,
     },
     Route { method: Method::POST, path: "/v1/completions", endpoint: Endpoint::Completions, open: false },
+    Route { method: Method::POST, path: "/v1/embeddings", endpoint: Endpoint::Embeddings, open: false },
     // The chat UI loads without a key; its API calls send the key the user
     // enters. hyper leaves the body out of an answer to HEAD.
     Route { method: Method::GET, path: "/", endpoint: Endpoint::WebPage, open: true },
@@ -111,6 +113,9 @@ async fn dispatch(state: &Arc<AppState>, request: Request<Incoming>) -> Result<R
         }
         Endpoint::Completions => {
             completions::completion(state, super::json::read_body(request, limit).await?).await
+        }
+        Endpoint::Embeddings => {
+            embeddings::create(state, super::json::read_body(request, limit).await?).await
         }
         Endpoint::WebPage => Ok(web::page(request.headers())),
         Endpoint::WebAsset => web::asset(capture.unwrap_or_default(), request.headers()),

@@ -1,9 +1,12 @@
 //! What every handler sees: the options, and once loaded, the served model
-//! (the engine handle plus the text pieces the handlers need).
+//! (the engine handle plus the text pieces the handlers need) and the
+//! embedding model beside it, if one is served (its worker's handle and
+//! its tokenizer).
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::engine::embedding::EmbeddingHandle;
 use crate::engine::worker::EngineHandle;
 use crate::text::{ChatTemplate, Tokenizer};
 
@@ -75,10 +78,39 @@ impl ServedModel {
     }
 }
 
+/// The embedding model, reached only through its worker's handle.
+pub struct ServedEmbedding {
+    pub handle: EmbeddingHandle,
+    /// Truncates to the model's maximum input length.
+    pub tokenizer: Arc<Tokenizer>,
+    /// The names clients may use; the first is the one reported.
+    pub names: Vec<String>,
+    /// Unix seconds, for the `created` field of model objects.
+    pub created: u64,
+}
+
+impl ServedEmbedding {
+    /// `names` must hold at least one name.
+    pub fn new(handle: EmbeddingHandle, tokenizer: Arc<Tokenizer>, names: Vec<String>) -> Self {
+        let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        Self { handle, tokenizer, names, created }
+    }
+
+    /// The longest input in tokens, [CLS] and [SEP] included.
+    pub fn max_model_len(&self) -> usize {
+        self.handle.limits().max_input_tokens
+    }
+
+    pub fn has_name(&self, name: &str) -> bool {
+        self.names.iter().any(|n| n == name)
+    }
+}
+
 pub struct AppState {
     pub options: ServerOptions,
     pub cors: Cors,
     model: OnceLock<ServedModel>,
+    embedding: OnceLock<ServedEmbedding>,
     /// What the server is doing before the model is ready (for /health).
     loading_status: Mutex<String>,
 }
@@ -90,6 +122,7 @@ impl AppState {
             options,
             cors,
             model: OnceLock::new(),
+            embedding: OnceLock::new(),
             loading_status: Mutex::new("starting".into()),
         })
     }
@@ -101,6 +134,37 @@ impl AppState {
     /// Makes the model available to handlers; later calls are ignored.
     pub fn set_ready(&self, model: ServedModel) {
         let _ = self.model.set(model);
+    }
+
+    /// Serves an embedding model beside the chat model. Call it before
+    /// `set_ready`, so that a ready server answers embeddings at once.
+    pub fn set_embedding(&self, embedding: ServedEmbedding) {
+        let _ = self.embedding.set(embedding);
+    }
+
+    /// The embedding model: 503 while the server loads, `None` when the
+    /// server runs without one.
+    pub fn embedding(&self) -> Result<Option<&ServedEmbedding>, ApiError> {
+        self.model()?;
+        Ok(self.embedding.get())
+    }
+
+    /// The embedding model a request names (or the served one when it
+    /// names none): 404 for an unknown name, 400 for the chat model's.
+    pub fn embedding_model(&self, name: Option<&str>) -> Result<&ServedEmbedding, ApiError> {
+        let chat = self.model()?;
+        match (self.embedding.get(), name) {
+            (Some(embedding), None) => Ok(embedding),
+            (Some(embedding), Some(name)) if embedding.has_name(name) => Ok(embedding),
+            (_, Some(name)) if chat.names.iter().any(|n| n == name) => Err(ApiError::invalid(
+                format!("`{name}` is a chat model; it does not make embeddings"),
+                "model",
+            )),
+            (_, Some(name)) => Err(ApiError::NotFound(format!("the model `{name}` does not exist"))),
+            (None, None) => Err(ApiError::NotFound(
+                "no embedding model is served (start wgserve with --embedding-model PATH)".into(),
+            )),
+        }
     }
 
     /// The served model, or 503 saying what the server is still doing.

@@ -3,6 +3,7 @@
 //! shapes the response; nothing else.
 
 pub mod completions;
+pub mod embeddings;
 pub mod health;
 pub mod metrics;
 pub mod models;
