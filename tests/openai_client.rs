@@ -1,6 +1,8 @@
 //! The official `openai` Python client, unmodified, against `wgserve
 //! serve`: tests/openai_client/run.sh makes its venv (pinned client from
-//! PyPI) and runs check.py, which asserts each answer.
+//! PyPI) and runs check.py, which asserts each answer: models, chat and
+//! completions on the chat model, `embeddings.create` (base64, the
+//! client's default, and float) on the default embedding model.
 
 mod common;
 
@@ -15,7 +17,7 @@ fn the_official_openai_python_client_works_unmodified() {
     let output = Command::new("bash")
         .arg(script)
         .arg(format!("http://{}/v1", server.addr))
-        .args(["client-key", "smol"])
+        .args(["client-key", "smol", "all-MiniLM-L6-v2"])
         .output()
         .expect("cannot run tests/openai_client/run.sh");
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -1,14 +1,16 @@
 """The official openai client against wgserve: every call as a user of the
 client would write it, with the answers checked. Exits non-zero on the
-first mismatch. Usage: check.py BASE_URL API_KEY MODEL
+first mismatch. Usage: check.py BASE_URL API_KEY MODEL [EMBEDDING_MODEL]
 """
 
+import math
 import sys
 
 import openai
 from openai import OpenAI
 
 base_url, api_key, model = sys.argv[1:4]
+embedding_model = sys.argv[4] if len(sys.argv) > 4 else None
 client = OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=180)
 messages = [
     {"role": "system", "content": "You are brief."},
@@ -94,4 +96,43 @@ try:
 except openai.AuthenticationError:
     pass
 
-print(f"openai-python {openai.__version__}: models, chat (stream and not), completions: ok")
+# embeddings: the client asks for base64 unless told otherwise, and decodes it
+if embedding_model:
+    check(embedding_model in ids, f"{embedding_model} in models.list(): {ids}")
+    texts = [
+        "The quick brown fox jumps over the lazy dog.",
+        "A fast brown fox leaps over a sleepy dog.",
+        "Quarterly revenue grew by 12% despite supply-chain problems.",
+    ]
+    default = client.embeddings.create(model=embedding_model, input=texts)
+    floats = client.embeddings.create(model=embedding_model, input=texts, encoding_format="float")
+    for response in (default, floats):
+        check([d.index for d in response.data] == [0, 1, 2], f"indices of {response.data}")
+        check(all(len(d.embedding) == 384 for d in response.data), "384 dimensions")
+        check(response.usage.prompt_tokens == 12 + 12 + 14, f"usage {response.usage}")
+        check(response.model == embedding_model, f"model {response.model}")
+    for a, b in zip(default.data, floats.data):
+        worst = max(abs(x - y) for x, y in zip(a.embedding, b.embedding))
+        check(worst < 1e-6, f"base64 and float differ by {worst}")
+    vectors = [d.embedding for d in floats.data]
+    check(all(abs(math.fsum(x * x for x in v) - 1) < 1e-5 for v in vectors), "unit length")
+
+    def cosine(a, b):
+        return math.fsum(x * y for x, y in zip(a, b))
+
+    check(cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2]) + 0.5, "a paraphrase is closer")
+    one = client.embeddings.create(model=embedding_model, input=texts[0])
+    check(len(one.data) == 1 and cosine(one.data[0].embedding, vectors[0]) > 0.999999, "one string")
+    try:
+        client.embeddings.create(model=embedding_model, input="")
+        check(False, "an empty input must fail")
+    except openai.BadRequestError as e:
+        check(e.param == "input", f"param of {e}")
+    try:
+        client.embeddings.create(model="no-such-model", input="a")
+        check(False, "an unknown embedding model must fail")
+    except openai.NotFoundError:
+        pass
+
+parts = "models, chat (stream and not), completions" + (", embeddings (float and base64)" if embedding_model else "")
+print(f"openai-python {openai.__version__}: {parts}: ok")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the official `openai` Python client, unmodified, against a running
-# wgserve: `run.sh BASE_URL API_KEY MODEL` (BASE_URL ends in /v1).
+# wgserve: `run.sh BASE_URL API_KEY MODEL [EMBEDDING_MODEL]` (BASE_URL ends
+# in /v1; with EMBEDDING_MODEL it checks embeddings.create too).
 #
 # Makes (or reuses) the venv .venv-openai/ (git-ignored) with the pinned
 # client from PyPI, then runs check.py in it. tests/openai_client.rs starts
