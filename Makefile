@@ -8,7 +8,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 WGSERVE := $(TARGET_DIR)/release/wgserve
 PROMPT ?= Explain in two sentences why the sky is blue.
 
-.PHONY: setup setup-test build lint test serve generate bench reference embedding-reference
+.PHONY: setup setup-test build lint test serve generate bench bench-embeddings reference embedding-reference
 
 setup:
 	bash scripts/setup.sh
@@ -40,6 +40,10 @@ generate: build
 
 bench: build
 	$(WGSERVE) bench
+
+# Embedding throughput of the default embedding model.
+bench-embeddings: build
+	$(WGSERVE) bench --embeddings
 
 # Regenerates tests/fixtures/smollm2_reference.json with HF transformers.
 reference: setup
