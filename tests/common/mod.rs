@@ -1,4 +1,5 @@
 #![allow(dead_code)]
+pub mod cpu_bert;
 pub mod cpu_llama;
 pub mod gpu;
 pub mod server;
