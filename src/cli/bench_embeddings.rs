@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use wgserve::gpu::GpuContext;
+use wgserve::model::batch::EncoderBatch;
 use wgserve::model::bert::{Bert, EncoderOptions};
 
 /// Ordinary word pieces of a BERT uncased vocabulary start here
@@ -65,7 +66,7 @@ fn rate(ctx: &GpuContext, bert: &Bert, inputs: &[Vec<u32>], batch: usize) -> any
     ctx.wait()?;
     let started = Instant::now();
     for chunk in inputs.chunks(batch) {
-        let mut encoder_batch = wgserve::model::batch::EncoderBatch::default();
+        let mut encoder_batch = EncoderBatch::default();
         for input in chunk {
             encoder_batch.push_sequence(input);
         }
