@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use crate::model::batch::EncoderBatch;
 use crate::model::bert::Bert;
 
-use super::worker::Health;
+use super::worker::{Health, lock, panic_detail};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EmbeddingError {
@@ -102,11 +102,6 @@ pub struct EmbeddingHandle {
     commands: std_mpsc::Sender<Command>,
     health: Arc<Mutex<Health>>,
     limits: EncoderLimits,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Plain assignments only: a poisoned lock still holds a whole value.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl EmbeddingHandle {
@@ -229,7 +224,7 @@ fn run<E: Encoder>(mut encoder: E, commands: std_mpsc::Receiver<Command>, health
             }
             Ok(Ok(vectors)) => format!("{} vectors for {} inputs", vectors.len(), plan.len()),
             Ok(Err(cause)) => cause,
-            Err(panic) => panic_message(panic.as_ref()),
+            Err(panic) => format!("panic in an embedding pass: {}", panic_detail(panic.as_ref())),
         };
         tracing::error!(%cause, "an embedding pass failed; failing every queued request");
         *lock(&health) = Health::Failed(cause.clone());
@@ -277,13 +272,4 @@ fn answer_finished(queue: &mut VecDeque<Job>) {
             i += 1;
         }
     }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    let detail = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_string());
-    format!("panic in an embedding pass: {detail}")
 }

@@ -148,7 +148,7 @@ impl Drop for RequestStream {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding these locks cannot leave them half-written
     // (plain assignments), so a poisoned lock is still usable.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -275,7 +275,7 @@ fn run<E: StepEngine>(mut core: E, commands: std_mpsc::Receiver<Command>, shared
                 None
             }
             Ok(Err(e)) => Some(e.to_string()),
-            Err(panic) => Some(panic_message(panic.as_ref())),
+            Err(panic) => Some(format!("panic in an engine step: {}", panic_detail(panic.as_ref()))),
         };
         if let Some(cause) = cause {
             tracing::error!(%cause, "engine step failed; failing every open request");
@@ -317,11 +317,11 @@ fn error_output(cause: &str) -> RequestOutput {
     }
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    let detail = panic
+/// The message a panic was raised with.
+pub(super) fn panic_detail(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_string());
-    format!("panic in an engine step: {detail}")
+        .unwrap_or_else(|| "unknown panic".to_string())
 }
