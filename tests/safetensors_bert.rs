@@ -14,31 +14,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use common::cpu_bert::{Layout, MAX_POSITIONS, Pooling, TinyBert};
 use common::gpu::assert_close;
+use common::temp_dir::TempDir;
 use wgserve::gpu::GpuContext;
 use wgserve::model::batch::EncoderBatch;
 use wgserve::model::bert::{Bert, EncoderOptions};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("wgserve-st-bert-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn ctx() -> Arc<GpuContext> {
     Arc::new(GpuContext::new().expect("a wgpu adapter (run scripts/setup.sh for software Vulkan)"))
@@ -69,7 +53,7 @@ fn tiny_bert_matches_the_cpu_reference_in_every_layout() {
         Layout { prefix: true, gamma_beta: true, pooling: Pooling::ClsUnnormalised },
     ];
     for (i, layout) in layouts.into_iter().enumerate() {
-        let dir = TempDir::new(&format!("layout{i}"));
+        let dir = TempDir::new("st-bert", &format!("layout{i}"));
         model.write_hf_dir(&dir.0, layout, &[]);
         let bert = Bert::load(ctx.clone(), &dir.0, &options()).unwrap_or_else(|e| panic!("{layout:?}: {e}"));
         assert_eq!(bert.sentence.max_seq_length, MAX_POSITIONS);
@@ -94,12 +78,12 @@ fn broken_checkpoints_say_what_is_wrong() {
     let model = TinyBert::random(22);
     let layout = Layout { prefix: true, gamma_beta: false, pooling: Pooling::Default };
 
-    let dir = TempDir::new("missing");
+    let dir = TempDir::new("st-bert", "missing");
     model.write_hf_dir(&dir.0, layout, &["encoder.layer.1.intermediate.dense.bias"]);
     let error = load_err(&ctx, &dir.0);
     assert!(error.contains("bert.encoder.layer.1.intermediate.dense.bias"), "{error}");
 
-    let dir = TempDir::new("config");
+    let dir = TempDir::new("st-bert", "config");
     model.write_hf_dir(&dir.0, layout, &[]);
     let config_path = dir.0.join("config.json");
     let config = std::fs::read_to_string(&config_path).unwrap();
@@ -109,20 +93,20 @@ fn broken_checkpoints_say_what_is_wrong() {
     std::fs::write(&config_path, "{not json").unwrap();
     assert!(load_err(&ctx, &dir.0).contains("config.json"));
 
-    let dir = TempDir::new("max_seq_length");
+    let dir = TempDir::new("st-bert", "max_seq_length");
     model.write_hf_dir(&dir.0, layout, &[]);
     std::fs::write(dir.0.join("sentence_bert_config.json"), r#"{"max_seq_length": 25}"#).unwrap();
     let error = load_err(&ctx, &dir.0);
     assert!(error.contains("25") && error.contains("24"), "{error}");
 
-    let dir = TempDir::new("pooling");
+    let dir = TempDir::new("st-bert", "pooling");
     model.write_hf_dir(&dir.0, Layout { pooling: Pooling::ClsUnnormalised, ..layout }, &[]);
     std::fs::write(dir.0.join("1_Pooling/config.json"), r#"{"pooling_mode_max_tokens": true}"#).unwrap();
     let error = load_err(&ctx, &dir.0);
     assert!(error.contains("pooling_mode_max_tokens"), "{error}");
 
     // A batch the encoder cannot run is refused, not sent to the GPU.
-    let dir = TempDir::new("batch");
+    let dir = TempDir::new("st-bert", "batch");
     model.write_hf_dir(&dir.0, layout, &[]);
     let bert = Bert::load(ctx.clone(), &dir.0, &options()).unwrap();
     let mut batch = EncoderBatch::default();

@@ -18,11 +18,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use common::cpu_llama::{TinyConfig, TinyLlama};
 use common::gpu::assert_close;
+use common::temp_dir::TempDir;
 use wgserve::formats::TensorType;
 use wgserve::gpu::GpuContext;
 use wgserve::model::LoadOptions;
@@ -37,24 +38,6 @@ fn ctx() -> Arc<GpuContext> {
         Arc::new(GpuContext::new().expect("a wgpu adapter (run scripts/setup.sh for software Vulkan)"))
     })
     .clone()
-}
-
-/// A fresh directory per test, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("wgserve-st-llama-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn options() -> LoadOptions {
@@ -116,7 +99,7 @@ fn check_step(what: &str, llama: &Llama, reference: &TinyLlama, seqs: &[Seq]) ->
 /// checkpoint stores its weights.
 fn matches_reference(config: TinyConfig, dtype: TensorType, seed: u64) {
     let model = TinyLlama::random(config, seed);
-    let dir = TempDir::new(&format!("{dtype}-{seed}"));
+    let dir = TempDir::new("st-llama", &format!("{dtype}-{seed}"));
     model.write_hf_dir_as(&dir.0, dtype);
     let reference = model.rounded(dtype);
     let llama = load(&dir.0);
@@ -195,7 +178,7 @@ fn tied_mha_checkpoint_matches_cpu_reference() {
 #[test]
 fn token_ids_output_is_the_argmax_of_the_logits() {
     let model = TinyLlama::random(TinyConfig::small(), 5);
-    let dir = TempDir::new("argmax");
+    let dir = TempDir::new("st-llama", "argmax");
     model.write_hf_dir(&dir.0);
     let llama = load(&dir.0);
     let mut batch = BatchInputs::default();
@@ -224,7 +207,7 @@ fn assert_mentions(message: &str, needles: &[&str]) {
 /// A valid F32 checkpoint in a fresh dir.
 fn valid_dir(name: &str) -> (TinyLlama, TempDir) {
     let model = TinyLlama::random(TinyConfig::small(), 6);
-    let dir = TempDir::new(name);
+    let dir = TempDir::new("st-llama", name);
     model.write_hf_dir(&dir.0);
     (model, dir)
 }
