@@ -17,9 +17,7 @@ batch; the two must agree, so the fixture does not depend on padding.
 
 import argparse
 import importlib.metadata
-import json
 import os
-import re
 import sys
 
 import numpy as np
@@ -29,6 +27,8 @@ import torch
 import transformers
 from sentence_transformers import SentenceTransformer
 from transformers import AutoModel, AutoTokenizer
+
+from fixture_json import write_fixture
 
 LONG_TEXT = (
     "Embedding models turn a piece of text into a vector of numbers, so that "
@@ -158,16 +158,7 @@ def main():
         ),
         "sentences": records,
     }
-    text = json.dumps(fixture, ensure_ascii=False, indent=1)
-    # Lists of numbers on one line each: the fixture stays readable in a diff.
-    text = re.sub(
-        r"\[\s*(-?[0-9][-0-9.e+,\s]*?)\s*\]",
-        lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]",
-        text,
-    )
-    with open(args.out, "w", encoding="utf-8") as f:
-        f.write(text + "\n")
-    print(f"wrote {args.out}", file=sys.stderr)
+    write_fixture(args.out, fixture)
 
 
 if __name__ == "__main__":

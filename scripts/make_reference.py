@@ -30,7 +30,6 @@ import argparse
 import importlib.metadata
 import json
 import os
-import re
 import sys
 
 import gguf
@@ -40,6 +39,8 @@ import torch
 import transformers
 from tokenizers import pre_tokenizers
 from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from fixture_json import write_fixture
 
 NUM_NEW_TOKENS = 32
 TOP_K_FIRST = 10
@@ -314,16 +315,7 @@ def main():
         "min_top2_logit_gap": round(min(r["min_top2_logit_gap"] for r in records), 5),
         "prompts": records,
     }
-    text = json.dumps(fixture, ensure_ascii=False, indent=1)
-    # Lists of numbers on one line each: the fixture stays readable in a diff.
-    text = re.sub(
-        r"\[\s*(-?[0-9][-0-9.e+,\s]*?)\s*\]",
-        lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]",
-        text,
-    )
-    with open(args.out, "w", encoding="utf-8") as f:
-        f.write(text + "\n")
-    print(f"wrote {args.out}", file=sys.stderr)
+    write_fixture(args.out, fixture)
 
 
 if __name__ == "__main__":
