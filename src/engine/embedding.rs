@@ -130,7 +130,7 @@ impl EmbeddingHandle {
     pub fn submit(&self, inputs: Vec<Vec<u32>>) -> Result<EmbeddingReceiver, EmbeddingError> {
         match self.health() {
             Health::Ready => {}
-            Health::Failed(cause) => return Err(EmbeddingError::Failed(cause)),
+            Health::Failed(cause) | Health::Restarting(cause) => return Err(EmbeddingError::Failed(cause)),
             Health::Stopped => return Err(EmbeddingError::Stopped),
         }
         self.check(&inputs)?;

@@ -199,7 +199,7 @@ impl Collector for EngineCollector {
             let gauge = ConstGauge::new(value);
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
-        let counters: [(&str, &str, u64); 5] = [
+        let counters: [(&str, &str, u64); 6] = [
             (
                 "vllm:prefix_cache_queries",
                 "Prompt tokens looked up in the prefix cache",
@@ -216,6 +216,11 @@ impl Collector for EngineCollector {
                 "vllm:generation_tokens",
                 "Number of generation tokens processed",
                 metrics.generation_tokens_total,
+            ),
+            (
+                "wgserve:engine_restarts",
+                "Times the engine was rebuilt (new device, model reloaded) after a failure",
+                metrics.engine_restarts,
             ),
         ];
         for (name, help, value) in counters {
