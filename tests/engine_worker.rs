@@ -31,6 +31,8 @@ struct FailingCore {
     /// This many requests stay waiting (no steps run for them): a queue
     /// that never drains, to fill the bound on waiting requests.
     hold_waiting: usize,
+    /// What its self-check reports.
+    broken_invariants: bool,
 }
 
 impl FailingCore {
@@ -41,6 +43,7 @@ impl FailingCore {
             failure,
             config: SchedulerConfig::default(),
             hold_waiting: 0,
+            broken_invariants: false,
         }
     }
 }
@@ -93,6 +96,9 @@ impl StepEngine for FailingCore {
     }
     fn vocab_size(&self) -> usize {
         100
+    }
+    fn check_invariants(&self) -> Result<(), String> {
+        if self.broken_invariants { Err("block 3 has 2 owners".into()) } else { Ok(()) }
     }
 }
 
@@ -305,6 +311,35 @@ fn a_full_waiting_queue_refuses_new_requests_until_it_drains() {
     waiting.pop();
     wait_for("a free place in the queue", || handle.submit(request()).map(|s| waiting.push(s)).is_ok());
     assert_eq!(waiting.len(), 3);
+    handle.shutdown();
+    thread.join().unwrap();
+}
+
+#[test]
+fn a_failed_self_check_when_idle_rebuilds_the_engine() {
+    let restart = Restart {
+        build: Box::new(|| Ok(FailingCore::new(usize::MAX, Failure::Error))),
+        max_restarts: 1,
+        first_backoff: Duration::from_millis(1),
+    };
+    let mut broken = FailingCore::new(usize::MAX, Failure::Error);
+    broken.broken_invariants = true;
+    let options = WorkerOptions { restart: Some(restart), ..WorkerOptions::default() };
+    let (handle, thread) = EngineHandle::spawn_with(broken, options);
+    // Work, then idle: the check runs once the client has left.
+    let mut stream = handle.submit(request()).unwrap();
+    assert!(matches!(stream.blocking_next(), Some(RequestOutput::Token(_))));
+    drop(stream);
+    wait_for("the rebuilt engine", || handle.metrics().engine_restarts == 1);
+    wait_for("health", || handle.health() == Health::Ready);
+    let metrics = handle.metrics();
+    assert_eq!((metrics.self_checks, metrics.self_check_failures), (1, 1), "{metrics:?}");
+    // The rebuilt engine passes its checks.
+    let mut stream = handle.submit(request()).unwrap();
+    assert!(matches!(stream.blocking_next(), Some(RequestOutput::Token(_))));
+    drop(stream);
+    wait_for("a passing self-check", || handle.metrics().self_checks == 2);
+    assert_eq!(handle.metrics().self_check_failures, 1);
     handle.shutdown();
     thread.join().unwrap();
 }

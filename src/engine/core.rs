@@ -73,6 +73,10 @@ pub struct EngineMetrics {
     /// Times the engine thread re-created a failed engine (set by the
     /// thread, which outlives each engine).
     pub engine_restarts: u64,
+    /// Checks of the engine's bookkeeping when it fell idle, and how many
+    /// found it broken (set by the thread).
+    pub self_checks: u64,
+    pub self_check_failures: u64,
     pub steps: u64,
     pub step_time_total: Duration,
     pub last_step_time: Duration,
@@ -97,6 +101,9 @@ impl EngineMetrics {
             requests_aborted: earlier.requests_aborted + self.requests_aborted,
             requests_failed: earlier.requests_failed + self.requests_failed,
             engine_restarts: earlier.engine_restarts + self.engine_restarts,
+            // Counted by the thread, which outlives each engine.
+            self_checks: self.self_checks,
+            self_check_failures: self.self_check_failures,
             steps: earlier.steps + self.steps,
             step_time_total: earlier.step_time_total + self.step_time_total,
             last_step_time: self.last_step_time,

@@ -80,6 +80,11 @@ pub trait StepEngine: Send + 'static {
     /// The limits `submit` checks before a request reaches the thread.
     fn scheduler_config(&self) -> &SchedulerConfig;
     fn vocab_size(&self) -> usize;
+    /// The engine's bookkeeping (blocks, ref counts, prefix-cache index)
+    /// is consistent; `Err` says what broke.
+    fn check_invariants(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 impl StepEngine for EngineCore {
@@ -103,6 +108,9 @@ impl StepEngine for EngineCore {
     }
     fn vocab_size(&self) -> usize {
         EngineCore::vocab_size(self)
+    }
+    fn check_invariants(&self) -> Result<(), String> {
+        EngineCore::check_invariants(self)
     }
 }
 
@@ -319,6 +327,11 @@ struct Worker<E: StepEngine> {
     /// When the current engine started, and restarts in a row so far.
     started: Instant,
     restarts_in_a_row: u32,
+    /// Steps ran since the last self-check.
+    stepped: bool,
+    /// Self-checks run and failed (they outlive each engine).
+    self_checks: u64,
+    self_check_failures: u64,
 }
 
 enum Flow {
@@ -343,6 +356,9 @@ impl<E: StepEngine> Worker<E> {
             earlier: EngineMetrics::default(),
             started: Instant::now(),
             restarts_in_a_row: 0,
+            stepped: false,
+            self_checks: 0,
+            self_check_failures: 0,
         }
     }
 
@@ -363,9 +379,15 @@ impl<E: StepEngine> Worker<E> {
             }
             let Some(core) = self.core.as_mut() else { continue };
             if !core.has_work() {
+                if let Some(cause) = self.self_check()
+                    && let Flow::Stop = self.fail(cause)
+                {
+                    return;
+                }
                 self.publish();
                 continue;
             }
+            self.stepped = true;
             let result = catch_unwind(AssertUnwindSafe(|| core.step()));
             let cause = match result {
                 Ok(Ok(outputs)) => {
@@ -435,12 +457,38 @@ impl<E: StepEngine> Worker<E> {
         Flow::Continue
     }
 
+    /// Each time the engine falls idle after work, its bookkeeping is
+    /// checked (cheap then: no sequences, only the block pool). A broken
+    /// invariant is a bug that would corrupt later answers, so it fails
+    /// the engine, which is rebuilt clean; `Some(cause)` then.
+    fn self_check(&mut self) -> Option<String> {
+        if !std::mem::take(&mut self.stepped) {
+            return None;
+        }
+        let core = self.core.as_ref()?;
+        self.self_checks += 1;
+        let result = catch_unwind(AssertUnwindSafe(|| core.check_invariants()));
+        let cause = match result {
+            Ok(Ok(())) => return None,
+            Ok(Err(broken)) => broken,
+            Err(panic) => format!("panic: {}", panic_detail(panic.as_ref())),
+        };
+        self.self_check_failures += 1;
+        Some(format!("the engine's self-check failed: {cause}"))
+    }
+
     /// The metrics and the waiting count as of now.
     fn publish(&self) {
-        let Some(core) = &self.core else { return };
-        let metrics = core.metrics();
+        let metrics = match &self.core {
+            Some(core) => core.metrics().after(&self.earlier),
+            None => self.earlier,
+        };
         lock(&self.shared.admission).waiting_in_engine = metrics.scheduler.num_waiting;
-        *lock(&self.shared.metrics) = metrics.after(&self.earlier);
+        *lock(&self.shared.metrics) = EngineMetrics {
+            self_checks: self.self_checks,
+            self_check_failures: self.self_check_failures,
+            ..metrics
+        };
     }
 
     /// An engine-wide failure: every open request gets the cause; then the
@@ -469,7 +517,7 @@ impl<E: StepEngine> Worker<E> {
             admission.waiting_in_engine = 0;
         }
         let Some(restart) = &self.restart else {
-            *lock(&self.shared.metrics) = self.earlier;
+            self.publish();
             return Flow::Continue;
         };
         if self.started.elapsed() >= HEALTHY_RUN {
@@ -477,7 +525,7 @@ impl<E: StepEngine> Worker<E> {
         }
         let max_restarts = restart.max_restarts;
         let mut backoff = restart.first_backoff;
-        *lock(&self.shared.metrics) = self.earlier;
+        self.publish();
         let mut last_error = cause.clone();
         while self.restarts_in_a_row < max_restarts {
             self.restarts_in_a_row += 1;
