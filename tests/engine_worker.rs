@@ -187,6 +187,12 @@ fn restarting(max_restarts: u32, broken_builds: u32) -> (EngineHandle, std::thre
     EngineHandle::spawn_with(FailingCore::new(2, Failure::Panic), options)
 }
 
+/// A request is accepted and streams a token (then its client leaves).
+fn assert_serves(handle: &EngineHandle) {
+    let mut stream = handle.submit(request()).unwrap();
+    assert!(matches!(stream.blocking_next(), Some(RequestOutput::Token(_))));
+}
+
 /// Polls until `done` or fails after 30 s.
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -218,9 +224,7 @@ fn a_failed_engine_is_rebuilt_and_serves_again() {
     wait_for("the restart", || handle.health() == Health::Ready);
     assert_eq!(handle.metrics().engine_restarts, 1);
     // Served again: a lone request streams tokens to its end.
-    let mut stream = handle.submit(request()).unwrap();
-    assert!(matches!(stream.blocking_next(), Some(RequestOutput::Token(_))));
-    drop(stream);
+    assert_serves(&handle);
     handle.shutdown();
     thread.join().unwrap();
 }
@@ -289,9 +293,7 @@ fn invalid_requests_are_refused_at_submission_naming_the_cause() {
     ));
     // None of them reached the engine: it is healthy and serves.
     assert_eq!(handle.health(), Health::Ready);
-    let mut stream = handle.submit(request()).unwrap();
-    assert!(matches!(stream.blocking_next(), Some(RequestOutput::Token(_))));
-    drop(stream);
+    assert_serves(&handle);
     handle.shutdown();
     thread.join().unwrap();
 }
@@ -327,17 +329,13 @@ fn a_failed_self_check_when_idle_rebuilds_the_engine() {
     let options = WorkerOptions { restart: Some(restart), ..WorkerOptions::default() };
     let (handle, thread) = EngineHandle::spawn_with(broken, options);
     // Work, then idle: the check runs once the client has left.
-    let mut stream = handle.submit(request()).unwrap();
-    assert!(matches!(stream.blocking_next(), Some(RequestOutput::Token(_))));
-    drop(stream);
+    assert_serves(&handle);
     wait_for("the rebuilt engine", || handle.metrics().engine_restarts == 1);
     wait_for("health", || handle.health() == Health::Ready);
     let metrics = handle.metrics();
     assert_eq!((metrics.self_checks, metrics.self_check_failures), (1, 1), "{metrics:?}");
     // The rebuilt engine passes its checks.
-    let mut stream = handle.submit(request()).unwrap();
-    assert!(matches!(stream.blocking_next(), Some(RequestOutput::Token(_))));
-    drop(stream);
+    assert_serves(&handle);
     wait_for("a passing self-check", || handle.metrics().self_checks == 2);
     assert_eq!(handle.metrics().self_check_failures, 1);
     handle.shutdown();
