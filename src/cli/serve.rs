@@ -49,6 +49,13 @@ pub struct ServeArgs {
     /// `*` for any.
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     cors_origins: Vec<String>,
+    /// A host name clients may reach the server by (the `Host` header),
+    /// besides its address and `localhost`; repeat for several, `*` to turn
+    /// the check off (behind a proxy). The check guards against DNS
+    /// rebinding; it is on by default when bound to loopback, and on a
+    /// public or all-address bind only when a name is given.
+    #[arg(long = "allowed-host", value_name = "NAME", value_parser = wgserve::server::guard::parse_allowed_host)]
+    allowed_hosts: Vec<String>,
     /// On SIGINT/SIGTERM, how long in-flight requests may run on before
     /// they are aborted (each still gets a final chunk).
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_seconds)]
@@ -127,6 +134,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState::new(ServerOptions {
         api_keys: args.api_keys.clone(),
         cors_origins: args.cors_origins.clone(),
+        bound_ip: Some(addr.ip()),
+        allowed_hosts: args.allowed_hosts.clone(),
         shutdown_grace: std::time::Duration::from_secs_f64(args.shutdown_grace),
         ..ServerOptions::default()
     });
