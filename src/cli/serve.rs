@@ -22,6 +22,7 @@ use wgserve::engine::embedding::EmbeddingHandle;
 use wgserve::engine::fault::FaultPlan;
 use wgserve::engine::worker::{EngineHandle, Health, Restart, WorkerOptions};
 use wgserve::model::loader::LoadedEncoder;
+use wgserve::server::guard::HostCheck;
 use wgserve::server::{AppState, ServedEmbedding, ServedModel, ServerOptions};
 use wgserve::text::{ChatTemplate, Tokenizer};
 
@@ -139,6 +140,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_grace: std::time::Duration::from_secs_f64(args.shutdown_grace),
         ..ServerOptions::default()
     });
+    // Off by default on a network bind: say so where the operator looks.
+    if state.host_check == HostCheck::Off && args.allowed_hosts.is_empty() {
+        eprintln!(
+            "the Host check (against DNS rebinding) is off on {}: name the hosts clients use with --allowed-host",
+            addr.ip()
+        );
+    }
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(wgserve::server::serve(listener, state.clone(), async {
         let _ = stopped.await;
