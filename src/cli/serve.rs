@@ -22,6 +22,7 @@ use wgserve::engine::embedding::EmbeddingHandle;
 use wgserve::engine::fault::FaultPlan;
 use wgserve::engine::worker::{EngineHandle, Health, Restart, WorkerOptions};
 use wgserve::model::loader::LoadedEncoder;
+use wgserve::server::guard::HostCheck;
 use wgserve::server::{AppState, ServedEmbedding, ServedModel, ServerOptions};
 use wgserve::text::{ChatTemplate, Tokenizer};
 
@@ -49,6 +50,13 @@ pub struct ServeArgs {
     /// `*` for any.
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     cors_origins: Vec<String>,
+    /// A host name clients may reach the server by (the `Host` header),
+    /// besides its address and `localhost`; repeat for several, `*` to turn
+    /// the check off (behind a proxy). The check guards against DNS
+    /// rebinding; it is on by default when bound to loopback, and on a
+    /// public or all-address bind only when a name is given.
+    #[arg(long = "allowed-host", value_name = "NAME", value_parser = wgserve::server::guard::parse_allowed_host)]
+    allowed_hosts: Vec<String>,
     /// On SIGINT/SIGTERM, how long in-flight requests may run on before
     /// they are aborted (each still gets a final chunk).
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_seconds)]
@@ -127,9 +135,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState::new(ServerOptions {
         api_keys: args.api_keys.clone(),
         cors_origins: args.cors_origins.clone(),
+        bound_ip: Some(addr.ip()),
+        allowed_hosts: args.allowed_hosts.clone(),
         shutdown_grace: std::time::Duration::from_secs_f64(args.shutdown_grace),
         ..ServerOptions::default()
     });
+    // Off by default on a network bind: say so where the operator looks.
+    if state.host_check == HostCheck::Off && args.allowed_hosts.is_empty() {
+        eprintln!(
+            "the Host check (against DNS rebinding) is off on {}: name the hosts clients use with --allowed-host",
+            addr.ip()
+        );
+    }
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(wgserve::server::serve(listener, state.clone(), async {
         let _ = stopped.await;

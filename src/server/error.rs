@@ -19,12 +19,18 @@ pub enum ApiError {
     InvalidRequest { message: String, param: Option<String> },
     #[error("{0}")]
     Unauthorized(String),
+    /// Refused whoever asks: a Host or Origin another web page could
+    /// have sent; `code` says which check refused it.
+    #[error("{message}")]
+    Forbidden { message: String, code: &'static str },
     #[error("{0}")]
     NotFound(String),
     #[error("method {method} is not allowed on {path}")]
     MethodNotAllowed { method: String, path: String, allow: String },
     #[error("the request body is larger than the limit of {limit_bytes} bytes")]
     PayloadTooLarge { limit_bytes: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// The waiting queue is full: retry after `RETRY_AFTER_SECONDS`.
     #[error("{0}")]
     TooManyRequests(String),
@@ -58,9 +64,11 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -72,9 +80,12 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest { .. } => ("invalid_request_error", None),
             ApiError::Unauthorized(_) => ("authentication_error", Some("invalid_api_key")),
+            // The type OpenAI's clients map 403 to (PermissionDeniedError).
+            ApiError::Forbidden { code, .. } => ("permission_error", Some(*code)),
             ApiError::NotFound(_) => ("invalid_request_error", Some("not_found")),
             ApiError::MethodNotAllowed { .. } => ("invalid_request_error", Some("method_not_allowed")),
             ApiError::PayloadTooLarge { .. } => ("invalid_request_error", Some("payload_too_large")),
+            ApiError::UnsupportedMediaType(_) => ("invalid_request_error", Some("unsupported_media_type")),
             // OpenAI's type and code for a rate limit.
             ApiError::TooManyRequests(_) => ("rate_limit_error", Some("rate_limit_exceeded")),
             ApiError::Internal(_) => ("server_error", None),

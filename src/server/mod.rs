@@ -16,6 +16,8 @@
 //! - [`json`]: body reading with a size limit, JSON parsing naming fields.
 //! - [`metrics`]: Prometheus metrics under vLLM's names.
 //! - [`auth`], [`cors`]: API keys and browser origins.
+//! - [`guard`]: the Host, Origin and content-type checks that keep other
+//!   web pages out, run before any route.
 //! - [`routes`]: one file per group of endpoints; handlers stay thin.
 
 pub mod accept;
@@ -25,6 +27,7 @@ pub mod cors;
 pub mod embedding;
 pub mod error;
 pub mod generation;
+pub mod guard;
 pub mod json;
 pub mod metrics;
 pub mod openai;
