@@ -33,7 +33,7 @@ fn engine(kv_cache_mib: usize, prefix_cache: bool) -> EngineCore {
     let loaded = load_model(ctx, &smollm2_path(), &options).unwrap();
     let config =
         EngineConfig { max_num_seqs: 16, max_num_batched_tokens: 256, enable_prefix_caching: prefix_cache };
-    EngineCore::new(loaded.llama, loaded.tokenizer, vec![], &config).unwrap()
+    EngineCore::new(loaded.model, loaded.tokenizer, vec![], &config).unwrap()
 }
 
 fn prompt(core: &EngineCore, text: &str) -> Vec<u32> {

@@ -9,7 +9,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
 use crate::model::ModelError;
-use crate::model::llama::{ForwardOutput, Llama, Output};
+use crate::model::causal_lm::{CausalLm, ForwardOutput, Output};
 use crate::text::{Detokenizer, TextError, Tokenizer};
 
 use super::fault::FaultPlan;
@@ -132,7 +132,7 @@ pub struct EngineCore {
 
 impl EngineCore {
     pub fn new(
-        model: Llama,
+        model: Box<dyn CausalLm>,
         tokenizer: Tokenizer,
         eos_token_ids: Vec<u32>,
         config: &EngineConfig,
@@ -144,7 +144,7 @@ impl EngineCore {
             block_size: model.block_size(),
             num_blocks: model.num_kv_blocks(),
             enable_prefix_caching: config.enable_prefix_caching,
-            max_model_len: model.config.max_position_embeddings,
+            max_model_len: model.max_model_len(),
         })?;
         Ok(Self {
             runner: ModelRunner::new(model),
@@ -157,7 +157,7 @@ impl EngineCore {
         })
     }
 
-    pub fn model(&self) -> &Llama {
+    pub fn model(&self) -> &dyn CausalLm {
         self.runner.model()
     }
 
@@ -175,7 +175,7 @@ impl EngineCore {
     }
 
     pub fn vocab_size(&self) -> usize {
-        self.model().config.vocab_size
+        self.model().vocab_size()
     }
 
     /// Queues a request, or says why it can never run.
@@ -251,7 +251,7 @@ impl EngineCore {
         let forward = self
             .runner
             .execute(&output.scheduled, if needs_logits { Output::Logits } else { Output::TokenIds })?;
-        let vocab_size = self.runner.model().config.vocab_size;
+        let vocab_size = self.runner.model().vocab_size();
         let mut outputs = Vec::new();
         let mut sampled = Vec::new();
         let mut failed = Vec::new();
