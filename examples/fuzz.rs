@@ -54,13 +54,17 @@ fn main() -> ExitCode {
         let budget = Budget { max_inputs: u64::MAX, max_time: Duration::from_secs(seconds) };
         let print = |label: &str, r: &Report| {
             println!(
-                "{label} {}: {} inputs in {:.0?}, {:.0} inputs/s, corpus {}, distinct failures {}",
+                "{label} {}: {} inputs in {:.0?}, {:.0} inputs/s, corpus {}, distinct failures {}, \
+                 largest peak {:.1} MiB (a {}-byte input), slowest {:.0?}",
                 target.name,
                 r.inputs,
                 r.elapsed,
                 r.per_second(),
                 r.corpus_len,
-                r.findings.len()
+                r.findings.len(),
+                r.max_peak.0 as f64 / (1 << 20) as f64,
+                r.max_peak.1,
+                r.slowest
             );
         };
         let report = runner::fuzz(target, seed, &budget, Duration::from_secs(10), |r| print("...", r));

@@ -42,7 +42,7 @@ fn safetensors_short_run() {
 
 #[test]
 fn tokenizer_short_run() {
-    short_run("tokenizer", 300);
+    short_run("tokenizer", 5_000);
 }
 
 #[test]
@@ -59,6 +59,47 @@ fn saved_regressions_pass() {
         }
     }
     assert!(failing.is_empty(), "regression inputs fail again:\n{}", failing.join("\n"));
+}
+
+/// Inputs far larger than the mutator makes (it stays under 64 KiB, where
+/// the fixed part of the bound dominates): each target's allocation per
+/// input byte, measured against its bound, and its time.
+#[test]
+fn large_inputs_stay_within_their_bounds() {
+    let gguf_u8_array = {
+        let count = 4usize << 20;
+        let mut raw = b"GGUF".to_vec();
+        raw.extend(3u32.to_le_bytes());
+        raw.extend(0u64.to_le_bytes()); // tensors
+        raw.extend(1u64.to_le_bytes()); // metadata entries
+        raw.extend(3u64.to_le_bytes());
+        raw.extend(b"big");
+        raw.extend(9u32.to_le_bytes()); // array
+        raw.extend(0u32.to_le_bytes()); // of u8
+        raw.extend((count as u64).to_le_bytes());
+        raw.resize(raw.len() + count, 7);
+        raw
+    };
+    let mut text = vec![1u8];
+    text.extend("Hello <|im_end|> wörld 12345, ".repeat(8 << 10).as_bytes());
+    let mut ids_body = br#"{"input": ["#.to_vec();
+    ids_body.extend("1,".repeat(1 << 20).as_bytes());
+    ids_body.extend(br#"1], "prompt": "x"}"#);
+    let cases = [("gguf", gguf_u8_array), ("tokenizer", text), ("http", ids_body)];
+    for (name, input) in cases {
+        let target = fuzz_harness::target(name).expect("a known target");
+        runner::prepare(&target);
+        let measured = runner::run_measured(&target, &input);
+        println!(
+            "{name}: {} bytes in, peak {:.1} MiB ({:.1} per input byte, bound {} + 64 MiB), {:.0?}",
+            input.len(),
+            measured.peak_bytes as f64 / (1 << 20) as f64,
+            measured.peak_bytes as f64 / input.len() as f64,
+            target.alloc_per_input_byte,
+            measured.elapsed
+        );
+        assert!(measured.result.is_ok(), "{name}: {:?}", measured.result);
+    }
 }
 
 /// The harness can fail: a panicking, an over-allocating and a property-

@@ -219,6 +219,18 @@ pub fn prepare(target: &Target) {
 
 /// Runs one input; `Ok` is the outcome's description.
 pub fn run_one(target: &Target, input: &[u8]) -> Result<String, Failure> {
+    run_measured(target, input).result
+}
+
+/// One input's outcome with what it cost.
+pub struct Measured {
+    pub result: Result<String, Failure>,
+    /// Peak bytes allocated above what was live when the input started.
+    pub peak_bytes: usize,
+    pub elapsed: Duration,
+}
+
+pub fn run_measured(target: &Target, input: &[u8]) -> Measured {
     setup();
     let id = std::thread::current().id();
     with_running(|running| {
@@ -234,7 +246,9 @@ pub fn run_one(target: &Target, input: &[u8]) -> Result<String, Failure> {
     IN_TARGET.with(|t| t.set(false));
     let elapsed = started.elapsed();
     with_running(|running| running.remove(&id));
-    let outcome = match result {
+    let result = match result {
+        Ok(Ok(_)) if peak_bytes > bound_bytes => Err(Failure::Alloc { peak_bytes, bound_bytes }),
+        Ok(Ok(_)) if elapsed > SLOW => Err(Failure::Slow(elapsed)),
         Ok(Ok(signature)) => Ok(signature),
         Ok(Err(property)) => Err(Failure::Property(property)),
         Err(_) => {
@@ -242,13 +256,7 @@ pub fn run_one(target: &Target, input: &[u8]) -> Result<String, Failure> {
             Err(Failure::Panic(msg))
         }
     };
-    if outcome.is_ok() && peak_bytes > bound_bytes {
-        return Err(Failure::Alloc { peak_bytes, bound_bytes });
-    }
-    if outcome.is_ok() && elapsed > SLOW {
-        return Err(Failure::Slow(elapsed));
-    }
-    outcome
+    Measured { result, peak_bytes, elapsed }
 }
 
 /// When to stop a run.
@@ -261,6 +269,9 @@ pub struct Report {
     pub inputs: u64,
     pub elapsed: Duration,
     pub corpus_len: usize,
+    /// The largest allocation peak of one input, and that input's size.
+    pub max_peak: (usize, usize),
+    pub slowest: Duration,
     /// One per distinct failure.
     pub findings: Vec<Finding>,
 }
@@ -285,7 +296,14 @@ pub fn fuzz(
     let num_seeds = corpus.len();
     let mut seen: HashSet<String> = HashSet::new();
     let mut failure_keys: HashSet<String> = HashSet::new();
-    let mut report = Report { inputs: 0, elapsed: Duration::ZERO, corpus_len: 0, findings: Vec::new() };
+    let mut report = Report {
+        inputs: 0,
+        elapsed: Duration::ZERO,
+        corpus_len: 0,
+        max_peak: (0, 0),
+        slowest: Duration::ZERO,
+        findings: Vec::new(),
+    };
     let mut record = |input: Vec<u8>, failure: Failure, report: &mut Report| {
         if failure_keys.insert(failure.key()) {
             let saved = save(target.name, failure.kind(), &input);
@@ -310,7 +328,10 @@ pub fn fuzz(
         let other = mutator.below(corpus.len());
         let input = mutator.mutate(&corpus[base], &corpus[other], target.dictionary);
         report.inputs += 1;
-        match run_one(target, &input) {
+        let measured = run_measured(target, &input);
+        report.max_peak = report.max_peak.max((measured.peak_bytes, input.len()));
+        report.slowest = report.slowest.max(measured.elapsed);
+        match measured.result {
             // A new kind of outcome: keep the input to mutate further.
             Ok(signature) => {
                 if corpus.len() < 4096 && seen.insert(normalize(&signature)) {
