@@ -147,9 +147,11 @@ pub struct Rendered {
 }
 
 /// Why a render failed: the template's own error, or one of our limits.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum RenderError {
+    #[error("{0:#}")]
     Template(Error),
+    #[error("{}", .0.message())]
     Limit(LimitHit),
 }
 
