@@ -40,6 +40,9 @@ impl ChatMessage {
 }
 
 /// A compiled chat template with the special tokens it may refer to.
+/// Cloning is cheap (the compiled template is shared), so a server can
+/// move a copy onto a blocking thread to render.
+#[derive(Clone)]
 pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,
