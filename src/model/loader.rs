@@ -86,7 +86,7 @@ fn hf_text(dir: &Path) -> Result<(Tokenizer, Option<ChatTemplate>), ModelError> 
     let template = match config["chat_template"].as_str() {
         Some(source) => Some(
             ChatTemplate::new(source, bos.unwrap_or_default(), eos.unwrap_or_default())
-                .map_err(text_error)?,
+                .map_err(|e| ModelError::Config(format!("tokenizer_config.json `chat_template`: {e}")))?,
         ),
         None => None,
     };

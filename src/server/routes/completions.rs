@@ -30,9 +30,15 @@ pub async fn chat(state: &Arc<AppState>, body: Bytes) -> Result<Response, ApiErr
     let params = request.sampling_params(Api::Chat)?;
     let template = model
         .chat_template
-        .as_ref()
+        .clone()
         .ok_or_else(|| ApiError::invalid("this model has no chat template", "messages"))?;
-    let text = template.render(&messages, true).map_err(|e| ApiError::invalid(e.to_string(), "messages"))?;
+    // On the blocking pool: a long chat may spend its whole fuel budget
+    // (text/template_limits.rs), which must not stall the accept loop.
+    // Hitting a limit is the request's 400 ("chat template: stopped ...").
+    let text = tokio::task::spawn_blocking(move || template.render(&messages, true))
+        .await
+        .map_err(|e| ApiError::Internal(format!("chat template task failed: {e}")))?
+        .map_err(|e| ApiError::invalid(e.to_string(), "messages"))?;
     // The template writes any special tokens the model expects.
     let prompt = encode(model, text, false).await?;
     let inputs =
