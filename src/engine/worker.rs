@@ -400,6 +400,12 @@ impl<E: StepEngine> Worker<E> {
                 Ok(Err(e)) => Some(e.to_string()),
                 Err(panic) => Some(format!("panic in an engine step: {}", panic_detail(panic.as_ref()))),
             };
+            // The step that ended the last request: check now, not when
+            // the next command wakes the thread.
+            let cause = match cause {
+                None if self.core.as_ref().is_some_and(|core| !core.has_work()) => self.self_check(),
+                cause => cause,
+            };
             self.publish();
             if let Some(cause) = cause
                 && let Flow::Stop = self.fail(cause)
