@@ -5,7 +5,8 @@
 //! model pieces it holds, for `/tokenize` and for rendering chats. The
 //! embedding model is reached the same way, through its worker's handle.
 //!
-//! - [`accept`]: accept loop and graceful shutdown.
+//! - [`accept`]: accept loop, the cap on open connections, graceful
+//!   shutdown; [`conn_timeouts`]: deadlines for slow and idle clients.
 //! - [`router`]: the one route table (404, 405, OPTIONS).
 //! - [`error`]: the one error type, rendered as OpenAI's error object.
 //! - [`body`]: the one response body type.
@@ -21,6 +22,7 @@
 pub mod accept;
 pub mod auth;
 pub mod body;
+pub mod conn_timeouts;
 pub mod cors;
 pub mod embedding;
 pub mod error;
@@ -33,5 +35,6 @@ pub mod routes;
 pub mod state;
 
 pub use accept::serve;
+pub use conn_timeouts::ConnectionTimeouts;
 pub use error::ApiError;
 pub use state::{AppState, ServedEmbedding, ServedModel, ServerOptions};
