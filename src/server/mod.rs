@@ -15,7 +15,8 @@
 //! - [`embedding`]: the embeddings request's inputs and the response
 //!   (floats or base64).
 //! - [`json`]: body reading with a size limit, JSON parsing naming fields.
-//! - [`metrics`]: Prometheus metrics under vLLM's names.
+//! - [`metrics`]: Prometheus metrics under vLLM's names;
+//!   [`process_metrics`]: the process's resident memory.
 //! - [`auth`], [`cors`]: API keys and browser origins.
 //! - [`routes`]: one file per group of endpoints; handlers stay thin.
 
@@ -30,6 +31,7 @@ pub mod generation;
 pub mod json;
 pub mod metrics;
 pub mod openai;
+pub mod process_metrics;
 pub mod router;
 pub mod routes;
 pub mod state;
