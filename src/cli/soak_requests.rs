@@ -83,12 +83,8 @@ impl Generator {
             self.num_malformed += 1;
             return malformed(self.num_malformed - 1, &self.model);
         }
-        let plan = if roll < mix.malformed_fraction + mix.disconnect_fraction {
-            Plan::DisconnectAfter(rng.random_range(0..=mix.max_tokens + 1))
-        } else {
-            Plan::Complete
-        };
-        valid(rng, &self.model, mix.max_tokens.max(1), plan)
+        let hangs_up = roll < mix.malformed_fraction + mix.disconnect_fraction;
+        valid(rng, &self.model, mix.max_tokens.max(1), hangs_up)
     }
 }
 
@@ -98,12 +94,15 @@ fn tail(rng: &mut StdRng) -> String {
     words.join(" ")
 }
 
-fn valid(rng: &mut StdRng, model: &str, max_tokens: usize, plan: Plan) -> SoakRequest {
+fn valid(rng: &mut StdRng, model: &str, max_tokens: usize, hangs_up: bool) -> SoakRequest {
     let chat = rng.random_bool(0.5);
-    let stream = matches!(plan, Plan::DisconnectAfter(_)) || rng.random_bool(0.5);
+    let stream = hangs_up || rng.random_bool(0.5);
     let n = rng.random_range(1..=2);
-    let mut body = json!({"model": model, "max_tokens": rng.random_range(1..=max_tokens), "n": n,
-        "stream": stream});
+    let max_tokens = rng.random_range(1..=max_tokens);
+    // Within the stream's events (at least one per token, more with a
+    // role chunk or `n` = 2), so that nearly every planned hang-up happens.
+    let plan = if hangs_up { Plan::DisconnectAfter(rng.random_range(0..max_tokens)) } else { Plan::Complete };
+    let mut body = json!({"model": model, "max_tokens": max_tokens, "n": n, "stream": stream});
     let prompt = format!("{SHARED_OPENING} {}", tail(rng));
     if chat {
         body["messages"] = json!([{"role": "user", "content": prompt}]);
