@@ -150,8 +150,13 @@ fn valid(rng: &mut StdRng, model: &str, max_tokens: usize, hangs_up: bool) -> So
 /// The `index`-th malformed request: one of the ways a hostile or buggy
 /// client gets a request wrong, in turn.
 fn malformed(index: usize, model: &str) -> SoakRequest {
-    let chat = |messages: Value| ("/v1/chat/completions", json!({"model": model, "messages": messages}));
-    let completion = |prompt: Value| ("/v1/completions", json!({"model": model, "prompt": prompt}));
+    // Otherwise valid, with a small `max_tokens`: wrong in one way only, so
+    // that no other check (the context, the KV cache) refuses it first.
+    let chat = |messages: Value| {
+        ("/v1/chat/completions", json!({"model": model, "messages": messages, "max_tokens": 4}))
+    };
+    let completion =
+        |prompt: Value| ("/v1/completions", json!({"model": model, "prompt": prompt, "max_tokens": 4}));
     let with = |(path, mut body): (&'static str, Value), field: &str, value: Value| {
         body[field] = value;
         (path, body)
