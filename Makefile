@@ -8,7 +8,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 WGSERVE := $(TARGET_DIR)/release/wgserve
 PROMPT ?= Explain in two sentences why the sky is blue.
 
-.PHONY: setup setup-test build lint test serve generate bench bench-embeddings soak reference embedding-reference
+.PHONY: setup setup-test build lint test serve generate bench bench-embeddings soak reference embedding-reference fuzz
 
 setup:
 	bash scripts/setup.sh
@@ -27,6 +27,14 @@ lint: setup-test
 # One test at a time: each GPU test already uses every core through lavapipe.
 test: lint
 	$(CARGO) test --release -- --test-threads=1
+
+# A long fuzz run: make fuzz TARGET=gguf SECONDS=600 (targets: gguf,
+# safetensors, tokenizer, http, all). Failing inputs land in
+# target/fuzz/failures/<target>/; `make test` runs a short seeded run.
+TARGET ?= all
+SECONDS ?= 60
+fuzz: setup
+	$(CARGO) run --release --example fuzz -- --target $(TARGET) --seconds $(SECONDS)
 
 # The HTTP server with the default model; prints its URL once loaded.
 # Extra flags: make serve SERVE_ARGS="--port 9000 --api-key KEY".

@@ -50,6 +50,12 @@ const LAYERS: &[Layer] = &[
     Layer { module: "config", uses: Uses::Only(&[]), banned_crates: &["hyper"] },
 ];
 
+/// What the engine may use of `model`: the `CausalLm` trait and its batch,
+/// never a decoder architecture (so that adding one touches no engine
+/// code). `bert` is the embedding worker's one encoder, until encoders get
+/// a trait of their own.
+const ENGINE_MODEL_API: &[&str] = &["causal_lm", "batch", "ModelError", "bert"];
+
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
     Ident(String),
@@ -410,6 +416,16 @@ fn check_source(rel_path: &str, source: &str, bin_modules: &[String]) -> Vec<Vio
             );
             found.push(violation(path.line, &path.text, why));
         }
+        if top == "engine" && path.top == "model" {
+            let item = path.text.split("model::").nth(1).unwrap_or("").split("::").next().unwrap_or("");
+            if !ENGINE_MODEL_API.contains(&item) {
+                let why = format!(
+                    "the engine drives `model::causal_lm::CausalLm`, not `model::{item}`: an architecture \
+                     must not need engine code"
+                );
+                found.push(violation(path.line, &path.text, why));
+            }
+        }
     }
     for (i, token) in tokens.iter().enumerate() {
         if let Tok::Ident(word) = &token.tok
@@ -511,6 +527,18 @@ pub(crate) fn g() {}
     let found = check("src/formats/gguf.rs", &format!("{source}use crate::text::Tokenizer;\n"));
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].line, 11);
+}
+
+#[test]
+fn flags_the_engine_naming_an_architecture() {
+    let found = check(
+        "src/engine/runner.rs",
+        "use crate::model::llama::Llama;\nuse crate::model::batch::BatchInputs;\n",
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].why.contains("CausalLm"), "{}", found[0].why);
+    assert!(check("src/engine/core.rs", "use crate::model::causal_lm::{CausalLm, Output};\n").is_empty());
+    assert!(check("src/engine/core.rs", "use crate::model::ModelError;\n").is_empty());
 }
 
 #[test]

@@ -133,15 +133,15 @@ fn inputs_that_can_never_run_are_refused_at_once() {
     let rig = Rig::new(Behaviour::Work);
     let refuse = |inputs: Vec<Vec<u32>>| rig.handle.submit(inputs).err();
     assert_eq!(refuse(vec![]), Some(EmbeddingError::NoInputs));
-    let Some(EmbeddingError::InvalidInput { index: 1, message }) = refuse(vec![vec![1], vec![]]) else {
+    let Some(EmbeddingError::InvalidInput { index: 1, message, .. }) = refuse(vec![vec![1], vec![]]) else {
         panic!("an empty input");
     };
     assert!(message.contains("at least one token"), "{message}");
-    let Some(EmbeddingError::InvalidInput { index: 0, message }) = refuse(vec![vec![1; 7]]) else {
+    let Some(EmbeddingError::InvalidInput { index: 0, message, .. }) = refuse(vec![vec![1; 7]]) else {
         panic!("a long input");
     };
     assert!(message.contains('7') && message.contains('6'), "{message}");
-    let Some(EmbeddingError::InvalidInput { index: 2, message }) =
+    let Some(EmbeddingError::InvalidInput { index: 2, position: Some(1), message }) =
         refuse(vec![vec![1], vec![2], vec![3, 100]])
     else {
         panic!("an id outside the vocabulary");

@@ -2,13 +2,16 @@
 //! same greedy tokens as running alone, whatever arrives when, with
 //! preemption and with the prefix cache; aborts free every block; seeded
 //! sampling is reproducible; stop strings split across tokens are caught;
-//! the engine thread streams, aborts on drop and rejects what cannot fit.
+//! the engine thread streams, aborts on drop and rejects what cannot fit;
+//! a request that fails in its sampler ends alone, and the others in its
+//! batch give the tokens they give alone.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use wgserve::engine::core::{EngineConfig, EngineCore};
-use wgserve::engine::request::{FinishReason, GenerateRequest, RequestOutput};
+use wgserve::engine::fault::FaultPlan;
+use wgserve::engine::request::{FinishReason, GenerateRequest, RequestError, RequestOutput};
 use wgserve::engine::sampler::SamplingParams;
 use wgserve::engine::worker::EngineHandle;
 use wgserve::gpu::GpuContext;
@@ -30,7 +33,7 @@ fn engine(kv_cache_mib: usize, prefix_cache: bool) -> EngineCore {
     let loaded = load_model(ctx, &smollm2_path(), &options).unwrap();
     let config =
         EngineConfig { max_num_seqs: 16, max_num_batched_tokens: 256, enable_prefix_caching: prefix_cache };
-    EngineCore::new(loaded.llama, loaded.tokenizer, vec![], &config).unwrap()
+    EngineCore::new(loaded.model, loaded.tokenizer, vec![], &config).unwrap()
 }
 
 fn prompt(core: &EngineCore, text: &str) -> Vec<u32> {
@@ -244,4 +247,36 @@ fn engine_thread_streams_aborts_on_drop_and_rejects_what_cannot_fit() {
     handle.shutdown();
     thread.join().unwrap();
     assert!(handle.submit(greedy(prompt_ids, 4)).is_err(), "a stopped engine accepted a request");
+}
+
+#[test]
+fn a_request_whose_sampler_panics_ends_alone_and_the_batch_goes_on() {
+    let mut core = engine(64, true);
+    let prompts = topic_prompts(&core);
+    let requests: Vec<GenerateRequest> = prompts[..4].iter().map(|p| greedy(p.clone(), 12)).collect();
+    let expected = alone(&mut core, &requests);
+    // Request 1 (ids follow the order given) panics at its 5th token,
+    // mid-batch, while the other three decode beside it.
+    core.inject_faults(FaultPlan { sampler_panic: Some((1, 4)), ..FaultPlan::default() });
+    let mut failures = Vec::new();
+    let completions = core
+        .generate_all(requests, |id, output| {
+            if let RequestOutput::Finished { error: Some(error), .. } = output {
+                failures.push((id, error.clone()));
+            }
+        })
+        .unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    let (failed_id, RequestError::Request(cause)) = &failures[0] else { panic!("{failures:?}") };
+    assert_eq!(*failed_id, 1);
+    assert!(cause.contains("injected sampler fault in request 1"), "{cause}");
+    assert_eq!(completions[1].finish_reason, Some(FinishReason::Error));
+    assert_eq!(completions[1].token_ids, expected[1][..4], "tokens before the fault are kept");
+    for i in [0, 2, 3] {
+        assert_eq!(completions[i].token_ids, expected[i], "request {i} changed by its neighbour's failure");
+        assert_eq!(completions[i].finish_reason, Some(FinishReason::Length));
+    }
+    assert_no_blocks_used(&core);
+    assert_eq!(core.metrics().requests_failed, 1);
+    core.check_invariants().unwrap();
 }

@@ -69,7 +69,7 @@ fn greedy_tokens_match_transformers_alone_and_batched() {
         .unwrap(),
     )
     .unwrap();
-    let mut core = EngineCore::new(model, tokenizer, vec![], &EngineConfig::default()).unwrap();
+    let mut core = EngineCore::new(Box::new(model), tokenizer, vec![], &EngineConfig::default()).unwrap();
     let cases = cases();
     assert!(cases.len() >= 6);
     let mut alone = Vec::new();

@@ -142,7 +142,7 @@ fn errors_are_openai_error_objects() {
     assert_eq!(param(json!({"model": MODEL, "input": "a", "dimensions": 100})), "dimensions");
     // Token ids are checked against the vocabulary and the longest input.
     let message = error(json!({"model": MODEL, "input": [[101], [101, 30522]]}), 400);
-    assert_eq!(message["param"], "input[1]");
+    assert_eq!(message["param"], "input[1][1]");
     assert!(message["message"].as_str().unwrap().contains("30522"), "{message}");
     let message = error(json!({"model": MODEL, "input": vec![1000; 257]}), 400);
     assert_eq!(message["param"], "input");

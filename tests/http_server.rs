@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 const KEY: &str = "test-key";
 const OTHER_KEY: &str = "second-key";
+const JSON: (&str, &str) = ("Content-Type", "application/json");
 
 fn start() -> Server {
     Server::start(&[
@@ -80,14 +81,15 @@ fn unknown_routes_wrong_methods_and_preflight() {
     assert_eq!(preflight.header("access-control-allow-origin"), Some("http://app.test"));
     assert_eq!(preflight.header("access-control-allow-methods"), Some("POST, OPTIONS"));
     assert!(preflight.header("access-control-allow-headers").unwrap().contains("authorization"));
-    // Allowed origins get the header on every response; others do not.
+    // Allowed origins get the header on every response; others are refused
+    // (tests/http_security.rs has the rest of the origin rules).
     let auth = format!("Bearer {KEY}");
     let allowed =
         server.request("GET", "/v1/models", &[("Authorization", &auth), ("Origin", "http://app.test")], b"");
     assert_eq!(allowed.header("access-control-allow-origin"), Some("http://app.test"));
     let other =
         server.request("GET", "/v1/models", &[("Authorization", &auth), ("Origin", "http://evil.test")], b"");
-    assert_eq!(other.status, 200);
+    assert_eq!(other.error(403)["code"], "origin_not_allowed");
     assert_eq!(other.header("access-control-allow-origin"), None);
 }
 
@@ -97,8 +99,12 @@ fn bodies_over_the_limit_and_bad_json() {
     // Refused from the declared length, before any of the body is read.
     let auth = format!("Bearer {KEY}");
     let too_big = (4 * 1024 * 1024 + 1).to_string();
-    let reply =
-        server.request("POST", "/tokenize", &[("Authorization", &auth), ("Content-Length", &too_big)], b"");
+    let reply = server.request(
+        "POST",
+        "/tokenize",
+        &[("Authorization", &auth), JSON, ("Content-Length", &too_big)],
+        b"",
+    );
     assert_eq!(reply.error(413)["code"], "payload_too_large");
     // A chunked body with no declared length is cut off at the limit too.
     let chunk = vec![b' '; 1024 * 1024];
@@ -110,11 +116,13 @@ fn bodies_over_the_limit_and_bad_json() {
     }
     body.extend_from_slice(b"0\r\n\r\n");
     let head = format!(
-        "POST /tokenize HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        "POST /tokenize HTTP/1.1\r\nHost: {}\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        server.addr
     );
     server.exchange(head.as_bytes(), &body).error(413);
 
-    let reply = server.request("POST", "/tokenize", &[("Authorization", &auth)], b"{\"prompt\": ");
+    let reply = server.request("POST", "/tokenize", &[("Authorization", &auth), JSON], b"{\"prompt\": ");
     let error = reply.error(400);
     assert_eq!(error["type"], "invalid_request_error");
     assert!(error["message"].as_str().unwrap().contains("invalid JSON"), "{error}");
@@ -188,7 +196,7 @@ fn sigterm_finishes_short_requests_aborts_long_ones_with_a_final_chunk_and_exits
     assert_eq!(server.request("GET", "/health", &[], b"").status, 200);
     // An idle keep-alive connection must not hold the shutdown up.
     let mut idle = TcpStream::connect(&server.addr).unwrap();
-    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    idle.write_all(format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr).as_bytes()).unwrap();
     let mut first = [0u8; 12];
     idle.read_exact(&mut first).unwrap();
     assert_eq!(&first, b"HTTP/1.1 200");
@@ -229,8 +237,9 @@ impl OpenStream {
         let mut stream = TcpStream::connect(&server.addr).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         let head = format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n\
-             Connection: close\r\nContent-Length: {}\r\n\r\n",
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {KEY}\r\n\
+             Content-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            server.addr,
             body.len()
         );
         stream.write_all(head.as_bytes()).unwrap();
@@ -761,7 +770,9 @@ fn a_client_that_disconnects_mid_stream_aborts_its_request() {
     let mut stream = TcpStream::connect(&server.addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Length: {}\r\n\r\n",
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        server.addr,
         body.len()
     );
     stream.write_all(head.as_bytes()).unwrap();

@@ -139,7 +139,7 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     let loaded = args.model.load()?;
-    let vocab = loaded.llama.config.vocab_size;
+    let vocab = loaded.model.vocab_size();
     let mut core = args.model.engine(loaded)?;
     // Warm-up: first dispatches of each pipeline pay for driver-side setup.
     run(&mut core, requests(1, 16, 4, vocab))?;

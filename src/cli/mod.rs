@@ -96,7 +96,7 @@ impl ModelArgs {
 
     /// The engine core around a loaded model.
     fn engine(&self, loaded: LoadedModel) -> anyhow::Result<EngineCore> {
-        Ok(EngineCore::new(loaded.llama, loaded.tokenizer, loaded.stop_token_ids, &self.engine_config())?)
+        Ok(EngineCore::new(loaded.model, loaded.tokenizer, loaded.stop_token_ids, &self.engine_config())?)
     }
 
     /// Opens the GPU and loads the model, saying what it does on stderr.

@@ -19,8 +19,10 @@ use tokio::sync::oneshot;
 
 use wgserve::engine::core::EngineCore;
 use wgserve::engine::embedding::EmbeddingHandle;
-use wgserve::engine::worker::EngineHandle;
+use wgserve::engine::fault::FaultPlan;
+use wgserve::engine::worker::{EngineHandle, Health, Restart, WorkerOptions};
 use wgserve::model::loader::LoadedEncoder;
+use wgserve::server::guard::HostCheck;
 use wgserve::server::state::DEFAULT_MAX_CONNECTIONS;
 use wgserve::server::{AppState, ConnectionTimeouts, ServedEmbedding, ServedModel, ServerOptions};
 use wgserve::text::{ChatTemplate, Tokenizer};
@@ -49,6 +51,13 @@ pub struct ServeArgs {
     /// `*` for any.
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     cors_origins: Vec<String>,
+    /// A host name clients may reach the server by (the `Host` header),
+    /// besides its address and `localhost`; repeat for several, `*` to turn
+    /// the check off (behind a proxy). The check guards against DNS
+    /// rebinding; it is on by default when bound to loopback, and on a
+    /// public or all-address bind only when a name is given.
+    #[arg(long = "allowed-host", value_name = "NAME", value_parser = wgserve::server::guard::parse_allowed_host)]
+    allowed_hosts: Vec<String>,
     /// On SIGINT/SIGTERM, how long in-flight requests may run on before
     /// they are aborted (each still gets a final chunk).
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_seconds)]
@@ -79,6 +88,27 @@ pub struct ServeArgs {
     /// directory's name.
     #[arg(long = "served-embedding-model-name", value_name = "NAME")]
     served_embedding_model_names: Vec<String>,
+    /// After an engine failure (the device, a forward pass), how many times
+    /// in a row to rebuild it (new device, model reloaded, back-off from
+    /// 1 s) before exiting with a failure for a supervisor to restart.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    max_engine_restarts: u32,
+    /// Requests that may wait for a place in the running batch; beyond,
+    /// new requests get 429 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    max_waiting_requests: usize,
+    /// Tests only: the forward pass of engine step STEP fails as a lost
+    /// device would, in the first ENGINES engines (default 1).
+    #[arg(long, value_name = "STEP[:ENGINES]", hide = true, value_parser = parse_device_fault)]
+    inject_device_fault: Option<(u64, u32)>,
+}
+
+fn parse_device_fault(text: &str) -> Result<(u64, u32), String> {
+    let (step, engines) = text.split_once(':').unwrap_or((text, "1"));
+    match (step.parse::<u64>(), engines.parse::<u32>()) {
+        (Ok(step), Ok(engines)) if step >= 1 => Ok((step, engines)),
+        _ => Err(format!("expected STEP[:ENGINES] with STEP >= 1, got `{text}`")),
+    }
 }
 
 fn parse_seconds(text: &str) -> Result<f64, String> {
@@ -124,6 +154,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState::new(ServerOptions {
         api_keys: args.api_keys.clone(),
         cors_origins: args.cors_origins.clone(),
+        bound_ip: Some(addr.ip()),
+        allowed_hosts: args.allowed_hosts.clone(),
         shutdown_grace: Duration::from_secs_f64(args.shutdown_grace),
         connection_timeouts: ConnectionTimeouts {
             header_read: limit(args.header_read_timeout),
@@ -132,6 +164,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections as usize,
         ..ServerOptions::default()
     });
+    // Off by default on a network bind: say so where the operator looks.
+    if state.host_check == HostCheck::Off && args.allowed_hosts.is_empty() {
+        eprintln!(
+            "the Host check (against DNS rebinding) is off on {}: name the hosts clients use with --allowed-host",
+            addr.ip()
+        );
+    }
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(wgserve::server::serve(listener, state.clone(), async {
         let _ = stopped.await;
@@ -157,7 +196,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             return Err(e);
         }
     };
-    let (engine, engine_thread) = EngineHandle::spawn(loaded.core);
+    let restart = Restart {
+        build: engine_builder(args.model.clone(), args.inject_device_fault),
+        max_restarts: args.max_engine_restarts,
+        first_backoff: Duration::from_secs(1),
+    };
+    let mut core = loaded.core;
+    core.inject_faults(device_fault(args.inject_device_fault, 0));
+    let options = WorkerOptions { max_waiting_requests: args.max_waiting_requests, restart: Some(restart) };
+    let (engine, engine_thread) = EngineHandle::spawn_with(core, options);
+    let mut engine_exit = pin!(tokio::task::spawn_blocking(move || engine_thread.join()));
     let names = if args.served_model_names.is_empty() { vec![loaded.name] } else { args.served_model_names };
     let embedding = loaded.encoder.map(|(encoder, name)| {
         let (handle, thread) = EmbeddingHandle::spawn(encoder.bert);
@@ -172,7 +220,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     state.set_ready(ServedModel::new(engine.clone(), loaded.tokenizer.into(), loaded.chat_template, names));
     println!("wgserve listening on http://{addr}");
 
-    signal.await;
+    tokio::select! {
+        () = &mut signal => {}
+        // The engine thread ends on its own only when a failed engine
+        // could not be rebuilt: exit non-zero for a supervisor to act.
+        _ = &mut engine_exit => {
+            let cause = match engine.health() {
+                Health::Failed(cause) => cause,
+                other => format!("the engine thread ended ({other:?})"),
+            };
+            eprintln!("the engine is down and could not be restarted: {cause}");
+            let _ = stop.send(());
+            let _ = server.await;
+            anyhow::bail!("the engine is down: {cause}");
+        }
+    }
     eprintln!(
         "shutting down: no new connections; open ones get {:?} to finish",
         state.options.shutdown_grace
@@ -180,7 +242,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = stop.send(());
     let _ = server.await;
     engine.shutdown();
-    tokio::task::spawn_blocking(move || engine_thread.join())
+    engine_exit
         .await
         .context("joining the engine thread")?
         .map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
@@ -193,6 +255,33 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     eprintln!("stopped");
     Ok(())
+}
+
+/// What rebuilds the engine after a failure: a new GPU device and the
+/// model loaded again, with the same options (so the same limits).
+fn engine_builder(
+    args: ModelArgs,
+    device_fault_plan: Option<(u64, u32)>,
+) -> Box<dyn FnMut() -> Result<EngineCore, String> + Send> {
+    let mut engines_built = 0;
+    Box::new(move || {
+        engines_built += 1;
+        let loaded = args.load().map_err(|e| format!("{e:#}"))?;
+        let mut core = args.engine(loaded).map_err(|e| format!("{e:#}"))?;
+        core.inject_faults(device_fault(device_fault_plan, engines_built));
+        Ok(core)
+    })
+}
+
+/// The `--inject-device-fault` plan for the engine with this index (0 is
+/// the first one loaded).
+fn device_fault(plan: Option<(u64, u32)>, engine_index: u32) -> FaultPlan {
+    match plan {
+        Some((step, engines)) if engine_index < engines => {
+            FaultPlan { device_failure_at_step: Some(step), ..FaultPlan::default() }
+        }
+        _ => FaultPlan::default(),
+    }
 }
 
 /// Opens the GPU, loads the model and builds the engine core on a plain

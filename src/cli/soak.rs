@@ -128,12 +128,12 @@ pub fn run(serving: &ServingArgs, args: &SoakArgs) -> anyhow::Result<()> {
         let mut generator = Generator::new(serving.seed, &model, mix);
         let warmup = generator.draw(args.warmup_requests);
         let warmup_tally = run_requests(&endpoint, warmup, concurrency).await;
-        let after_warmup = wait_until_idle(&endpoint).await?;
+        let after_warmup = wait_until_idle(&endpoint, None).await?;
         let requests = generator.draw(num_requests);
         let started = Instant::now();
         let tally = run_requests(&endpoint, requests, concurrency).await;
         let seconds = started.elapsed().as_secs_f64().max(1e-9);
-        let (end, idle_after) = match wait_until_idle(&endpoint).await {
+        let (end, idle_after) = match wait_until_idle(&endpoint, Some(&after_warmup)).await {
             Ok(end) => (end, true),
             Err(_) => (scrape(&endpoint).await?, false),
         };
@@ -286,11 +286,23 @@ struct Snapshot {
     prefix_queries: f64,
     prefix_hits: f64,
     resident_bytes: Option<f64>,
+    /// wgserve's engine checks its block accounting and prefix-cache index
+    /// each time it falls idle; these count the checks and the failures,
+    /// and the restarts a failure (or a device fault) caused.
+    self_checks: Option<f64>,
+    self_check_failures: Option<f64>,
+    engine_restarts: Option<f64>,
 }
 
 impl Snapshot {
     fn idle(&self) -> bool {
         self.running == 0.0 && self.waiting == 0.0 && self.kv_blocks_used == 0.0
+    }
+
+    /// Idle, and the engine has checked itself since `earlier` (it does
+    /// so just after it falls idle, so the first idle scrape may precede it).
+    fn idle_and_checked_since(&self, earlier: &Snapshot) -> bool {
+        self.idle() && self.self_checks.unwrap_or(0.0) > earlier.self_checks.unwrap_or(-1.0)
     }
 }
 
@@ -324,16 +336,24 @@ async fn scrape(endpoint: &Endpoint) -> anyhow::Result<Snapshot> {
         prefix_queries: get("vllm:prefix_cache_queries_total")?,
         prefix_hits: get("vllm:prefix_cache_hits_total")?,
         resident_bytes: metric(&text, "process_resident_memory_bytes"),
+        self_checks: metric(&text, "wgserve:engine_self_checks_total"),
+        self_check_failures: metric(&text, "wgserve:engine_self_check_failures_total"),
+        engine_restarts: metric(&text, "wgserve:engine_restarts_total"),
     })
 }
 
-/// Polls `/metrics` until nothing runs, waits or holds a KV block: aborts
-/// reach the engine asynchronously.
-async fn wait_until_idle(endpoint: &Endpoint) -> anyhow::Result<Snapshot> {
+/// Polls `/metrics` until nothing runs, waits or holds a KV block (aborts
+/// reach the engine asynchronously) and, on a server with self-checks,
+/// until the engine has checked itself since `since`.
+async fn wait_until_idle(endpoint: &Endpoint, since: Option<&Snapshot>) -> anyhow::Result<Snapshot> {
     let deadline = Instant::now() + IDLE_DEADLINE;
     loop {
         let snapshot = scrape(endpoint).await?;
-        if snapshot.idle() {
+        let settled = match since {
+            Some(earlier) if snapshot.self_checks.is_some() => snapshot.idle_and_checked_since(earlier),
+            _ => snapshot.idle(),
+        };
+        if settled {
             return Ok(snapshot);
         }
         if Instant::now() > deadline {
@@ -392,8 +412,7 @@ fn report(
             end.running, end.waiting, end.kv_blocks_used
         ),
     );
-    // The engine exposes no consistency check of its own over HTTP; these
-    // are what its counters must satisfy.
+    // What the counters must satisfy, whatever the server.
     let queried = end.prefix_queries - after_warmup.prefix_queries;
     let hit = end.prefix_hits - after_warmup.prefix_hits;
     check(
@@ -404,6 +423,19 @@ fn report(
             100.0 * hit / queried.max(1.0)
         ),
     );
+    match (end.self_checks, end.self_check_failures, end.engine_restarts) {
+        (Some(checks), Some(failures), Some(restarts)) => {
+            let during = checks - after_warmup.self_checks.unwrap_or(0.0);
+            check(
+                during > 0.0 && failures == 0.0 && restarts == 0.0,
+                format!(
+                    "the engine's self-check (block accounting, prefix-cache index) ran {during} times \
+                     when idle during the run, {failures} failed; {restarts} engine restarts"
+                ),
+            );
+        }
+        _ => println!("check skipped: the server reports no engine self-checks"),
+    }
     match (after_warmup.resident_bytes, end.resident_bytes) {
         (Some(before), Some(after)) => {
             let growth = 100.0 * (after - before) / before.max(1.0);

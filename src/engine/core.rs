@@ -5,31 +5,43 @@
 //! commands in and outputs out, and offline callers drive it directly.
 
 use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
 use crate::model::ModelError;
-use crate::model::llama::{ForwardOutput, Llama, Output};
+use crate::model::causal_lm::{CausalLm, ForwardOutput, Output};
 use crate::text::{Detokenizer, TextError, Tokenizer};
 
-use super::request::{FinishReason, GenerateRequest, RequestId, RequestOutput, TokenOutput, Usage};
+use super::fault::FaultPlan;
+use super::request::{
+    FinishReason, GenerateRequest, InvalidRequest, RequestError, RequestId, RequestOutput, TokenOutput, Usage,
+};
 use super::runner::ModelRunner;
-use super::sampler::{Sampler, SamplingError};
+use super::sampler::Sampler;
 use super::scheduler::{SampledToken, Scheduler, SchedulerConfig, SchedulerError, SchedulerMetrics};
 use super::sequence::Sequence;
 use super::stop::StopMatcher;
+use super::worker::panic_detail;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// The request can never run: its input is invalid or too large.
     #[error(transparent)]
-    Rejected(#[from] SchedulerError),
+    Invalid(#[from] InvalidRequest),
     #[error(transparent)]
-    InvalidParams(#[from] SamplingError),
+    Scheduler(#[from] SchedulerError),
+    #[error("{waiting} requests are waiting already, the most this server queues; retry later")]
+    QueueFull { waiting: usize },
     #[error(transparent)]
     Text(#[from] TextError),
+    #[error("injected fault: {0}")]
+    InjectedFault(String),
     #[error("the engine has failed: {0}")]
     Failed(String),
+    #[error("the engine is restarting after a failure: {0}")]
+    Restarting(String),
     #[error("the engine has stopped")]
     Stopped,
 }
@@ -56,9 +68,47 @@ pub struct EngineMetrics {
     pub generation_tokens_total: u64,
     pub requests_finished: u64,
     pub requests_aborted: u64,
+    /// Requests that failed alone (`RequestError::Request`).
+    pub requests_failed: u64,
+    /// Times the engine thread re-created a failed engine (set by the
+    /// thread, which outlives each engine).
+    pub engine_restarts: u64,
+    /// Checks of the engine's bookkeeping when it fell idle, and how many
+    /// found it broken (set by the thread).
+    pub self_checks: u64,
+    pub self_check_failures: u64,
     pub steps: u64,
     pub step_time_total: Duration,
     pub last_step_time: Duration,
+}
+
+impl EngineMetrics {
+    /// These counters on top of `earlier`'s, an engine that failed before
+    /// this one: counters keep counting across restarts, gauges are now's.
+    pub fn after(self, earlier: &EngineMetrics) -> EngineMetrics {
+        let scheduler = SchedulerMetrics {
+            prefix_cache_queries: earlier.scheduler.prefix_cache_queries
+                + self.scheduler.prefix_cache_queries,
+            prefix_cache_hits: earlier.scheduler.prefix_cache_hits + self.scheduler.prefix_cache_hits,
+            num_preemptions: earlier.scheduler.num_preemptions + self.scheduler.num_preemptions,
+            ..self.scheduler
+        };
+        EngineMetrics {
+            scheduler,
+            prompt_tokens_total: earlier.prompt_tokens_total + self.prompt_tokens_total,
+            generation_tokens_total: earlier.generation_tokens_total + self.generation_tokens_total,
+            requests_finished: earlier.requests_finished + self.requests_finished,
+            requests_aborted: earlier.requests_aborted + self.requests_aborted,
+            requests_failed: earlier.requests_failed + self.requests_failed,
+            engine_restarts: earlier.engine_restarts + self.engine_restarts,
+            // Counted by the thread, which outlives each engine.
+            self_checks: self.self_checks,
+            self_check_failures: self.self_check_failures,
+            steps: earlier.steps + self.steps,
+            step_time_total: earlier.step_time_total + self.step_time_total,
+            last_step_time: self.last_step_time,
+        }
+    }
 }
 
 struct RequestState {
@@ -77,11 +127,12 @@ pub struct EngineCore {
     eos_token_ids: Vec<u32>,
     requests: HashMap<RequestId, RequestState>,
     metrics: EngineMetrics,
+    faults: FaultPlan,
 }
 
 impl EngineCore {
     pub fn new(
-        model: Llama,
+        model: Box<dyn CausalLm>,
         tokenizer: Tokenizer,
         eos_token_ids: Vec<u32>,
         config: &EngineConfig,
@@ -93,7 +144,7 @@ impl EngineCore {
             block_size: model.block_size(),
             num_blocks: model.num_kv_blocks(),
             enable_prefix_caching: config.enable_prefix_caching,
-            max_model_len: model.config.max_position_embeddings,
+            max_model_len: model.max_model_len(),
         })?;
         Ok(Self {
             runner: ModelRunner::new(model),
@@ -102,10 +153,11 @@ impl EngineCore {
             eos_token_ids,
             requests: HashMap::new(),
             metrics: EngineMetrics::default(),
+            faults: FaultPlan::default(),
         })
     }
 
-    pub fn model(&self) -> &Llama {
+    pub fn model(&self) -> &dyn CausalLm {
         self.runner.model()
     }
 
@@ -117,10 +169,19 @@ impl EngineCore {
         self.scheduler.config()
     }
 
+    /// Faults to inject from now on (tests only; see `fault`).
+    pub fn inject_faults(&mut self, faults: FaultPlan) {
+        self.faults = faults;
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.model().vocab_size()
+    }
+
     /// Queues a request, or says why it can never run.
     pub fn add_request(&mut self, id: RequestId, request: GenerateRequest) -> Result<(), EngineError> {
+        request.validate(id, self.vocab_size(), self.scheduler.config())?;
         let params = request.params;
-        params.validate(self.model().config.vocab_size)?;
         let max_tokens = self.scheduler.config().max_tokens_for(request.prompt.len(), params.max_tokens);
         let mut seq = Sequence::new(id, request.prompt, max_tokens);
         seq.shares_prompt_with = request.shares_prompt_with;
@@ -157,11 +218,24 @@ impl EngineCore {
         self.scheduler.has_unfinished()
     }
 
+    /// The scheduler's and block manager's invariants (ref counts, free
+    /// list, prefix-cache index): `Err` says which one broke.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.scheduler.check_invariants()
+    }
+
     pub fn metrics(&self) -> EngineMetrics {
         EngineMetrics { scheduler: self.scheduler.metrics(), ..self.metrics }
     }
 
     /// Runs one step and returns what each request produced in it.
+    ///
+    /// An error returned here is engine-wide (the forward pass, the
+    /// device): every open request is lost with it. What goes wrong for
+    /// one request after the forward pass (its sampler, detokenizer, stop
+    /// checks, a panic in any of them) ends that request alone with
+    /// `RequestError::Request`; the others' tokens are as if it had never
+    /// been in the batch.
     pub fn step(&mut self) -> Result<Vec<(RequestId, RequestOutput)>, EngineError> {
         let started = Instant::now();
         let output = self.scheduler.step();
@@ -171,18 +245,18 @@ impl EngineCore {
         let needs_logits = output.scheduled.iter().any(|s| {
             s.sample && self.requests.get(&s.seq_id).is_some_and(|r| r.sampler.params().needs_logits())
         });
+        if self.faults.fails_device_at(self.metrics.steps + 1) {
+            return Err(EngineError::InjectedFault("the device was lost (injected)".into()));
+        }
         let forward = self
             .runner
             .execute(&output.scheduled, if needs_logits { Output::Logits } else { Output::TokenIds })?;
-        let vocab = self.model().config.vocab_size;
+        let vocab_size = self.runner.model().vocab_size();
         let mut outputs = Vec::new();
         let mut sampled = Vec::new();
+        let mut failed = Vec::new();
         for (row, scheduled) in output.scheduled.iter().enumerate() {
-            let (Some(seq), Some(state)) =
-                (self.scheduler.get(scheduled.seq_id), self.requests.get_mut(&scheduled.seq_id))
-            else {
-                continue;
-            };
+            let Some(seq) = self.scheduler.get(scheduled.seq_id) else { continue };
             // Prompt positions computed in this step (recomputation included).
             let prompt_part =
                 seq.prompt_len.saturating_sub(scheduled.start_position).min(scheduled.num_new_tokens());
@@ -190,52 +264,60 @@ impl EngineCore {
             if !scheduled.sample {
                 continue;
             }
-            let sampled_token = match &forward {
-                ForwardOutput::TokenIds(ids) => {
-                    super::sampler::SampledToken { id: ids[row], logprob: None, top_logprobs: Vec::new() }
+            let Some(state) = self.requests.get_mut(&scheduled.seq_id) else { continue };
+            let context =
+                SampleContext { forward: &forward, row, seq, tokenizer: &self.tokenizer, vocab_size };
+            let faults = &self.faults;
+            match catch_unwind(AssertUnwindSafe(|| {
+                faults.check_sample(seq.id, seq.num_generated());
+                next_token(state, &context)
+            })) {
+                Ok(Ok(token)) => {
+                    self.metrics.generation_tokens_total += 1;
+                    sampled.push(SampledToken {
+                        seq_id: scheduled.seq_id,
+                        token_id: token.id,
+                        finished: state.stopped,
+                    });
+                    outputs.push((scheduled.seq_id, RequestOutput::Token(token)));
                 }
-                ForwardOutput::Logits(logits) => state.sampler.sample(
-                    &logits[row * vocab..(row + 1) * vocab],
-                    seq.prompt(),
-                    seq.generated(),
-                ),
-            };
-            let token = sampled_token.id;
-            let mut text = String::new();
-            if state.stop_token_ids.contains(&token) {
-                state.stopped = true;
-            } else {
-                let delta = state.detokenizer.step(&self.tokenizer, token)?;
-                let result = state.stop.push(&delta);
-                text = result.emit;
-                state.stopped = result.stopped;
+                Ok(Err(e)) => failed.push((scheduled.seq_id, e.to_string())),
+                Err(panic) => failed.push((
+                    scheduled.seq_id,
+                    format!("panic while sampling: {}", panic_detail(panic.as_ref())),
+                )),
             }
-            self.metrics.generation_tokens_total += 1;
-            sampled.push(SampledToken { seq_id: scheduled.seq_id, token_id: token, finished: state.stopped });
-            outputs.push((
-                scheduled.seq_id,
-                RequestOutput::Token(TokenOutput {
-                    id: token,
-                    text,
-                    logprob: sampled_token.logprob,
-                    top_logprobs: sampled_token.top_logprobs,
-                }),
-            ));
         }
         for seq in self.scheduler.on_step_done(&sampled) {
-            let Some(mut state) = self.requests.remove(&seq.id) else { continue };
-            let (reason, text) = if state.stopped {
-                (FinishReason::Stop, String::new())
-            } else {
-                // Length: release what was held back for a possible stop string.
-                let tail = state.detokenizer.flush(&self.tokenizer)?;
-                let mut text = state.stop.push(&tail).emit;
-                text.push_str(&state.stop.flush());
-                (FinishReason::Length, text)
-            };
-            self.metrics.requests_finished += 1;
-            outputs
-                .push((seq.id, RequestOutput::Finished { reason, usage: usage_of(&seq), text, error: None }));
+            let Some(state) = self.requests.remove(&seq.id) else { continue };
+            match catch_unwind(AssertUnwindSafe(|| finish_text(state, &self.tokenizer))) {
+                Ok(Ok((reason, text))) => {
+                    self.metrics.requests_finished += 1;
+                    outputs.push((
+                        seq.id,
+                        RequestOutput::Finished { reason, usage: usage_of(&seq), text, error: None },
+                    ));
+                }
+                Ok(Err(e)) => {
+                    self.metrics.requests_failed += 1;
+                    outputs.push(failure(&seq, e.to_string()));
+                }
+                Err(panic) => {
+                    self.metrics.requests_failed += 1;
+                    let cause = format!("panic while finishing the text: {}", panic_detail(panic.as_ref()));
+                    outputs.push(failure(&seq, cause));
+                }
+            }
+        }
+        // After `on_step_done`: the failed request's KV (valid, computed
+        // this step) is cached like any other before its blocks are freed.
+        for (id, cause) in failed {
+            tracing::warn!(request = id, %cause, "a request failed; the others go on");
+            self.metrics.requests_failed += 1;
+            self.requests.remove(&id);
+            if let Ok(seq) = self.scheduler.abort(id) {
+                outputs.push(failure(&seq, cause));
+            }
         }
         let elapsed = started.elapsed();
         self.metrics.steps += 1;
@@ -284,6 +366,71 @@ pub struct Completion {
     pub text: String,
     pub finish_reason: Option<FinishReason>,
     pub usage: Usage,
+}
+
+/// What sampling one row needs besides the request's own state.
+struct SampleContext<'a> {
+    forward: &'a ForwardOutput,
+    row: usize,
+    seq: &'a Sequence,
+    tokenizer: &'a Tokenizer,
+    vocab_size: usize,
+}
+
+/// Samples the request's next token and runs it through the detokenizer
+/// and the stop checks.
+fn next_token(state: &mut RequestState, context: &SampleContext<'_>) -> Result<TokenOutput, EngineError> {
+    let SampleContext { forward, row, seq, tokenizer, .. } = context;
+    let sampled = match forward {
+        ForwardOutput::TokenIds(ids) => {
+            let id =
+                *ids.get(*row).ok_or_else(|| EngineError::Failed(format!("no sampled id for row {row}")))?;
+            super::sampler::SampledToken { id, logprob: None, top_logprobs: Vec::new() }
+        }
+        ForwardOutput::Logits(logits) => {
+            let vocab = context.vocab_size;
+            let row_logits = logits
+                .get(row * vocab..(row + 1) * vocab)
+                .ok_or_else(|| EngineError::Failed(format!("no logits for row {row}")))?;
+            state.sampler.sample(row_logits, seq.prompt(), seq.generated())
+        }
+    };
+    let mut text = String::new();
+    if state.stop_token_ids.contains(&sampled.id) {
+        state.stopped = true;
+    } else {
+        let delta = state.detokenizer.step(tokenizer, sampled.id)?;
+        let result = state.stop.push(&delta);
+        text = result.emit;
+        state.stopped = result.stopped;
+    }
+    Ok(TokenOutput { id: sampled.id, text, logprob: sampled.logprob, top_logprobs: sampled.top_logprobs })
+}
+
+/// The finish reason of a request the scheduler ended, and the text held
+/// back until now (a partial character, a possible stop string).
+fn finish_text(
+    mut state: RequestState,
+    tokenizer: &Tokenizer,
+) -> Result<(FinishReason, String), EngineError> {
+    if state.stopped {
+        return Ok((FinishReason::Stop, String::new()));
+    }
+    let tail = state.detokenizer.flush(tokenizer)?;
+    let mut text = state.stop.push(&tail).emit;
+    text.push_str(&state.stop.flush());
+    Ok((FinishReason::Length, text))
+}
+
+/// The last output of a request that failed on its own.
+fn failure(seq: &Sequence, cause: String) -> (RequestId, RequestOutput) {
+    let output = RequestOutput::Finished {
+        reason: FinishReason::Error,
+        usage: usage_of(seq),
+        text: String::new(),
+        error: Some(RequestError::Request(cause)),
+    };
+    (seq.id, output)
 }
 
 fn usage_of(seq: &Sequence) -> Usage {

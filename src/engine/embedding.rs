@@ -26,8 +26,9 @@ pub enum EmbeddingError {
     #[error("there is nothing to embed")]
     NoInputs,
     /// Input `index` cannot run; the message says why, with the numbers.
+    /// `position`: the offending token's place in the input, if one is.
     #[error("input {index}: {message}")]
-    InvalidInput { index: usize, message: String },
+    InvalidInput { index: usize, position: Option<usize>, message: String },
     #[error("the embedding model has failed: {0}")]
     Failed(String),
     #[error("the embedding model has stopped")]
@@ -130,7 +131,7 @@ impl EmbeddingHandle {
     pub fn submit(&self, inputs: Vec<Vec<u32>>) -> Result<EmbeddingReceiver, EmbeddingError> {
         match self.health() {
             Health::Ready => {}
-            Health::Failed(cause) => return Err(EmbeddingError::Failed(cause)),
+            Health::Failed(cause) | Health::Restarting(cause) => return Err(EmbeddingError::Failed(cause)),
             Health::Stopped => return Err(EmbeddingError::Stopped),
         }
         self.check(&inputs)?;
@@ -145,7 +146,8 @@ impl EmbeddingHandle {
         }
         let limits = &self.limits;
         for (index, input) in inputs.iter().enumerate() {
-            let invalid = |message: String| Err(EmbeddingError::InvalidInput { index, message });
+            let invalid =
+                |message: String| Err(EmbeddingError::InvalidInput { index, position: None, message });
             if input.is_empty() {
                 return invalid("an input needs at least one token".into());
             }
@@ -156,8 +158,15 @@ impl EmbeddingHandle {
                     limits.max_input_tokens
                 ));
             }
-            if let Some(&id) = input.iter().find(|&&id| id as usize >= limits.vocab_size) {
-                return invalid(format!("token id {id} is outside the vocabulary of {}", limits.vocab_size));
+            if let Some(position) = input.iter().position(|&id| id as usize >= limits.vocab_size) {
+                return Err(EmbeddingError::InvalidInput {
+                    index,
+                    position: Some(position),
+                    message: format!(
+                        "token id {} is outside the vocabulary of {}",
+                        input[position], limits.vocab_size
+                    ),
+                });
             }
         }
         Ok(())

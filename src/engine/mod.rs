@@ -13,6 +13,7 @@
 pub mod block_manager;
 pub mod core;
 pub mod embedding;
+pub mod fault;
 pub mod request;
 pub mod runner;
 pub mod sampler;

@@ -3,6 +3,7 @@
 //! exactly one final message with the finish reason and usage counts.
 
 use super::sampler::SamplingParams;
+use super::scheduler::SchedulerConfig;
 
 pub type RequestId = u64;
 
@@ -21,6 +22,47 @@ impl GenerateRequest {
     pub fn new(prompt: Vec<u32>, params: SamplingParams) -> Self {
         Self { prompt, params, shares_prompt_with: None }
     }
+
+    /// Everything the engine can check before a request is queued: the
+    /// prompt's token ids against the vocabulary, the sampling parameters'
+    /// ranges, and whether prompt and output fit the context and the KV
+    /// pool. A request that passes cannot fail the engine by its input.
+    pub fn validate(
+        &self,
+        id: RequestId,
+        vocab_size: usize,
+        limits: &SchedulerConfig,
+    ) -> Result<(), InvalidRequest> {
+        if self.prompt.is_empty() {
+            return Err(InvalidRequest::EmptyPrompt);
+        }
+        if let Some(index) = self.prompt.iter().position(|&id| id as usize >= vocab_size) {
+            return Err(InvalidRequest::TokenOutsideVocabulary {
+                index,
+                token_id: self.prompt[index],
+                vocab_size,
+            });
+        }
+        self.params.validate(vocab_size)?;
+        let max_tokens = limits.max_tokens_for(self.prompt.len(), self.params.max_tokens);
+        limits.check_fits(id, self.prompt.len(), max_tokens)?;
+        Ok(())
+    }
+}
+
+/// Why a request can never run; the server turns each into a 400 that
+/// names the field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidRequest {
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    /// `index` is the position in the prompt's token ids.
+    #[error("token id {token_id} at position {index} is outside the vocabulary of {vocab_size}")]
+    TokenOutsideVocabulary { index: usize, token_id: u32, vocab_size: usize },
+    #[error(transparent)]
+    Params(#[from] super::sampler::SamplingError),
+    #[error(transparent)]
+    DoesNotFit(#[from] super::scheduler::SchedulerError),
 }
 
 /// One generated token.
@@ -43,7 +85,7 @@ pub enum FinishReason {
     Length,
     /// Aborted by the client or by shutdown.
     Abort,
-    /// The engine failed; the message says why.
+    /// The request failed; its `RequestError` says why.
     Error,
 }
 
@@ -74,6 +116,19 @@ pub enum RequestOutput {
         reason: FinishReason,
         usage: Usage,
         text: String,
-        error: Option<String>,
+        error: Option<RequestError>,
     },
+}
+
+/// Why a request ended with `FinishReason::Error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// This request alone failed (in its sampling, detokenization or stop
+    /// checks); the others in its batch ran on unaffected.
+    #[error("the request failed: {0}")]
+    Request(String),
+    /// The engine failed (the device or a forward pass): every request open
+    /// at that moment ends with this, and the engine restarts if it may.
+    #[error("the engine failed: {0}")]
+    Engine(String),
 }

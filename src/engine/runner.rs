@@ -4,21 +4,21 @@
 
 use crate::model::ModelError;
 use crate::model::batch::BatchInputs;
-use crate::model::llama::{ForwardOutput, Llama, Output};
+use crate::model::causal_lm::{CausalLm, ForwardOutput, Output};
 
 use super::scheduler::ScheduledSeq;
 
 pub struct ModelRunner {
-    model: Llama,
+    model: Box<dyn CausalLm>,
 }
 
 impl ModelRunner {
-    pub fn new(model: Llama) -> Self {
+    pub fn new(model: Box<dyn CausalLm>) -> Self {
         Self { model }
     }
 
-    pub fn model(&self) -> &Llama {
-        &self.model
+    pub fn model(&self) -> &dyn CausalLm {
+        self.model.as_ref()
     }
 
     /// Row `i` of the output belongs to `scheduled[i]` (sampled at its last

@@ -24,6 +24,16 @@ pub const GREEDY_TEMPERATURE: f32 = 1e-5;
 /// The most alternatives per position the OpenAI API lets a client ask for.
 pub const MAX_TOP_LOGPROBS: usize = 20;
 
+/// Stop strings a request may give, and their longest length in bytes:
+/// each generated token is matched against all of them on the engine
+/// thread, so an unbounded list would slow every request in the batch.
+/// (OpenAI takes 4; vLLM users send a few more.)
+pub const MAX_STOP_STRINGS: usize = 16;
+pub const MAX_STOP_STRING_BYTES: usize = 1024;
+
+/// Stop token ids a request may give, for the same reason.
+pub const MAX_STOP_TOKEN_IDS: usize = 1024;
+
 /// A sampling parameter out of range; `param` is the request field's name
 /// (what the OpenAI error object reports as `param`).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -159,6 +169,24 @@ impl SamplingParams {
         }
         if self.stop.iter().any(String::is_empty) {
             return Err(SamplingError::new("stop", "stop strings must not be empty"));
+        }
+        if self.stop.len() > MAX_STOP_STRINGS {
+            return Err(SamplingError::new(
+                "stop",
+                format!("at most {MAX_STOP_STRINGS} stop strings, got {}", self.stop.len()),
+            ));
+        }
+        if let Some(long) = self.stop.iter().find(|s| s.len() > MAX_STOP_STRING_BYTES) {
+            return Err(SamplingError::new(
+                "stop",
+                format!("a stop string may be at most {MAX_STOP_STRING_BYTES} bytes, got {}", long.len()),
+            ));
+        }
+        if self.stop_token_ids.len() > MAX_STOP_TOKEN_IDS {
+            return Err(SamplingError::new(
+                "stop_token_ids",
+                format!("at most {MAX_STOP_TOKEN_IDS} stop token ids, got {}", self.stop_token_ids.len()),
+            ));
         }
         Ok(())
     }
@@ -833,6 +861,9 @@ mod tests {
             ("max_tokens", with(|p| p.max_tokens = Some(0))),
             ("stop_token_ids", with(|p| p.stop_token_ids = vec![100])),
             ("stop", with(|p| p.stop = vec![String::new()])),
+            ("stop", with(|p| p.stop = vec!["x".into(); MAX_STOP_STRINGS + 1])),
+            ("stop", with(|p| p.stop = vec!["x".repeat(MAX_STOP_STRING_BYTES + 1)])),
+            ("stop_token_ids", with(|p| p.stop_token_ids = vec![1; MAX_STOP_TOKEN_IDS + 1])),
         ];
         for (field, params) in cases {
             let error = params.validate(vocab).expect_err(field);

@@ -4,9 +4,18 @@
 //! `EngineCore`). Callers send commands and read their own request's output
 //! stream (one request, many responses, decoupled from the call that
 //! submitted it). Dropping a stream aborts its request; its blocks are
-//! freed before the next step. A failure in a step, an error or a panic,
-//! is recorded with its first cause, sent to every open stream, and makes
-//! the engine unhealthy; nothing waits forever.
+//! freed before the next step.
+//!
+//! Failure containment: `submit` refuses what can never run (invalid
+//! input, too long, a full waiting queue) before it reaches the thread; a
+//! request that fails inside a step ends alone (the core sees to that).
+//! Only an engine-wide failure, an error or a panic out of a step (the
+//! device, the forward pass), reaches every open stream with its cause and
+//! makes the engine unhealthy. With a `Restart`, the thread then drops the
+//! engine and builds a new one (a new device, the model reloaded) with
+//! back-off, and serves again; when the restarts are spent it ends, and
+//! its owner (the server) exits so that a supervisor can restart the
+//! process. Nothing waits forever.
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -14,17 +23,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use super::core::{EngineCore, EngineError, EngineMetrics};
-use super::request::{FinishReason, GenerateRequest, RequestId, RequestOutput, Usage};
+use super::request::{FinishReason, GenerateRequest, RequestError, RequestId, RequestOutput, Usage};
 use super::scheduler::SchedulerConfig;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
     Ready,
-    /// The first cause of the failure.
+    /// The engine failed with this first cause and is being rebuilt.
+    Restarting(String),
+    /// The first cause of the failure; no restart will follow.
     Failed(String),
     Stopped,
 }
@@ -38,6 +50,23 @@ enum Command {
 struct Shared {
     health: Mutex<Health>,
     metrics: Mutex<EngineMetrics>,
+    admission: Mutex<Admission>,
+}
+
+/// How many requests wait, counted so that `submit` can bound it without
+/// asking the engine thread: the engine's waiting queue as of its last
+/// look, plus the submissions it has not taken from the channel yet.
+#[derive(Debug, Default)]
+struct Admission {
+    submitted: u64,
+    taken: u64,
+    waiting_in_engine: usize,
+}
+
+impl Admission {
+    fn waiting(&self) -> usize {
+        self.waiting_in_engine + (self.submitted - self.taken) as usize
+    }
 }
 
 /// What the engine thread drives: `EngineCore`, or a stand-in in tests
@@ -51,6 +80,11 @@ pub trait StepEngine: Send + 'static {
     /// The limits `submit` checks before a request reaches the thread.
     fn scheduler_config(&self) -> &SchedulerConfig;
     fn vocab_size(&self) -> usize;
+    /// The engine's bookkeeping (blocks, ref counts, prefix-cache index)
+    /// is consistent; `Err` says what broke.
+    fn check_invariants(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 impl StepEngine for EngineCore {
@@ -73,9 +107,46 @@ impl StepEngine for EngineCore {
         EngineCore::scheduler_config(self)
     }
     fn vocab_size(&self) -> usize {
-        self.model().config.vocab_size
+        EngineCore::vocab_size(self)
+    }
+    fn check_invariants(&self) -> Result<(), String> {
+        EngineCore::check_invariants(self)
     }
 }
+
+/// How the engine thread runs its engine.
+pub struct WorkerOptions<E> {
+    /// `submit` refuses a request (`QueueFull`) while this many wait.
+    pub max_waiting_requests: usize,
+    /// How to rebuild a failed engine; `None`: a failure is final.
+    pub restart: Option<Restart<E>>,
+}
+
+impl<E> Default for WorkerOptions<E> {
+    fn default() -> Self {
+        Self { max_waiting_requests: usize::MAX, restart: None }
+    }
+}
+
+/// Rebuilding a failed engine, a bounded number of times.
+pub struct Restart<E> {
+    /// A fresh engine: a new device, the model loaded again. The rebuilt
+    /// engine must take the same requests (same limits and vocabulary):
+    /// the handle checked them against the first one.
+    pub build: Box<dyn FnMut() -> Result<E, String> + Send>,
+    /// Restarts in a row (failures less than `HEALTHY_RUN` apart) before
+    /// the thread gives up.
+    pub max_restarts: u32,
+    /// The wait before the first attempt; it doubles with each attempt.
+    pub first_backoff: Duration,
+}
+
+/// A failure this long after the last (re)start begins a new series of
+/// restarts: a device lost once a week must not add up to giving up.
+const HEALTHY_RUN: Duration = Duration::from_secs(300);
+
+/// The longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Cheap to clone; every clone talks to the same engine thread.
 #[derive(Clone)]
@@ -85,6 +156,7 @@ pub struct EngineHandle {
     next_id: Arc<AtomicU64>,
     scheduler_config: SchedulerConfig,
     vocab_size: usize,
+    max_waiting_requests: usize,
 }
 
 /// The outputs of one request. Dropping it before the final output aborts
@@ -155,42 +227,61 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl EngineHandle {
-    /// Starts the engine thread around `core`.
+    /// Starts the engine thread around `core`; a failure is final.
     pub fn spawn<E: StepEngine>(core: E) -> (EngineHandle, JoinHandle<()>) {
+        Self::spawn_with(core, WorkerOptions::default())
+    }
+
+    /// Starts the engine thread around `core`. The thread ends on
+    /// `shutdown`, or when a failed engine cannot be rebuilt.
+    pub fn spawn_with<E: StepEngine>(core: E, options: WorkerOptions<E>) -> (EngineHandle, JoinHandle<()>) {
         let (commands, receiver) = std_mpsc::channel();
-        let shared =
-            Arc::new(Shared { health: Mutex::new(Health::Ready), metrics: Mutex::new(core.metrics()) });
+        let shared = Arc::new(Shared {
+            health: Mutex::new(Health::Ready),
+            metrics: Mutex::new(core.metrics()),
+            admission: Mutex::new(Admission::default()),
+        });
         let handle = EngineHandle {
             commands,
             shared: shared.clone(),
             next_id: Arc::new(AtomicU64::new(1)),
             scheduler_config: core.scheduler_config().clone(),
             vocab_size: core.vocab_size(),
+            max_waiting_requests: options.max_waiting_requests,
         };
         let thread = std::thread::Builder::new()
             .name("wgserve-engine".into())
-            .spawn(move || run(core, receiver, shared))
+            .spawn(move || Worker::new(core, receiver, shared, options.restart).run())
             .unwrap_or_else(|e| panic!("cannot start the engine thread: {e}"));
         (handle, thread)
     }
 
     /// Queues a request and returns its output stream, or says at once why
-    /// it can never run.
+    /// it cannot run: invalid input, too long, the engine unavailable, or
+    /// the waiting queue full.
     pub fn submit(&self, request: GenerateRequest) -> Result<RequestStream, EngineError> {
         match self.health() {
             Health::Ready => {}
+            Health::Restarting(cause) => return Err(EngineError::Restarting(cause)),
             Health::Failed(cause) => return Err(EngineError::Failed(cause)),
             Health::Stopped => return Err(EngineError::Stopped),
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        request.params.validate(self.vocab_size)?;
-        let max_tokens =
-            self.scheduler_config.max_tokens_for(request.prompt.len(), request.params.max_tokens);
-        self.scheduler_config.check_fits(id, request.prompt.len(), max_tokens)?;
+        request.validate(id, self.vocab_size, &self.scheduler_config)?;
         let (output, receiver) = mpsc::unbounded_channel();
-        self.commands
-            .send(Command::Submit { id, request: Box::new(request), output })
-            .map_err(|_| EngineError::Stopped)?;
+        {
+            // Held across the send, so that the thread cannot take this
+            // submission before it is counted.
+            let mut admission = lock(&self.shared.admission);
+            let waiting = admission.waiting();
+            if waiting >= self.max_waiting_requests {
+                return Err(EngineError::QueueFull { waiting });
+            }
+            self.commands
+                .send(Command::Submit { id, request: Box::new(request), output })
+                .map_err(|_| EngineError::Stopped)?;
+            admission.submitted += 1;
+        }
         Ok(RequestStream { id, receiver, commands: self.commands.clone(), finished: false })
     }
 
@@ -215,105 +306,315 @@ impl EngineHandle {
     pub fn scheduler_config(&self) -> &SchedulerConfig {
         &self.scheduler_config
     }
+
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
 }
 
-/// The engine thread's loop: commands in, one step, outputs out.
-fn run<E: StepEngine>(mut core: E, commands: std_mpsc::Receiver<Command>, shared: Arc<Shared>) {
-    let mut streams: HashMap<RequestId, mpsc::UnboundedSender<RequestOutput>> = HashMap::new();
-    let mut failure: Option<String> = None;
-    loop {
-        // Idle: sleep until a command arrives. Busy: take what is queued.
-        let mut pending = Vec::new();
-        if !core.has_work() || failure.is_some() {
-            match commands.recv() {
-                Ok(command) => pending.push(command),
-                Err(_) => break,
+/// The engine thread: commands in, one step, outputs out; and after an
+/// engine-wide failure, the restarts.
+struct Worker<E: StepEngine> {
+    core: Option<E>,
+    commands: std_mpsc::Receiver<Command>,
+    shared: Arc<Shared>,
+    streams: HashMap<RequestId, mpsc::UnboundedSender<RequestOutput>>,
+    restart: Option<Restart<E>>,
+    /// Set while no engine runs: the cause, for submissions meanwhile.
+    failure: Option<String>,
+    /// Counters of the engines that failed before this one.
+    earlier: EngineMetrics,
+    /// When the current engine started, and restarts in a row so far.
+    started: Instant,
+    restarts_in_a_row: u32,
+    /// Steps ran since the last self-check.
+    stepped: bool,
+    /// Self-checks run and failed (they outlive each engine).
+    self_checks: u64,
+    self_check_failures: u64,
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+impl<E: StepEngine> Worker<E> {
+    fn new(
+        core: E,
+        commands: std_mpsc::Receiver<Command>,
+        shared: Arc<Shared>,
+        restart: Option<Restart<E>>,
+    ) -> Self {
+        Self {
+            core: Some(core),
+            commands,
+            shared,
+            streams: HashMap::new(),
+            restart,
+            failure: None,
+            earlier: EngineMetrics::default(),
+            started: Instant::now(),
+            restarts_in_a_row: 0,
+            stepped: false,
+            self_checks: 0,
+            self_check_failures: 0,
+        }
+    }
+
+    fn run(mut self) {
+        loop {
+            let busy = self.core.as_ref().is_some_and(StepEngine::has_work);
+            // Idle: sleep until a command arrives. Busy: take what is queued.
+            let mut pending = Vec::new();
+            if !busy {
+                match self.commands.recv() {
+                    Ok(command) => pending.push(command),
+                    Err(_) => return,
+                }
+            }
+            pending.extend(self.commands.try_iter());
+            if let Flow::Stop = self.handle_commands(pending) {
+                return;
+            }
+            let Some(core) = self.core.as_mut() else { continue };
+            if !core.has_work() {
+                if let Some(cause) = self.self_check()
+                    && let Flow::Stop = self.fail(cause)
+                {
+                    return;
+                }
+                self.publish();
+                continue;
+            }
+            self.stepped = true;
+            let result = catch_unwind(AssertUnwindSafe(|| core.step()));
+            let cause = match result {
+                Ok(Ok(outputs)) => {
+                    // Before the outputs: a client that saw its request end
+                    // finds it counted.
+                    self.publish();
+                    self.route(outputs);
+                    None
+                }
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(panic) => Some(format!("panic in an engine step: {}", panic_detail(panic.as_ref()))),
+            };
+            // The step that ended the last request: check now, not when
+            // the next command wakes the thread.
+            let cause = match cause {
+                None if self.core.as_ref().is_some_and(|core| !core.has_work()) => self.self_check(),
+                cause => cause,
+            };
+            self.publish();
+            if let Some(cause) = cause
+                && let Flow::Stop = self.fail(cause)
+            {
+                return;
             }
         }
-        pending.extend(commands.try_iter());
-        for command in pending {
+    }
+
+    fn handle_commands(&mut self, commands: Vec<Command>) -> Flow {
+        let mut taken = 0;
+        for command in commands {
             match command {
                 Command::Submit { id, request, output } => {
-                    if let Some(cause) = &failure {
-                        let _ = output.send(error_output(cause));
-                    } else if let Err(e) = core.add_request(id, *request) {
-                        let _ = output.send(error_output(&e.to_string()));
-                    } else {
-                        streams.insert(id, output);
+                    taken += 1;
+                    let added = match (&mut self.core, &self.failure) {
+                        (Some(core), None) => {
+                            core.add_request(id, *request).map_err(|e| RequestError::Request(e.to_string()))
+                        }
+                        (_, Some(cause)) => Err(RequestError::Engine(cause.clone())),
+                        (None, None) => Err(RequestError::Engine("the engine is not running".into())),
+                    };
+                    match added {
+                        Ok(()) => {
+                            self.streams.insert(id, output);
+                        }
+                        Err(error) => {
+                            let _ = output.send(error_output(error));
+                        }
                     }
                 }
                 Command::Abort(id) => {
-                    if let Some(stream) = streams.remove(&id)
-                        && let Some(output) = core.abort(id)
+                    if let Some(stream) = self.streams.remove(&id)
+                        && let Some(output) = self.core.as_mut().and_then(|core| core.abort(id))
                     {
                         let _ = stream.send(output);
                     }
                 }
                 Command::Shutdown => {
-                    for (id, stream) in streams.drain() {
-                        if let Some(output) = core.abort(id) {
+                    for (id, stream) in std::mem::take(&mut self.streams) {
+                        if let Some(output) = self.core.as_mut().and_then(|core| core.abort(id)) {
                             let _ = stream.send(output);
                         }
                     }
-                    *lock(&shared.health) = Health::Stopped;
-                    *lock(&shared.metrics) = core.metrics();
-                    return;
+                    *lock(&self.shared.health) = Health::Stopped;
+                    self.publish();
+                    return Flow::Stop;
                 }
             }
         }
-        if failure.is_some() || !core.has_work() {
-            *lock(&shared.metrics) = core.metrics();
-            continue;
+        let mut admission = lock(&self.shared.admission);
+        admission.taken += taken;
+        admission.waiting_in_engine =
+            self.core.as_ref().map_or(0, |core| core.metrics().scheduler.num_waiting);
+        Flow::Continue
+    }
+
+    /// Each time the engine falls idle after work, its bookkeeping is
+    /// checked (cheap then: no sequences, only the block pool). A broken
+    /// invariant is a bug that would corrupt later answers, so it fails
+    /// the engine, which is rebuilt clean; `Some(cause)` then.
+    fn self_check(&mut self) -> Option<String> {
+        if !std::mem::take(&mut self.stepped) {
+            return None;
         }
-        let result = catch_unwind(AssertUnwindSafe(|| core.step()));
+        let core = self.core.as_ref()?;
+        self.self_checks += 1;
+        let result = catch_unwind(AssertUnwindSafe(|| core.check_invariants()));
         let cause = match result {
-            Ok(Ok(outputs)) => {
-                // Before the outputs: a client that saw its request end
-                // finds it counted.
-                *lock(&shared.metrics) = core.metrics();
-                route(&mut core, &mut streams, outputs);
-                None
-            }
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(panic) => Some(format!("panic in an engine step: {}", panic_detail(panic.as_ref()))),
+            Ok(Ok(())) => return None,
+            Ok(Err(broken)) => broken,
+            Err(panic) => format!("panic: {}", panic_detail(panic.as_ref())),
         };
-        if let Some(cause) = cause {
-            tracing::error!(%cause, "engine step failed; failing every open request");
-            *lock(&shared.health) = Health::Failed(cause.clone());
-            for (_, stream) in streams.drain() {
-                let _ = stream.send(error_output(&cause));
+        self.self_check_failures += 1;
+        Some(format!("the engine's self-check failed: {cause}"))
+    }
+
+    /// The metrics and the waiting count as of now.
+    fn publish(&self) {
+        let metrics = match &self.core {
+            Some(core) => core.metrics().after(&self.earlier),
+            None => self.earlier,
+        };
+        lock(&self.shared.admission).waiting_in_engine = metrics.scheduler.num_waiting;
+        *lock(&self.shared.metrics) = EngineMetrics {
+            self_checks: self.self_checks,
+            self_check_failures: self.self_check_failures,
+            ..metrics
+        };
+    }
+
+    /// An engine-wide failure: every open request gets the cause; then the
+    /// engine is rebuilt if it may be.
+    fn fail(&mut self, cause: String) -> Flow {
+        tracing::error!(%cause, "engine step failed; failing every open request");
+        // Health first: a client that sees its request fail finds the
+        // engine unhealthy.
+        *lock(&self.shared.health) = match &self.restart {
+            Some(_) => Health::Restarting(cause.clone()),
+            None => Health::Failed(cause.clone()),
+        };
+        for (_, stream) in self.streams.drain() {
+            let _ = stream.send(error_output(RequestError::Engine(cause.clone())));
+        }
+        if let Some(core) = self.core.take() {
+            // Counters go on from here in the next engine; the dead one's
+            // queue and blocks are gone with it.
+            let mut last = core.metrics().after(&self.earlier);
+            last.scheduler = Default::default();
+            self.earlier = last;
+        }
+        self.failure = Some(cause.clone());
+        {
+            let mut admission = lock(&self.shared.admission);
+            admission.waiting_in_engine = 0;
+        }
+        let Some(restart) = &self.restart else {
+            self.publish();
+            return Flow::Continue;
+        };
+        if self.started.elapsed() >= HEALTHY_RUN {
+            self.restarts_in_a_row = 0;
+        }
+        let max_restarts = restart.max_restarts;
+        let mut backoff = restart.first_backoff;
+        self.publish();
+        let mut last_error = cause.clone();
+        while self.restarts_in_a_row < max_restarts {
+            self.restarts_in_a_row += 1;
+            tracing::warn!(
+                attempt = self.restarts_in_a_row,
+                max_restarts,
+                "restarting the engine in {backoff:?}"
+            );
+            if let Flow::Stop = self.wait(backoff) {
+                return Flow::Stop;
             }
-            failure = Some(cause);
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            let Some(restart) = &mut self.restart else { break };
+            match catch_unwind(AssertUnwindSafe(|| (restart.build)())) {
+                Ok(Ok(core)) => {
+                    self.core = Some(core);
+                    self.failure = None;
+                    self.started = Instant::now();
+                    self.earlier.engine_restarts += 1;
+                    tracing::warn!("the engine restarted after: {cause}");
+                    self.publish();
+                    *lock(&self.shared.health) = Health::Ready;
+                    return Flow::Continue;
+                }
+                Ok(Err(e)) => last_error = e,
+                Err(panic) => {
+                    last_error = format!("panic while rebuilding: {}", panic_detail(panic.as_ref()))
+                }
+            }
+            tracing::error!(cause = %last_error, "the engine could not be rebuilt");
         }
-        *lock(&shared.metrics) = core.metrics();
+        let cause = format!("{cause} (gave up after {max_restarts} restarts in a row; last: {last_error})");
+        tracing::error!(%cause, "the engine is down for good");
+        *lock(&self.shared.health) = Health::Failed(cause);
+        Flow::Stop
+    }
+
+    /// Sleeps for `duration` while answering commands: submissions get the
+    /// failure, a shutdown ends the wait.
+    fn wait(&mut self, duration: Duration) -> Flow {
+        let deadline = Instant::now() + duration;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Flow::Continue;
+            }
+            match self.commands.recv_timeout(left) {
+                Ok(command) => {
+                    if let Flow::Stop = self.handle_commands(vec![command]) {
+                        return Flow::Stop;
+                    }
+                }
+                Err(std_mpsc::RecvTimeoutError::Timeout) => return Flow::Continue,
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => return Flow::Stop,
+            }
+        }
+    }
+
+    /// Sends each output to its stream; a stream whose reader is gone
+    /// aborts its request at once, so its blocks are free for the next step.
+    fn route(&mut self, outputs: Vec<(RequestId, RequestOutput)>) {
+        for (id, output) in outputs {
+            let last = matches!(output, RequestOutput::Finished { .. });
+            let delivered = self.streams.get(&id).is_some_and(|stream| stream.send(output).is_ok());
+            if last || !delivered {
+                self.streams.remove(&id);
+            }
+            if !delivered
+                && !last
+                && let Some(core) = self.core.as_mut()
+            {
+                core.abort(id);
+            }
+        }
     }
 }
 
-/// Sends each output to its stream; a stream whose reader is gone aborts
-/// its request at once, so its blocks are free for the next step.
-fn route<E: StepEngine>(
-    core: &mut E,
-    streams: &mut HashMap<RequestId, mpsc::UnboundedSender<RequestOutput>>,
-    outputs: Vec<(RequestId, RequestOutput)>,
-) {
-    for (id, output) in outputs {
-        let last = matches!(output, RequestOutput::Finished { .. });
-        let delivered = streams.get(&id).is_some_and(|stream| stream.send(output).is_ok());
-        if last || !delivered {
-            streams.remove(&id);
-        }
-        if !delivered && !last {
-            core.abort(id);
-        }
-    }
-}
-
-fn error_output(cause: &str) -> RequestOutput {
+fn error_output(error: RequestError) -> RequestOutput {
     RequestOutput::Finished {
         reason: FinishReason::Error,
         usage: Usage::default(),
         text: String::new(),
-        error: Some(cause.to_string()),
+        error: Some(error),
     }
 }
 

@@ -1,6 +1,6 @@
 //! One step's inputs for the forward pass: a varlen batch of sequences,
 //! each with its new tokens, their positions and cache slots, and its
-//! block table. Built by the engine, consumed by `Llama::forward`. And the
+//! block table. Built by the engine, consumed by `CausalLm::forward`. And the
 //! encoder's batch of whole sequences, consumed by `Bert::forward`.
 
 /// Token `i` of the batch belongs to sequence `token_seq[i]`, sits at

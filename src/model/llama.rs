@@ -23,27 +23,12 @@ use crate::gpu::{GpuBuffer, GpuContext, KernelKey, PipelineCache, ReadbackBuffer
 
 use super::batch::BatchInputs;
 use super::bound::Bound;
+pub use super::causal_lm::{CausalLm, ForwardOutput, Output};
 use super::config::{LlamaConfig, RopeStyle};
 use super::matmul::{GpuMatrix, MatmulOp};
 use super::source::WeightSource;
 use super::weights::{concat_rows, pack_matrix, to_f32_vec};
 use super::{LoadOptions, ModelError};
-
-/// What a forward pass reads back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
-    /// The greedy next token of each sequence (argmax on the GPU).
-    TokenIds,
-    /// The logits of each sequence's sampled position.
-    Logits,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ForwardOutput {
-    TokenIds(Vec<u32>),
-    /// [num_seqs, vocab_size]
-    Logits(Vec<f32>),
-}
 
 struct Layer {
     attn_norm: Bound,
@@ -476,5 +461,32 @@ impl Llama {
             return fail("a sample index is outside the batch".into());
         }
         Ok(())
+    }
+}
+
+impl CausalLm for Llama {
+    fn forward(&self, batch: &BatchInputs, output: Output) -> Result<ForwardOutput, ModelError> {
+        Llama::forward(self, batch, output)
+    }
+    fn options(&self) -> &LoadOptions {
+        Llama::options(self)
+    }
+    fn block_size(&self) -> usize {
+        Llama::block_size(self)
+    }
+    fn num_kv_blocks(&self) -> usize {
+        Llama::num_kv_blocks(self)
+    }
+    fn vocab_size(&self) -> usize {
+        self.config.vocab_size
+    }
+    fn max_model_len(&self) -> usize {
+        self.config.max_position_embeddings
+    }
+    fn matmul_weight_bytes(&self) -> u64 {
+        Llama::matmul_weight_bytes(self)
+    }
+    fn gpu(&self) -> &GpuContext {
+        Llama::gpu(self)
     }
 }

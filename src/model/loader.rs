@@ -10,13 +10,14 @@ use crate::gpu::GpuContext;
 use crate::text::{ChatTemplate, Tokenizer};
 
 use super::bert::{Bert, EncoderOptions};
+use super::causal_lm::CausalLm;
 use super::llama::Llama;
 use super::source::WeightSource;
 use super::vocab::{bpe_vocab_from_gguf, chat_template_from_gguf};
 use super::{LoadOptions, ModelError};
 
 pub struct LoadedModel {
-    pub llama: Llama,
+    pub model: Box<dyn CausalLm>,
     pub tokenizer: Tokenizer,
     pub chat_template: Option<ChatTemplate>,
     /// End-of-generation ids: EOS and the other end-of-turn control tokens.
@@ -51,7 +52,7 @@ pub fn load_model(
         }
     }
     let name = path.file_stem().map_or_else(|| "model".to_string(), |s| s.to_string_lossy().into_owned());
-    Ok(LoadedModel { llama, tokenizer, chat_template, stop_token_ids, name })
+    Ok(LoadedModel { model: Box::new(llama), tokenizer, chat_template, stop_token_ids, name })
 }
 
 fn text_error(e: crate::text::TextError) -> ModelError {
@@ -85,7 +86,7 @@ fn hf_text(dir: &Path) -> Result<(Tokenizer, Option<ChatTemplate>), ModelError> 
     let template = match config["chat_template"].as_str() {
         Some(source) => Some(
             ChatTemplate::new(source, bos.unwrap_or_default(), eos.unwrap_or_default())
-                .map_err(text_error)?,
+                .map_err(|e| ModelError::Config(format!("tokenizer_config.json `chat_template`: {e}")))?,
         ),
         None => None,
     };

@@ -6,6 +6,7 @@ pub mod batch;
 pub mod bert;
 pub mod bert_config;
 pub mod bound;
+pub mod causal_lm;
 pub mod config;
 pub mod llama;
 pub mod loader;

@@ -20,14 +20,18 @@ impl Cors {
         Self { origins }
     }
 
+    /// Whether `origin` (an `Origin` header's text) was configured.
+    pub fn allows(&self, origin: &str) -> bool {
+        self.origins.iter().any(|o| o == "*" || o.trim_end_matches('/') == origin)
+    }
+
     /// The `Access-Control-Allow-Origin` value for a request from `origin`.
     fn allow_origin(&self, origin: Option<&HeaderValue>) -> Option<HeaderValue> {
         let origin = origin?;
         if self.origins.iter().any(|o| o == "*") {
             return Some(HeaderValue::from_static("*"));
         }
-        let text = origin.to_str().ok()?;
-        self.origins.iter().any(|o| o.trim_end_matches('/') == text).then(|| origin.clone())
+        self.allows(origin.to_str().ok()?).then(|| origin.clone())
     }
 
     /// Adds the CORS headers to any response for a request from `origin`.

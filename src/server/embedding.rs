@@ -122,8 +122,11 @@ fn token_ids(items: &[Value], param: &str) -> Result<Vec<u32>, ApiError> {
 pub fn embedding_error(error: EmbeddingError, params: &[String]) -> ApiError {
     match error {
         EmbeddingError::NoInputs => ApiError::invalid(error.to_string(), "input"),
-        EmbeddingError::InvalidInput { index, ref message } => {
-            let param = params.get(index).cloned().unwrap_or_else(|| "input".into());
+        EmbeddingError::InvalidInput { index, position, ref message } => {
+            let mut param = params.get(index).cloned().unwrap_or_else(|| "input".into());
+            if let Some(position) = position {
+                param.push_str(&format!("[{position}]"));
+            }
             ApiError::invalid(format!("`{param}`: {message}"), param)
         }
         EmbeddingError::Failed(_) | EmbeddingError::Stopped => ApiError::Unavailable(error.to_string()),

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::engine::core::EngineError;
-use crate::engine::request::{FinishReason, RequestOutput, TokenOutput, Usage};
+use crate::engine::request::{FinishReason, InvalidRequest, RequestError, RequestOutput, TokenOutput, Usage};
 use crate::engine::sampler::{MAX_TOP_LOGPROBS, SamplingParams};
 use crate::engine::worker::RequestStream;
 use crate::text::Tokenizer;
@@ -249,12 +249,36 @@ impl CompletionRequest {
     }
 }
 
-/// The engine's refusal as the client's error.
-pub fn submit_error(e: EngineError) -> ApiError {
+/// The engine's refusal as the client's error. `token_param` names the
+/// field the client gave the prompt's token ids in (`prompt`,
+/// `prompt[1]`), so that a bad id is reported at its place; `None` when
+/// our tokenizer made them from text.
+pub fn submit_error(e: EngineError, token_param: Option<&str>) -> ApiError {
     match e {
-        EngineError::Rejected(e) => ApiError::InvalidRequest { message: e.to_string(), param: None },
-        EngineError::InvalidParams(e) => ApiError::invalid(e.to_string(), e.param),
-        EngineError::Failed(_) | EngineError::Stopped => ApiError::Unavailable(e.to_string()),
+        EngineError::Invalid(InvalidRequest::TokenOutsideVocabulary { index, token_id, vocab_size }) => {
+            match token_param {
+                Some(param) => ApiError::invalid(
+                    format!("token id {token_id} is outside the vocabulary of {vocab_size}"),
+                    format!("{param}[{index}]"),
+                ),
+                None => ApiError::Internal(format!(
+                    "the tokenizer made token id {token_id}, outside the model's vocabulary of \
+                     {vocab_size}: the model file's tokenizer and weights disagree"
+                )),
+            }
+        }
+        EngineError::Invalid(InvalidRequest::EmptyPrompt) => {
+            let param = token_param.unwrap_or("prompt");
+            ApiError::invalid(format!("`{param}` must not be empty"), param)
+        }
+        EngineError::Invalid(InvalidRequest::Params(e)) => ApiError::invalid(e.to_string(), e.param),
+        EngineError::Invalid(InvalidRequest::DoesNotFit(e)) => {
+            ApiError::InvalidRequest { message: e.to_string(), param: None }
+        }
+        EngineError::QueueFull { .. } => ApiError::TooManyRequests(e.to_string()),
+        EngineError::Failed(_) | EngineError::Restarting(_) | EngineError::Stopped => {
+            ApiError::Unavailable(e.to_string())
+        }
         other => ApiError::Internal(other.to_string()),
     }
 }
@@ -367,12 +391,15 @@ fn usage_json(usage: &Usage) -> Value {
     })
 }
 
-/// The final output's failure, if it is one.
-fn finish_error(reason: FinishReason, error: Option<String>) -> Option<ApiError> {
-    match reason {
-        FinishReason::Error => {
-            Some(ApiError::Unavailable(error.unwrap_or_else(|| "the engine failed".into())))
+/// The final output's failure, if it is one: a request that failed alone
+/// is a 500 naming its cause; an engine failure a 503.
+fn finish_error(reason: FinishReason, error: Option<RequestError>) -> Option<ApiError> {
+    match (reason, error) {
+        (FinishReason::Error, Some(e @ RequestError::Request(_))) => Some(ApiError::Internal(e.to_string())),
+        (FinishReason::Error, Some(e @ RequestError::Engine(_))) => {
+            Some(ApiError::Unavailable(e.to_string()))
         }
+        (FinishReason::Error, None) => Some(ApiError::Internal("the request failed".into())),
         _ => None,
     }
 }
@@ -543,7 +570,7 @@ impl SseBody {
         reason: FinishReason,
         usage: Usage,
         tail: String,
-        error: Option<String>,
+        error: Option<RequestError>,
     ) {
         if let Some(e) = finish_error(reason, error) {
             self.push_error(e);

@@ -203,7 +203,7 @@ impl Collector for EngineCollector {
             let gauge = ConstGauge::new(value);
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
-        let counters: [(&str, &str, u64); 5] = [
+        let counters: [(&str, &str, u64); 8] = [
             (
                 "vllm:prefix_cache_queries",
                 "Prompt tokens looked up in the prefix cache",
@@ -220,6 +220,21 @@ impl Collector for EngineCollector {
                 "vllm:generation_tokens",
                 "Number of generation tokens processed",
                 metrics.generation_tokens_total,
+            ),
+            (
+                "wgserve:engine_restarts",
+                "Times the engine was rebuilt (new device, model reloaded) after a failure",
+                metrics.engine_restarts,
+            ),
+            (
+                "wgserve:engine_self_checks",
+                "Checks of the KV block accounting and prefix-cache index each time the engine fell idle",
+                metrics.self_checks,
+            ),
+            (
+                "wgserve:engine_self_check_failures",
+                "Self-checks that found the accounting broken (each fails and rebuilds the engine)",
+                metrics.self_check_failures,
             ),
         ];
         for (name, help, value) in counters {

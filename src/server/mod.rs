@@ -18,6 +18,8 @@
 //! - [`metrics`]: Prometheus metrics under vLLM's names;
 //!   [`process_metrics`]: the process's resident memory.
 //! - [`auth`], [`cors`]: API keys and browser origins.
+//! - [`guard`]: the Host, Origin and content-type checks that keep other
+//!   web pages out, run before any route.
 //! - [`routes`]: one file per group of endpoints; handlers stay thin.
 
 pub mod accept;
@@ -28,6 +30,7 @@ pub mod cors;
 pub mod embedding;
 pub mod error;
 pub mod generation;
+pub mod guard;
 pub mod json;
 pub mod metrics;
 pub mod openai;

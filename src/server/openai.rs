@@ -1,7 +1,10 @@
 //! OpenAI request types shared by several routes, and their conversion to
-//! what the text module takes.
+//! what the text module takes, validated as OpenAI's API validates them:
+//! known roles, `content` where the role requires it, content parts of
+//! known types that the role may carry, `name` a string.
 
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::text::ChatMessage;
 
@@ -10,14 +13,28 @@ use super::error::ApiError;
 /// Roles a chat message may have.
 const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
 
+/// Content part types OpenAI knows; which of them a role may carry is in
+/// `part_allowed`.
+const PART_TYPES: [&str; 6] = ["text", "image_url", "input_audio", "file", "refusal", "image"];
+
 #[derive(Debug, Deserialize)]
 pub struct ChatMessageParam {
     pub role: String,
     #[serde(default)]
     pub content: Option<MessageContent>,
+    /// A participant's name; only its type is checked (templates ignore it).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// An assistant's earlier tool calls (kept only to say they are not
+    /// supported yet).
+    #[serde(default)]
+    pub tool_calls: Option<Value>,
+    /// The call a `tool` message answers.
+    #[serde(default)]
+    pub tool_call_id: Option<String>,
 }
 
-/// A string, or a list of parts of which only text is supported.
+/// A string, or a list of typed parts.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum MessageContent {
@@ -31,48 +48,167 @@ pub struct ContentPart {
     pub kind: String,
     #[serde(default)]
     pub text: Option<String>,
+    #[serde(default)]
+    pub refusal: Option<String>,
 }
 
-/// Validated messages for the chat template: at least one, known roles,
-/// text content only.
+/// Validated messages for the chat template: at least one, each valid.
 pub fn chat_messages(messages: &[ChatMessageParam]) -> Result<Vec<ChatMessage>, ApiError> {
     if messages.is_empty() {
         return Err(ApiError::invalid("`messages` must contain at least one message", "messages"));
     }
-    messages
-        .iter()
-        .enumerate()
-        .map(|(i, message)| {
-            if !ROLES.contains(&message.role.as_str()) {
-                return Err(ApiError::invalid(
-                    format!("unknown role `{}` (expected one of {})", message.role, ROLES.join(", ")),
-                    format!("messages[{i}].role"),
-                ));
-            }
-            let content = match &message.content {
-                None => String::new(),
-                Some(MessageContent::Text(text)) => text.clone(),
-                Some(MessageContent::Parts(parts)) => text_of_parts(parts, i)?,
-            };
-            Ok(ChatMessage::new(message.role.as_str(), content))
-        })
-        .collect()
+    messages.iter().enumerate().map(|(i, message)| chat_message(message, i)).collect()
 }
 
-fn text_of_parts(parts: &[ContentPart], message_index: usize) -> Result<String, ApiError> {
+fn chat_message(message: &ChatMessageParam, i: usize) -> Result<ChatMessage, ApiError> {
+    let role = message.role.as_str();
+    if !ROLES.contains(&role) {
+        return Err(ApiError::invalid(
+            format!("unknown role `{role}` (expected one of {})", ROLES.join(", ")),
+            format!("messages[{i}].role"),
+        ));
+    }
+    if message.tool_calls.is_some() {
+        return Err(ApiError::invalid(
+            "tool calls in messages are not supported yet",
+            format!("messages[{i}].tool_calls"),
+        ));
+    }
+    if role == "tool" && message.tool_call_id.is_none() {
+        return Err(ApiError::invalid(
+            "a `tool` message needs `tool_call_id`, the id of the call it answers",
+            format!("messages[{i}].tool_call_id"),
+        ));
+    }
+    let content = match &message.content {
+        // OpenAI: only an assistant message with tool calls may omit it.
+        None => {
+            return Err(ApiError::invalid(
+                format!("`content` is required in a `{role}` message"),
+                format!("messages[{i}].content"),
+            ));
+        }
+        Some(MessageContent::Text(text)) => text.clone(),
+        Some(MessageContent::Parts(parts)) => text_of_parts(role, parts, i)?,
+    };
+    Ok(ChatMessage::new(role, content))
+}
+
+/// Whether a `role` message may carry parts of type `kind`, as OpenAI's
+/// schema has it (images, audio and files come only from users).
+fn part_allowed(role: &str, kind: &str) -> bool {
+    match role {
+        "user" => matches!(kind, "text" | "image_url" | "input_audio" | "file"),
+        "assistant" => matches!(kind, "text" | "refusal"),
+        _ => kind == "text",
+    }
+}
+
+fn text_of_parts(role: &str, parts: &[ContentPart], message_index: usize) -> Result<String, ApiError> {
+    if parts.is_empty() {
+        return Err(ApiError::invalid(
+            "`content` must be a string or a non-empty list of parts",
+            format!("messages[{message_index}].content"),
+        ));
+    }
     let mut text = String::new();
     for (j, part) in parts.iter().enumerate() {
         let param = format!("messages[{message_index}].content[{j}]");
-        match (part.kind.as_str(), &part.text) {
-            ("text", Some(part_text)) => text.push_str(part_text),
-            ("text", None) => return Err(ApiError::invalid("a text part needs `text`", param)),
-            (kind, _) => {
+        let kind = part.kind.as_str();
+        if !PART_TYPES.contains(&kind) {
+            return Err(ApiError::invalid(
+                format!("unknown content part type `{kind}` (expected one of {})", PART_TYPES.join(", ")),
+                format!("{param}.type"),
+            ));
+        }
+        if !part_allowed(role, kind) {
+            return Err(ApiError::invalid(
+                format!("a `{role}` message cannot carry `{kind}` parts"),
+                format!("{param}.type"),
+            ));
+        }
+        match (kind, &part.text, &part.refusal) {
+            ("text", Some(part_text), _) => text.push_str(part_text),
+            ("text", None, _) => {
+                return Err(ApiError::invalid("a text part needs `text`", format!("{param}.text")));
+            }
+            ("refusal", _, Some(refusal)) => text.push_str(refusal),
+            ("refusal", _, None) => {
+                return Err(ApiError::invalid("a refusal part needs `refusal`", format!("{param}.refusal")));
+            }
+            (kind, _, _) => {
                 return Err(ApiError::invalid(
-                    format!("content parts of type `{kind}` are not supported"),
+                    format!("content parts of type `{kind}` are not supported by this model (text only)"),
                     param,
                 ));
             }
         }
     }
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn param_of(messages: Value) -> Option<String> {
+        let messages: Vec<ChatMessageParam> = match serde_json::from_value(messages) {
+            Ok(messages) => messages,
+            Err(e) => return Some(format!("serde: {e}")),
+        };
+        match chat_messages(&messages) {
+            Ok(_) => None,
+            Err(ApiError::InvalidRequest { param, .. }) => param,
+            Err(e) => Some(format!("unexpected {e:?}")),
+        }
+    }
+
+    #[test]
+    fn valid_messages_pass() {
+        let ok = json!([
+            {"role": "system", "content": "Be brief."},
+            {"role": "developer", "content": [{"type": "text", "text": "Rules."}]},
+            {"role": "user", "content": "Hi", "name": "ann"},
+            {"role": "assistant", "content": [{"type": "refusal", "refusal": "No."}]},
+            {"role": "tool", "content": "42", "tool_call_id": "call_1"},
+        ]);
+        assert_eq!(param_of(ok), None);
+    }
+
+    #[test]
+    fn each_invalid_message_names_its_field() {
+        let cases = [
+            (json!([{"role": "user"}]), "messages[0].content"),
+            (json!([{"role": "user", "content": null}]), "messages[0].content"),
+            (json!([{"role": "system", "content": "a"}, {"role": "assistant"}]), "messages[1].content"),
+            (json!([{"role": "wizard", "content": "a"}]), "messages[0].role"),
+            (json!([{"role": "user", "content": []}]), "messages[0].content"),
+            (
+                json!([{"role": "user", "content": [{"type": "video", "text": "a"}]}]),
+                "messages[0].content[0].type",
+            ),
+            (json!([{"role": "system", "content": [{"type": "image_url"}]}]), "messages[0].content[0].type"),
+            (json!([{"role": "user", "content": [{"type": "image_url"}]}]), "messages[0].content[0]"),
+            (json!([{"role": "user", "content": [{"type": "text"}]}]), "messages[0].content[0].text"),
+            (json!([{"role": "tool", "content": "1"}]), "messages[0].tool_call_id"),
+            (json!([{"role": "assistant", "content": null, "tool_calls": []}]), "messages[0].tool_calls"),
+        ];
+        for (messages, param) in cases {
+            assert_eq!(param_of(messages.clone()).as_deref(), Some(param), "{messages}");
+        }
+    }
+
+    #[test]
+    fn wrong_types_are_refused_by_the_parser() {
+        for messages in [
+            json!([{"role": "user", "content": "a", "name": 5}]),
+            json!([{"role": 1, "content": "a"}]),
+            json!([{"content": "a"}]),
+            json!([{"role": "user", "content": 7}]),
+        ] {
+            let param = param_of(messages.clone());
+            assert!(param.is_some_and(|p| p.starts_with("serde")), "{messages}");
+        }
+    }
 }

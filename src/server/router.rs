@@ -1,6 +1,8 @@
 //! The one route table. A path that matches no route is 404; a known path
 //! with another method is 405 with `Allow`; OPTIONS is a CORS preflight.
-//! Routes not marked `open` need an API key when keys are configured.
+//! Before any of that, the guards refuse a foreign Host or Origin (403).
+//! Routes not marked `open` need an API key when keys are configured;
+//! routes that take JSON need `Content-Type: application/json` (415).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use hyper::{Method, Request};
 use super::auth;
 use super::body::Response;
 use super::error::ApiError;
+use super::guard;
 use super::routes::{completions, embeddings, health, metrics, models, tokenize, web};
 use super::state::AppState;
 
@@ -28,6 +31,20 @@ enum Endpoint {
     Embeddings,
     WebPage,
     WebAsset,
+}
+
+impl Endpoint {
+    /// Takes a JSON body, so needs `Content-Type: application/json`.
+    fn takes_json(self) -> bool {
+        matches!(
+            self,
+            Endpoint::Tokenize
+                | Endpoint::Detokenize
+                | Endpoint::ChatCompletions
+                | Endpoint::Completions
+                | Endpoint::Embeddings
+        )
+    }
 }
 
 struct Route {
@@ -80,6 +97,9 @@ pub async fn handle(state: Arc<AppState>, request: Request<Incoming>) -> Result<
 }
 
 async fn dispatch(state: &Arc<AppState>, request: Request<Incoming>) -> Result<Response, ApiError> {
+    // First, so that a foreign page learns nothing, not even which routes exist.
+    state.host_check.check(request.version(), request.headers())?;
+    guard::check_origin(request.headers(), &state.cors)?;
     let path = request.uri().path().to_string();
     let matches: Vec<(&Route, Option<&str>)> =
         ROUTES.iter().filter_map(|route| Some((route, match_path(route.path, &path)?))).collect();
@@ -97,6 +117,9 @@ async fn dispatch(state: &Arc<AppState>, request: Request<Incoming>) -> Result<R
     };
     if !route.open {
         auth::check(request.headers(), &state.options.api_keys)?;
+    }
+    if route.endpoint.takes_json() {
+        guard::check_json_content_type(request.headers())?;
     }
     let limit = state.options.max_body_bytes;
     match route.endpoint {

@@ -3,6 +3,7 @@
 //! embedding model beside it, if one is served (its worker's handle and
 //! its tokenizer).
 
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,6 +14,7 @@ use crate::text::{ChatTemplate, Tokenizer};
 use super::conn_timeouts::ConnectionTimeouts;
 use super::cors::Cors;
 use super::error::ApiError;
+use super::guard::HostCheck;
 use super::metrics::ServerMetrics;
 
 /// Request bodies above this get 413.
@@ -28,6 +30,12 @@ pub struct ServerOptions {
     pub api_keys: Vec<String>,
     /// Allowed browser origins; `*` allows any.
     pub cors_origins: Vec<String>,
+    /// The address the listener is bound to, which decides whether the
+    /// Host check is on by default; `None` (states built in tests): off.
+    pub bound_ip: Option<IpAddr>,
+    /// Host names answered besides the bound address (`--allowed-host`,
+    /// checked by `guard::parse_allowed_host`); `*` turns the check off.
+    pub allowed_hosts: Vec<String>,
     pub max_body_bytes: usize,
     /// How long in-flight connections may run on after a shutdown signal.
     pub shutdown_grace: Duration,
@@ -42,6 +50,8 @@ impl Default for ServerOptions {
         Self {
             api_keys: Vec::new(),
             cors_origins: Vec::new(),
+            bound_ip: None,
+            allowed_hosts: Vec::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             shutdown_grace: Duration::from_secs(10),
             connection_timeouts: ConnectionTimeouts {
@@ -126,6 +136,7 @@ impl ServedEmbedding {
 pub struct AppState {
     pub options: ServerOptions,
     pub cors: Cors,
+    pub host_check: HostCheck,
     model: OnceLock<ServedModel>,
     embedding: OnceLock<ServedEmbedding>,
     /// What the server is doing before the model is ready (for /health).
@@ -135,9 +146,11 @@ pub struct AppState {
 impl AppState {
     pub fn new(options: ServerOptions) -> Arc<Self> {
         let cors = Cors::new(options.cors_origins.clone());
+        let host_check = HostCheck::new(options.bound_ip, &options.allowed_hosts);
         Arc::new(Self {
             options,
             cors,
+            host_check,
             model: OnceLock::new(),
             embedding: OnceLock::new(),
             loading_status: Mutex::new("starting".into()),

@@ -10,12 +10,19 @@
 //! `tojson` that prints like Python's `json.dumps` (`", "` and `": "`
 //! separators, no HTML escaping). It owns nothing else: which messages to
 //! send is the server's business.
+//!
+//! Every render runs under the limits of [`super::template_limits`] (fuel,
+//! recursion depth, output size), and `new` refuses a template that cannot
+//! render a probe conversation within them.
 
 use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, Error, ErrorKind};
 use serde::{Deserialize, Serialize};
 
 use super::TextError;
+use super::template_limits::{
+    CappedWriter, LimitHit, MAX_OUTPUT_BYTES, MAX_RECURSION, fuel_for, probe_conversations,
+};
 
 const TEMPLATE_NAME: &str = "chat";
 
@@ -33,6 +40,9 @@ impl ChatMessage {
 }
 
 /// A compiled chat template with the special tokens it may refer to.
+/// Cloning is cheap (the compiled template is shared), so a server can
+/// move a copy onto a blocking thread to render.
+#[derive(Clone)]
 pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,
@@ -49,7 +59,9 @@ impl std::fmt::Debug for ChatTemplate {
 }
 
 impl ChatTemplate {
-    /// Compiles `source`; a syntax error is reported here, not at render.
+    /// Compiles `source` and renders the probe conversations with it; a
+    /// syntax error, or a template that fails its probe or hits a limit on
+    /// it, is reported here, not at the first request.
     pub fn new(
         source: &str,
         bos_token: impl Into<String>,
@@ -60,26 +72,110 @@ impl ChatTemplate {
         // block tags leave stray newlines and indentation in the prompt.
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
+        env.set_recursion_limit(MAX_RECURSION);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", tojson);
         env.add_template_owned(TEMPLATE_NAME, source.to_string()).map_err(template_error)?;
-        Ok(Self { env, bos_token: bos_token.into(), eos_token: eos_token.into() })
+        let template = Self { env, bos_token: bos_token.into(), eos_token: eos_token.into() };
+        template.probe()?;
+        Ok(template)
+    }
+
+    /// Renders the probe conversations: a limit hit on any is fatal; a
+    /// refusal (`raise_exception`, e.g. of a system role) is fine as long
+    /// as one probe renders.
+    fn probe(&self) -> Result<(), TextError> {
+        let mut first_error = None;
+        for messages in probe_conversations() {
+            match self.render_measured(&messages, true) {
+                Ok(_) => return Ok(()),
+                Err(e @ RenderError::Limit(_)) => return Err(e.into_probe_error()),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error
+            .map_or_else(|| TextError::Template("no probe rendered".into()), |e| e.into_probe_error()))
     }
 
     /// The prompt text for `messages`; `add_generation_prompt` appends the
     /// header that starts the assistant's turn.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, TextError> {
-        let template = self.env.get_template(TEMPLATE_NAME).map_err(template_error)?;
-        template
-            .render(minijinja::context! {
-                messages => messages,
-                add_generation_prompt => add_generation_prompt,
-                bos_token => &self.bos_token,
-                eos_token => &self.eos_token,
-            })
-            .map_err(template_error)
+        self.render_measured(messages, add_generation_prompt).map(|r| r.text).map_err(TextError::from)
+    }
+
+    /// [`ChatTemplate::render`] with the fuel it used, to measure real
+    /// templates against the limits.
+    pub fn render_measured(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<Rendered, RenderError> {
+        // The fuel depends on the conversation; a clone of the environment
+        // shares the compiled template (an `Arc`), so it costs little.
+        let fuel = fuel_for(messages.len());
+        let mut env = self.env.clone();
+        env.set_fuel(Some(fuel));
+        let template = env.get_template(TEMPLATE_NAME).map_err(RenderError::Template)?;
+        let mut out = CappedWriter::new(MAX_OUTPUT_BYTES);
+        let context = minijinja::context! {
+            messages => messages,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => &self.bos_token,
+            eos_token => &self.eos_token,
+        };
+        let fuel_used = match template.render_captured_to(context, &mut out) {
+            Ok(captured) => captured.state().fuel_levels().map_or(0, |(used, _)| used),
+            Err(e) => {
+                return Err(match LimitHit::of(&e, fuel, out.overflowed) {
+                    Some(limit) => RenderError::Limit(limit),
+                    None => RenderError::Template(e),
+                });
+            }
+        };
+        let text = String::from_utf8(out.bytes)
+            .map_err(|e| RenderError::Template(Error::new(ErrorKind::BadSerialization, e.to_string())))?;
+        Ok(Rendered { text, fuel_used })
+    }
+}
+
+/// A rendered prompt and the fuel (minijinja instructions) it took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub text: String,
+    pub fuel_used: u64,
+}
+
+/// Why a render failed: the template's own error, or one of our limits.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("{0:#}")]
+    Template(Error),
+    #[error("{}", .0.message())]
+    Limit(LimitHit),
+}
+
+impl RenderError {
+    /// At load the message says that the probe failed, which is not the
+    /// operator's conversation but ours.
+    fn into_probe_error(self) -> TextError {
+        let why = match TextError::from(self) {
+            TextError::Template(msg) => msg,
+            other => other.to_string(),
+        };
+        TextError::Template(format!("fails its probe conversation (system, user, assistant, user): {why}"))
+    }
+}
+
+impl From<RenderError> for TextError {
+    fn from(e: RenderError) -> Self {
+        match e {
+            RenderError::Template(e) => template_error(e),
+            RenderError::Limit(limit) => TextError::Template(limit.message()),
+        }
     }
 }
 

@@ -24,6 +24,17 @@ const REPLACEMENT: char = '\u{FFFD}';
 /// token in context (a few are enough for a leading-space rule).
 const CONTEXT_TOKENS: usize = 4;
 
+/// Held tokens past which the run is settled: a character needs at most 4
+/// bytes, so a longer run that still emits nothing is text the decoder never
+/// completes (skipped special tokens, invalid bytes). Without this bound
+/// every step would decode the whole growing run: quadratic time (the fuzz
+/// harness found 16 s for 4,000 such tokens).
+const MAX_HELD_TOKENS: usize = 16;
+
+/// Tokens a settlement leaves held: at most the 3 continuation bytes of a
+/// character still arriving, and one more.
+const KEEP_HELD_TOKENS: usize = 4;
+
 /// Streaming decoder of one sequence.
 #[derive(Debug, Clone)]
 pub struct Detokenizer {
@@ -44,6 +55,11 @@ impl Detokenizer {
     /// Adds one token; returns the text it completes (often empty while a
     /// multi-byte character is still arriving).
     pub fn step(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<String, TextError> {
+        // Checked before it joins the window: a bad id fails this step
+        // alone instead of every later decode of the window.
+        if tokenizer.id_to_token(id).is_none() {
+            return Err(TextError::UnknownTokenId { id, vocab_size: tokenizer.vocab_size() });
+        }
         self.ids.push(id);
         let window = &self.ids[self.prefix_offset..];
         let prefix_text =
@@ -52,17 +68,44 @@ impl Detokenizer {
 
         // Hold back while the tail is an incomplete character, or while the
         // decoder has not yet produced more than the already-emitted text.
-        if new_text.len() <= prefix_text.len() || new_text.ends_with(REPLACEMENT) {
-            return Ok(String::new());
+        // (If the decoder rewrote earlier text, not seen with byte-level
+        // BPE, also wait rather than emit something inconsistent.)
+        if new_text.len() > prefix_text.len()
+            && !new_text.ends_with(REPLACEMENT)
+            && let Some(delta) =
+                new_text.get(prefix_text.len()..).filter(|_| new_text.starts_with(&prefix_text))
+        {
+            let delta = delta.to_string();
+            self.advance(self.ids.len());
+            return Ok(delta);
         }
-        let Some(delta) = new_text.get(prefix_text.len()..).filter(|_| new_text.starts_with(&prefix_text))
-        else {
-            // The decoder rewrote earlier text (not seen with byte-level BPE);
-            // wait for more tokens rather than emit something inconsistent.
-            return Ok(String::new());
+        if self.ids.len() - self.read_offset > MAX_HELD_TOKENS {
+            return self.settle(tokenizer, &prefix_text);
+        }
+        Ok(String::new())
+    }
+
+    /// Emits all but the last few held tokens, splitting where no character
+    /// is cut (the decode does not end in U+FFFD) when there is such a
+    /// place; otherwise the text is invalid anyway and reads as a full
+    /// decode would read it.
+    fn settle(&mut self, tokenizer: &Tokenizer, prefix_text: &str) -> Result<String, TextError> {
+        let last = self.ids.len() - KEEP_HELD_TOKENS;
+        let window = &self.ids[self.prefix_offset..];
+        let mut chosen = None;
+        for split in (self.read_offset + 1..=last).rev() {
+            let text = tokenizer.decode(&window[..split - self.prefix_offset], self.skip_special)?;
+            if !text.ends_with(REPLACEMENT) {
+                chosen = Some((split, text));
+                break;
+            }
+        }
+        let (split, text) = match chosen {
+            Some(found) => found,
+            None => (last, tokenizer.decode(&window[..last - self.prefix_offset], self.skip_special)?),
         };
-        let delta = delta.to_string();
-        self.advance();
+        let delta = text.strip_prefix(prefix_text).unwrap_or_default().to_string();
+        self.advance(split);
         Ok(delta)
     }
 
@@ -74,14 +117,14 @@ impl Detokenizer {
             tokenizer.decode(&window[..self.read_offset - self.prefix_offset], self.skip_special)?;
         let new_text = tokenizer.decode(window, self.skip_special)?;
         let delta = new_text.strip_prefix(&prefix_text).unwrap_or_default().to_string();
-        self.advance();
+        self.advance(self.ids.len());
         Ok(delta)
     }
 
-    /// Marks everything pushed so far as emitted and drops ids no longer
-    /// needed as context, so memory stays bounded on long generations.
-    fn advance(&mut self) {
-        self.read_offset = self.ids.len();
+    /// Marks `ids[..read_to]` as emitted and drops ids no longer needed as
+    /// context, so memory stays bounded on long generations.
+    fn advance(&mut self, read_to: usize) {
+        self.read_offset = read_to;
         let keep_from = self.read_offset.saturating_sub(CONTEXT_TOKENS);
         self.ids.drain(..keep_from);
         self.read_offset -= keep_from;
@@ -183,9 +226,38 @@ mod tests {
     }
 
     #[test]
-    fn unknown_ids_are_errors() {
+    fn unknown_ids_are_errors_that_do_not_stick() -> Result<(), TextError> {
         let tok = bytes_tokenizer();
         let mut detok = Detokenizer::new(false);
         assert!(matches!(detok.step(&tok, 10_000), Err(TextError::UnknownTokenId { .. })));
+        assert_eq!(detok.step(&tok, 1 + u32::from(b'a'))?, "a");
+        Ok(())
+    }
+
+    /// Runs that never complete a character (skipped special tokens,
+    /// invalid bytes) are settled: the window stays short, so each step
+    /// costs the same, and the pieces still add up to the full decode.
+    #[test]
+    fn long_runs_without_text_keep_a_bounded_window() -> Result<(), TextError> {
+        let tok = bytes_tokenizer();
+        let invalid = 1 + 0xFF;
+        let lead = 1 + 0xF0;
+        let runs: [(Vec<u32>, bool); 3] = [
+            (std::iter::repeat_n(0, 5000).chain(tok.encode("ok é", false)?).collect(), true),
+            (std::iter::repeat_n(invalid, 5000).chain(tok.encode("ok é", false)?).collect(), false),
+            // Lead bytes each cut short by the next: invalid, then a whole emoji.
+            (std::iter::repeat_n(lead, 100).chain(tok.encode("🤖", false)?).collect(), false),
+        ];
+        for (ids, skip_special) in runs {
+            let mut detok = Detokenizer::new(skip_special);
+            let mut out = String::new();
+            for &id in &ids {
+                out.push_str(&detok.step(&tok, id)?);
+                assert!(detok.ids.len() <= CONTEXT_TOKENS + MAX_HELD_TOKENS + 1);
+            }
+            out.push_str(&detok.flush(&tok)?);
+            assert_eq!(out, tok.decode(&ids, skip_special)?);
+        }
+        Ok(())
     }
 }

@@ -6,11 +6,14 @@
 //! - [`tokenizer`]: text <-> token ids, wrapping the `tokenizers` crate.
 //! - [`chat_template`]: the model's own Jinja chat template, rendered with
 //!   minijinja the way Hugging Face renders it.
+//! - [`template_limits`]: the fuel, recursion and output limits every
+//!   render runs under, and the probe conversation tried at load.
 //! - [`detokenizer`]: token ids -> text one token at a time for streaming,
 //!   never emitting half a UTF-8 character.
 
 pub mod chat_template;
 pub mod detokenizer;
+pub mod template_limits;
 pub mod tokenizer;
 
 pub use chat_template::{ChatMessage, ChatTemplate};

@@ -57,6 +57,10 @@ pub struct Tokenizer {
     /// Prepend BOS ourselves on `encode(.., true)`. Only for GGUF vocabularies:
     /// a `tokenizer.json` does it in its own post-processor.
     add_bos: bool,
+    /// Counted once: the `tokenizers` crate counts by cloning the whole
+    /// vocabulary into a map (~4 ms for 49k tokens), and error paths and
+    /// request validation ask for it per request.
+    vocab_size: usize,
 }
 
 impl Tokenizer {
@@ -66,7 +70,8 @@ impl Tokenizer {
     pub fn from_file(path: &Path) -> Result<Self, TextError> {
         let inner = tokenizers::Tokenizer::from_file(path)
             .map_err(|e| TextError::Load { path: path.display().to_string(), message: e.to_string() })?;
-        Ok(Self { inner, bos_id: None, eos_id: None, add_bos: false })
+        let vocab_size = inner.get_vocab_size(true);
+        Ok(Self { inner, bos_id: None, eos_id: None, add_bos: false, vocab_size })
     }
 
     /// Truncates every encoding to at most `max_tokens` ids, the special
@@ -137,7 +142,8 @@ impl Tokenizer {
         inner.with_decoder(Some(ByteLevel::default()));
         inner.add_special_tokens(&added_tokens(&vocab));
 
-        Ok(Self { inner, bos_id: vocab.bos_id, eos_id: vocab.eos_id, add_bos: vocab.add_bos })
+        let vocab_size = inner.get_vocab_size(true);
+        Ok(Self { inner, bos_id: vocab.bos_id, eos_id: vocab.eos_id, add_bos: vocab.add_bos, vocab_size })
     }
 
     /// Token ids of `text`. Special tokens written in the text (such as
@@ -180,7 +186,7 @@ impl Tokenizer {
 
     /// Number of token ids, added tokens included.
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        self.vocab_size
     }
 
     pub fn bos_id(&self) -> Option<u32> {

@@ -75,8 +75,10 @@ impl Server {
         self.request("GET", path, &headers, b"")
     }
 
+    /// A JSON body, declared as such (JSON routes refuse anything else).
     pub fn post(&self, path: &str, body: &Value) -> Reply {
-        let headers = self.authorization();
+        let mut headers = self.authorization();
+        headers.push(("Content-Type", "application/json".into()));
         let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         self.request("POST", path, &headers, body.to_string().as_bytes())
     }

@@ -30,12 +30,19 @@ pub async fn chat(state: &Arc<AppState>, body: Bytes) -> Result<Response, ApiErr
     let params = request.sampling_params(Api::Chat)?;
     let template = model
         .chat_template
-        .as_ref()
+        .clone()
         .ok_or_else(|| ApiError::invalid("this model has no chat template", "messages"))?;
-    let text = template.render(&messages, true).map_err(|e| ApiError::invalid(e.to_string(), "messages"))?;
+    // On the blocking pool: a long chat may spend its whole fuel budget
+    // (text/template_limits.rs), which must not stall the accept loop.
+    // Hitting a limit is the request's 400 ("chat template: stopped ...").
+    let text = tokio::task::spawn_blocking(move || template.render(&messages, true))
+        .await
+        .map_err(|e| ApiError::Internal(format!("chat template task failed: {e}")))?
+        .map_err(|e| ApiError::invalid(e.to_string(), "messages"))?;
     // The template writes any special tokens the model expects.
     let prompt = encode(model, text, false).await?;
-    let inputs = vec![(GenerateRequest::new(prompt, params), String::new())];
+    let inputs =
+        vec![Input { request: GenerateRequest::new(prompt, params), echo: String::new(), token_param: None }];
     run(model, Api::Chat, name, inputs, &request, arrived).await
 }
 
@@ -47,25 +54,28 @@ pub async fn completion(state: &Arc<AppState>, body: Bytes) -> Result<Response, 
     let prompts = request.prompt.take().ok_or_else(|| ApiError::invalid("`prompt` is required", "prompt"))?;
     let params = request.sampling_params(Api::Completion)?;
     let mut inputs = Vec::new();
-    for prompt in prompts.prompts()? {
-        let (prompt, echo) = match prompt {
+    let prompts = prompts.prompts()?;
+    let num_prompts = prompts.len();
+    for (index, prompt) in prompts.into_iter().enumerate() {
+        let param = if num_prompts == 1 { "prompt".to_string() } else { format!("prompt[{index}]") };
+        let (prompt, echo, token_param) = match prompt {
             Prompt::Text(text) => {
                 let echo = if request.echo { text.clone() } else { String::new() };
-                (encode(model, text, true).await?, echo)
+                (encode(model, text, true).await?, echo, None)
             }
             Prompt::Tokens(tokens) => {
                 let echo = if request.echo {
                     model
                         .tokenizer
                         .decode(&tokens, false)
-                        .map_err(|e| ApiError::invalid(e.to_string(), "prompt"))?
+                        .map_err(|e| ApiError::invalid(e.to_string(), param.as_str()))?
                 } else {
                     String::new()
                 };
-                (tokens, echo)
+                (tokens, echo, Some(param))
             }
         };
-        inputs.push((GenerateRequest::new(prompt, params.clone()), echo));
+        inputs.push(Input { request: GenerateRequest::new(prompt, params.clone()), echo, token_param });
     }
     run(model, Api::Completion, name, inputs, &request, arrived).await
 }
@@ -90,30 +100,39 @@ async fn encode(model: &ServedModel, text: String, add_special: bool) -> Result<
         .map_err(|e| ApiError::invalid(e.to_string(), "prompt"))
 }
 
-/// Submits `n` choices of each (request, echo) and answers; choice
+/// One prompt of a request: what to generate from, the text shown before
+/// the completion (legacy `echo`), and the field its token ids came from
+/// (`None` when the tokenizer made them).
+struct Input {
+    request: GenerateRequest,
+    echo: String,
+    token_param: Option<String>,
+}
+
+/// Submits `n` choices of each input and answers; choice
 /// `index` is `prompt * n + choice`, as OpenAI numbers them.
 async fn run(
     model: &ServedModel,
     api: Api,
     name: String,
-    inputs: Vec<(GenerateRequest, String)>,
+    inputs: Vec<Input>,
     request: &CompletionRequest,
     arrived: Instant,
 ) -> Result<Response, ApiError> {
     let n = request.num_choices()?;
-    let logprobs = inputs[0].0.params.logprobs.then(|| model.tokenizer.clone());
+    let logprobs = inputs[0].request.params.logprobs.then(|| model.tokenizer.clone());
     // One engine request per choice; the later choices of a prompt take
     // over the first one's prompt KV blocks once it has computed them. A
     // given seed is offset per choice, or the choices would all be the
     // same. An error drops the streams so far, which aborts them.
     let mut choices: Vec<Choice> = Vec::with_capacity(n * inputs.len());
-    for (generate, echo) in &inputs {
+    for Input { request: generate, echo, token_param } in &inputs {
         let first = choices.len();
         for i in 0..n {
             let mut one = generate.clone();
             one.params.seed = generate.params.seed.map(|seed| seed.wrapping_add(i as u64));
             one.shares_prompt_with = (i > 0).then(|| choices[first].stream.id());
-            let stream = model.engine.submit(one).map_err(submit_error)?;
+            let stream = model.engine.submit(one).map_err(|e| submit_error(e, token_param.as_deref()))?;
             let latency = model.metrics.requests().track(arrived);
             choices.push(Choice { stream, echo: echo.clone(), counts_prompt: i == 0, latency });
         }

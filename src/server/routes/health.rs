@@ -13,6 +13,9 @@ use super::super::state::AppState;
 pub fn get(state: &AppState) -> Result<Response, ApiError> {
     match state.model()?.engine.health() {
         Health::Ready => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
+        Health::Restarting(cause) => {
+            Err(ApiError::Unavailable(format!("the engine is restarting after a failure: {cause}")))
+        }
         Health::Failed(cause) => Err(ApiError::Unavailable(format!("the engine has failed: {cause}"))),
         Health::Stopped => Err(ApiError::Unavailable("the engine has stopped".into())),
     }

@@ -61,11 +61,15 @@ pub async fn tokenize(state: &Arc<AppState>, body: Bytes) -> Result<Response, Ap
         (None, Some(messages)) => {
             let template = model
                 .chat_template
-                .as_ref()
+                .clone()
                 .ok_or_else(|| ApiError::invalid("this model has no chat template", "messages"))?;
-            let rendered = template
-                .render(&chat_messages(messages)?, request.add_generation_prompt)
-                .map_err(|e| ApiError::invalid(e.to_string(), "messages"))?;
+            let (messages, add_generation_prompt) = (chat_messages(messages)?, request.add_generation_prompt);
+            // On the blocking pool, as in the chat route: a render may run long.
+            let rendered =
+                tokio::task::spawn_blocking(move || template.render(&messages, add_generation_prompt))
+                    .await
+                    .map_err(|e| ApiError::Internal(format!("chat template task failed: {e}")))?
+                    .map_err(|e| ApiError::invalid(e.to_string(), "messages"))?;
             (rendered, request.add_special_tokens.unwrap_or(false))
         }
         _ => return Err(ApiError::invalid("give exactly one of `prompt` and `messages`", "prompt")),
