@@ -8,7 +8,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 WGSERVE := $(TARGET_DIR)/release/wgserve
 PROMPT ?= Explain in two sentences why the sky is blue.
 
-.PHONY: setup setup-test build lint test serve generate bench bench-embeddings reference embedding-reference fuzz
+.PHONY: setup setup-test build lint test serve generate bench bench-embeddings soak reference embedding-reference fuzz
 
 setup:
 	bash scripts/setup.sh
@@ -48,6 +48,15 @@ generate: build
 
 bench: build
 	$(WGSERVE) bench
+
+# The soak run against a running server (`make serve` in another terminal):
+# 1,000 requests at concurrency 32, valid, hung up on mid-stream and
+# malformed; exits non-zero when a check fails.
+# Other server or options: make soak SOAK_URL=http://HOST:PORT SOAK_ARGS="--seed 7".
+SOAK_URL ?= http://127.0.0.1:8080
+SOAK_ARGS ?=
+soak: build
+	$(WGSERVE) bench --url $(SOAK_URL) --soak $(SOAK_ARGS)
 
 # Embedding throughput of the default embedding model.
 bench-embeddings: build

@@ -726,6 +726,9 @@ fn metrics_use_vllm_names_and_count_what_happened() {
         sample(&before, name, "model_name=\"smol\"");
     }
     assert!(gauge(&before, "wgserve:kv_cache_blocks_total") > 0.0);
+    // The process's own memory, under Prometheus' standard name (Linux).
+    #[cfg(target_os = "linux")]
+    assert!(gauge(&before, "process_resident_memory_bytes") > 1e6, "{before}");
 
     // Two requests with one long prompt, one after the other: the second
     // finds the first's full blocks in the prefix cache.

@@ -1,5 +1,5 @@
 //! `wgserve bench`: with `--url`, the serving load generator
-//! (`serving_bench`); otherwise, on a model loaded here: prompt throughput on a 512-token prompt, generation
+//! (`serving_bench`), or with `--soak` too, the soak run (`soak`); otherwise, on a model loaded here: prompt throughput on a 512-token prompt, generation
 //! throughput at batch 1, aggregate generation with 8 and 32 sequences
 //! decoding together, and an offline throughput run of many requests
 //! submitted at once against the same requests run one after another.
@@ -25,6 +25,7 @@ use wgserve::gpu::{GpuBuffer, GpuContext};
 
 use super::ModelArgs;
 use super::serving_bench::ServingArgs;
+use super::soak::SoakArgs;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -32,6 +33,8 @@ pub struct BenchArgs {
     model: ModelArgs,
     #[command(flatten)]
     serving: ServingArgs,
+    #[command(flatten)]
+    soak: SoakArgs,
     /// Prompt length of the prefill figure.
     #[arg(long, default_value_t = 512)]
     prompt_tokens: usize,
@@ -121,6 +124,9 @@ impl Timeline {
 }
 
 pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+    if args.soak.soak {
+        return super::soak::run(&args.serving, &args.soak);
+    }
     if args.serving.url().is_some() {
         return super::serving_bench::run(args.serving);
     }

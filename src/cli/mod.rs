@@ -8,6 +8,8 @@ mod generate;
 mod info;
 mod serve;
 mod serving_bench;
+mod soak;
+mod soak_requests;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

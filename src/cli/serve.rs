@@ -23,7 +23,8 @@ use wgserve::engine::fault::FaultPlan;
 use wgserve::engine::worker::{EngineHandle, Health, Restart, WorkerOptions};
 use wgserve::model::loader::LoadedEncoder;
 use wgserve::server::guard::HostCheck;
-use wgserve::server::{AppState, ServedEmbedding, ServedModel, ServerOptions};
+use wgserve::server::state::DEFAULT_MAX_CONNECTIONS;
+use wgserve::server::{AppState, ConnectionTimeouts, ServedEmbedding, ServedModel, ServerOptions};
 use wgserve::text::{ChatTemplate, Tokenizer};
 
 use super::ModelArgs;
@@ -61,6 +62,19 @@ pub struct ServeArgs {
     /// they are aborted (each still gets a final chunk).
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_seconds)]
     shutdown_grace: f64,
+    /// A client must send a whole request head within this many seconds of
+    /// its first byte, or its connection is closed; 0: no limit.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = parse_seconds)]
+    header_read_timeout: f64,
+    /// A connection with no request in flight (new, or kept alive after a
+    /// response) is closed after this many seconds; 0: no limit.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0, value_parser = parse_seconds)]
+    idle_connection_timeout: f64,
+    /// Connections open at once; a new one beyond the cap is answered 503
+    /// with `Retry-After: 1` and closed.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS as u32,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
     /// An embedding model served beside the chat model at /v1/embeddings
     /// (a Hugging Face BERT directory). Default: all-MiniLM-L6-v2 when
     /// scripts/setup.sh fetched it.
@@ -104,6 +118,11 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Seconds as a limit; 0 is none.
+fn limit(seconds: f64) -> Option<Duration> {
+    (seconds > 0.0).then(|| Duration::from_secs_f64(seconds))
+}
+
 /// What the loading thread hands back.
 struct Loaded {
     core: EngineCore,
@@ -137,7 +156,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cors_origins: args.cors_origins.clone(),
         bound_ip: Some(addr.ip()),
         allowed_hosts: args.allowed_hosts.clone(),
-        shutdown_grace: std::time::Duration::from_secs_f64(args.shutdown_grace),
+        shutdown_grace: Duration::from_secs_f64(args.shutdown_grace),
+        connection_timeouts: ConnectionTimeouts {
+            header_read: limit(args.header_read_timeout),
+            idle: limit(args.idle_connection_timeout),
+        },
+        max_connections: args.max_connections as usize,
         ..ServerOptions::default()
     });
     // Off by default on a network bind: say so where the operator looks.

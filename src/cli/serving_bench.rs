@@ -29,19 +29,21 @@ pub struct ServingArgs {
     /// Benchmark the server at this URL (e.g. http://127.0.0.1:8080)
     /// instead of loading a model here.
     #[arg(long)]
-    url: Option<String>,
+    pub(super) url: Option<String>,
     /// Requests kept in flight; a comma-separated list runs each level in
     /// turn, the first being the baseline of the others' ratios.
-    #[arg(long, value_delimiter = ',', default_values_t = [1usize], conflicts_with = "request_rate")]
-    concurrency: Vec<usize>,
+    /// Default: 1 (32 with --soak).
+    #[arg(long, value_delimiter = ',', conflicts_with = "request_rate")]
+    pub(super) concurrency: Vec<usize>,
     /// Requests per second, arriving as a Poisson process (seeded), with no
     /// limit on how many are in flight.
     #[arg(long)]
     request_rate: Option<f64>,
-    /// Requests per run. Default: 4 per concurrency level, at least 8 (or
-    /// 8 s of arrivals at --request-rate).
-    #[arg(long)]
-    num_prompts: Option<usize>,
+    /// Requests per run (also `--num-requests`). Default: 4 per
+    /// concurrency level, at least 8 (or 8 s of arrivals at
+    /// --request-rate); 1,000 with --soak.
+    #[arg(long, alias = "num-requests")]
+    pub(super) num_prompts: Option<usize>,
     /// Words in each prompt (the token count depends on the tokenizer; the
     /// report gives the server's count).
     #[arg(long, default_value_t = 100)]
@@ -51,13 +53,14 @@ pub struct ServingArgs {
     output_tokens: usize,
     /// The model name to send. Default: the first of the server's /v1/models.
     #[arg(long)]
-    served_model: Option<String>,
+    pub(super) served_model: Option<String>,
     /// Sent as `Authorization: Bearer KEY`.
     #[arg(long)]
-    api_key: Option<String>,
-    /// Seed of the prompts' words and of the arrival times.
+    pub(super) api_key: Option<String>,
+    /// Seed of the prompts' words and of the arrival times (with --soak,
+    /// of every request's kind and parameters).
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub(super) seed: u64,
 }
 
 impl ServingArgs {
@@ -68,14 +71,14 @@ impl ServingArgs {
 
 /// Where to connect and what to put before each path.
 #[derive(Clone)]
-struct Endpoint {
+pub(super) struct Endpoint {
     authority: String,
     base_path: String,
     api_key: Option<String>,
 }
 
 impl Endpoint {
-    fn parse(url: &str, api_key: Option<String>) -> anyhow::Result<Self> {
+    pub(super) fn parse(url: &str, api_key: Option<String>) -> anyhow::Result<Self> {
         let Some(rest) = url.strip_prefix("http://") else {
             bail!("--url must start with http:// (https is not supported), got `{url}`");
         };
@@ -94,11 +97,22 @@ impl Endpoint {
 
     /// Sends one request on a new connection and returns the response
     /// with its body still to read.
-    async fn send(
+    pub(super) async fn send(
         &self,
         method: &str,
         path: &str,
         body: Option<&Value>,
+    ) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
+        self.send_bytes(method, path, body.map(|b| Bytes::from(b.to_string())).unwrap_or_default()).await
+    }
+
+    /// As `send`, with a body of any bytes (malformed JSON included).
+    /// Dropping the response body before its end closes the connection.
+    pub(super) async fn send_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        body: Bytes,
     ) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
         let stream = TcpStream::connect(&self.authority)
             .await
@@ -114,11 +128,10 @@ impl Endpoint {
         if let Some(key) = &self.api_key {
             request = request.header(AUTHORIZATION, format!("Bearer {key}"));
         }
-        let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
         Ok(sender.send_request(request.body(Full::new(body))?).await?)
     }
 
-    async fn first_model(&self) -> anyhow::Result<String> {
+    pub(super) async fn first_model(&self) -> anyhow::Result<String> {
         let response = self.send("GET", "/v1/models", None).await?;
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
@@ -335,6 +348,7 @@ pub fn run(args: ServingArgs) -> anyhow::Result<()> {
         let loads: Vec<Load> = match args.request_rate {
             Some(rate) if rate > 0.0 && rate.is_finite() => vec![Load::Rate(rate)],
             Some(rate) => bail!("--request-rate must be positive, got {rate}"),
+            None if args.concurrency.is_empty() => vec![Load::Concurrency(1)],
             None => args.concurrency.iter().map(|&n| Load::Concurrency(n.max(1))).collect(),
         };
         // One short request first: connection set-up and the server's own

@@ -1,11 +1,12 @@
 //! Prometheus metrics under vLLM's names, so that dashboards and the
 //! Kubernetes inference gateway made for vLLM read ours unchanged.
 //!
-//! Two sources: the engine's own snapshot (load, KV blocks, prefix cache,
-//! preemptions, token counters), read at each scrape by a collector; and
-//! request latencies, observed here as each choice's outputs reach the
-//! response body (so they include queueing and detokenizing, as a client
-//! sees them).
+//! Three sources: the engine's own snapshot (load, KV blocks, prefix
+//! cache, preemptions, token counters), read at each scrape by a
+//! collector; the process's resident memory (`process_metrics`), likewise;
+//! and request latencies, observed here as each choice's outputs reach
+//! the response body (so they include queueing and detokenizing, as a
+//! client sees them).
 
 use std::borrow::Cow;
 use std::time::Instant;
@@ -20,6 +21,8 @@ use prometheus_client::registry::Registry;
 
 use crate::engine::request::FinishReason;
 use crate::engine::worker::EngineHandle;
+
+use super::process_metrics::ProcessCollector;
 
 /// The OpenMetrics text type, which Prometheus negotiates and parses.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -141,6 +144,7 @@ impl ServerMetrics {
             requests.finished.clone(),
         );
         registry.register_collector(Box::new(EngineCollector { engine }));
+        registry.register_collector(Box::new(ProcessCollector));
         Self { registry, requests }
     }
 

@@ -5,7 +5,8 @@
 //! model pieces it holds, for `/tokenize` and for rendering chats. The
 //! embedding model is reached the same way, through its worker's handle.
 //!
-//! - [`accept`]: accept loop and graceful shutdown.
+//! - [`accept`]: accept loop, the cap on open connections, graceful
+//!   shutdown; [`conn_timeouts`]: deadlines for slow and idle clients.
 //! - [`router`]: the one route table (404, 405, OPTIONS).
 //! - [`error`]: the one error type, rendered as OpenAI's error object.
 //! - [`body`]: the one response body type.
@@ -14,7 +15,8 @@
 //! - [`embedding`]: the embeddings request's inputs and the response
 //!   (floats or base64).
 //! - [`json`]: body reading with a size limit, JSON parsing naming fields.
-//! - [`metrics`]: Prometheus metrics under vLLM's names.
+//! - [`metrics`]: Prometheus metrics under vLLM's names;
+//!   [`process_metrics`]: the process's resident memory.
 //! - [`auth`], [`cors`]: API keys and browser origins.
 //! - [`guard`]: the Host, Origin and content-type checks that keep other
 //!   web pages out, run before any route.
@@ -23,6 +25,7 @@
 pub mod accept;
 pub mod auth;
 pub mod body;
+pub mod conn_timeouts;
 pub mod cors;
 pub mod embedding;
 pub mod error;
@@ -31,10 +34,12 @@ pub mod guard;
 pub mod json;
 pub mod metrics;
 pub mod openai;
+pub mod process_metrics;
 pub mod router;
 pub mod routes;
 pub mod state;
 
 pub use accept::serve;
+pub use conn_timeouts::ConnectionTimeouts;
 pub use error::ApiError;
 pub use state::{AppState, ServedEmbedding, ServedModel, ServerOptions};

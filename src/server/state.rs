@@ -11,6 +11,7 @@ use crate::engine::embedding::EmbeddingHandle;
 use crate::engine::worker::EngineHandle;
 use crate::text::{ChatTemplate, Tokenizer};
 
+use super::conn_timeouts::ConnectionTimeouts;
 use super::cors::Cors;
 use super::error::ApiError;
 use super::guard::HostCheck;
@@ -18,6 +19,10 @@ use super::metrics::ServerMetrics;
 
 /// Request bodies above this get 413.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Below the common soft limit of 1024 open files, so that the cap, not
+/// the process's file limit, is what a flood of connections meets.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -34,6 +39,10 @@ pub struct ServerOptions {
     pub max_body_bytes: usize,
     /// How long in-flight connections may run on after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// How long a connection may take over a request head, and stay idle.
+    pub connection_timeouts: ConnectionTimeouts,
+    /// Open connections served at once; beyond, new ones get a quick 503.
+    pub max_connections: usize,
 }
 
 impl Default for ServerOptions {
@@ -45,6 +54,14 @@ impl Default for ServerOptions {
             allowed_hosts: Vec::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             shutdown_grace: Duration::from_secs(10),
+            connection_timeouts: ConnectionTimeouts {
+                header_read: Some(Duration::from_secs(30)),
+                // Longer than clients' own keep-alive expiry (5 s in the
+                // OpenAI SDKs' httpx), so that the client closes first and
+                // never sends on a connection the server is closing.
+                idle: Some(Duration::from_secs(60)),
+            },
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
