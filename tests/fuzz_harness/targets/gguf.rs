@@ -1,7 +1,7 @@
 //! GGUF files: the reader, then what the loader reads from a file without
-//! the GPU (the Llama config, the BPE or SentencePiece vocabulary and the tokenizer built from
-//! it, the chat template with its probe, every tensor's bytes and their
-//! repacking).
+//! the GPU (the Llama config, the BPE or SentencePiece vocabulary and the
+//! tokenizer built from it, the chat template with its probe, every
+//! tensor's bytes and their repacking).
 //!
 //! Allocation: a metadata value costs 32 bytes in memory however small in
 //! the file (one byte for a u8), and the tokenizer built from a vocabulary
