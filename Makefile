@@ -8,7 +8,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 WGSERVE := $(TARGET_DIR)/release/wgserve
 PROMPT ?= Explain in two sentences why the sky is blue.
 
-.PHONY: setup setup-test build lint test serve generate bench bench-embeddings soak reference embedding-reference fuzz
+.PHONY: setup setup-test build lint test serve generate bench bench-embeddings soak reference embedding-reference tokenizer-reference fuzz
 
 setup:
 	bash scripts/setup.sh
@@ -69,3 +69,8 @@ reference: setup
 # Regenerates tests/fixtures/minilm_reference.json with sentence-transformers.
 embedding-reference: setup
 	bash scripts/make_embedding_reference.sh
+
+# Regenerates tests/fixtures/gemma3_tokenizer.json (Gemma 3's SentencePiece
+# vocabulary, HF transformers); the Gemma GGUF comes from setup --test.
+tokenizer-reference: setup-test
+	bash scripts/make_sentencepiece_reference.sh

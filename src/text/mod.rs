@@ -1,9 +1,11 @@
 //! Text: tokenizer, chat template, incremental detokenizer. A leaf: knows
 //! nothing of model files or the GPU; it is built from plain data (a
-//! `tokenizer.json` path, a [`BpeVocab`] that the model layer reads out of a
-//! GGUF, a template source string).
+//! `tokenizer.json` path, a [`BpeVocab`] or [`SpmVocab`] that the model layer reads
+//! out of a GGUF, a template source string).
 //!
 //! - [`tokenizer`]: text <-> token ids, wrapping the `tokenizers` crate.
+//! - [`spm`]: SentencePiece vocabularies (Gemma, Llama 2) as a `tokenizers`
+//!   pipeline with byte fallback.
 //! - [`chat_template`]: the model's own Jinja chat template, rendered with
 //!   minijinja the way Hugging Face renders it.
 //! - [`template_limits`]: the fuel, recursion and output limits every
@@ -13,12 +15,14 @@
 
 pub mod chat_template;
 pub mod detokenizer;
+pub mod spm;
 pub mod template_limits;
 pub mod tokenizer;
 
 pub use chat_template::{ChatMessage, ChatTemplate};
 pub use detokenizer::Detokenizer;
-pub use tokenizer::{BpeVocab, Tokenizer};
+pub use spm::{SpmStyle, SpmVocab};
+pub use tokenizer::{BpeVocab, Tokenizer, Vocab};
 
 /// Errors of the text module. Messages name the offending input so that a
 /// server can pass them on to the client.

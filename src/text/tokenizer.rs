@@ -1,21 +1,22 @@
 //! Tokenizer: text <-> token ids, a thin wrapper over the `tokenizers` crate.
 //!
-//! Two sources: a Hugging Face `tokenizer.json` ([`Tokenizer::from_file`]),
-//! or a byte-level BPE vocabulary as GGUF files carry it
-//! ([`Tokenizer::from_bpe_vocab`], from a [`BpeVocab`] that the model layer
-//! fills). This file owns the mapping from GGUF's tokenizer description
+//! Three sources: a Hugging Face `tokenizer.json` ([`Tokenizer::from_file`]),
+//! or a GGUF vocabulary that the model layer fills: byte-level BPE
+//! ([`Tokenizer::from_bpe_vocab`]) or SentencePiece
+//! ([`Tokenizer::from_spm_vocab`], built in [`super::spm`]). This file owns the mapping from GGUF's tokenizer description
 //! (`tokenizer.ggml.pre`, token types) to a `tokenizers` pipeline; it knows
 //! nothing of GGUF parsing itself.
 
 use std::path::Path;
 
-use tokenizers::models::bpe::{BPE, Vocab};
+use tokenizers::models::bpe::{BPE, Vocab as TokenToId};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::{AddedToken, PreTokenizerWrapper, TruncationParams};
 
 use super::TextError;
+use super::spm::{self, SpmVocab};
 
 /// GGUF token types (`tokenizer.ggml.token_type`), as llama.cpp numbers them.
 pub mod token_type {
@@ -45,6 +46,15 @@ pub struct BpeVocab {
     pub eos_id: Option<u32>,
     /// Whether `encode(.., add_special = true)` prepends the BOS token.
     pub add_bos: bool,
+}
+
+/// A GGUF vocabulary of either kind the tokenizer builds from.
+#[derive(Debug, Clone)]
+pub enum Vocab {
+    /// `tokenizer.ggml.model = "gpt2"`.
+    Bpe(BpeVocab),
+    /// `tokenizer.ggml.model = "llama"`.
+    SentencePiece(SpmVocab),
 }
 
 /// Text <-> token ids. Cloned where two owners need it (the engine
@@ -119,7 +129,7 @@ impl Tokenizer {
         // Some GGUF vocabularies repeat a string (e.g. padding entries); the
         // first id keeps the string so that encoding stays deterministic.
         // Collected in reverse so that the first id is inserted last and wins.
-        let token_to_id: Vocab =
+        let token_to_id: TokenToId =
             vocab.tokens.iter().enumerate().rev().map(|(id, token)| (token.clone(), id as u32)).collect();
         let merges = vocab
             .merges
@@ -144,6 +154,22 @@ impl Tokenizer {
 
         let vocab_size = inner.get_vocab_size(true);
         Ok(Self { inner, bos_id: vocab.bos_id, eos_id: vocab.eos_id, add_bos: vocab.add_bos, vocab_size })
+    }
+
+    /// Builds a SentencePiece tokenizer (byte fallback, `▁` spaces) from a
+    /// GGUF vocabulary; see [`super::spm`].
+    pub fn from_spm_vocab(vocab: SpmVocab) -> Result<Self, TextError> {
+        let inner = spm::build(&vocab)?;
+        let vocab_size = inner.get_vocab_size(true);
+        Ok(Self { inner, bos_id: vocab.bos_id, eos_id: vocab.eos_id, add_bos: vocab.add_bos, vocab_size })
+    }
+
+    /// The tokenizer of either kind of GGUF vocabulary.
+    pub fn from_vocab(vocab: Vocab) -> Result<Self, TextError> {
+        match vocab {
+            Vocab::Bpe(bpe) => Self::from_bpe_vocab(bpe),
+            Vocab::SentencePiece(spm) => Self::from_spm_vocab(spm),
+        }
     }
 
     /// Token ids of `text`. Special tokens written in the text (such as

@@ -1,7 +1,7 @@
 //! GGUF files: the reader, then what the loader reads from a file without
-//! the GPU (the Llama config, the BPE vocabulary and tokenizer built from
-//! it, the chat template with its probe, every tensor's bytes and their
-//! repacking).
+//! the GPU (the Llama config, the BPE or SentencePiece vocabulary and the
+//! tokenizer built from it, the chat template with its probe, every
+//! tensor's bytes and their repacking).
 //!
 //! Allocation: a metadata value costs 32 bytes in memory however small in
 //! the file (one byte for a u8), and the tokenizer built from a vocabulary
@@ -11,7 +11,7 @@
 use wgserve::formats::gguf::{GgufFile, GgufValue};
 use wgserve::formats::{GgmlType, TensorType};
 use wgserve::model::config::LlamaConfig;
-use wgserve::model::vocab::{bpe_vocab_from_gguf, chat_template_from_gguf};
+use wgserve::model::vocab::{chat_template_from_gguf, vocab_from_gguf};
 use wgserve::model::weights::{pack_matrix, to_f32_vec};
 use wgserve::text::Tokenizer;
 
@@ -35,6 +35,8 @@ pub fn target() -> Target {
             b"llama",
             b"tokenizer.ggml.tokens",
             b"tokenizer.ggml.merges",
+            b"tokenizer.ggml.scores",
+            b"<0x",
             b"tokenizer.chat_template",
             b"{% for m in messages %}",
             b"{{ m.content }}",
@@ -94,7 +96,35 @@ fn seeds() -> Vec<Vec<u8>> {
     ];
     let full = build_gguf(3, &metadata, &tensors, 32);
     let minimal = build_gguf(2, &metadata[..1], &[], 32);
-    vec![full, minimal]
+    vec![full, minimal, sentencepiece_seed()]
+}
+
+/// A Gemma-style SentencePiece vocabulary (`tokenizer.ggml.model = llama`):
+/// controls, the 256 byte tokens, a few pieces with scores; no tensors.
+fn sentencepiece_seed() -> Vec<u8> {
+    use GgufValue as V;
+    let mut tokens: Vec<String> =
+        ["<pad>", "<eos>", "<bos>", "<unk>", "<|im_end|>"].map(String::from).to_vec();
+    let mut types = vec![3; tokens.len()];
+    tokens.extend((0..=255u8).map(|b| format!("<0x{b:02X}>")));
+    types.extend([6; 256]);
+    for piece in ["▁", "  ", "h", "e", "l", "o", "he", "ll", "hell", "hello", "▁w", "or", "ld"] {
+        tokens.push(piece.into());
+        types.push(if piece == "  " { 4 } else { 1 });
+    }
+    let scores = (0..tokens.len()).map(|i| V::F32(-(i as f32))).collect();
+    let metadata = vec![
+        ("general.architecture", V::String("gemma3".into())),
+        ("tokenizer.ggml.model", V::String("llama".into())),
+        ("tokenizer.ggml.tokens", V::Array(tokens.into_iter().map(V::String).collect())),
+        ("tokenizer.ggml.scores", V::Array(scores)),
+        ("tokenizer.ggml.token_type", V::Array(types.into_iter().map(V::I32).collect())),
+        ("tokenizer.ggml.bos_token_id", V::U32(2)),
+        ("tokenizer.ggml.eos_token_id", V::U32(1)),
+        ("tokenizer.ggml.unknown_token_id", V::U32(3)),
+        ("tokenizer.ggml.add_bos_token", V::Bool(true)),
+    ];
+    build_gguf(3, &metadata, &[], 32)
 }
 
 fn dedup(tokens: Vec<GgufValue>) -> Vec<GgufValue> {
@@ -108,8 +138,8 @@ fn run(input: &[u8]) -> Result<String, String> {
         Err(e) => return Ok(brief(&e.to_string())),
     };
     let mut outcomes = vec![outcome(&LlamaConfig::from_gguf(&gguf))];
-    match bpe_vocab_from_gguf(&gguf) {
-        Ok(vocab) => match Tokenizer::from_bpe_vocab(vocab) {
+    match vocab_from_gguf(&gguf) {
+        Ok(vocab) => match Tokenizer::from_vocab(vocab) {
             Ok(tokenizer) => match tokenizer.encode("hello <|im_end|> world 123", true) {
                 Ok(ids) => outcomes.push(outcome(&tokenizer.decode(&ids, false))),
                 Err(e) => outcomes.push(brief(&e.to_string())),
