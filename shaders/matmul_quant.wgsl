@@ -62,44 +62,76 @@ fn zero_point() -> f32 {
     }
 }
 
-// (s_lo, s_hi, o_lo, o_hi) of block b (32 weights) of a row. The K-quant
-// products d * sc are exact in f32 (an f16 times a small integer), so they
-// equal ggml's.
-fn affine(row: u32, b: u32) -> vec4<f32> {
+// Blocks of 32 weights that share a super-block scale: 8 for K-quants
+// (256 weights), 1 otherwise. The kernels load the super-block's d (and
+// dmin) once per group, not per block: on llvmpipe every load is a
+// per-lane gather, and three scale loads per block instead of one cost
+// about a quarter of the Q4_K matvec's speed.
+fn group_len() -> u32 {
+    if (FORMAT >= FORMAT_Q4_K) {
+        return 8u;
+    }
+    return 1u;
+}
+
+// Words of scales per super-block of a K-quant.
+fn group_words() -> u32 {
+    if (FORMAT == FORMAT_Q6_K) {
+        return 5u;
+    }
+    return 6u;
+}
+
+// (d, dmin) of super-block g of a row (K-quants; zero otherwise).
+fn group_scales(row: u32, g: u32) -> vec2<f32> {
+    if (FORMAT < FORMAT_Q4_K) {
+        return vec2<f32>(0.0);
+    }
+    let at = (row * (K / 256u) + g) * group_words();
+    if (FORMAT == FORMAT_Q6_K) {
+        return vec2<f32>(bitcast<f32>(w_scales[at]), 0.0);
+    }
+    return bitcast<vec2<f32>>(vec2<u32>(w_scales[at], w_scales[at + 1u]));
+}
+
+// (s_lo, s_hi, o_lo, o_hi) of block j of group g of a row, given the
+// group's (d, dmin). The K-quant products d * sc are exact in f32 (an f16
+// times a small integer), so they equal ggml's.
+fn affine(row: u32, g: u32, j: u32, dm: vec2<f32>) -> vec4<f32> {
     switch FORMAT {
         case FORMAT_Q5_0: {
-            let d = bitcast<f32>(w_scales[row * (K / 32u) + b]);
+            let d = bitcast<f32>(w_scales[row * (K / 32u) + g]);
             return vec4<f32>(d, d, 0.0, 0.0);
         }
         case FORMAT_Q5_1: {
-            let dm = unpack2x16float(w_scales[row * (K / 32u) + b]);
-            return vec4<f32>(dm.x, dm.x, dm.y, dm.y);
+            let d_m = unpack2x16float(w_scales[row * (K / 32u) + g]);
+            return vec4<f32>(d_m.x, d_m.x, d_m.y, d_m.y);
         }
         case FORMAT_Q6_K: {
-            let at = (row * (K / 256u) + b / 8u) * 5u;
-            let d = bitcast<f32>(w_scales[at]);
-            let j = b % 8u;
+            let at = (row * (K / 256u) + g) * 5u;
             let pair = w_scales[at + 1u + j / 2u] >> (16u * (j % 2u));
             let sc = bitcast<vec2<i32>>(vec2<u32>(pair << 24u, pair << 16u)) >> vec2<u32>(24u);
-            return vec4<f32>(d * f32(sc.x), d * f32(sc.y), 0.0, 0.0);
+            return vec4<f32>(dm.x * f32(sc.x), dm.x * f32(sc.y), 0.0, 0.0);
         }
         default: { // FORMAT_Q4_K, FORMAT_Q5_K
-            let at = (row * (K / 256u) + b / 8u) * 6u;
-            let d = bitcast<f32>(w_scales[at]);
-            let dmin = bitcast<f32>(w_scales[at + 1u]);
-            let j = b % 8u;
+            let at = (row * (K / 256u) + g) * 6u;
             let pair = w_scales[at + 2u + j / 2u] >> (16u * (j % 2u));
-            let s = d * f32(pair & 63u);
-            let o = -(dmin * f32((pair >> 8u) & 63u));
+            let s = dm.x * f32(pair & 63u);
+            let o = -(dm.y * f32((pair >> 8u) & 63u));
             return vec4<f32>(s, s, o, o);
         }
     }
 }
 
+// Four rows' (d, dmin): column r is row r's.
+fn group_scales4(rows: vec4<u32>, g: u32) -> mat4x2<f32> {
+    return mat4x2<f32>(group_scales(rows.x, g), group_scales(rows.y, g), group_scales(rows.z, g), group_scales(rows.w, g));
+}
+
 // Column r: row r's (s_lo, s_hi, o_lo, o_hi); transposed, [0] is s_lo of
 // the four rows, and so on.
-fn affine4(rows: vec4<u32>, b: u32) -> mat4x4<f32> {
-    return transpose(mat4x4<f32>(affine(rows.x, b), affine(rows.y, b), affine(rows.z, b), affine(rows.w, b)));
+fn affine4(rows: vec4<u32>, g: u32, j: u32, dm: mat4x2<f32>) -> mat4x4<f32> {
+    return transpose(mat4x4<f32>(affine(rows.x, g, j, dm[0]), affine(rows.y, g, j, dm[1]), affine(rows.z, g, j, dm[2]), affine(rows.w, g, j, dm[3])));
 }
 
 // ---- codes ----
@@ -147,6 +179,24 @@ fn codes4(q: vec4<u32>, shift: u32, v: vec4<u32>) -> mat4x4<f32> {
     return mat4x4<f32>(codes(q.x, shift, v.x), codes(q.y, shift, v.y), codes(q.z, shift, v.z), codes(q.w, shift, v.w));
 }
 
+// 4-bit codes (HIGH_BITS = 0) in the matvec: the nibbles of a word are
+// masked in place, lane i as n * 256^i (an exact float), and the token's
+// x is scaled by 256^-i once for all eight rows, so the products equal
+// n * x exactly. This drops the per-lane shifts: on llvmpipe the unpacking
+// costs more than the multiply-adds, and Q4_K would otherwise read its
+// bytes about 10% slower than Q4_1 (whose 5 bits/weight flatter GB/s).
+const LANE_MASK = vec4<u32>(0xFu, 0xF00u, 0xF0000u, 0xF000000u);
+const LANE_SCALE = vec4<f32>(1.0, 1.0 / 256.0, 1.0 / 65536.0, 1.0 / 16777216.0);
+
+fn nibbles_in_place(q: u32) -> vec4<f32> {
+    // Below 2^28: a signed conversion is exact and cheaper than an unsigned one.
+    return vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(q) & LANE_MASK));
+}
+
+fn nibbles_in_place4(q: vec4<u32>) -> mat4x4<f32> {
+    return mat4x4<f32>(nibbles_in_place(q.x), nibbles_in_place(q.y), nibbles_in_place(q.z), nibbles_in_place(q.w));
+}
+
 // ---- tiles (as matmul.wgsl) ----
 
 fn rows4(row0: u32) -> vec4<u32> {
@@ -189,11 +239,23 @@ fn store4(row0: u32, token: u32, acc: vec4<f32>) {
     put(row0 + 3u, token, acc.w);
 }
 
+// Only Q6_K has a scale per 16 weights; the others one per 32, so their
+// kernels sum both halves in one accumulator (half the bookkeeping).
+fn split_halves() -> bool {
+    return FORMAT == FORMAT_Q6_K;
+}
+
 // Four rows' block result for one token from the code dot products of each
 // half (dot_lo, dot_hi: one per row) and the token's sums of x per half:
 // sum over the half of (s (q - z) + o) x = s (dot - z sum) + o sum.
 fn combine(f: mat4x4<f32>, dot_lo: vec4<f32>, dot_hi: vec4<f32>, sum_lo: f32, sum_hi: f32) -> vec4<f32> {
     let z = zero_point();
+    if (!split_halves()) {
+        // One s and o for the whole block (the matvec keeps it all in dot_lo
+        // and sum_lo, its dot_hi and sum_hi stay zero).
+        let sum = sum_lo + sum_hi;
+        return f[0] * (dot_lo + dot_hi - z * sum) + f[2] * sum;
+    }
     return f[0] * (dot_lo - z * sum_lo) + f[1] * (dot_hi - z * sum_hi) + f[2] * sum_lo + f[3] * sum_hi;
 }
 
@@ -204,30 +266,34 @@ fn matmul_quant(@builtin(global_invocation_id) gid: vec3<u32>) {
     let rows = rows4(gid.x * 4u);
     let tokens = token_rows4(gid.y * 4u);
     var acc = mat4x4<f32>();
-    for (var b = 0u; b < K / 32u; b++) {
-        let high = high4(rows, b);
-        // Column t: the four rows' code dot products with token t.
-        var dot_lo = mat4x4<f32>();
-        var dot_hi = mat4x4<f32>();
-        var sum_lo = vec4<f32>(0.0);
-        var sum_hi = vec4<f32>(0.0);
-        for (var w = 0u; w < 4u; w++) {
-            let q = words4(rows, b * block_words() + w);
-            let shift = 4u * HIGH_BITS * w;
-            let x_lo = x4(tokens, b * 8u + w);
-            let x_hi = x4(tokens, b * 8u + 4u + w);
-            dot_lo += transpose(codes4(q, 0u, high.lo >> vec4<u32>(shift))) * x_lo;
-            dot_hi += transpose(codes4(q, 4u, high.hi >> vec4<u32>(shift))) * x_hi;
-            sum_lo += transpose(x_lo) * ONES;
-            sum_hi += transpose(x_hi) * ONES;
+    for (var g = 0u; g < K / 32u / group_len(); g++) {
+        let dm = group_scales4(rows, g);
+        for (var j = 0u; j < group_len(); j++) {
+            let b = g * group_len() + j;
+            let high = high4(rows, b);
+            // Column t: the four rows' code dot products with token t.
+            var dot_lo = mat4x4<f32>();
+            var dot_hi = mat4x4<f32>();
+            var sum_lo = vec4<f32>(0.0);
+            var sum_hi = vec4<f32>(0.0);
+            for (var w = 0u; w < 4u; w++) {
+                let q = words4(rows, b * block_words() + w);
+                let shift = vec4<u32>(4u * HIGH_BITS * w);
+                let x_lo = x4(tokens, b * 8u + w);
+                let x_hi = x4(tokens, b * 8u + 4u + w);
+                dot_lo += transpose(codes4(q, 0u, high.lo >> shift)) * x_lo;
+                dot_hi += transpose(codes4(q, 4u, high.hi >> shift)) * x_hi;
+                sum_lo += transpose(x_lo) * ONES;
+                sum_hi += transpose(x_hi) * ONES;
+            }
+            let f = affine4(rows, g, j, dm);
+            acc += mat4x4<f32>(
+                combine(f, dot_lo[0], dot_hi[0], sum_lo.x, sum_hi.x),
+                combine(f, dot_lo[1], dot_hi[1], sum_lo.y, sum_hi.y),
+                combine(f, dot_lo[2], dot_hi[2], sum_lo.z, sum_hi.z),
+                combine(f, dot_lo[3], dot_hi[3], sum_lo.w, sum_hi.w),
+            );
         }
-        let f = affine4(rows, b);
-        acc += mat4x4<f32>(
-            combine(f, dot_lo[0], dot_hi[0], sum_lo.x, sum_hi.x),
-            combine(f, dot_lo[1], dot_hi[1], sum_lo.y, sum_hi.y),
-            combine(f, dot_lo[2], dot_hi[2], sum_lo.z, sum_hi.z),
-            combine(f, dot_lo[3], dot_hi[3], sum_lo.w, sum_hi.w),
-        );
     }
     let row0 = gid.x * 4u;
     for (var t = 0u; t < 4u; t++) {
@@ -248,7 +314,15 @@ fn matvec_quant(@builtin(global_invocation_id) gid: vec3<u32>) {
     let xt = token_row(gid.y);
     var acc_a = vec4<f32>(0.0);
     var acc_b = vec4<f32>(0.0);
+    var dm_a = mat4x2<f32>();
+    var dm_b = mat4x2<f32>();
     for (var b = 0u; b < K / 32u; b++) {
+        let g = b / group_len();
+        let j = b % group_len();
+        if (j == 0u) {
+            dm_a = group_scales4(rows_a, g);
+            dm_b = group_scales4(rows_b, g);
+        }
         let high_a = high4(rows_a, b);
         let high_b = high4(rows_b, b);
         var lo_a = vec4<f32>(0.0);
@@ -262,18 +336,41 @@ fn matvec_quant(@builtin(global_invocation_id) gid: vec3<u32>) {
             let x_hi = x[xt + b * 8u + 4u + w];
             let qa = words4(rows_a, b * block_words() + w);
             let qb = words4(rows_b, b * block_words() + w);
-            let shift = vec4<u32>(4u * HIGH_BITS * w);
-            lo_a += transpose(codes4(qa, 0u, high_a.lo >> shift)) * x_lo;
-            hi_a += transpose(codes4(qa, 4u, high_a.hi >> shift)) * x_hi;
-            lo_b += transpose(codes4(qb, 0u, high_b.lo >> shift)) * x_lo;
-            hi_b += transpose(codes4(qb, 4u, high_b.hi >> shift)) * x_hi;
-            sum_lo += x_lo;
-            sum_hi += x_hi;
+            var ca_lo: vec4<f32>;
+            var ca_hi: vec4<f32>;
+            var cb_lo: vec4<f32>;
+            var cb_hi: vec4<f32>;
+            if (HIGH_BITS == 0u) {
+                let xs_lo = x_lo * LANE_SCALE;
+                let xs_hi = x_hi * LANE_SCALE;
+                ca_lo = transpose(nibbles_in_place4(qa)) * xs_lo;
+                ca_hi = transpose(nibbles_in_place4(qa >> vec4<u32>(4u))) * xs_hi;
+                cb_lo = transpose(nibbles_in_place4(qb)) * xs_lo;
+                cb_hi = transpose(nibbles_in_place4(qb >> vec4<u32>(4u))) * xs_hi;
+            } else {
+                let shift = vec4<u32>(4u * HIGH_BITS * w);
+                ca_lo = transpose(codes4(qa, 0u, high_a.lo >> shift)) * x_lo;
+                ca_hi = transpose(codes4(qa, 4u, high_a.hi >> shift)) * x_hi;
+                cb_lo = transpose(codes4(qb, 0u, high_b.lo >> shift)) * x_lo;
+                cb_hi = transpose(codes4(qb, 4u, high_b.hi >> shift)) * x_hi;
+            }
+            if (split_halves()) {
+                lo_a += ca_lo;
+                hi_a += ca_hi;
+                lo_b += cb_lo;
+                hi_b += cb_hi;
+                sum_lo += x_lo;
+                sum_hi += x_hi;
+            } else {
+                lo_a += ca_lo + ca_hi;
+                lo_b += cb_lo + cb_hi;
+                sum_lo += x_lo + x_hi;
+            }
         }
         let s_lo = dot(sum_lo, ONES);
         let s_hi = dot(sum_hi, ONES);
-        acc_a += combine(affine4(rows_a, b), lo_a, hi_a, s_lo, s_hi);
-        acc_b += combine(affine4(rows_b, b), lo_b, hi_b, s_lo, s_hi);
+        acc_a += combine(affine4(rows_a, g, j, dm_a), lo_a, hi_a, s_lo, s_hi);
+        acc_b += combine(affine4(rows_b, g, j, dm_b), lo_b, hi_b, s_lo, s_hi);
     }
     store4(gid.x * 8u, gid.y, acc_a);
     store4(gid.x * 8u + 4u, gid.y, acc_b);
