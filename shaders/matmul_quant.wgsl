@@ -165,36 +165,29 @@ fn high4(rows: vec4<u32>, b: u32) -> High4 {
     return High4(vec4<u32>(a.x, c.x, d.x, e.x), vec4<u32>(a.y, c.y, d.y, e.y));
 }
 
-// Four weights' unsigned codes: nibbles of the bytes of q at `shift` (0 or
-// 4), high bits from the low bits of v.
-fn codes(q: u32, shift: u32, v: u32) -> vec4<f32> {
-    let low = (vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) >> vec4<u32>(shift)) & vec4<u32>(15u);
-    let mask = (1u << HIGH_BITS) - 1u;
-    let high = (vec4<u32>(v) >> (vec4<u32>(0u, 1u, 2u, 3u) * HIGH_BITS)) & vec4<u32>(mask);
-    return vec4<f32>(low | (high << vec4<u32>(4u)));
-}
-
-// Column r: row r's four codes.
-fn codes4(q: vec4<u32>, shift: u32, v: vec4<u32>) -> mat4x4<f32> {
-    return mat4x4<f32>(codes(q.x, shift, v.x), codes(q.y, shift, v.y), codes(q.z, shift, v.z), codes(q.w, shift, v.w));
-}
-
-// 4-bit codes (HIGH_BITS = 0) in the matvec: the nibbles of a word are
-// masked in place, lane i as n * 256^i (an exact float), and the token's
-// x is scaled by 256^-i once for all eight rows, so the products equal
-// n * x exactly. This drops the per-lane shifts: on llvmpipe the unpacking
-// costs more than the multiply-adds, and Q4_K would otherwise read its
-// bytes about 10% slower than Q4_1 (whose 5 bits/weight flatter GB/s).
+// Four weights' codes masked in place: lane i holds code n as n * 256^i
+// (an exact float below 2^30), its nibble from byte i of q, its high bits
+// from bits HIGH_BITS * i of v moved up to bit 8i + 4. The caller scales
+// x by 256^-i (LANE_SCALE) once for all rows, so the products equal n * x
+// exactly. Compared with shifting every lane down, this drops about a
+// third of the unpacking work, which on llvmpipe costs more than the
+// multiply-adds: the first version of the Q4_K matvec read its bytes
+// about 25% slower than Q4_1's.
 const LANE_MASK = vec4<u32>(0xFu, 0xF00u, 0xF0000u, 0xF000000u);
 const LANE_SCALE = vec4<f32>(1.0, 1.0 / 256.0, 1.0 / 65536.0, 1.0 / 16777216.0);
+const LANES = vec4<u32>(0u, 1u, 2u, 3u);
 
-fn nibbles_in_place(q: u32) -> vec4<f32> {
-    // Below 2^28: a signed conversion is exact and cheaper than an unsigned one.
-    return vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(q) & LANE_MASK));
+fn codes(q: u32, v: u32) -> vec4<f32> {
+    let bits = vec4<u32>(HIGH_BITS);
+    let high_mask = ((vec4<u32>(1u) << bits) - vec4<u32>(1u)) << (bits * LANES);
+    let high = (vec4<u32>(v) & high_mask) << (vec4<u32>(8u) * LANES + vec4<u32>(4u) - bits * LANES);
+    // Below 2^31: a signed conversion is exact and cheaper than an unsigned one.
+    return vec4<f32>(bitcast<vec4<i32>>((vec4<u32>(q) & LANE_MASK) | high));
 }
 
-fn nibbles_in_place4(q: vec4<u32>) -> mat4x4<f32> {
-    return mat4x4<f32>(nibbles_in_place(q.x), nibbles_in_place(q.y), nibbles_in_place(q.z), nibbles_in_place(q.w));
+// Column r: row r's four codes (in place, as above).
+fn codes4(q: vec4<u32>, v: vec4<u32>) -> mat4x4<f32> {
+    return mat4x4<f32>(codes(q.x, v.x), codes(q.y, v.y), codes(q.z, v.z), codes(q.w, v.w));
 }
 
 // ---- tiles (as matmul.wgsl) ----
@@ -281,8 +274,10 @@ fn matmul_quant(@builtin(global_invocation_id) gid: vec3<u32>) {
                 let shift = vec4<u32>(4u * HIGH_BITS * w);
                 let x_lo = x4(tokens, b * 8u + w);
                 let x_hi = x4(tokens, b * 8u + 4u + w);
-                dot_lo += transpose(codes4(q, 0u, high.lo >> shift)) * x_lo;
-                dot_hi += transpose(codes4(q, 4u, high.hi >> shift)) * x_hi;
+                let xs_lo = mat4x4<f32>(x_lo[0] * LANE_SCALE, x_lo[1] * LANE_SCALE, x_lo[2] * LANE_SCALE, x_lo[3] * LANE_SCALE);
+                let xs_hi = mat4x4<f32>(x_hi[0] * LANE_SCALE, x_hi[1] * LANE_SCALE, x_hi[2] * LANE_SCALE, x_hi[3] * LANE_SCALE);
+                dot_lo += transpose(codes4(q, high.lo >> shift)) * xs_lo;
+                dot_hi += transpose(codes4(q >> vec4<u32>(4u), high.hi >> shift)) * xs_hi;
                 sum_lo += transpose(x_lo) * ONES;
                 sum_hi += transpose(x_hi) * ONES;
             }
@@ -336,24 +331,13 @@ fn matvec_quant(@builtin(global_invocation_id) gid: vec3<u32>) {
             let x_hi = x[xt + b * 8u + 4u + w];
             let qa = words4(rows_a, b * block_words() + w);
             let qb = words4(rows_b, b * block_words() + w);
-            var ca_lo: vec4<f32>;
-            var ca_hi: vec4<f32>;
-            var cb_lo: vec4<f32>;
-            var cb_hi: vec4<f32>;
-            if (HIGH_BITS == 0u) {
-                let xs_lo = x_lo * LANE_SCALE;
-                let xs_hi = x_hi * LANE_SCALE;
-                ca_lo = transpose(nibbles_in_place4(qa)) * xs_lo;
-                ca_hi = transpose(nibbles_in_place4(qa >> vec4<u32>(4u))) * xs_hi;
-                cb_lo = transpose(nibbles_in_place4(qb)) * xs_lo;
-                cb_hi = transpose(nibbles_in_place4(qb >> vec4<u32>(4u))) * xs_hi;
-            } else {
-                let shift = vec4<u32>(4u * HIGH_BITS * w);
-                ca_lo = transpose(codes4(qa, 0u, high_a.lo >> shift)) * x_lo;
-                ca_hi = transpose(codes4(qa, 4u, high_a.hi >> shift)) * x_hi;
-                cb_lo = transpose(codes4(qb, 0u, high_b.lo >> shift)) * x_lo;
-                cb_hi = transpose(codes4(qb, 4u, high_b.hi >> shift)) * x_hi;
-            }
+            let shift = vec4<u32>(4u * HIGH_BITS * w);
+            let xs_lo = x_lo * LANE_SCALE;
+            let xs_hi = x_hi * LANE_SCALE;
+            let ca_lo = transpose(codes4(qa, high_a.lo >> shift)) * xs_lo;
+            let ca_hi = transpose(codes4(qa >> vec4<u32>(4u), high_a.hi >> shift)) * xs_hi;
+            let cb_lo = transpose(codes4(qb, high_b.lo >> shift)) * xs_lo;
+            let cb_hi = transpose(codes4(qb >> vec4<u32>(4u), high_b.hi >> shift)) * xs_hi;
             if (split_halves()) {
                 lo_a += ca_lo;
                 hi_a += ca_hi;
