@@ -73,3 +73,13 @@ fn a_changed_byte_changes_the_values() {
     let packed = pack_matrix("q6_k", fixture.tensor_type, &bytes, fixture.rows, fixture.cols).expect("packs");
     assert_ne!(dequantize(&packed), fixture.values);
 }
+
+#[test]
+fn k_quant_rows_must_be_whole_super_blocks() {
+    // 256 weights fill one Q4_K block, but as 2 rows of 128 no row is whole.
+    let bytes = vec![0u8; 144];
+    let err =
+        pack_matrix("w", TensorType::Q4_K, &bytes, 2, 128).expect_err("rows of 128 are not whole blocks");
+    assert!(err.to_string().contains("multiple of 256"), "{err}");
+    assert!(pack_matrix("w", TensorType::Q4_K, &bytes, 1, 256).is_ok());
+}

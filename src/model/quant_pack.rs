@@ -1,6 +1,6 @@
 //! Repacking of the 5- and 6-bit and K-quant formats (Q5_0, Q5_1, Q4_K,
 //! Q5_K, Q6_K) into the layout `shaders/matmul_quant.wgsl` reads. They stay
-//! quantized: about as many bytes as in the file (Q4_K 148 per 256 weights
+//! quantized: about as many bytes as in the file (Q4_K 152 per 256 weights
 //! against 144, Q6_K 212 against 210, Q5_0 24 per 32 against 22).
 //!
 //! Per 32 weights of a row, the unsigned codes q (0..2^bits) go into:
