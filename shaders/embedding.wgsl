@@ -109,11 +109,14 @@ fn embedding_f16(@builtin(global_invocation_id) gid: vec3<u32>) {
 const FORMAT_Q5_0 = 0u;
 const FORMAT_Q5_1 = 1u;
 const FORMAT_Q6_K = 4u;
+const FORMAT_Q2_K = 5u;
+const FORMAT_Q3_K = 6u;
 
 fn zero_point() -> f32 {
     switch FORMAT {
         case FORMAT_Q5_0: { return 16.0; }
         case FORMAT_Q6_K: { return 32.0; }
+        case FORMAT_Q3_K: { return 4.0; }
         default: { return 0.0; }
     }
 }
@@ -129,7 +132,16 @@ fn affine(row: u32, b: u32) -> vec4<f32> {
             let dm = unpack2x16float(w_scales[row * (K / 32u) + b]);
             return vec4<f32>(dm.x, dm.x, dm.y, dm.y);
         }
-        case FORMAT_Q6_K: {
+        case FORMAT_Q2_K: {
+            let at = (row * (K / 256u) + b / 8u) * 6u;
+            let d = bitcast<vec2<f32>>(vec2<u32>(w_scales[at], w_scales[at + 1u]));
+            let j = b % 8u;
+            let pair = w_scales[at + 2u + j / 2u] >> (16u * (j % 2u));
+            let sc = vec2<f32>(f32(pair & 15u), f32((pair >> 8u) & 15u));
+            let m = vec2<f32>(f32((pair >> 4u) & 15u), f32((pair >> 12u) & 15u));
+            return vec4<f32>(d.x * sc, -(d.y * m));
+        }
+        case FORMAT_Q6_K, FORMAT_Q3_K: {
             let at = (row * (K / 256u) + b / 8u) * 5u;
             let d = bitcast<f32>(w_scales[at]);
             let j = b % 8u;

@@ -1,5 +1,5 @@
 // y[M, N] (+)= x[M, K] · W[N, K]^T (+ b[N]) for the 5- and 6-bit and
-// K-quant formats (Q5_0, Q5_1, Q4_K, Q5_K, Q6_K), dequantized in registers.
+// K-quant formats (Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K), dequantized in registers.
 //
 // Same tiles, workgroups and bindings as matmul.wgsl (read its header for
 // why they are shaped for llvmpipe); WGSL has no includes, so the tile
@@ -34,6 +34,8 @@ const FORMAT_Q5_1 = 1u; // w_scales: [N, K/32] pack2x16float(d, m)
 const FORMAT_Q4_K = 2u; // w_scales: [N, K/256, 6] f32 d, f32 dmin, 4 words of (sc, m) byte pairs
 const FORMAT_Q5_K = 3u; // as Q4_K
 const FORMAT_Q6_K = 4u; // w_scales: [N, K/256, 5] f32 d, 16 x i8 scale (one per 16 weights); z = 32
+const FORMAT_Q2_K = 5u; // w_scales: [N, K/256, 6] f32 d, f32 dmin, 16 x (sc | m << 4) bytes (one per 16 weights)
+const FORMAT_Q3_K = 6u; // as Q6_K (the scales unpacked to i8 sc - 32); z = 4
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;  // [M, K] f32
@@ -58,6 +60,7 @@ fn zero_point() -> f32 {
     switch FORMAT {
         case FORMAT_Q5_0: { return 16.0; }
         case FORMAT_Q6_K: { return 32.0; }
+        case FORMAT_Q3_K: { return 4.0; }
         default: { return 0.0; }
     }
 }
@@ -76,7 +79,7 @@ fn group_len() -> u32 {
 
 // Words of scales per super-block of a K-quant.
 fn group_words() -> u32 {
-    if (FORMAT == FORMAT_Q6_K) {
+    if (FORMAT == FORMAT_Q6_K || FORMAT == FORMAT_Q3_K) {
         return 5u;
     }
     return 6u;
@@ -88,7 +91,7 @@ fn group_scales(row: u32, g: u32) -> vec2<f32> {
         return vec2<f32>(0.0);
     }
     let at = (row * (K / 256u) + g) * group_words();
-    if (FORMAT == FORMAT_Q6_K) {
+    if (FORMAT == FORMAT_Q6_K || FORMAT == FORMAT_Q3_K) {
         return vec2<f32>(bitcast<f32>(w_scales[at]), 0.0);
     }
     return bitcast<vec2<f32>>(vec2<u32>(w_scales[at], w_scales[at + 1u]));
@@ -107,7 +110,14 @@ fn affine(row: u32, g: u32, j: u32, dm: vec2<f32>) -> vec4<f32> {
             let d_m = unpack2x16float(w_scales[row * (K / 32u) + g]);
             return vec4<f32>(d_m.x, d_m.x, d_m.y, d_m.y);
         }
-        case FORMAT_Q6_K: {
+        case FORMAT_Q2_K: {
+            let at = (row * (K / 256u) + g) * 6u;
+            let pair = w_scales[at + 2u + j / 2u] >> (16u * (j % 2u));
+            let sc = vec2<f32>(f32(pair & 15u), f32((pair >> 8u) & 15u));
+            let m = vec2<f32>(f32((pair >> 4u) & 15u), f32((pair >> 12u) & 15u));
+            return vec4<f32>(dm.x * sc, -(dm.y * m));
+        }
+        case FORMAT_Q6_K, FORMAT_Q3_K: {
             let at = (row * (K / 256u) + g) * 5u;
             let pair = w_scales[at + 1u + j / 2u] >> (16u * (j % 2u));
             let sc = bitcast<vec2<i32>>(vec2<u32>(pair << 24u, pair << 16u)) >> vec2<u32>(24u);
@@ -232,10 +242,10 @@ fn store4(row0: u32, token: u32, acc: vec4<f32>) {
     put(row0 + 3u, token, acc.w);
 }
 
-// Only Q6_K has a scale per 16 weights; the others one per 32, so their
+// Q6_K, Q3_K and Q2_K have a scale per 16 weights; the others one per 32, so their
 // kernels sum both halves in one accumulator (half the bookkeeping).
 fn split_halves() -> bool {
-    return FORMAT == FORMAT_Q6_K;
+    return FORMAT == FORMAT_Q6_K || FORMAT == FORMAT_Q3_K || FORMAT == FORMAT_Q2_K;
 }
 
 // Four rows' block result for one token from the code dot products of each

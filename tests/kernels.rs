@@ -37,6 +37,8 @@ fn random_quant_blocks(rng: &mut StdRng, tensor_type: TensorType, elements: usiz
         TensorType::Q5_0 | TensorType::Q5_1 => (&[0, 2], 0.05),
         TensorType::Q4_K | TensorType::Q5_K => (&[0, 2], 0.002),
         TensorType::Q6_K => (&[208], 0.0003),
+        TensorType::Q2_K => (&[80, 82], 0.05),
+        TensorType::Q3_K => (&[108], 0.005),
         other => panic!("{other} is not a random-bytes format"),
     };
     let mut bytes = Vec::new();
@@ -115,7 +117,13 @@ fn random_tensor(rng: &mut StdRng, tensor_type: TensorType, elements: usize) -> 
                 values.extend(block);
             }
         }
-        TensorType::Q5_0 | TensorType::Q5_1 | TensorType::Q4_K | TensorType::Q5_K | TensorType::Q6_K => {
+        TensorType::Q5_0
+        | TensorType::Q5_1
+        | TensorType::Q2_K
+        | TensorType::Q3_K
+        | TensorType::Q4_K
+        | TensorType::Q5_K
+        | TensorType::Q6_K => {
             bytes = random_quant_blocks(rng, tensor_type, elements);
             let cols = tensor_type.block_len().max(32);
             let packed = pack_matrix("random", tensor_type, &bytes, elements / cols, cols).unwrap();
@@ -125,7 +133,7 @@ fn random_tensor(rng: &mut StdRng, tensor_type: TensorType, elements: usize) -> 
     (bytes, values)
 }
 
-const ALL_TYPES: [TensorType; 11] = [
+const ALL_TYPES: [TensorType; 13] = [
     TensorType::F32,
     TensorType::F16,
     TensorType::BF16,
@@ -134,6 +142,8 @@ const ALL_TYPES: [TensorType; 11] = [
     TensorType::Q4_1,
     TensorType::Q5_0,
     TensorType::Q5_1,
+    TensorType::Q2_K,
+    TensorType::Q3_K,
     TensorType::Q4_K,
     TensorType::Q5_K,
     TensorType::Q6_K,

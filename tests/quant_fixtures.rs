@@ -12,7 +12,7 @@ use wgserve::model::dequantize::dequantize;
 use wgserve::model::weights::pack_matrix;
 
 /// The formats we load; the fixtures of the others wait for their kernels.
-const LOADED: [&str; 8] = ["Q4_0", "Q4_1", "Q8_0", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"];
+const LOADED: [&str; 10] = ["Q4_0", "Q4_1", "Q8_0", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"];
 
 struct Fixture {
     tensor_type: TensorType,

@@ -14,13 +14,15 @@ use wgserve::gpu::{GpuBuffer, GpuContext, PipelineCache};
 use wgserve::model::matmul::{GpuMatrix, MatmulOp};
 use wgserve::model::weights::pack_matrix;
 
-const FORMATS: [TensorType; 9] = [
+const FORMATS: [TensorType; 11] = [
     TensorType::F16,
     TensorType::Q8_0,
     TensorType::Q4_0,
     TensorType::Q4_1,
     TensorType::Q5_0,
     TensorType::Q5_1,
+    TensorType::Q2_K,
+    TensorType::Q3_K,
     TensorType::Q4_K,
     TensorType::Q5_K,
     TensorType::Q6_K,

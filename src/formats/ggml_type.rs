@@ -109,6 +109,8 @@ impl GgmlType {
             6 => Some(TensorType::Q5_0),
             7 => Some(TensorType::Q5_1),
             8 => Some(TensorType::Q8_0),
+            10 => Some(TensorType::Q2_K),
+            11 => Some(TensorType::Q3_K),
             12 => Some(TensorType::Q4_K),
             13 => Some(TensorType::Q5_K),
             14 => Some(TensorType::Q6_K),
@@ -121,7 +123,7 @@ impl GgmlType {
     pub fn supported(self) -> Result<TensorType, FormatError> {
         self.tensor_type().ok_or_else(|| {
             FormatError::Unsupported(format!(
-                "tensor type {} (ggml type {}); supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K",
+                "tensor type {} (ggml type {}); supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K",
                 self.name(),
                 self.0
             ))
@@ -139,6 +141,8 @@ impl From<TensorType> for GgmlType {
             TensorType::Q5_0 => 6,
             TensorType::Q5_1 => 7,
             TensorType::Q8_0 => 8,
+            TensorType::Q2_K => 10,
+            TensorType::Q3_K => 11,
             TensorType::Q4_K => 12,
             TensorType::Q5_K => 13,
             TensorType::Q6_K => 14,

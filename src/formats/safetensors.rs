@@ -111,6 +111,8 @@ fn dtype(tensor_type: TensorType) -> Option<Dtype> {
         | TensorType::Q4_1
         | TensorType::Q5_0
         | TensorType::Q5_1
+        | TensorType::Q2_K
+        | TensorType::Q3_K
         | TensorType::Q4_K
         | TensorType::Q5_K
         | TensorType::Q6_K => None,

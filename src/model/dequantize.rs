@@ -42,13 +42,23 @@ fn affine(packed: &PackedMatrix, row: usize, b: usize) -> ([f32; 2], [f32; 2], f
             let o = -(dmin * ((pair >> 8) & 63) as f32);
             ([s, s], [o, o], 0.0)
         }
-        WeightFormat::Q6_K => {
+        WeightFormat::Q6_K | WeightFormat::Q3_K => {
             let at = (row * blocks / 8 + b / 8) * 5;
             let d = f32::from_bits(word(at));
             let j = b % 8;
             let pair = word(at + 1 + j / 2) >> (16 * (j % 2));
             let (s0, s1) = (pair as u8 as i8, (pair >> 8) as u8 as i8);
-            ([d * s0 as f32, d * s1 as f32], [0.0, 0.0], 32.0)
+            let z = if packed.format == WeightFormat::Q6_K { 32.0 } else { 4.0 };
+            ([d * s0 as f32, d * s1 as f32], [0.0, 0.0], z)
+        }
+        WeightFormat::Q2_K => {
+            let at = (row * blocks / 8 + b / 8) * 6;
+            let (d, dmin) = (f32::from_bits(word(at)), f32::from_bits(word(at + 1)));
+            let j = b % 8;
+            let pair = word(at + 2 + j / 2) >> (16 * (j % 2));
+            let (b0, b1) = (pair & 255, (pair >> 8) & 255);
+            let s = [d * (b0 & 15) as f32, d * (b1 & 15) as f32];
+            ([s[0], s[1]], [-(dmin * (b0 >> 4) as f32), -(dmin * (b1 >> 4) as f32)], 0.0)
         }
         WeightFormat::F32 | WeightFormat::F16 => ([1.0, 1.0], [0.0, 0.0], 0.0),
     }

@@ -1,7 +1,10 @@
-//! Repacking of the 5- and 6-bit and K-quant formats (Q5_0, Q5_1, Q4_K,
-//! Q5_K, Q6_K) into the layout `shaders/matmul_quant.wgsl` reads. They stay
-//! quantized: about as many bytes as in the file (Q4_K 152 per 256 weights
-//! against 144, Q6_K 212 against 210, Q5_0 24 per 32 against 22).
+//! Repacking of the 5- and 6-bit and K-quant formats (Q5_0, Q5_1, Q2_K,
+//! Q3_K, Q4_K, Q5_K, Q6_K) into the layout `shaders/matmul_quant.wgsl`
+//! reads. They stay quantized: about as many bytes as in the file (Q4_K
+//! 152 per 256 weights against 144, Q6_K 212 against 210, Q5_0 24 per 32
+//! against 22); Q2_K and Q3_K keep their 2- and 3-bit codes in nibbles
+//! (152 and 148 bytes against 84 and 110), which spares the kernels a
+//! third way of unpacking.
 //!
 //! Per 32 weights of a row, the unsigned codes q (0..2^bits) go into:
 //! - 4 words of low nibbles: byte j of the 16 holds weight j in its low
@@ -20,7 +23,11 @@
 //!   2 + j / 2 (s = d sc_j, o = -dmin m_j). The 6-bit scales are unpacked
 //!   at load; the products stay in the shader, exact in f32 there;
 //! - Q6_K: [rows, cols/256, 5]: f32 bits of d, then the 16 i8 scales as
-//!   the file has them (s = d sc, one per 16 weights, z = 32).
+//!   the file has them (s = d sc, one per 16 weights, z = 32);
+//! - Q3_K: as Q6_K, the scales unpacked to i8 sc - 32 (z = 4);
+//! - Q2_K: [rows, cols/256, 6]: f32 bits of d and of dmin, then the 16
+//!   scale bytes as the file has them, sc | m << 4 (s = d sc, o = -dmin m,
+//!   one per 16 weights).
 
 use half::f16;
 
@@ -136,12 +143,50 @@ fn pack_q6_k_block(block: &[u8], data: &mut Vec<u32>, scales: &mut Vec<u32>) {
     }
 }
 
+/// Q2_K (`scales` 16, qs 64, d, dmin) and Q3_K (hmask 32, qs 64, scales
+/// 12, d): 2 low bits of weight i of each half of 128 at bits 2 (i / 32)
+/// of qs[32 half + i % 32]; Q3_K's third bit is bit w / 32 of
+/// hmask[w % 32] for weight w of the block.
+fn pack_q2_q3_block(tensor_type: TensorType, block: &[u8], data: &mut Vec<u32>, scales: &mut Vec<u32>) {
+    let q3 = tensor_type == TensorType::Q3_K;
+    let qs = if q3 { &block[32..96] } else { &block[16..80] };
+    if q3 {
+        scales.push(f16_as_f32_bits(block, 108));
+        let packed = &block[96..108];
+        let sc: Vec<u8> = (0..16)
+            .map(|k| {
+                let low = if k < 8 { packed[k] & 15 } else { packed[k - 8] >> 4 };
+                let high = (packed[8 + k % 4] >> (2 * (k / 4))) & 3;
+                ((low | high << 4) as i8).wrapping_sub(32) as u8
+            })
+            .collect();
+        scales.extend(sc.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+    } else {
+        scales.push(f16_as_f32_bits(block, 80));
+        scales.push(f16_as_f32_bits(block, 82));
+        scales.extend((0..4).map(|w| le_u32(block, 4 * w)));
+    }
+    for j in 0..8 {
+        let mut q = [0u8; 32];
+        for (l, code) in q.iter_mut().enumerate() {
+            let w = 32 * j + l;
+            *code = (qs[32 * (j / 4) + l] >> (2 * (j % 4))) & 3;
+            if q3 {
+                *code |= ((block[w % 32] >> (w / 32)) & 1) << 2;
+            }
+        }
+        push_codes(data, &q, 0);
+    }
+}
+
 /// The packed (data, scales, format) of `bytes`, whole blocks of one of this
 /// module's types; `None` for other types.
 pub fn pack_quant(tensor_type: TensorType, bytes: &[u8]) -> Option<(Vec<u32>, Vec<u32>, WeightFormat)> {
     let format = match tensor_type {
         TensorType::Q5_0 => WeightFormat::Q5_0,
         TensorType::Q5_1 => WeightFormat::Q5_1,
+        TensorType::Q2_K => WeightFormat::Q2_K,
+        TensorType::Q3_K => WeightFormat::Q3_K,
         TensorType::Q4_K => WeightFormat::Q4_K,
         TensorType::Q5_K => WeightFormat::Q5_K,
         TensorType::Q6_K => WeightFormat::Q6_K,
@@ -169,6 +214,9 @@ pub fn pack_quant(tensor_type: TensorType, bytes: &[u8]) -> Option<(Vec<u32>, Ve
                 pack_k_block(block, &block[16..48], &block[48..176], &mut data, &mut scales, 1)
             }
             TensorType::Q6_K => pack_q6_k_block(block, &mut data, &mut scales),
+            TensorType::Q2_K | TensorType::Q3_K => {
+                pack_q2_q3_block(tensor_type, block, &mut data, &mut scales)
+            }
             // Not reached: the match above returned for other types.
             _ => {}
         }

@@ -118,7 +118,13 @@ pub fn pack_matrix(
             }
             PackedMatrix { format: WeightFormat::Q4_1, rows, cols, data, scales }
         }
-        TensorType::Q5_0 | TensorType::Q5_1 | TensorType::Q4_K | TensorType::Q5_K | TensorType::Q6_K => {
+        TensorType::Q5_0
+        | TensorType::Q5_1
+        | TensorType::Q2_K
+        | TensorType::Q3_K
+        | TensorType::Q4_K
+        | TensorType::Q5_K
+        | TensorType::Q6_K => {
             return Err(invalid(format!("{tensor_type} should have been packed by quant_pack")));
         }
     };

@@ -24,6 +24,8 @@ impl EmbeddingKey {
             WeightFormat::Q4_1 => "embedding_q4_1",
             WeightFormat::Q5_0
             | WeightFormat::Q5_1
+            | WeightFormat::Q2_K
+            | WeightFormat::Q3_K
             | WeightFormat::Q4_K
             | WeightFormat::Q5_K
             | WeightFormat::Q6_K => "embedding_quant",

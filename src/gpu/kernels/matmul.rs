@@ -19,6 +19,8 @@ pub enum WeightFormat {
     Q4_1,
     Q5_0,
     Q5_1,
+    Q2_K,
+    Q3_K,
     Q4_K,
     Q5_K,
     Q6_K,
@@ -34,6 +36,8 @@ impl WeightFormat {
             WeightFormat::Q4_1 => "q4_1",
             WeightFormat::Q5_0 => "q5_0",
             WeightFormat::Q5_1 => "q5_1",
+            WeightFormat::Q2_K => "q2_k",
+            WeightFormat::Q3_K => "q3_k",
             WeightFormat::Q4_K => "q4_k",
             WeightFormat::Q5_K => "q5_k",
             WeightFormat::Q6_K => "q6_k",
@@ -122,6 +126,8 @@ impl MatmulKey {
                 _,
                 WeightFormat::Q5_0
                 | WeightFormat::Q5_1
+                | WeightFormat::Q2_K
+                | WeightFormat::Q3_K
                 | WeightFormat::Q4_K
                 | WeightFormat::Q5_K
                 | WeightFormat::Q6_K,

@@ -1,5 +1,5 @@
 //! `shaders/matmul_quant.wgsl`: the matmul of the 5- and 6-bit and K-quant
-//! formats (Q5_0, Q5_1, Q4_K, Q5_K, Q6_K), keyed by `MatmulKey` like the
+//! formats (Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K), keyed by `MatmulKey` like the
 //! other formats, with the same bindings, tiles and dispatch size. Their
 //! packed layout is written in `model::quant_pack`.
 
@@ -23,6 +23,10 @@ impl QuantLayout {
             WeightFormat::Q5_0 => (0, 1),
             WeightFormat::Q5_1 => (1, 1),
             WeightFormat::Q4_K => (2, 0),
+            // 2- and 3-bit codes sit in nibbles (HIGH_BITS 0): simpler
+            // than a third unpacking, at 4 bits of codes per weight.
+            WeightFormat::Q2_K => (5, 0),
+            WeightFormat::Q3_K => (6, 0),
             WeightFormat::Q5_K => (3, 1),
             WeightFormat::Q6_K => (4, 2),
             WeightFormat::F32
