@@ -10,6 +10,9 @@ struct Step {
 
 override K: u32;   // row length (hidden size), a multiple of 32
 override V: u32;   // rows (vocabulary size)
+// embedding_quant only: the layout of matmul_quant.wgsl (read its header).
+override FORMAT: u32 = 0u;
+override HIGH_BITS: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;           // [M] token ids
@@ -95,5 +98,99 @@ fn embedding_f16(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var w = 0u; w < 8u; w++) {
         let i = base + w * 2u;
         out[o + w] = vec4<f32>(unpack2x16float(w_data[i]), unpack2x16float(w_data[i + 1u]));
+    }
+}
+
+// ---- 5- and 6-bit and K-quant formats ----
+// `zero_point`, `affine` and the code unpacking are matmul_quant.wgsl's
+// (WGSL has no includes); tests/kernels.rs checks both kernels against the
+// same CPU dequantizer.
+
+const FORMAT_Q5_0 = 0u;
+const FORMAT_Q5_1 = 1u;
+const FORMAT_Q6_K = 4u;
+const FORMAT_Q2_K = 5u;
+const FORMAT_Q3_K = 6u;
+
+fn zero_point() -> f32 {
+    switch FORMAT {
+        case FORMAT_Q5_0: { return 16.0; }
+        case FORMAT_Q6_K: { return 32.0; }
+        case FORMAT_Q3_K: { return 4.0; }
+        default: { return 0.0; }
+    }
+}
+
+// (s_lo, s_hi, o_lo, o_hi) of block b of a row: value = s (q - z) + o.
+fn affine(row: u32, b: u32) -> vec4<f32> {
+    switch FORMAT {
+        case FORMAT_Q5_0: {
+            let d = bitcast<f32>(w_scales[row * (K / 32u) + b]);
+            return vec4<f32>(d, d, 0.0, 0.0);
+        }
+        case FORMAT_Q5_1: {
+            let dm = unpack2x16float(w_scales[row * (K / 32u) + b]);
+            return vec4<f32>(dm.x, dm.x, dm.y, dm.y);
+        }
+        case FORMAT_Q2_K: {
+            let at = (row * (K / 256u) + b / 8u) * 6u;
+            let d = bitcast<vec2<f32>>(vec2<u32>(w_scales[at], w_scales[at + 1u]));
+            let j = b % 8u;
+            let pair = w_scales[at + 2u + j / 2u] >> (16u * (j % 2u));
+            let sc = vec2<f32>(f32(pair & 15u), f32((pair >> 8u) & 15u));
+            let m = vec2<f32>(f32((pair >> 4u) & 15u), f32((pair >> 12u) & 15u));
+            return vec4<f32>(d.x * sc, -(d.y * m));
+        }
+        case FORMAT_Q6_K, FORMAT_Q3_K: {
+            let at = (row * (K / 256u) + b / 8u) * 5u;
+            let d = bitcast<f32>(w_scales[at]);
+            let j = b % 8u;
+            let pair = w_scales[at + 1u + j / 2u] >> (16u * (j % 2u));
+            let sc = bitcast<vec2<i32>>(vec2<u32>(pair << 24u, pair << 16u)) >> vec2<u32>(24u);
+            return vec4<f32>(d * f32(sc.x), d * f32(sc.y), 0.0, 0.0);
+        }
+        default: { // Q4_K, Q5_K
+            let at = (row * (K / 256u) + b / 8u) * 6u;
+            let d = bitcast<f32>(w_scales[at]);
+            let dmin = bitcast<f32>(w_scales[at + 1u]);
+            let j = b % 8u;
+            let pair = w_scales[at + 2u + j / 2u] >> (16u * (j % 2u));
+            let s = d * f32(pair & 63u);
+            let o = -(dmin * f32((pair >> 8u) & 63u));
+            return vec4<f32>(s, s, o, o);
+        }
+    }
+}
+
+fn codes(q: u32, shift: u32, v: u32) -> vec4<f32> {
+    let low = (vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) >> vec4<u32>(shift)) & vec4<u32>(15u);
+    let mask = (1u << HIGH_BITS) - 1u;
+    let high = (vec4<u32>(v) >> (vec4<u32>(0u, 1u, 2u, 3u) * HIGH_BITS)) & vec4<u32>(mask);
+    return vec4<f32>(low | (high << vec4<u32>(4u)));
+}
+
+@compute @workgroup_size(64)
+fn embedding_quant(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let at = locate(gid);
+    if (at.z == 0u) { return; }
+    let b = gid.x;
+    let row = at.y / (K / 32u);
+    let words = 4u + HIGH_BITS;
+    let base = at.y * words;
+    // High-bit sources of weights 0..15 and 16..31 (see matmul_quant.wgsl).
+    var high = vec2<u32>(0u);
+    if (HIGH_BITS == 1u) {
+        high = vec2<u32>(w_data[base + 4u], w_data[base + 4u] >> 16u);
+    } else if (HIGH_BITS == 2u) {
+        high = vec2<u32>(w_data[base + 4u], w_data[base + 5u]);
+    }
+    let f = affine(row, b);
+    let z = zero_point();
+    let o = out_base(at.x, b);
+    for (var w = 0u; w < 4u; w++) {
+        let q = w_data[base + w];
+        let shift = 4u * HIGH_BITS * w;
+        out[o + w] = f.x * (codes(q, 0u, high.x >> shift) - z) + f.z;
+        out[o + 4u + w] = f.y * (codes(q, 4u, high.y >> shift) - z) + f.w;
     }
 }

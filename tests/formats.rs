@@ -142,17 +142,27 @@ fn gguf_version_2_and_custom_alignment() {
 #[test]
 fn gguf_tensor_of_unsupported_type_opens_but_does_not_load() {
     let tensors =
-        [TestTensor { name: "blk.0.ffn_down.weight", dims: vec![256, 2], type_id: 12, data: bytes(288, 7) }];
-    let file = GgufFile::from_bytes(build_gguf(3, &[], &tensors, 32)).expect("Q4_K file opens");
+        [TestTensor { name: "blk.0.ffn_down.weight", dims: vec![256, 2], type_id: 16, data: bytes(132, 7) }];
+    let file = GgufFile::from_bytes(build_gguf(3, &[], &tensors, 32)).expect("IQ2_XXS file opens");
     let info = &file.tensors[0];
-    assert_eq!(info.tensor_type.name(), "Q4_K");
-    assert_eq!(info.tensor_type.to_string(), "Q4_K");
+    assert_eq!(info.tensor_type.name(), "IQ2_XXS");
+    assert_eq!(info.tensor_type.to_string(), "IQ2_XXS");
     assert_eq!(info.tensor_type.tensor_type(), None);
-    assert_eq!(info.size_in_bytes, 288);
-    assert_eq!(file.tensor_data(info).len(), 288);
-    let err = info.supported_type().expect_err("Q4_K is not loadable");
+    assert_eq!(info.size_in_bytes, 132);
+    assert_eq!(file.tensor_data(info).len(), 132);
+    let err = info.supported_type().expect_err("IQ2_XXS is not loadable");
     assert!(matches!(err, FormatError::Unsupported(_)), "{err:?}");
-    assert_err::<()>(Err(err), &["blk.0.ffn_down.weight", "Q4_K"]);
+    assert_err::<()>(Err(err), &["blk.0.ffn_down.weight", "IQ2_XXS"]);
+
+    // The K-quants and 5-bit formats load.
+    for (id, name) in
+        [(6, "Q5_0"), (7, "Q5_1"), (10, "Q2_K"), (11, "Q3_K"), (12, "Q4_K"), (13, "Q5_K"), (14, "Q6_K")]
+    {
+        let ggml = GgmlType::from_id(id).expect("known id");
+        let loadable = ggml.tensor_type().expect("loadable");
+        assert_eq!((loadable.name(), GgmlType::from(loadable)), (name, ggml));
+        assert_eq!(loadable.size_in_bytes(512), ggml.size_in_bytes(512), "{name}");
+    }
 
     assert_eq!(GgmlType::from(TensorType::Q4_1).tensor_type(), Some(TensorType::Q4_1));
     assert!(GgmlType::from_id(4).is_none(), "id 4 was removed from ggml");

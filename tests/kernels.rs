@@ -18,6 +18,7 @@ use wgserve::gpu::kernels::matmul::{MatmulKey, Tile};
 use wgserve::gpu::kernels::rmsnorm::RmsNormKey;
 use wgserve::gpu::kernels::rope::{RopeKey, rope_table};
 use wgserve::gpu::kernels::silu_gate::SiluGateKey;
+use wgserve::model::dequantize::dequantize;
 use wgserve::model::weights::pack_matrix;
 
 fn random_f32(rng: &mut StdRng, len: usize, scale: f32) -> Vec<f32> {
@@ -28,8 +29,35 @@ fn f16_bytes(value: f32) -> [u8; 2] {
     f16::from_f32(value).to_bits().to_le_bytes()
 }
 
+/// Random blocks of the 5- and 6-bit and K-quant formats: random bytes are
+/// valid blocks once the f16 scale fields hold finite values, here sized
+/// so that weights stay within a few units.
+fn random_quant_blocks(rng: &mut StdRng, tensor_type: TensorType, elements: usize) -> Vec<u8> {
+    let (f16_fields, scale): (&[usize], f32) = match tensor_type {
+        TensorType::Q5_0 | TensorType::Q5_1 => (&[0, 2], 0.05),
+        TensorType::Q4_K | TensorType::Q5_K => (&[0, 2], 0.002),
+        TensorType::Q6_K => (&[208], 0.0003),
+        TensorType::Q2_K => (&[80, 82], 0.05),
+        TensorType::Q3_K => (&[108], 0.005),
+        other => panic!("{other} is not a random-bytes format"),
+    };
+    let mut bytes = Vec::new();
+    for _ in 0..elements / tensor_type.block_len() {
+        let mut block: Vec<u8> = (0..tensor_type.block_bytes()).map(|_| rng.random()).collect();
+        // Q5_0 has one f16 field; its bytes 2..4 are high bits, left random.
+        let fields = if tensor_type == TensorType::Q5_0 { &f16_fields[..1] } else { f16_fields };
+        for &at in fields {
+            block[at..at + 2].copy_from_slice(&f16_bytes(rng.random_range(-scale..scale)));
+        }
+        bytes.extend(block);
+    }
+    bytes
+}
+
 /// Random GGML blocks of `tensor_type` for `elements` weights, and their
-/// dequantized values computed straight from the GGML block definitions.
+/// dequantized values: computed straight from the GGML block definitions
+/// for the formats of this test's first version, by `model::dequantize`
+/// (checked against gguf-py in tests/quant_fixtures.rs) for the others.
 fn random_tensor(rng: &mut StdRng, tensor_type: TensorType, elements: usize) -> (Vec<u8>, Vec<f32>) {
     let mut bytes = Vec::new();
     let mut values = Vec::new();
@@ -89,18 +117,46 @@ fn random_tensor(rng: &mut StdRng, tensor_type: TensorType, elements: usize) -> 
                 values.extend(block);
             }
         }
+        TensorType::Q5_0
+        | TensorType::Q5_1
+        | TensorType::Q2_K
+        | TensorType::Q3_K
+        | TensorType::Q4_K
+        | TensorType::Q5_K
+        | TensorType::Q6_K => {
+            bytes = random_quant_blocks(rng, tensor_type, elements);
+            let cols = tensor_type.block_len().max(32);
+            let packed = pack_matrix("random", tensor_type, &bytes, elements / cols, cols).unwrap();
+            values = dequantize(&packed);
+        }
     }
     (bytes, values)
 }
 
-const ALL_TYPES: [TensorType; 6] = [
+const ALL_TYPES: [TensorType; 13] = [
     TensorType::F32,
     TensorType::F16,
     TensorType::BF16,
     TensorType::Q8_0,
     TensorType::Q4_0,
     TensorType::Q4_1,
+    TensorType::Q5_0,
+    TensorType::Q5_1,
+    TensorType::Q2_K,
+    TensorType::Q3_K,
+    TensorType::Q4_K,
+    TensorType::Q5_K,
+    TensorType::Q6_K,
 ];
+
+/// Odd (tokens, rows, row length) shapes; K-quant rows are whole 256-blocks.
+fn matmul_shapes(tensor_type: TensorType) -> &'static [(usize, usize, usize)] {
+    if tensor_type.block_len() == 256 {
+        &[(1, 70, 256), (5, 129, 512), (13, 33, 768), (2, 9, 256)]
+    } else {
+        &[(1, 70, 96), (5, 129, 160), (13, 64, 32), (9, 33, 576)]
+    }
+}
 
 // Tolerance: f32 sums of K products in a different order; |error| is
 // bounded by ~K * eps * sum|w x|, far below 1e-4 relative + 1e-4 absolute.
@@ -109,7 +165,7 @@ fn matmul_matches_cpu_for_every_format_tile_accumulate_and_bias() {
     let mut gpu = Harness::new();
     let mut rng = StdRng::seed_from_u64(1);
     for tensor_type in ALL_TYPES {
-        for &(m, n, k) in &[(1usize, 70usize, 96usize), (5, 129, 160), (13, 64, 32), (9, 33, 576)] {
+        for &(m, n, k) in matmul_shapes(tensor_type) {
             let (bytes, w) = random_tensor(&mut rng, tensor_type, n * k);
             let packed = pack_matrix("w", tensor_type, &bytes, n, k).unwrap();
             let x = random_f32(&mut rng, m * k, 1.0);
@@ -118,7 +174,8 @@ fn matmul_matches_cpu_for_every_format_tile_accumulate_and_bias() {
             for tile in Tile::ALL {
                 // The bias is added at the store, which every entry point
                 // shares: one float and one quantized format cover it.
-                let with_bias = matches!(tensor_type, TensorType::F32 | TensorType::Q4_1);
+                // matmul_quant.wgsl has its own store: Q4_K covers it.
+                let with_bias = matches!(tensor_type, TensorType::F32 | TensorType::Q4_1 | TensorType::Q4_K);
                 let cases: &[(bool, bool)] = if with_bias {
                     &[(false, false), (true, false), (false, true), (true, true)]
                 } else {
@@ -158,8 +215,8 @@ fn matmul_matches_cpu_for_every_format_tile_accumulate_and_bias() {
 fn embedding_lookup_dequantizes_rows_for_every_format() {
     let mut gpu = Harness::new();
     let mut rng = StdRng::seed_from_u64(2);
-    let (vocab, hidden) = (37usize, 96usize);
     for tensor_type in ALL_TYPES {
+        let (vocab, hidden) = if tensor_type.block_len() == 256 { (37usize, 512usize) } else { (37, 96) };
         let (bytes, table) = random_tensor(&mut rng, tensor_type, vocab * hidden);
         let packed = pack_matrix("table", tensor_type, &bytes, vocab, hidden).unwrap();
         let ids: Vec<u32> = (0..11).map(|_| rng.random_range(0..vocab as u32)).collect();

@@ -13,7 +13,8 @@
 //! shared machine than absolute times.
 //!
 //! With `--embeddings` it measures the embedding model instead
-//! (`bench_embeddings.rs`).
+//! (`bench_embeddings.rs`); with `--kernels`, the matvec of every weight
+//! format on random weights (`bench_kernels.rs`).
 
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,18 @@ pub struct BenchArgs {
     /// Measure the embedding model's throughput instead of the chat model's.
     #[arg(long)]
     embeddings: bool,
+    /// Measure the decode matvec of every weight format (GB/s) instead.
+    #[arg(long)]
+    kernels: bool,
+    /// Rows of the `--kernels` matrix.
+    #[arg(long, default_value_t = 4096, requires = "kernels")]
+    kernel_rows: usize,
+    /// Row length of the `--kernels` matrix (a multiple of 256).
+    #[arg(long, default_value_t = 1536, requires = "kernels")]
+    kernel_cols: usize,
+    /// Dispatches per timed submission of `--kernels`.
+    #[arg(long, default_value_t = 20, requires = "kernels")]
+    kernel_dispatches: u32,
     /// The embedding model (default: all-MiniLM-L6-v2 from scripts/setup.sh).
     #[arg(long, value_name = "PATH", requires = "embeddings")]
     embedding_model: Option<std::path::PathBuf>,
@@ -137,6 +150,10 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
             args.embedding_tokens,
             &args.embedding_batches,
         );
+    }
+    if args.kernels {
+        let ctx = super::open_gpu()?;
+        return super::bench_kernels::run(&ctx, args.kernel_rows, args.kernel_cols, args.kernel_dispatches);
     }
     let loaded = args.model.load()?;
     let vocab = loaded.model.vocab_size();

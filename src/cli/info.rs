@@ -50,11 +50,13 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
 }
 
 fn print_gguf_tensors(gguf: &GgufFile) {
-    let mut by_type: BTreeMap<String, (usize, u64)> = BTreeMap::new();
+    // Per type name: tensors, bytes, and whether our kernels can load it.
+    let mut by_type: BTreeMap<String, (usize, u64, bool)> = BTreeMap::new();
     for tensor in &gguf.tensors {
         let entry = by_type.entry(tensor.tensor_type.name().to_string()).or_default();
         entry.0 += 1;
         entry.1 += tensor.size_in_bytes;
+        entry.2 = tensor.tensor_type.tensor_type().is_some();
     }
     let total: u64 = by_type.values().map(|v| v.1).sum();
     println!(
@@ -63,7 +65,8 @@ fn print_gguf_tensors(gguf: &GgufFile) {
         total as f64 / (1 << 20) as f64,
         gguf.version
     );
-    for (name, (count, bytes)) in by_type {
-        println!("  {name}: {count} tensors, {:.1} MiB", bytes as f64 / (1 << 20) as f64);
+    for (name, (count, bytes, loadable)) in by_type {
+        let note = if loadable { "" } else { " (type not supported)" };
+        println!("  {name}: {count} tensors, {:.1} MiB{note}", bytes as f64 / (1 << 20) as f64);
     }
 }

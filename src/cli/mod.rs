@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_embeddings;
+mod bench_kernels;
 mod embed;
 mod generate;
 mod info;

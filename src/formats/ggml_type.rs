@@ -1,7 +1,7 @@
 //! GGML tensor type ids as GGUF stores them, known to us or not.
 //!
-//! A GGUF file may hold tensors of types we cannot compute with (K-quants,
-//! i-quants). Their block layout is still known, so opening the file checks
+//! A GGUF file may hold tensors of types we cannot compute with (some
+//! K-quants, the i-quants). Their block layout is still known, so opening the file checks
 //! their bounds and `info`-style listings can name them; only turning one
 //! into a [`TensorType`] (to load it) fails, with `Unsupported`.
 
@@ -106,7 +106,14 @@ impl GgmlType {
             1 => Some(TensorType::F16),
             2 => Some(TensorType::Q4_0),
             3 => Some(TensorType::Q4_1),
+            6 => Some(TensorType::Q5_0),
+            7 => Some(TensorType::Q5_1),
             8 => Some(TensorType::Q8_0),
+            10 => Some(TensorType::Q2_K),
+            11 => Some(TensorType::Q3_K),
+            12 => Some(TensorType::Q4_K),
+            13 => Some(TensorType::Q5_K),
+            14 => Some(TensorType::Q6_K),
             30 => Some(TensorType::BF16),
             _ => None,
         }
@@ -116,7 +123,7 @@ impl GgmlType {
     pub fn supported(self) -> Result<TensorType, FormatError> {
         self.tensor_type().ok_or_else(|| {
             FormatError::Unsupported(format!(
-                "tensor type {} (ggml type {}); supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1",
+                "tensor type {} (ggml type {}); supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K",
                 self.name(),
                 self.0
             ))
@@ -131,7 +138,14 @@ impl From<TensorType> for GgmlType {
             TensorType::F16 => 1,
             TensorType::Q4_0 => 2,
             TensorType::Q4_1 => 3,
+            TensorType::Q5_0 => 6,
+            TensorType::Q5_1 => 7,
             TensorType::Q8_0 => 8,
+            TensorType::Q2_K => 10,
+            TensorType::Q3_K => 11,
+            TensorType::Q4_K => 12,
+            TensorType::Q5_K => 13,
+            TensorType::Q6_K => 14,
             TensorType::BF16 => 30,
         })
     }

@@ -106,7 +106,16 @@ fn dtype(tensor_type: TensorType) -> Option<Dtype> {
         TensorType::F32 => Some(Dtype::F32),
         TensorType::F16 => Some(Dtype::F16),
         TensorType::BF16 => Some(Dtype::BF16),
-        TensorType::Q8_0 | TensorType::Q4_0 | TensorType::Q4_1 => None,
+        TensorType::Q8_0
+        | TensorType::Q4_0
+        | TensorType::Q4_1
+        | TensorType::Q5_0
+        | TensorType::Q5_1
+        | TensorType::Q2_K
+        | TensorType::Q3_K
+        | TensorType::Q4_K
+        | TensorType::Q5_K
+        | TensorType::Q6_K => None,
     }
 }
 

@@ -8,7 +8,7 @@ use half::{bf16, f16};
 use crate::formats::TensorType;
 use crate::gpu::kernels::matmul::WeightFormat;
 
-use super::ModelError;
+use super::{ModelError, quant_pack};
 
 /// A weight matrix `[rows, cols]` (row-major: each row is one output) as the
 /// kernels read it.
@@ -18,10 +18,11 @@ pub struct PackedMatrix {
     pub rows: usize,
     pub cols: usize,
     /// Q4: [rows, cols/32, 4] nibble words; Q8_0: [rows, cols/32, 8] byte
-    /// words; F16: [rows, cols/2] f16 pairs; F32: [rows, cols] f32 bits.
+    /// words; F16: [rows, cols/2] f16 pairs; F32: [rows, cols] f32 bits;
+    /// Q5_*, K-quants: [rows, cols/32, 4 + high bits] (see `quant_pack`).
     pub data: Vec<u32>,
     /// Q4_1: [rows, cols/32] pack2x16float(d, m); Q4_0/Q8_0: [rows, cols/32]
-    /// f32 bits of d; float formats: empty.
+    /// f32 bits of d; float formats: empty; the others: see `quant_pack`.
     pub scales: Vec<u32>,
 }
 
@@ -46,8 +47,11 @@ pub fn pack_matrix(
     cols: usize,
 ) -> Result<PackedMatrix, ModelError> {
     let invalid = |why: String| ModelError::InvalidTensor { name: name.to_string(), why };
-    if !cols.is_multiple_of(32) {
-        return Err(invalid(format!("row length {cols} is not a multiple of 32")));
+    // Rows must be whole blocks (256 weights for K-quants), and the kernels
+    // work in blocks of 32.
+    let row_block = tensor_type.block_len().max(32);
+    if !cols.is_multiple_of(row_block) {
+        return Err(invalid(format!("row length {cols} of {tensor_type} is not a multiple of {row_block}")));
     }
     let elements = rows.checked_mul(cols).ok_or_else(|| invalid("size overflows".into()))?;
     let expected =
@@ -57,6 +61,9 @@ pub fn pack_matrix(
             "{} bytes of {tensor_type} data for [{rows}, {cols}], expected {expected}",
             bytes.len()
         )));
+    }
+    if let Some((data, scales, format)) = quant_pack::pack_quant(tensor_type, bytes) {
+        return Ok(PackedMatrix { format, rows, cols, data, scales });
     }
     let blocks = elements / 32;
     let block_bytes = tensor_type.block_bytes();
@@ -110,6 +117,15 @@ pub fn pack_matrix(
                 data.extend((0..4).map(|w| le_u32(block, 4 + 4 * w)));
             }
             PackedMatrix { format: WeightFormat::Q4_1, rows, cols, data, scales }
+        }
+        TensorType::Q5_0
+        | TensorType::Q5_1
+        | TensorType::Q2_K
+        | TensorType::Q3_K
+        | TensorType::Q4_K
+        | TensorType::Q5_K
+        | TensorType::Q6_K => {
+            return Err(invalid(format!("{tensor_type} should have been packed by quant_pack")));
         }
     };
     Ok(packed)

@@ -5,6 +5,7 @@ use crate::gpu::pipelines::{BindingKind, KernelSpec};
 
 use super::groups;
 use super::matmul::WeightFormat;
+use super::matmul_quant::QuantLayout;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EmbeddingKey {
@@ -21,7 +22,18 @@ impl EmbeddingKey {
             WeightFormat::Q8_0 => "embedding_q8_0",
             WeightFormat::Q4_0 => "embedding_q4_0",
             WeightFormat::Q4_1 => "embedding_q4_1",
+            WeightFormat::Q5_0
+            | WeightFormat::Q5_1
+            | WeightFormat::Q2_K
+            | WeightFormat::Q3_K
+            | WeightFormat::Q4_K
+            | WeightFormat::Q5_K
+            | WeightFormat::Q6_K => "embedding_quant",
         };
+        let mut constants = vec![("K", self.hidden as f64), ("V", self.vocab as f64)];
+        if let Some(layout) = QuantLayout::of(self.format) {
+            constants.extend(layout.constants());
+        }
         KernelSpec {
             label: "embedding",
             source: include_str!("../../../shaders/embedding.wgsl"),
@@ -33,7 +45,7 @@ impl EmbeddingKey {
                 BindingKind::StorageRead,
                 BindingKind::StorageReadWrite,
             ],
-            constants: vec![("K", self.hidden as f64), ("V", self.vocab as f64)],
+            constants,
         }
     }
 

@@ -1,9 +1,15 @@
 //! `shaders/matmul.wgsl`: y[M, N] (+)= x[M, K] · W[N, K]^T (+ bias[N]).
 //! Bindings: step, x, w_data, w_scales, y, bias (a placeholder without bias).
+//! The 5- and 6-bit and K-quant formats run `shaders/matmul_quant.wgsl`
+//! (see `matmul_quant.rs`) with the same bindings, tiles and dispatch.
 
 use crate::gpu::pipelines::{BindingKind, KernelSpec};
 
-/// How a weight matrix is packed on the GPU (see `model::weights`).
+use super::matmul_quant;
+
+/// How a weight matrix is packed on the GPU (see `model::weights` and
+/// `model::quant_pack`). Quantized formats keep ggml's names.
+#[allow(non_camel_case_types)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WeightFormat {
     F32,
@@ -11,6 +17,13 @@ pub enum WeightFormat {
     Q8_0,
     Q4_0,
     Q4_1,
+    Q5_0,
+    Q5_1,
+    Q2_K,
+    Q3_K,
+    Q4_K,
+    Q5_K,
+    Q6_K,
 }
 
 impl WeightFormat {
@@ -21,6 +34,13 @@ impl WeightFormat {
             WeightFormat::Q8_0 => "q8_0",
             WeightFormat::Q4_0 => "q4_0",
             WeightFormat::Q4_1 => "q4_1",
+            WeightFormat::Q5_0 => "q5_0",
+            WeightFormat::Q5_1 => "q5_1",
+            WeightFormat::Q2_K => "q2_k",
+            WeightFormat::Q3_K => "q3_k",
+            WeightFormat::Q4_K => "q4_k",
+            WeightFormat::Q5_K => "q5_k",
+            WeightFormat::Q6_K => "q6_k",
         }
     }
 }
@@ -42,14 +62,14 @@ impl Tile {
         if num_tokens < 4 { Tile::Rows8 } else { Tile::Rows4Tokens4 }
     }
 
-    fn rows(self) -> u32 {
+    pub(crate) fn rows(self) -> u32 {
         match self {
             Tile::Rows8 => 8,
             Tile::Rows4Tokens4 => 4,
         }
     }
 
-    fn tokens(self) -> u32 {
+    pub(crate) fn tokens(self) -> u32 {
         match self {
             Tile::Rows8 => 1,
             Tile::Rows4Tokens4 => 4,
@@ -65,6 +85,16 @@ impl Tile {
     }
 }
 
+/// step, x, w_data, w_scales, y, bias: shared by both matmul shaders.
+pub(crate) const BINDINGS: &[BindingKind] = &[
+    BindingKind::Uniform,
+    BindingKind::StorageRead,
+    BindingKind::StorageRead,
+    BindingKind::StorageRead,
+    BindingKind::StorageReadWrite,
+    BindingKind::StorageRead,
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MatmulKey {
     pub format: WeightFormat,
@@ -79,6 +109,9 @@ pub struct MatmulKey {
 
 impl MatmulKey {
     pub(crate) fn spec(&self) -> KernelSpec {
+        if let Some(layout) = matmul_quant::QuantLayout::of(self.format) {
+            return matmul_quant::spec(self, layout);
+        }
         let entry_point = match (self.tile, self.format) {
             (Tile::Rows8, WeightFormat::F32 | WeightFormat::F16) => "matvec_float",
             (Tile::Rows8, WeightFormat::Q8_0) => "matvec_q8_0",
@@ -88,19 +121,23 @@ impl MatmulKey {
             (Tile::Rows4Tokens4, WeightFormat::Q8_0) => "matmul_q8_0",
             (Tile::Rows4Tokens4, WeightFormat::Q4_0) => "matmul_q4_0",
             (Tile::Rows4Tokens4, WeightFormat::Q4_1) => "matmul_q4_1",
+            // Never reached: `QuantLayout::of` took these above.
+            (
+                _,
+                WeightFormat::Q5_0
+                | WeightFormat::Q5_1
+                | WeightFormat::Q2_K
+                | WeightFormat::Q3_K
+                | WeightFormat::Q4_K
+                | WeightFormat::Q5_K
+                | WeightFormat::Q6_K,
+            ) => "matvec_float",
         };
         KernelSpec {
             label: "matmul",
             source: include_str!("../../../shaders/matmul.wgsl"),
             entry_point,
-            bindings: &[
-                BindingKind::Uniform,
-                BindingKind::StorageRead,
-                BindingKind::StorageRead,
-                BindingKind::StorageRead,
-                BindingKind::StorageReadWrite,
-                BindingKind::StorageRead,
-            ],
+            bindings: BINDINGS,
             constants: vec![
                 ("K", self.k as f64),
                 ("N", self.n as f64),

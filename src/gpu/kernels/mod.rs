@@ -11,6 +11,7 @@ pub mod gelu;
 pub mod kv_write;
 pub mod layernorm;
 pub mod matmul;
+pub mod matmul_quant;
 pub mod pooling;
 pub mod rmsnorm;
 pub mod rope;

@@ -1,0 +1,371 @@
+// y[M, N] (+)= x[M, K] · W[N, K]^T (+ b[N]) for the 5- and 6-bit and
+// K-quant formats (Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K), dequantized in registers.
+//
+// Same tiles, workgroups and bindings as matmul.wgsl (read its header for
+// why they are shaped for llvmpipe); WGSL has no includes, so the tile
+// helpers are repeated here. One entry point per tile serves every format:
+// the `FORMAT` and `HIGH_BITS` overrides specialize it.
+//
+// Packed layout (model/quant_pack.rs), per 32 weights of a row:
+// - 4 words of low nibbles: byte j of the 16 holds weight j in its low
+//   nibble, weight j + 16 in its high nibble (the Q4_0/Q4_1 order);
+// - HIGH_BITS = 1: 1 word, bit i = bit 4 of weight i;
+//   HIGH_BITS = 2: 2 words, bits 2i..2i+1 = bits 4..5 of weight i (first
+//   word: weights 0..15, second: 16..31).
+// Each half block of 16 weights h has a scale s_h and offset o_h, and the
+// format a zero point z: value = s_h * (q - z) + o_h (see `affine`).
+
+struct Step {
+    num_tokens: u32,
+    num_seqs: u32,
+    max_blocks_per_seq: u32,
+    _pad: u32,
+}
+
+override K: u32;                   // inner size, a multiple of 32 (256 for K-quants)
+override N: u32;                   // output rows
+override ACCUMULATE: bool = false; // y += ... (fuses the residual add)
+override BIAS: bool = false;       // y += bias[row]
+override FORMAT: u32;              // FORMAT_* below
+override HIGH_BITS: u32;           // bits of each code above its nibble: 0, 1 or 2
+
+const FORMAT_Q5_0 = 0u; // w_scales: [N, K/32] f32 bits of d; z = 16
+const FORMAT_Q5_1 = 1u; // w_scales: [N, K/32] pack2x16float(d, m)
+const FORMAT_Q4_K = 2u; // w_scales: [N, K/256, 6] f32 d, f32 dmin, 4 words of (sc, m) byte pairs
+const FORMAT_Q5_K = 3u; // as Q4_K
+const FORMAT_Q6_K = 4u; // w_scales: [N, K/256, 5] f32 d, 16 x i8 scale (one per 16 weights); z = 32
+const FORMAT_Q2_K = 5u; // w_scales: [N, K/256, 6] f32 d, f32 dmin, 16 x (sc | m << 4) bytes (one per 16 weights)
+const FORMAT_Q3_K = 6u; // as Q6_K (the scales unpacked to i8 sc - 32); z = 4
+
+@group(0) @binding(0) var<uniform> step: Step;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;  // [M, K] f32
+@group(0) @binding(2) var<storage, read> w_data: array<u32>;   // [N, K/32, 4 + HIGH_BITS] packed codes
+@group(0) @binding(3) var<storage, read> w_scales: array<u32>; // per FORMAT_* above
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;  // [M, N] f32
+@group(0) @binding(5) var<storage, read> bias: array<f32>;     // [N] f32 (read only with BIAS)
+
+const ONES = vec4<f32>(1.0);
+
+fn block_words() -> u32 {
+    return 4u + HIGH_BITS;
+}
+
+fn row_words() -> u32 {
+    return (K / 32u) * block_words();
+}
+
+// ---- scales ----
+
+fn zero_point() -> f32 {
+    switch FORMAT {
+        case FORMAT_Q5_0: { return 16.0; }
+        case FORMAT_Q6_K: { return 32.0; }
+        case FORMAT_Q3_K: { return 4.0; }
+        default: { return 0.0; }
+    }
+}
+
+// Blocks of 32 weights that share a super-block scale: 8 for K-quants
+// (256 weights), 1 otherwise. The kernels load the super-block's d (and
+// dmin) once per group, not per block: on llvmpipe every load is a
+// per-lane gather, and three scale loads per block instead of one cost
+// about a quarter of the Q4_K matvec's speed.
+fn group_len() -> u32 {
+    if (FORMAT >= FORMAT_Q4_K) {
+        return 8u;
+    }
+    return 1u;
+}
+
+// Words of scales per super-block of a K-quant.
+fn group_words() -> u32 {
+    if (FORMAT == FORMAT_Q6_K || FORMAT == FORMAT_Q3_K) {
+        return 5u;
+    }
+    return 6u;
+}
+
+// (d, dmin) of super-block g of a row (K-quants; zero otherwise).
+fn group_scales(row: u32, g: u32) -> vec2<f32> {
+    if (FORMAT < FORMAT_Q4_K) {
+        return vec2<f32>(0.0);
+    }
+    let at = (row * (K / 256u) + g) * group_words();
+    if (FORMAT == FORMAT_Q6_K || FORMAT == FORMAT_Q3_K) {
+        return vec2<f32>(bitcast<f32>(w_scales[at]), 0.0);
+    }
+    return bitcast<vec2<f32>>(vec2<u32>(w_scales[at], w_scales[at + 1u]));
+}
+
+// (s_lo, s_hi, o_lo, o_hi) of block j of group g of a row, given the
+// group's (d, dmin). The K-quant products d * sc are exact in f32 (an f16
+// times a small integer), so they equal ggml's.
+fn affine(row: u32, g: u32, j: u32, dm: vec2<f32>) -> vec4<f32> {
+    switch FORMAT {
+        case FORMAT_Q5_0: {
+            let d = bitcast<f32>(w_scales[row * (K / 32u) + g]);
+            return vec4<f32>(d, d, 0.0, 0.0);
+        }
+        case FORMAT_Q5_1: {
+            let d_m = unpack2x16float(w_scales[row * (K / 32u) + g]);
+            return vec4<f32>(d_m.x, d_m.x, d_m.y, d_m.y);
+        }
+        case FORMAT_Q2_K: {
+            let at = (row * (K / 256u) + g) * 6u;
+            let pair = w_scales[at + 2u + j / 2u] >> (16u * (j % 2u));
+            let sc = vec2<f32>(f32(pair & 15u), f32((pair >> 8u) & 15u));
+            let m = vec2<f32>(f32((pair >> 4u) & 15u), f32((pair >> 12u) & 15u));
+            return vec4<f32>(dm.x * sc, -(dm.y * m));
+        }
+        case FORMAT_Q6_K, FORMAT_Q3_K: {
+            let at = (row * (K / 256u) + g) * 5u;
+            let pair = w_scales[at + 1u + j / 2u] >> (16u * (j % 2u));
+            let sc = bitcast<vec2<i32>>(vec2<u32>(pair << 24u, pair << 16u)) >> vec2<u32>(24u);
+            return vec4<f32>(dm.x * f32(sc.x), dm.x * f32(sc.y), 0.0, 0.0);
+        }
+        default: { // FORMAT_Q4_K, FORMAT_Q5_K
+            let at = (row * (K / 256u) + g) * 6u;
+            let pair = w_scales[at + 2u + j / 2u] >> (16u * (j % 2u));
+            let s = dm.x * f32(pair & 63u);
+            let o = -(dm.y * f32((pair >> 8u) & 63u));
+            return vec4<f32>(s, s, o, o);
+        }
+    }
+}
+
+// Four rows' (d, dmin): column r is row r's.
+fn group_scales4(rows: vec4<u32>, g: u32) -> mat4x2<f32> {
+    return mat4x2<f32>(group_scales(rows.x, g), group_scales(rows.y, g), group_scales(rows.z, g), group_scales(rows.w, g));
+}
+
+// Column r: row r's (s_lo, s_hi, o_lo, o_hi); transposed, [0] is s_lo of
+// the four rows, and so on.
+fn affine4(rows: vec4<u32>, g: u32, j: u32, dm: mat4x2<f32>) -> mat4x4<f32> {
+    return transpose(mat4x4<f32>(affine(rows.x, g, j, dm[0]), affine(rows.y, g, j, dm[1]), affine(rows.z, g, j, dm[2]), affine(rows.w, g, j, dm[3])));
+}
+
+// ---- codes ----
+
+// The high-bit words of block b of a row: (source for weights 0..15,
+// source for 16..31); word w of nibbles takes its bits from them shifted
+// by 4 * HIGH_BITS * w.
+fn high_words(row: u32, b: u32) -> vec2<u32> {
+    if (HIGH_BITS == 0u) {
+        return vec2<u32>(0u);
+    }
+    let at = row * row_words() + b * block_words() + 4u;
+    if (HIGH_BITS == 1u) {
+        let h = w_data[at];
+        return vec2<u32>(h, h >> 16u);
+    }
+    return vec2<u32>(w_data[at], w_data[at + 1u]);
+}
+
+// Each row's high-bit sources: [0] for weights 0..15, [1] for 16..31.
+struct High4 {
+    lo: vec4<u32>,
+    hi: vec4<u32>,
+}
+
+fn high4(rows: vec4<u32>, b: u32) -> High4 {
+    let a = high_words(rows.x, b);
+    let c = high_words(rows.y, b);
+    let d = high_words(rows.z, b);
+    let e = high_words(rows.w, b);
+    return High4(vec4<u32>(a.x, c.x, d.x, e.x), vec4<u32>(a.y, c.y, d.y, e.y));
+}
+
+// Four weights' codes masked in place: lane i holds code n as n * 256^i
+// (an exact float below 2^30), its nibble from byte i of q, its high bits
+// from bits HIGH_BITS * i of v moved up to bit 8i + 4. The caller scales
+// x by 256^-i (LANE_SCALE) once for all rows, so the products equal n * x
+// exactly. Compared with shifting every lane down, this drops about a
+// third of the unpacking work, which on llvmpipe costs more than the
+// multiply-adds: the first version of the Q4_K matvec read its bytes
+// about 25% slower than Q4_1's.
+const LANE_MASK = vec4<u32>(0xFu, 0xF00u, 0xF0000u, 0xF000000u);
+const LANE_SCALE = vec4<f32>(1.0, 1.0 / 256.0, 1.0 / 65536.0, 1.0 / 16777216.0);
+const LANES = vec4<u32>(0u, 1u, 2u, 3u);
+
+fn codes(q: u32, v: u32) -> vec4<f32> {
+    let bits = vec4<u32>(HIGH_BITS);
+    let high_mask = ((vec4<u32>(1u) << bits) - vec4<u32>(1u)) << (bits * LANES);
+    let high = (vec4<u32>(v) & high_mask) << (vec4<u32>(8u) * LANES + vec4<u32>(4u) - bits * LANES);
+    // Below 2^31: a signed conversion is exact and cheaper than an unsigned one.
+    return vec4<f32>(bitcast<vec4<i32>>((vec4<u32>(q) & LANE_MASK) | high));
+}
+
+// Column r: row r's four codes (in place, as above).
+fn codes4(q: vec4<u32>, v: vec4<u32>) -> mat4x4<f32> {
+    return mat4x4<f32>(codes(q.x, v.x), codes(q.y, v.y), codes(q.z, v.z), codes(q.w, v.w));
+}
+
+// ---- tiles (as matmul.wgsl) ----
+
+fn rows4(row0: u32) -> vec4<u32> {
+    return min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(N - 1u));
+}
+
+fn token_rows4(t0: u32) -> vec4<u32> {
+    let last = step.num_tokens - 1u;
+    return min(vec4<u32>(t0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last)) * (K / 4u);
+}
+
+fn x4(tokens: vec4<u32>, at: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(x[tokens.x + at], x[tokens.y + at], x[tokens.z + at], x[tokens.w + at]);
+}
+
+fn words4(rows: vec4<u32>, at: u32) -> vec4<u32> {
+    let stride = row_words();
+    return vec4<u32>(w_data[rows.x * stride + at], w_data[rows.y * stride + at], w_data[rows.z * stride + at], w_data[rows.w * stride + at]);
+}
+
+fn put(row: u32, token: u32, dot: f32) {
+    if (row < N && token < step.num_tokens) {
+        let index = token * N + row;
+        var value = dot;
+        if (BIAS) {
+            value += bias[row];
+        }
+        if (ACCUMULATE) {
+            y[index] += value;
+        } else {
+            y[index] = value;
+        }
+    }
+}
+
+fn store4(row0: u32, token: u32, acc: vec4<f32>) {
+    put(row0, token, acc.x);
+    put(row0 + 1u, token, acc.y);
+    put(row0 + 2u, token, acc.z);
+    put(row0 + 3u, token, acc.w);
+}
+
+// Q6_K, Q3_K and Q2_K have a scale per 16 weights; the others one per 32, so their
+// kernels sum both halves in one accumulator (half the bookkeeping).
+fn split_halves() -> bool {
+    return FORMAT == FORMAT_Q6_K || FORMAT == FORMAT_Q3_K || FORMAT == FORMAT_Q2_K;
+}
+
+// Four rows' block result for one token from the code dot products of each
+// half (dot_lo, dot_hi: one per row) and the token's sums of x per half:
+// sum over the half of (s (q - z) + o) x = s (dot - z sum) + o sum.
+fn combine(f: mat4x4<f32>, dot_lo: vec4<f32>, dot_hi: vec4<f32>, sum_lo: f32, sum_hi: f32) -> vec4<f32> {
+    let z = zero_point();
+    if (!split_halves()) {
+        // One s and o for the whole block (the matvec keeps it all in dot_lo
+        // and sum_lo, its dot_hi and sum_hi stay zero).
+        let sum = sum_lo + sum_hi;
+        return f[0] * (dot_lo + dot_hi - z * sum) + f[2] * sum;
+    }
+    return f[0] * (dot_lo - z * sum_lo) + f[1] * (dot_hi - z * sum_hi) + f[2] * sum_lo + f[3] * sum_hi;
+}
+
+// ---- 4 rows x 4 tokens ----
+
+@compute @workgroup_size(16)
+fn matmul_quant(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let rows = rows4(gid.x * 4u);
+    let tokens = token_rows4(gid.y * 4u);
+    var acc = mat4x4<f32>();
+    for (var g = 0u; g < K / 32u / group_len(); g++) {
+        let dm = group_scales4(rows, g);
+        for (var j = 0u; j < group_len(); j++) {
+            let b = g * group_len() + j;
+            let high = high4(rows, b);
+            // Column t: the four rows' code dot products with token t.
+            var dot_lo = mat4x4<f32>();
+            var dot_hi = mat4x4<f32>();
+            var sum_lo = vec4<f32>(0.0);
+            var sum_hi = vec4<f32>(0.0);
+            for (var w = 0u; w < 4u; w++) {
+                let q = words4(rows, b * block_words() + w);
+                let shift = vec4<u32>(4u * HIGH_BITS * w);
+                let x_lo = x4(tokens, b * 8u + w);
+                let x_hi = x4(tokens, b * 8u + 4u + w);
+                let xs_lo = mat4x4<f32>(x_lo[0] * LANE_SCALE, x_lo[1] * LANE_SCALE, x_lo[2] * LANE_SCALE, x_lo[3] * LANE_SCALE);
+                let xs_hi = mat4x4<f32>(x_hi[0] * LANE_SCALE, x_hi[1] * LANE_SCALE, x_hi[2] * LANE_SCALE, x_hi[3] * LANE_SCALE);
+                dot_lo += transpose(codes4(q, high.lo >> shift)) * xs_lo;
+                dot_hi += transpose(codes4(q >> vec4<u32>(4u), high.hi >> shift)) * xs_hi;
+                sum_lo += transpose(x_lo) * ONES;
+                sum_hi += transpose(x_hi) * ONES;
+            }
+            let f = affine4(rows, g, j, dm);
+            acc += mat4x4<f32>(
+                combine(f, dot_lo[0], dot_hi[0], sum_lo.x, sum_hi.x),
+                combine(f, dot_lo[1], dot_hi[1], sum_lo.y, sum_hi.y),
+                combine(f, dot_lo[2], dot_hi[2], sum_lo.z, sum_hi.z),
+                combine(f, dot_lo[3], dot_hi[3], sum_lo.w, sum_hi.w),
+            );
+        }
+    }
+    let row0 = gid.x * 4u;
+    for (var t = 0u; t < 4u; t++) {
+        store4(row0, gid.y * 4u + t, acc[t]);
+    }
+}
+
+// ---- 8 rows x 1 token ----
+
+fn token_row(token: u32) -> u32 {
+    return min(token, step.num_tokens - 1u) * (K / 4u);
+}
+
+@compute @workgroup_size(8)
+fn matvec_quant(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let rows_a = rows4(gid.x * 8u);
+    let rows_b = rows4(gid.x * 8u + 4u);
+    let xt = token_row(gid.y);
+    var acc_a = vec4<f32>(0.0);
+    var acc_b = vec4<f32>(0.0);
+    var dm_a = mat4x2<f32>();
+    var dm_b = mat4x2<f32>();
+    for (var b = 0u; b < K / 32u; b++) {
+        let g = b / group_len();
+        let j = b % group_len();
+        if (j == 0u) {
+            dm_a = group_scales4(rows_a, g);
+            dm_b = group_scales4(rows_b, g);
+        }
+        let high_a = high4(rows_a, b);
+        let high_b = high4(rows_b, b);
+        var lo_a = vec4<f32>(0.0);
+        var hi_a = vec4<f32>(0.0);
+        var lo_b = vec4<f32>(0.0);
+        var hi_b = vec4<f32>(0.0);
+        var sum_lo = vec4<f32>(0.0);
+        var sum_hi = vec4<f32>(0.0);
+        for (var w = 0u; w < 4u; w++) {
+            let x_lo = x[xt + b * 8u + w];
+            let x_hi = x[xt + b * 8u + 4u + w];
+            let qa = words4(rows_a, b * block_words() + w);
+            let qb = words4(rows_b, b * block_words() + w);
+            let shift = vec4<u32>(4u * HIGH_BITS * w);
+            let xs_lo = x_lo * LANE_SCALE;
+            let xs_hi = x_hi * LANE_SCALE;
+            let ca_lo = transpose(codes4(qa, high_a.lo >> shift)) * xs_lo;
+            let ca_hi = transpose(codes4(qa >> vec4<u32>(4u), high_a.hi >> shift)) * xs_hi;
+            let cb_lo = transpose(codes4(qb, high_b.lo >> shift)) * xs_lo;
+            let cb_hi = transpose(codes4(qb >> vec4<u32>(4u), high_b.hi >> shift)) * xs_hi;
+            if (split_halves()) {
+                lo_a += ca_lo;
+                hi_a += ca_hi;
+                lo_b += cb_lo;
+                hi_b += cb_hi;
+                sum_lo += x_lo;
+                sum_hi += x_hi;
+            } else {
+                lo_a += ca_lo + ca_hi;
+                lo_b += cb_lo + cb_hi;
+                sum_lo += x_lo + x_hi;
+            }
+        }
+        let s_lo = dot(sum_lo, ONES);
+        let s_hi = dot(sum_hi, ONES);
+        acc_a += combine(affine4(rows_a, g, j, dm_a), lo_a, hi_a, s_lo, s_hi);
+        acc_b += combine(affine4(rows_b, g, j, dm_b), lo_b, hi_b, s_lo, s_hi);
+    }
+    store4(gid.x * 8u, gid.y, acc_a);
+    store4(gid.x * 8u + 4u, gid.y, acc_b);
+}
