@@ -6,13 +6,15 @@
 //! - `runner`: a scheduled step -> the model's batch inputs -> its outputs;
 //! - `sampler`, `stop`: the next token and when a request ends;
 //! - `core`: one step of all of it, per request state included;
-//! - `worker`: the engine thread and the handle the server talks to;
+//! - `worker`: the handle the server talks to; `engine_thread` the loop
+//!   behind it (steps, failures, restarts);
 //! - `embedding`: the embedding model's own worker thread and handle
 //!   (an encoder needs no scheduler: one pass answers each batch).
 
 pub mod block_manager;
 pub mod core;
 pub mod embedding;
+mod engine_thread;
 pub mod fault;
 pub mod request;
 pub mod runner;
