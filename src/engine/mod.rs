@@ -19,6 +19,7 @@ pub mod fault;
 pub mod request;
 pub mod runner;
 pub mod sampler;
+pub mod sampling_params;
 pub mod scheduler;
 pub mod sequence;
 pub mod stop;
