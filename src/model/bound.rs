@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::gpu::kernels::KernelBindings;
 use crate::gpu::pipelines::Kernel;
 use crate::gpu::{GpuBuffer, GpuContext, KernelKey, PipelineCache};
 
@@ -18,6 +19,16 @@ impl Bound {
         let raw: Vec<&wgpu::Buffer> = buffers.iter().map(|b| &b.buffer).collect();
         let bind_group = kernel.bind_group(ctx, &raw);
         Self { key, kernel, bind_group }
+    }
+
+    /// Binds a kernel to its named buffers.
+    pub fn bind(
+        ctx: &GpuContext,
+        cache: &mut PipelineCache,
+        key: KernelKey,
+        bindings: &impl KernelBindings,
+    ) -> Self {
+        Self::new(ctx, cache, key, &bindings.in_binding_order())
     }
 
     /// Dispatches over `count` items (tokens, sampled rows or sequences).

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::gpu::kernels::StepParams;
-use crate::gpu::kernels::argmax::ArgmaxKey;
+use crate::gpu::kernels::argmax::{ArgmaxBindings, ArgmaxKey};
 use crate::gpu::kernels::attention::AttentionKey;
 use crate::gpu::kernels::embedding::EmbeddingKey;
 use crate::gpu::kernels::kv_write::KvWriteKey;
@@ -264,11 +264,11 @@ impl Llama {
             &scratch.logits,
             false,
         );
-        let argmax = Bound::new(
+        let argmax = Bound::bind(
             &ctx,
             &mut cache,
             KernelKey::Argmax(ArgmaxKey { vocab: v as u32 }),
-            &[&scratch.sample_step, &scratch.logits, &scratch.next_ids],
+            &ArgmaxBindings { step: &scratch.sample_step, logits: &scratch.logits, out: &scratch.next_ids },
         );
         Ok(Self {
             ctx,

@@ -1,7 +1,23 @@
 //! `shaders/argmax.wgsl`: greedy token per sampled row.
-//! Bindings: step, logits, out.
 
+use super::KernelBindings;
+use crate::gpu::GpuBuffer;
 use crate::gpu::pipelines::{BindingKind, KernelSpec};
+
+pub struct ArgmaxBindings<'a> {
+    /// Uniform; `num_tokens` is the number of sampled rows.
+    pub step: &'a GpuBuffer,
+    /// [rows, V] f32
+    pub logits: &'a GpuBuffer,
+    /// [rows] u32
+    pub out: &'a GpuBuffer,
+}
+
+impl KernelBindings for ArgmaxBindings<'_> {
+    fn in_binding_order(&self) -> Vec<&GpuBuffer> {
+        vec![self.step, self.logits, self.out]
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ArgmaxKey {

@@ -2,6 +2,8 @@
 //! bindings in order, and dispatch size. Shapes are written beside each
 //! binding in the `.wgsl` files.
 
+use super::GpuBuffer;
+
 pub mod argmax;
 pub mod attention;
 pub mod embedding;
@@ -25,6 +27,13 @@ pub struct StepParams {
     pub num_seqs: u32,
     pub max_blocks_per_seq: u32,
     pub _pad: u32,
+}
+
+/// A kernel's buffers by name: each launch file defines one struct of
+/// named buffers per kernel, and only its `in_binding_order` knows the
+/// shader's `@binding(i)` numbers, so callers never count positions.
+pub trait KernelBindings {
+    fn in_binding_order(&self) -> Vec<&GpuBuffer>;
 }
 
 pub(crate) const WORKGROUP_SIZE: u32 = 64;
