@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use clap::Args;
 use wgserve::formats::gguf::GgufFile;
-use wgserve::model::config::LlamaConfig;
+use wgserve::model::architectures::Architecture;
+use wgserve::model::config::DecoderConfig;
 use wgserve::model::source::WeightSource;
 
 use super::{ModelArgs, open_gpu};
@@ -20,11 +21,14 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
     let path = args.model.path()?;
     let source = WeightSource::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
     println!("model: {}", path.display());
-    match LlamaConfig::from_source(&source) {
-        Ok(c) => {
+    match Architecture::of(&source).and_then(|a| Ok((a, DecoderConfig::from_source(&source)?))) {
+        Ok((architecture, c)) => {
             println!(
-                "architecture: llama, {} layers, hidden {}, intermediate {}",
-                c.num_layers, c.hidden_size, c.intermediate_size
+                "architecture: {}, {} layers, hidden {}, intermediate {}",
+                architecture.name(),
+                c.num_layers,
+                c.hidden_size,
+                c.intermediate_size
             );
             println!(
                 "attention: {} heads, {} KV heads, head size {}, RoPE theta {} ({:?}), context {}",

@@ -1,5 +1,7 @@
-//! Llama-family hyperparameters, read from GGUF metadata or a Hugging Face
-//! `config.json`. Architectures differ by these numbers, not by code.
+//! The hyperparameters every decoder architecture has, read from GGUF
+//! metadata (under the architecture's own key prefix) or a Hugging Face
+//! `config.json`. What only one architecture has (Gemma's sliding window)
+//! its own file reads.
 
 use serde::Deserialize;
 
@@ -18,7 +20,7 @@ pub enum RopeStyle {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct LlamaConfig {
+pub struct DecoderConfig {
     pub vocab_size: usize,
     pub hidden_size: usize,
     pub intermediate_size: usize,
@@ -35,7 +37,7 @@ pub struct LlamaConfig {
     pub tie_word_embeddings: Option<bool>,
 }
 
-impl LlamaConfig {
+impl DecoderConfig {
     pub fn from_source(source: &WeightSource) -> Result<Self, ModelError> {
         match source {
             WeightSource::Gguf(gguf) => Self::from_gguf(gguf),
@@ -50,9 +52,6 @@ impl LlamaConfig {
 
     pub fn from_gguf(gguf: &GgufFile) -> Result<Self, ModelError> {
         let arch = gguf.get_str("general.architecture")?;
-        if arch != "llama" {
-            return Err(ModelError::Config(format!("architecture {arch:?} is not supported (llama is)")));
-        }
         let key = |name: &str| format!("{arch}.{name}");
         let usize_of = |name: &str| -> Result<usize, ModelError> { Ok(gguf.get_u64(&key(name))? as usize) };
         let hidden_size = usize_of("embedding_length")?;
@@ -75,7 +74,14 @@ impl LlamaConfig {
             num_layers: usize_of("block_count")?,
             num_heads,
             num_kv_heads,
-            head_dim: hidden_size / num_heads.max(1),
+            // Gemma's heads are wider than hidden / heads; the GGUF says so.
+            head_dim: match gguf.get(&key("attention.key_length")) {
+                Some(value) => value
+                    .as_u64()
+                    .ok_or_else(|| ModelError::Config("attention.key_length is not an integer".into()))?
+                    as usize,
+                None => hidden_size / num_heads.max(1),
+            },
             rms_norm_eps: gguf.get_f64(&key("attention.layer_norm_rms_epsilon"))? as f32,
             rope_theta: gguf.get(&key("rope.freq_base")).and_then(|v| v.as_f64()).unwrap_or(10000.0) as f32,
             rope_style: RopeStyle::Interleaved,

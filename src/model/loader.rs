@@ -9,9 +9,9 @@ use crate::formats::gguf::GgufFile;
 use crate::gpu::GpuContext;
 use crate::text::{ChatTemplate, Tokenizer};
 
+use super::architectures::Architecture;
 use super::bert::{Bert, EncoderOptions};
 use super::causal_lm::CausalLm;
-use super::llama::Llama;
 use super::source::WeightSource;
 use super::vocab::{chat_template_from_gguf, vocab_from_gguf};
 use super::{LoadOptions, ModelError};
@@ -41,8 +41,7 @@ pub fn load_model(
         WeightSource::Gguf(gguf) => gguf_text(gguf)?,
         WeightSource::Safetensors { dir, .. } => hf_text(dir)?,
     };
-    let llama = Llama::from_source(ctx, &source, options)?;
-    llama.warm_up()?;
+    let model = Architecture::of(&source)?.load(ctx, &source, options)?;
     let mut stop_token_ids: Vec<u32> = tokenizer.eos_id().into_iter().collect();
     for token in END_OF_TURN_TOKENS {
         if let Some(id) = tokenizer.token_to_id(token)
@@ -52,7 +51,7 @@ pub fn load_model(
         }
     }
     let name = path.file_stem().map_or_else(|| "model".to_string(), |s| s.to_string_lossy().into_owned());
-    Ok(LoadedModel { model: Box::new(llama), tokenizer, chat_template, stop_token_ids, name })
+    Ok(LoadedModel { model, tokenizer, chat_template, stop_token_ids, name })
 }
 
 fn text_error(e: crate::text::TextError) -> ModelError {

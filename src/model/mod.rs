@@ -2,12 +2,16 @@
 //! for the GPU, and runs the forward pass of a varlen batch. It composes
 //! kernels and knows nothing of requests or scheduling.
 
+pub mod architectures;
 pub mod batch;
 pub mod bert;
 pub mod bert_config;
+pub mod blocks;
 pub mod bound;
+pub mod builder;
 pub mod causal_lm;
 pub mod config;
+pub mod decoder;
 pub mod dequantize;
 pub mod llama;
 pub mod loader;
@@ -17,7 +21,7 @@ pub mod source;
 pub mod vocab;
 pub mod weights;
 
-use config::LlamaConfig;
+use config::DecoderConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -55,7 +59,7 @@ impl Default for LoadOptions {
 }
 
 impl LoadOptions {
-    fn validate(&self) -> Result<(), ModelError> {
+    pub(crate) fn validate(&self) -> Result<(), ModelError> {
         if self.max_batch_tokens == 0 || self.max_seqs == 0 || self.block_size == 0 || self.kv_cache_mib == 0
         {
             return Err(ModelError::Config(format!("load options must be positive: {self:?}")));
@@ -64,12 +68,12 @@ impl LoadOptions {
     }
 
     /// Blocks a sequence of the full context length needs.
-    pub fn max_blocks_per_seq(&self, config: &LlamaConfig) -> usize {
+    pub fn max_blocks_per_seq(&self, config: &DecoderConfig) -> usize {
         config.max_position_embeddings.div_ceil(self.block_size)
     }
 
     /// Blocks that fit in `kv_cache_mib`, and in one storage binding per layer.
-    pub fn num_kv_blocks(&self, config: &LlamaConfig, max_binding: u64) -> usize {
+    pub fn num_kv_blocks(&self, config: &DecoderConfig, max_binding: u64) -> usize {
         let per_layer =
             crate::gpu::kv_cache::KvCache::block_bytes(self.block_size, config.num_kv_heads, config.head_dim);
         let budget = (self.kv_cache_mib as u64) << 20;

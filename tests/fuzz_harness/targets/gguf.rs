@@ -10,7 +10,7 @@
 
 use wgserve::formats::gguf::{GgufFile, GgufValue};
 use wgserve::formats::{GgmlType, TensorType};
-use wgserve::model::config::LlamaConfig;
+use wgserve::model::config::DecoderConfig;
 use wgserve::model::vocab::{chat_template_from_gguf, vocab_from_gguf};
 use wgserve::model::weights::{pack_matrix, to_f32_vec};
 use wgserve::text::Tokenizer;
@@ -137,7 +137,7 @@ fn run(input: &[u8]) -> Result<String, String> {
         Ok(gguf) => gguf,
         Err(e) => return Ok(brief(&e.to_string())),
     };
-    let mut outcomes = vec![outcome(&LlamaConfig::from_gguf(&gguf))];
+    let mut outcomes = vec![outcome(&DecoderConfig::from_gguf(&gguf))];
     match vocab_from_gguf(&gguf) {
         Ok(vocab) => match Tokenizer::from_vocab(vocab) {
             Ok(tokenizer) => match tokenizer.encode("hello <|im_end|> world 123", true) {

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use wgserve::formats::TensorType;
 use wgserve::formats::safetensors::SafetensorsFile;
 use wgserve::model::bert_config::BertConfig;
-use wgserve::model::config::LlamaConfig;
+use wgserve::model::config::DecoderConfig;
 use wgserve::model::source::WeightSource;
 use wgserve::model::weights::{pack_matrix, to_f32_vec};
 
@@ -103,7 +103,7 @@ fn run(input: &[u8]) -> Result<String, String> {
     };
     let (config, file) = rest.split_at(config_len.min(rest.len()));
     let config = String::from_utf8_lossy(config);
-    let llama = LlamaConfig::from_hf_json(&config);
+    let llama = DecoderConfig::from_hf_json(&config);
     let mut outcomes = vec![outcome(&llama), outcome(&BertConfig::from_hf_json(&config))];
     let file = match SafetensorsFile::from_bytes(file.to_vec()) {
         Ok(file) => file,

@@ -1,0 +1,53 @@
+//! The building blocks decoder architectures compose: norms, RoPE tables,
+//! the attention block over the paged KV cache and the gated MLP. Each
+//! block binds its kernels to named buffers once, at load, and only
+//! records dispatches per step.
+
+pub mod attention;
+pub mod mlp;
+pub mod norm;
+pub mod rope;
+
+use super::LoadOptions;
+use super::ModelError;
+use super::builder::ModelBuilder;
+use super::config::DecoderConfig;
+use crate::gpu::GpuBuffer;
+
+/// Activations a layer writes and the next layer overwrites, shared by
+/// all layers and sized for the largest step (M tokens).
+pub struct LayerScratch {
+    /// [M, H]: the normed residual stream, input of a projection.
+    pub normed: GpuBuffer,
+    /// [M, (Hq + 2 Hkv) D]: fused Q, K, V.
+    pub qkv: GpuBuffer,
+    /// [M, Hq D]: attention output, before its projection.
+    pub attn: GpuBuffer,
+    /// [M, H]: a block's projected output where a norm follows it before
+    /// the residual add (Gemma's post-norms).
+    pub projected: GpuBuffer,
+    /// [M, 2 I]: fused gate and up projections.
+    pub gate_up: GpuBuffer,
+    /// [M, I]: the gated activation.
+    pub act: GpuBuffer,
+}
+
+impl LayerScratch {
+    pub fn new(builder: &ModelBuilder, c: &DecoderConfig, options: &LoadOptions) -> Result<Self, ModelError> {
+        let m = options.max_batch_tokens;
+        Ok(Self {
+            normed: builder.activation("normed", m * c.hidden_size)?,
+            qkv: builder.activation("qkv", m * c.qkv_size())?,
+            attn: builder.activation("attn", m * c.num_heads * c.head_dim)?,
+            projected: builder.activation("projected", m * c.hidden_size)?,
+            gate_up: builder.activation("gate_up", m * 2 * c.intermediate_size)?,
+            act: builder.activation("act", m * c.intermediate_size)?,
+        })
+    }
+}
+
+/// How a block's output joins the residual stream.
+pub enum Residual {
+    /// hidden += output (Llama).
+    Add,
+}

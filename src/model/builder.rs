@@ -1,0 +1,63 @@
+//! What every architecture's loader works with: the GPU, the pipeline
+//! cache and the weight file, with the few ways a weight becomes a GPU
+//! buffer (a packed matrix, an f32 vector) and activations get allocated.
+
+use std::sync::Arc;
+
+use crate::gpu::{GpuBuffer, GpuContext, PipelineCache};
+
+use super::ModelError;
+use super::matmul::GpuMatrix;
+use super::source::WeightSource;
+use super::weights::{PackedMatrix, concat_rows, pack_matrix, to_f32_vec};
+
+pub struct ModelBuilder<'a> {
+    pub ctx: Arc<GpuContext>,
+    pub cache: PipelineCache,
+    pub source: &'a WeightSource,
+}
+
+impl<'a> ModelBuilder<'a> {
+    pub fn new(ctx: Arc<GpuContext>, source: &'a WeightSource) -> Self {
+        Self { ctx, cache: PipelineCache::new(), source }
+    }
+
+    /// The `[rows, cols]` tensor `name`, packed for the kernels.
+    pub fn packed(&self, name: &str, rows: usize, cols: usize) -> Result<PackedMatrix, ModelError> {
+        let raw = self.source.require(name, &[rows, cols])?;
+        pack_matrix(name, raw.tensor_type, raw.data, rows, cols)
+    }
+
+    /// The `[rows, cols]` tensor `name` on the GPU.
+    pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<GpuMatrix, ModelError> {
+        self.upload(name, self.packed(name, rows, cols)?)
+    }
+
+    /// Several tensors of the same width stacked by rows into one matrix, so
+    /// one matmul computes them all (Q, K and V; gate and up).
+    pub fn fused(&self, label: &str, parts: &[(&str, usize)], cols: usize) -> Result<GpuMatrix, ModelError> {
+        let packed =
+            parts.iter().map(|&(name, rows)| self.packed(name, rows, cols)).collect::<Result<_, _>>()?;
+        self.upload(label, concat_rows(packed)?)
+    }
+
+    pub fn upload(&self, label: &str, packed: PackedMatrix) -> Result<GpuMatrix, ModelError> {
+        Ok(GpuMatrix::upload(&self.ctx, label, packed)?)
+    }
+
+    /// A 1-D weight (norm weights) as f32 values on the GPU.
+    pub fn vector(&self, name: &str, len: usize) -> Result<GpuBuffer, ModelError> {
+        let raw = self.source.require(name, &[len])?;
+        let values = to_f32_vec(name, raw.tensor_type, raw.data)?;
+        Ok(GpuBuffer::storage_init(&self.ctx, name, bytemuck::cast_slice(&values))?)
+    }
+
+    /// A zeroed activation buffer of `elements` f32 (or u32) values.
+    pub fn activation(&self, label: &str, elements: usize) -> Result<GpuBuffer, ModelError> {
+        Ok(GpuBuffer::storage_zeroed(&self.ctx, label, (elements * 4) as u64)?)
+    }
+
+    pub fn table(&self, label: &str, values: &[f32]) -> Result<GpuBuffer, ModelError> {
+        Ok(GpuBuffer::storage_init(&self.ctx, label, bytemuck::cast_slice(values))?)
+    }
+}

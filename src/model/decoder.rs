@@ -1,0 +1,318 @@
+//! What every decoder-only model shares, whatever its layers: the step
+//! inputs on the GPU, the paged KV cache, the residual stream, the output
+//! head (final norm over each sequence's last token, logits, greedy
+//! argmax) and the checks on a batch. An architecture file supplies only
+//! its embedding and layers (`DecoderBody`); `Decoder` runs them in one
+//! command encoder and one submission per step and implements `CausalLm`.
+
+use crate::gpu::kernels::StepParams;
+use crate::gpu::kernels::argmax::{ArgmaxBindings, ArgmaxKey};
+use crate::gpu::kernels::rmsnorm::RmsNormKey;
+use crate::gpu::kv_cache::KvCache;
+use crate::gpu::{GpuBuffer, GpuContext, KernelKey, ReadbackBuffer};
+
+use super::batch::BatchInputs;
+use super::bound::Bound;
+use super::builder::ModelBuilder;
+use super::causal_lm::{CausalLm, ForwardOutput, Output};
+use super::config::DecoderConfig;
+use super::matmul::{GpuMatrix, MatmulOp};
+use super::{LoadOptions, ModelError};
+
+/// An architecture's own part of the forward pass: the token embedding
+/// into `DecoderBuffers::hidden`, then every layer over it.
+pub trait DecoderBody: Send {
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>, num_tokens: u32);
+    /// Bytes of weights its matmuls read per step.
+    fn matmul_weight_bytes(&self) -> u64;
+}
+
+/// A step's inputs as the kernels read them, sized for the largest step.
+pub struct StepInputs {
+    /// Uniform of the token-wide kernels (num_tokens = batch tokens).
+    pub step: GpuBuffer,
+    /// Uniform of the sampling kernels (num_tokens = num_seqs).
+    pub sample_step: GpuBuffer,
+    /// [M] u32
+    pub token_ids: GpuBuffer,
+    /// [M] u32
+    pub positions: GpuBuffer,
+    /// [M] u32: cache slot of each token's K/V.
+    pub slot_mapping: GpuBuffer,
+    /// [M] u32: the sequence of each token.
+    pub token_seq: GpuBuffer,
+    /// [S, max_blocks_per_seq] u32
+    pub block_tables: GpuBuffer,
+    /// [S] u32: the token each sequence samples from.
+    pub sample_indices: GpuBuffer,
+}
+
+/// What an architecture's layers bind to besides their weights.
+pub struct DecoderBuffers {
+    pub inputs: StepInputs,
+    /// [M, H] f32: the residual stream, embedding in, last layer out.
+    pub hidden: GpuBuffer,
+    pub kv_cache: KvCache,
+}
+
+impl DecoderBuffers {
+    pub fn new(
+        builder: &ModelBuilder,
+        config: &DecoderConfig,
+        options: &LoadOptions,
+    ) -> Result<Self, ModelError> {
+        options.validate()?;
+        let ctx = &builder.ctx;
+        let (m, s) = (options.max_batch_tokens, options.max_seqs);
+        let step_size = std::mem::size_of::<StepParams>() as u64;
+        let inputs = StepInputs {
+            step: GpuBuffer::uniform(ctx, "step", step_size),
+            sample_step: GpuBuffer::uniform(ctx, "sample_step", step_size),
+            token_ids: builder.activation("token_ids", m)?,
+            positions: builder.activation("positions", m)?,
+            slot_mapping: builder.activation("slot_mapping", m)?,
+            token_seq: builder.activation("token_seq", m)?,
+            block_tables: builder.activation("block_tables", s * options.max_blocks_per_seq(config))?,
+            sample_indices: builder.activation("sample_indices", s)?,
+        };
+        let num_blocks = options.num_kv_blocks(config, ctx.max_storage_binding());
+        let kv_cache = KvCache::new(
+            ctx,
+            config.num_layers,
+            num_blocks,
+            options.block_size,
+            config.num_kv_heads,
+            config.head_dim,
+        )?;
+        tracing::info!(num_blocks, block_size = options.block_size, "KV cache allocated");
+        Ok(Self { inputs, hidden: builder.activation("hidden", m * config.hidden_size)?, kv_cache })
+    }
+}
+
+/// Final norm of each sequence's sampled row, logits, greedy ids.
+struct OutputHead {
+    final_norm: Bound,
+    lm_head: MatmulOp,
+    argmax: Bound,
+    /// [S, V] f32
+    logits: GpuBuffer,
+    /// [S] u32
+    next_ids: GpuBuffer,
+    readback: ReadbackBuffer,
+}
+
+pub struct Decoder<B> {
+    ctx: std::sync::Arc<GpuContext>,
+    pub config: DecoderConfig,
+    options: LoadOptions,
+    buffers: DecoderBuffers,
+    body: B,
+    head: OutputHead,
+}
+
+impl<B: DecoderBody> Decoder<B> {
+    /// Completes a model: `body` over `buffers`, then the output head
+    /// (RMSNorm with `final_norm` weights, `lm_head` [V, H]).
+    pub fn new(
+        builder: &mut ModelBuilder,
+        config: DecoderConfig,
+        options: &LoadOptions,
+        buffers: DecoderBuffers,
+        body: B,
+        final_norm: &GpuBuffer,
+        lm_head: GpuMatrix,
+    ) -> Result<Self, ModelError> {
+        let (h, v, s) = (config.hidden_size, config.vocab_size, options.max_seqs);
+        let ctx = builder.ctx.clone();
+        let inputs = &buffers.inputs;
+        let last_normed = builder.activation("last_normed", s * h)?; // [S, H]
+        let logits = builder.activation("logits", s * v)?;
+        let next_ids = builder.activation("next_ids", s)?;
+        let norm_key = RmsNormKey { hidden: h as u32, eps_bits: config.rms_norm_eps.to_bits(), gather: true };
+        let final_norm = Bound::new(
+            &ctx,
+            &mut builder.cache,
+            KernelKey::RmsNorm(norm_key),
+            &[&inputs.step, &buffers.hidden, final_norm, &inputs.sample_indices, &last_normed],
+        );
+        let lm_head = MatmulOp::new(
+            &ctx,
+            &mut builder.cache,
+            lm_head,
+            &inputs.sample_step,
+            &last_normed,
+            &logits,
+            false,
+        );
+        let argmax = Bound::bind(
+            &ctx,
+            &mut builder.cache,
+            KernelKey::Argmax(ArgmaxKey { vocab: v as u32 }),
+            &ArgmaxBindings { step: &inputs.sample_step, logits: &logits, out: &next_ids },
+        );
+        let readback = ReadbackBuffer::new(&ctx, "readback", (s * v * 4) as u64);
+        let head = OutputHead { final_norm, lm_head, argmax, logits, next_ids, readback };
+        Ok(Self { ctx, config, options: options.clone(), buffers, body, head })
+    }
+
+    /// Runs a throwaway step with each kernel variant, so the driver compiles
+    /// them now rather than during the first request (seconds on lavapipe).
+    /// It writes K/V into the first blocks, which a sequence overwrites
+    /// before it reads them.
+    pub fn warm_up(&self) -> Result<(), ModelError> {
+        for num_tokens in [1, 4] {
+            let mut batch = BatchInputs::default();
+            let tokens = vec![0u32; num_tokens];
+            let blocks = num_tokens.div_ceil(self.block_size());
+            if blocks > self.num_kv_blocks() || num_tokens > self.options.max_batch_tokens {
+                continue;
+            }
+            let block_table: Vec<u32> = (0..blocks as u32).collect();
+            batch.push_sequence(&tokens, 0, &block_table, self.block_size());
+            self.forward(&batch, Output::TokenIds)?;
+        }
+        Ok(())
+    }
+
+    pub fn forward(&self, batch: &BatchInputs, output: Output) -> Result<ForwardOutput, ModelError> {
+        self.check_batch(batch)?;
+        let ctx = &self.ctx;
+        let (m, s) = (batch.num_tokens() as u32, batch.num_seqs() as u32);
+        let inputs = &self.buffers.inputs;
+        let max_blocks_per_seq = batch.max_blocks_per_seq as u32;
+        let step = StepParams { num_tokens: m, num_seqs: s, max_blocks_per_seq, _pad: 0 };
+        inputs.step.write(ctx, bytemuck::bytes_of(&step));
+        let sample_step = StepParams { num_tokens: s, ..step };
+        inputs.sample_step.write(ctx, bytemuck::bytes_of(&sample_step));
+        inputs.token_ids.write(ctx, bytemuck::cast_slice(&batch.token_ids));
+        inputs.positions.write(ctx, bytemuck::cast_slice(&batch.positions));
+        inputs.slot_mapping.write(ctx, bytemuck::cast_slice(&batch.slot_mapping));
+        inputs.token_seq.write(ctx, bytemuck::cast_slice(&batch.token_seq));
+        inputs.block_tables.write(ctx, bytemuck::cast_slice(&batch.block_tables));
+        inputs.sample_indices.write(ctx, bytemuck::cast_slice(&batch.sample_indices));
+
+        let head = &self.head;
+        let mut encoder =
+            ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("forward") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("forward"),
+                timestamp_writes: None,
+            });
+            self.body.record(&mut pass, m);
+            head.final_norm.record(&mut pass, s);
+            head.lm_head.record(&mut pass, s);
+            if output == Output::TokenIds {
+                head.argmax.record(&mut pass, s);
+            }
+        }
+        let (source, read_len) = match output {
+            Output::TokenIds => (&head.next_ids, s as usize * 4),
+            Output::Logits => (&head.logits, s as usize * self.config.vocab_size * 4),
+        };
+        head.readback.record_copy(&mut encoder, source, read_len as u64);
+        ctx.queue.submit([encoder.finish()]);
+        let bytes = head.readback.read(ctx, read_len)?;
+        Ok(match output {
+            Output::TokenIds => ForwardOutput::TokenIds(bytemuck::pod_collect_to_vec(&bytes)),
+            Output::Logits => ForwardOutput::Logits(bytemuck::pod_collect_to_vec(&bytes)),
+        })
+    }
+
+    pub fn block_size(&self) -> usize {
+        self.buffers.kv_cache.block_size
+    }
+
+    pub fn num_kv_blocks(&self) -> usize {
+        self.buffers.kv_cache.num_blocks
+    }
+
+    pub fn options(&self) -> &LoadOptions {
+        &self.options
+    }
+
+    pub fn gpu(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    pub fn matmul_weight_bytes(&self) -> u64 {
+        self.body.matmul_weight_bytes() + self.head.lm_head.weight_bytes()
+    }
+
+    /// The GPU trusts these indices, so every one is checked here.
+    fn check_batch(&self, batch: &BatchInputs) -> Result<(), ModelError> {
+        let fail = |why: String| Err(ModelError::InvalidBatch(why));
+        let (m, s) = (batch.num_tokens(), batch.num_seqs());
+        let o = &self.options;
+        let kv_cache = &self.buffers.kv_cache;
+        if m == 0 || m > o.max_batch_tokens {
+            return fail(format!("{m} tokens in a step; 1..={} allowed", o.max_batch_tokens));
+        }
+        if s == 0 || s > o.max_seqs {
+            return fail(format!("{s} sequences in a step; 1..={} allowed", o.max_seqs));
+        }
+        let max_blocks = batch.max_blocks_per_seq;
+        if max_blocks == 0
+            || max_blocks > o.max_blocks_per_seq(&self.config)
+            || batch.block_tables.len() != s * max_blocks
+        {
+            return fail(format!(
+                "block tables of {} entries for {s} sequences of {max_blocks}",
+                batch.block_tables.len()
+            ));
+        }
+        if batch.positions.len() != m || batch.slot_mapping.len() != m || batch.token_seq.len() != m {
+            return fail("per-token arrays differ in length".into());
+        }
+        if let Some(&id) = batch.token_ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
+            return fail(format!("token id {id} is outside the vocabulary of {}", self.config.vocab_size));
+        }
+        let num_slots = kv_cache.num_blocks * kv_cache.block_size;
+        for t in 0..m {
+            let (pos, seq) = (batch.positions[t] as usize, batch.token_seq[t] as usize);
+            if pos >= self.config.max_position_embeddings
+                || seq >= s
+                || pos / kv_cache.block_size >= max_blocks
+            {
+                return fail(format!("token {t}: position {pos} of sequence {seq} is out of range"));
+            }
+            if batch.slot_mapping[t] as usize >= num_slots {
+                return fail(format!("token {t}: slot {} is outside the cache", batch.slot_mapping[t]));
+            }
+        }
+        if batch.block_tables.iter().any(|&b| b as usize >= kv_cache.num_blocks) {
+            return fail("a block table names a block outside the cache".into());
+        }
+        if batch.sample_indices.iter().any(|&i| i as usize >= m) {
+            return fail("a sample index is outside the batch".into());
+        }
+        Ok(())
+    }
+}
+
+impl<B: DecoderBody> CausalLm for Decoder<B> {
+    fn forward(&self, batch: &BatchInputs, output: Output) -> Result<ForwardOutput, ModelError> {
+        Decoder::forward(self, batch, output)
+    }
+    fn options(&self) -> &LoadOptions {
+        Decoder::options(self)
+    }
+    fn block_size(&self) -> usize {
+        Decoder::block_size(self)
+    }
+    fn num_kv_blocks(&self) -> usize {
+        Decoder::num_kv_blocks(self)
+    }
+    fn vocab_size(&self) -> usize {
+        self.config.vocab_size
+    }
+    fn max_model_len(&self) -> usize {
+        self.config.max_position_embeddings
+    }
+    fn matmul_weight_bytes(&self) -> u64 {
+        Decoder::matmul_weight_bytes(self)
+    }
+    fn gpu(&self) -> &GpuContext {
+        Decoder::gpu(self)
+    }
+}
