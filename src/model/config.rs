@@ -19,6 +19,17 @@ pub enum RopeStyle {
     Neox,
 }
 
+/// GGUF settings (after `{arch}.`) that change what a model computes.
+const MATH_SETTINGS: [&str; 7] = [
+    "rope.scaling.type",
+    "rope.scaling.factor",
+    "rope.freq_scale",
+    "attention.sliding_window",
+    "attn_logit_softcapping",
+    "final_logit_softcapping",
+    "attention.scale",
+];
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecoderConfig {
     pub vocab_size: usize,
@@ -106,6 +117,8 @@ impl DecoderConfig {
             rope_theta: Option<f32>,
             max_position_embeddings: usize,
             tie_word_embeddings: Option<bool>,
+            /// Llama 3's frequency scaling; refused until carried out.
+            rope_scaling: Option<serde_json::Value>,
         }
         let hf: HfConfig =
             serde_json::from_str(text).map_err(|e| ModelError::Config(format!("config.json: {e}")))?;
@@ -114,6 +127,12 @@ impl DecoderConfig {
         {
             return Err(ModelError::Config(format!(
                 "architectures {archs:?} are not supported (LlamaForCausalLM is)"
+            )));
+        }
+        if let Some(scaling) = hf.rope_scaling.as_ref().filter(|v| !v.is_null()) {
+            let shown: String = scaling.to_string().chars().take(80).collect();
+            return Err(ModelError::Config(format!(
+                "config.json rope_scaling = {shown} changes the math and wgserve does not carry it out"
             )));
         }
         let config = Self {
@@ -132,6 +151,35 @@ impl DecoderConfig {
             tie_word_embeddings: Some(hf.tie_word_embeddings.unwrap_or(false)),
         };
         config.validate()
+    }
+
+    /// Refuses a GGUF whose metadata sets something that changes the math
+    /// (RoPE scaling, soft-capping, a sliding window) unless the
+    /// architecture says it carries it out (`honoured`: key suffixes after
+    /// `{arch}.`). A setting that is present but neutral (scaling type
+    /// "none", factor 1) is fine.
+    pub fn refuse_unhonoured(gguf: &GgufFile, honoured: &[&str]) -> Result<(), ModelError> {
+        let arch = gguf.get_str("general.architecture")?;
+        for suffix in MATH_SETTINGS {
+            if honoured.contains(&suffix) {
+                continue;
+            }
+            let key = format!("{arch}.{suffix}");
+            let Some(value) = gguf.get(&key) else { continue };
+            let neutral = match value.as_str() {
+                Some(text) => text == "none",
+                None => value.as_f64().is_some_and(|v| {
+                    (suffix.ends_with("factor") || suffix.ends_with("freq_scale")) && v == 1.0
+                }),
+            };
+            if !neutral {
+                let shown: String = format!("{value:?}").chars().take(80).collect();
+                return Err(ModelError::Config(format!(
+                    "{key} = {shown} changes the math and wgserve does not carry it out for {arch}"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Rejects shapes the kernels cannot run, with the reason.

@@ -45,16 +45,24 @@ impl Llama {
         Self::from_source(ctx, &WeightSource::open(path)?, options)
     }
 
+    /// The hyperparameters, or why this file is not a Llama we can run.
+    pub fn config(source: &WeightSource) -> Result<DecoderConfig, ModelError> {
+        let architecture = Architecture::of(source)?;
+        if architecture != Architecture::Llama {
+            return Err(ModelError::Config(format!("a {} model, not llama", architecture.name())));
+        }
+        if let Some(gguf) = source.gguf() {
+            DecoderConfig::refuse_unhonoured(gguf, &[])?;
+        }
+        DecoderConfig::from_source(source)
+    }
+
     pub fn from_source(
         ctx: Arc<GpuContext>,
         source: &WeightSource,
         options: &LoadOptions,
     ) -> Result<Decoder<Self>, ModelError> {
-        let architecture = Architecture::of(source)?;
-        if architecture != Architecture::Llama {
-            return Err(ModelError::Config(format!("a {} model, not llama", architecture.name())));
-        }
-        let config = DecoderConfig::from_source(source)?;
+        let config = Self::config(source)?;
         let c = &config;
         let (h, v, i_size) = (c.hidden_size, c.vocab_size, c.intermediate_size);
         let (q_rows, kv_rows) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
