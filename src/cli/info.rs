@@ -5,9 +5,12 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use clap::Args;
 use wgserve::formats::gguf::GgufFile;
+use wgserve::model::LoadOptions;
 use wgserve::model::architectures::Architecture;
-use wgserve::model::config::DecoderConfig;
 use wgserve::model::source::WeightSource;
+use wgserve::model::vocab::{chat_template_from_gguf, vocab_from_gguf};
+use wgserve::text::Tokenizer;
+use wgserve::text::tokenizer::Vocab;
 
 use super::{ModelArgs, open_gpu};
 
@@ -21,33 +24,54 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
     let path = args.model.path()?;
     let source = WeightSource::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
     println!("model: {}", path.display());
-    match Architecture::of(&source).and_then(|a| Ok((a, DecoderConfig::from_source(&source)?))) {
-        Ok((architecture, c)) => {
-            println!(
-                "architecture: {}, {} layers, hidden {}, intermediate {}",
-                architecture.name(),
-                c.num_layers,
-                c.hidden_size,
-                c.intermediate_size
-            );
-            println!(
-                "attention: {} heads, {} KV heads, head size {}, RoPE theta {} ({:?}), context {}",
-                c.num_heads,
-                c.num_kv_heads,
-                c.head_dim,
-                c.rope_theta,
-                c.rope_style,
-                c.max_position_embeddings
-            );
-            println!("vocabulary: {}, RMSNorm eps {:e}", c.vocab_size, c.rms_norm_eps);
-        }
+    let architecture = Architecture::of(&source);
+    match architecture
+        .as_ref()
+        .map_err(|e| e.to_string())
+        .and_then(|a| a.describe(&source).map_err(|e| e.to_string()))
+    {
+        Ok(summary) => println!("{summary}"),
         Err(e) => println!("architecture: not loadable: {e}"),
+    }
+    if let Some(gguf) = source.gguf() {
+        let vocab = vocab_from_gguf(gguf).map_err(|e| e.to_string());
+        let kind = match &vocab {
+            Ok(Vocab::Bpe(_)) => "byte-level BPE",
+            Ok(Vocab::SentencePiece(_)) => "SentencePiece",
+            Err(_) => "",
+        };
+        match vocab.and_then(|v| Tokenizer::from_vocab(v).map_err(|e| e.to_string())) {
+            Ok(t) => println!(
+                "tokenizer: {kind}, {} tokens, BOS {:?} (added: {}), EOS {:?}",
+                t.vocab_size(),
+                t.bos_id(),
+                t.adds_bos(),
+                t.eos_id()
+            ),
+            Err(e) => println!("tokenizer: not loadable: {e}"),
+        }
+        match chat_template_from_gguf(gguf) {
+            Ok(Some(_)) => println!("chat template: from the file"),
+            Ok(None) => println!("chat template: none in the file"),
+            Err(e) => println!("chat template: not usable: {e}"),
+        }
     }
     if let Some(gguf) = source.gguf() {
         print_gguf_tensors(gguf);
     }
     match open_gpu() {
-        Ok(ctx) => println!("{ctx}"),
+        Ok(ctx) => {
+            println!("{ctx}");
+            // The real test: every tensor read, checked and uploaded, with a
+            // small KV cache. Errors name the tensor or setting at fault.
+            if let Ok(architecture) = architecture {
+                let options = LoadOptions { kv_cache_mib: 16, ..LoadOptions::default() };
+                match architecture.build(ctx, &source, &options) {
+                    Ok(_) => println!("loads: yes"),
+                    Err(e) => println!("loads: no: {e}"),
+                }
+            }
+        }
         Err(e) => println!("GPU: {e}"),
     }
     Ok(())

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::gpu::GpuContext;
 
 use super::causal_lm::CausalLm;
+use super::config::DecoderConfig;
 use super::llama::Llama;
 use super::source::WeightSource;
 use super::{LoadOptions, ModelError};
@@ -46,6 +47,14 @@ impl Architecture {
         }
     }
 
+    /// What the hyperparameters say, in a few lines for `wgserve info`, or
+    /// why this file is not one we can run.
+    pub fn describe(self, source: &WeightSource) -> Result<String, ModelError> {
+        match self {
+            Architecture::Llama => Ok(describe_decoder(self, &Llama::config(source)?)),
+        }
+    }
+
     /// Loads the model onto the GPU and compiles its kernels.
     pub fn load(
         self,
@@ -53,12 +62,40 @@ impl Architecture {
         source: &WeightSource,
         options: &LoadOptions,
     ) -> Result<Box<dyn CausalLm>, ModelError> {
-        match self {
-            Architecture::Llama => {
-                let model = Llama::from_source(ctx, source, options)?;
-                model.warm_up()?;
-                Ok(Box::new(model))
-            }
-        }
+        let model = self.build(ctx, source, options)?;
+        model.warm_up()?;
+        Ok(model)
     }
+
+    /// Loads the model onto the GPU; its kernels compile on first use.
+    pub fn build(
+        self,
+        ctx: Arc<GpuContext>,
+        source: &WeightSource,
+        options: &LoadOptions,
+    ) -> Result<Box<dyn CausalLm>, ModelError> {
+        Ok(match self {
+            Architecture::Llama => Box::new(Llama::from_source(ctx, source, options)?),
+        })
+    }
+}
+
+fn describe_decoder(architecture: Architecture, c: &DecoderConfig) -> String {
+    format!(
+        "architecture: {}, {} layers, hidden {}, intermediate {}\n\
+         attention: {} heads, {} KV heads, head size {}, RoPE theta {} ({:?}), context {}\n\
+         vocabulary: {}, RMSNorm eps {:e}",
+        architecture.name(),
+        c.num_layers,
+        c.hidden_size,
+        c.intermediate_size,
+        c.num_heads,
+        c.num_kv_heads,
+        c.head_dim,
+        c.rope_theta,
+        c.rope_style,
+        c.max_position_embeddings,
+        c.vocab_size,
+        c.rms_norm_eps
+    )
 }

@@ -29,6 +29,9 @@ pub trait CausalLm: Send {
     /// tokens, writing their K/V into the cache blocks of the batch's
     /// slot mapping, then the output head on each sequence's last token.
     fn forward(&self, batch: &BatchInputs, output: Output) -> Result<ForwardOutput, ModelError>;
+    /// Runs throwaway steps so the driver compiles every kernel variant
+    /// now rather than during the first request.
+    fn warm_up(&self) -> Result<(), ModelError>;
     /// Sizes fixed at load (largest step, most sequences).
     fn options(&self) -> &LoadOptions;
     /// Tokens per KV block.

@@ -294,6 +294,9 @@ impl<B: DecoderBody> CausalLm for Decoder<B> {
     fn forward(&self, batch: &BatchInputs, output: Output) -> Result<ForwardOutput, ModelError> {
         Decoder::forward(self, batch, output)
     }
+    fn warm_up(&self) -> Result<(), ModelError> {
+        Decoder::warm_up(self)
+    }
     fn options(&self) -> &LoadOptions {
         Decoder::options(self)
     }

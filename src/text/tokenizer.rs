@@ -219,6 +219,11 @@ impl Tokenizer {
         self.bos_id
     }
 
+    /// Whether `encode(.., true)` prepends BOS itself.
+    pub fn adds_bos(&self) -> bool {
+        self.add_bos
+    }
+
     pub fn eos_id(&self) -> Option<u32> {
         self.eos_id
     }

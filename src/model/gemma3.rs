@@ -1,0 +1,195 @@
+//! Gemma 3 (text): pre- and post-norms around attention and MLP, q/k
+//! RMSNorm per head, sliding-window attention on five of every six layers
+//! (each with its own RoPE base), a tanh-GELU gated MLP, embeddings scaled
+//! by sqrt(hidden), and the output head tied to the embedding table.
+//!
+//! Norm weights are used as the GGUF stores them: llama.cpp's converter
+//! already added the 1 of Gemma's `(1 + w)` RMSNorm.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::gpu::GpuContext;
+
+use super::architectures::Architecture;
+use super::blocks::attention::{AttentionWeights, PagedAttention, AttentionMask};
+use super::blocks::mlp::{Activation, GatedMlp, MlpWeights};
+use super::blocks::norm::RmsNorm;
+use super::blocks::rope::RopeTable;
+use super::blocks::{LayerScratch, Residual};
+use super::builder::ModelBuilder;
+use super::config::{DecoderConfig, RopeStyle};
+use super::decoder::{Decoder, DecoderBody, DecoderBuffers};
+use super::embedding::EmbeddingOp;
+use super::source::WeightSource;
+use super::{LoadOptions, ModelError};
+
+/// What Gemma 3 adds to the shared hyperparameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gemma3Config {
+    pub decoder: DecoderConfig,
+    /// Keys a local layer's query sees: itself and the `sliding_window - 1` before it.
+    pub sliding_window: usize,
+    /// Every n-th layer (the last of each group) attends globally.
+    pub global_every: usize,
+    /// RoPE base of the local layers (the global ones use `rope_theta`).
+    pub local_rope_base: f32,
+}
+
+/// transformers' and llama.cpp's values; the GGUF does not carry them.
+const GLOBAL_EVERY: usize = 6;
+const LOCAL_ROPE_BASE: f32 = 10_000.0;
+
+impl Gemma3Config {
+    fn is_global(&self, layer: usize) -> bool {
+        (layer + 1).is_multiple_of(self.global_every)
+    }
+}
+
+struct Layer {
+    attn_norm: RmsNorm,
+    attention: PagedAttention,
+    ffn_norm: RmsNorm,
+    mlp: GatedMlp,
+}
+
+pub struct Gemma3 {
+    embedding: EmbeddingOp,
+    layers: Vec<Layer>,
+    _scratch: LayerScratch,
+}
+
+impl Gemma3 {
+    pub fn load(ctx: Arc<GpuContext>, path: &Path, options: &LoadOptions) -> Result<Decoder<Self>, ModelError> {
+        Self::from_source(ctx, &WeightSource::open(path)?, options)
+    }
+
+    /// The hyperparameters, or why this file is not a Gemma 3 we can run.
+    pub fn config(source: &WeightSource) -> Result<Gemma3Config, ModelError> {
+        let gguf = match (Architecture::of(source)?, source.gguf()) {
+            (Architecture::Gemma3, Some(gguf)) => gguf,
+            (architecture, _) => {
+                return Err(ModelError::Config(format!("a {} model, not gemma3", architecture.name())));
+            }
+        };
+        DecoderConfig::refuse_unhonoured(gguf, &["attention.sliding_window"])?;
+        let mut decoder = DecoderConfig::from_gguf(gguf)?;
+        // llama.cpp does not permute Gemma's Q/K rows: RoPE rotates halves.
+        decoder.rope_style = RopeStyle::Neox;
+        // The 27B scales queries by hidden / heads, not head size; the
+        // attention kernel scales by head size only.
+        if decoder.hidden_size != decoder.num_heads * decoder.head_dim && decoder.num_layers == 62 {
+            return Err(ModelError::Config(
+                "Gemma 3 27B scales attention by hidden / heads, which wgserve does not carry out".into(),
+            ));
+        }
+        let sliding_window = gguf.get_u64("gemma3.attention.sliding_window")? as usize;
+        if sliding_window == 0 {
+            return Err(ModelError::Config("gemma3.attention.sliding_window is 0".into()));
+        }
+        Ok(Gemma3Config { decoder, sliding_window, global_every: GLOBAL_EVERY, local_rope_base: LOCAL_ROPE_BASE })
+    }
+
+    pub fn from_source(
+        ctx: Arc<GpuContext>,
+        source: &WeightSource,
+        options: &LoadOptions,
+    ) -> Result<Decoder<Self>, ModelError> {
+        let gemma = Self::config(source)?;
+        let c = &gemma.decoder;
+        let (h, v, i_size) = (c.hidden_size, c.vocab_size, c.intermediate_size);
+        let (q_rows, kv_rows) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+        let mut b = ModelBuilder::new(ctx, source);
+        let buffers = DecoderBuffers::new(&b, c, options)?;
+        let scratch = LayerScratch::new(&b, c, options)?;
+        let max_positions = c.max_position_embeddings;
+        let global_rope = RopeTable::new(&b, c.head_dim, c.rope_theta, max_positions, c.rope_style)?;
+        let local_rope = RopeTable::new(&b, c.head_dim, gemma.local_rope_base, max_positions, c.rope_style)?;
+
+        let token_embd = Arc::new(b.matrix("token_embd.weight", v, h)?);
+        // token ids -> hidden [M, H], scaled by sqrt(H) (in f32, as transformers does).
+        let embed_scale = (h as f32).sqrt();
+        let embedding = EmbeddingOp::new(&mut b, &buffers.inputs, &token_embd, &buffers.hidden, embed_scale);
+        let mut layers = Vec::with_capacity(c.num_layers);
+        for layer in 0..c.num_layers {
+            let name = |leaf: &str| format!("blk.{layer}.{leaf}.weight");
+            let attn_norm_w = b.vector(&name("attn_norm"), h)?;
+            let post_attn_norm_w = b.vector(&name("post_attention_norm"), h)?;
+            let ffn_norm_w = b.vector(&name("ffn_norm"), h)?;
+            let post_ffn_norm_w = b.vector(&name("post_ffw_norm"), h)?;
+            let attention = AttentionWeights {
+                qkv: b.fused(
+                    &name("attn_qkv"),
+                    &[(&name("attn_q"), q_rows), (&name("attn_k"), kv_rows), (&name("attn_v"), kv_rows)],
+                    h,
+                )?,
+                q_norm: Some(b.vector(&name("attn_q_norm"), c.head_dim)?),
+                k_norm: Some(b.vector(&name("attn_k_norm"), c.head_dim)?),
+                output: b.matrix(&name("attn_output"), h, q_rows)?,
+            };
+            let mlp = MlpWeights {
+                gate_up: b.fused(&name("ffn_gate_up"), &[(&name("ffn_gate"), i_size), (&name("ffn_up"), i_size)], h)?,
+                down: b.matrix(&name("ffn_down"), h, i_size)?,
+            };
+            let (rope, mask) = if gemma.is_global(layer) {
+                (&global_rope, AttentionMask::Causal)
+            } else {
+                (&local_rope, AttentionMask::SlidingWindow(gemma.sliding_window))
+            };
+            let eps = c.rms_norm_eps;
+            layers.push(Layer {
+                // hidden -> normed
+                attn_norm: RmsNorm::new(&mut b, &buffers.inputs, eps, &attn_norm_w, &buffers.hidden, &scratch.normed),
+                // normed -> q/k-normed, rotated attention -> post-norm -> hidden +=
+                attention: PagedAttention::new(
+                    &mut b,
+                    c,
+                    &buffers,
+                    &scratch,
+                    layer,
+                    attention,
+                    rope,
+                    mask,
+                    Residual::PostNorm(&post_attn_norm_w),
+                ),
+                // hidden -> normed
+                ffn_norm: RmsNorm::new(&mut b, &buffers.inputs, eps, &ffn_norm_w, &buffers.hidden, &scratch.normed),
+                // normed -> tanh-GELU gated MLP -> post-norm -> hidden +=
+                mlp: GatedMlp::new(
+                    &mut b,
+                    c,
+                    &buffers,
+                    &scratch,
+                    mlp,
+                    Activation::GeluTanh,
+                    Residual::PostNorm(&post_ffn_norm_w),
+                ),
+            });
+        }
+
+        let output_norm = b.vector("output_norm.weight", h)?;
+        // Gemma ties the output head to the embedding table unless the file has its own.
+        let lm_head = match source.tensor("output.weight")? {
+            Some(_) => Arc::new(b.matrix("output.weight", v, h)?),
+            None => token_embd,
+        };
+        let body = Gemma3 { embedding, layers, _scratch: scratch };
+        Decoder::new(&mut b, gemma.decoder.clone(), options, buffers, body, &output_norm, lm_head)
+    }
+}
+
+impl DecoderBody for Gemma3 {
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>, num_tokens: u32) {
+        self.embedding.record(pass, num_tokens);
+        for layer in &self.layers {
+            layer.attn_norm.record(pass, num_tokens);
+            layer.attention.record(pass, num_tokens);
+            layer.ffn_norm.record(pass, num_tokens);
+            layer.mlp.record(pass, num_tokens);
+        }
+    }
+
+    fn matmul_weight_bytes(&self) -> u64 {
+        self.layers.iter().map(|l| l.attention.weight_bytes() + l.mlp.weight_bytes()).sum()
+    }
+}
