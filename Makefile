@@ -8,7 +8,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 WGSERVE := $(TARGET_DIR)/release/wgserve
 PROMPT ?= Explain in two sentences why the sky is blue.
 
-.PHONY: setup setup-test build lint test serve generate bench bench-embeddings soak reference embedding-reference tokenizer-reference fuzz
+.PHONY: setup setup-test build lint test serve generate bench bench-embeddings soak reference embedding-reference tokenizer-reference gemma3-reference fuzz
 
 setup:
 	bash scripts/setup.sh
@@ -74,3 +74,8 @@ embedding-reference: setup
 # vocabulary, HF transformers); the Gemma GGUF comes from setup --test.
 tokenizer-reference: setup-test
 	bash scripts/make_sentencepiece_reference.sh
+
+# Regenerates tests/fixtures/gemma3_reference.json (greedy tokens) and
+# gemma3_chat_template.json (HF transformers reading the Gemma GGUF).
+gemma3-reference: setup-test
+	bash scripts/make_gemma3_reference.sh

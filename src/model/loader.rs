@@ -13,7 +13,7 @@ use super::architectures::Architecture;
 use super::bert::{Bert, EncoderOptions};
 use super::causal_lm::CausalLm;
 use super::source::WeightSource;
-use super::vocab::{chat_template_from_gguf, vocab_from_gguf};
+use super::vocab::{chat_template_from_gguf, end_of_turn_ids_from_gguf, vocab_from_gguf};
 use super::{LoadOptions, ModelError};
 
 pub struct LoadedModel {
@@ -26,30 +26,21 @@ pub struct LoadedModel {
     pub name: String,
 }
 
-/// End-of-turn tokens of common chat formats, also treated as stops when
-/// the vocabulary has them (as llama.cpp does for its "end of generation" set).
-const END_OF_TURN_TOKENS: [&str; 5] =
-    ["<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"];
-
 pub fn load_model(
     ctx: Arc<GpuContext>,
     path: &Path,
     options: &LoadOptions,
 ) -> Result<LoadedModel, ModelError> {
     let source = WeightSource::open(path)?;
-    let (tokenizer, chat_template) = match &source {
+    let (tokenizer, chat_template, declared_end_ids) = match &source {
         WeightSource::Gguf(gguf) => gguf_text(gguf)?,
-        WeightSource::Safetensors { dir, .. } => hf_text(dir)?,
+        WeightSource::Safetensors { dir, .. } => {
+            let (tokenizer, template) = hf_text(dir)?;
+            (tokenizer, template, Vec::new())
+        }
     };
     let model = Architecture::of(&source)?.load(ctx, &source, options)?;
-    let mut stop_token_ids: Vec<u32> = tokenizer.eos_id().into_iter().collect();
-    for token in END_OF_TURN_TOKENS {
-        if let Some(id) = tokenizer.token_to_id(token)
-            && !stop_token_ids.contains(&id)
-        {
-            stop_token_ids.push(id);
-        }
-    }
+    let stop_token_ids = tokenizer.end_of_generation_ids(&declared_end_ids);
     let name = path.file_stem().map_or_else(|| "model".to_string(), |s| s.to_string_lossy().into_owned());
     Ok(LoadedModel { model, tokenizer, chat_template, stop_token_ids, name })
 }
@@ -58,9 +49,10 @@ fn text_error(e: crate::text::TextError) -> ModelError {
     ModelError::Config(format!("tokenizer: {e}"))
 }
 
-fn gguf_text(gguf: &GgufFile) -> Result<(Tokenizer, Option<ChatTemplate>), ModelError> {
+/// The tokenizer, the chat template and the end-of-turn ids the file declares.
+fn gguf_text(gguf: &GgufFile) -> Result<(Tokenizer, Option<ChatTemplate>, Vec<u32>), ModelError> {
     let tokenizer = Tokenizer::from_vocab(vocab_from_gguf(gguf)?).map_err(text_error)?;
-    Ok((tokenizer, chat_template_from_gguf(gguf)?))
+    Ok((tokenizer, chat_template_from_gguf(gguf)?, end_of_turn_ids_from_gguf(gguf)?))
 }
 
 /// tokenizer.json, with the template and special tokens of tokenizer_config.json.

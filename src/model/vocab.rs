@@ -1,11 +1,12 @@
 //! Glue from a GGUF file's `tokenizer.*` metadata to the text module's plain
-//! data: a [`BpeVocab`] or [`SpmVocab`] for the tokenizer and the model's
-//! [`ChatTemplate`].
+//! data: a [`BpeVocab`] or [`SpmVocab`] for the tokenizer, the model's
+//! [`ChatTemplate`] (the file's own, else its family's published one), and
+//! the end-of-turn ids the file declares.
 //! Reads keys only; tokenizer behaviour lives in `crate::text`.
 
 use crate::formats::FormatError;
 use crate::formats::gguf::{GgufFile, GgufValue};
-use crate::text::{BpeVocab, ChatTemplate, SpmStyle, SpmVocab, Vocab};
+use crate::text::{BpeVocab, ChatTemplate, SpmStyle, SpmVocab, Vocab, builtin_templates};
 
 const MODEL: &str = "tokenizer.ggml.model";
 const TOKENS: &str = "tokenizer.ggml.tokens";
@@ -15,6 +16,8 @@ const MERGES: &str = "tokenizer.ggml.merges";
 const PRE: &str = "tokenizer.ggml.pre";
 const BOS_ID: &str = "tokenizer.ggml.bos_token_id";
 const EOS_ID: &str = "tokenizer.ggml.eos_token_id";
+const EOT_ID: &str = "tokenizer.ggml.eot_token_id";
+const EOM_ID: &str = "tokenizer.ggml.eom_token_id";
 const UNK_ID: &str = "tokenizer.ggml.unknown_token_id";
 const ADD_BOS: &str = "tokenizer.ggml.add_bos_token";
 const ADD_SPACE_PREFIX: &str = "tokenizer.ggml.add_space_prefix";
@@ -97,13 +100,17 @@ pub fn spm_vocab_from_gguf(gguf: &GgufFile) -> Result<SpmVocab, FormatError> {
     })
 }
 
-/// The model's chat template, with its BOS/EOS token strings, or `None`
-/// when the file carries no template.
+/// The model's chat template, with its BOS/EOS token strings: the file's
+/// own, else its family's published template when the file has none (see
+/// [`builtin_template`]), else `None`.
 pub fn chat_template_from_gguf(gguf: &GgufFile) -> Result<Option<ChatTemplate>, FormatError> {
-    if gguf.get(CHAT_TEMPLATE).is_none() {
-        return Ok(None);
-    }
-    let source = gguf.get_str(CHAT_TEMPLATE)?;
+    let (source, origin) = match gguf.get(CHAT_TEMPLATE) {
+        Some(_) => (gguf.get_str(CHAT_TEMPLATE)?, format!("GGUF `{CHAT_TEMPLATE}`")),
+        None => match builtin_template(gguf) {
+            Some((source, family)) => (source, format!("built-in {family} chat template")),
+            None => return Ok(None),
+        },
+    };
     let tokens = gguf.get_array(TOKENS)?;
     let token_text = |key: &str| -> Result<String, FormatError> {
         Ok(token_id(gguf, key)?
@@ -113,8 +120,45 @@ pub fn chat_template_from_gguf(gguf: &GgufFile) -> Result<Option<ChatTemplate>, 
             .to_string())
     };
     let template = ChatTemplate::new(source, token_text(BOS_ID)?, token_text(EOS_ID)?)
-        .map_err(|e| FormatError::Invalid(format!("GGUF `{CHAT_TEMPLATE}`: {e}")))?;
+        .map_err(|e| FormatError::Invalid(format!("{origin}: {e}")))?;
     Ok(Some(template))
+}
+
+/// The published template of a file's family, for a file without one: a
+/// base model's GGUF has none, but its vocabulary has the turn tokens the
+/// family's instruct models use (llama.cpp would fall back to ChatML, whose
+/// `<|im_start|>` such a vocabulary lacks). Only Gemma 3 so far, and only
+/// when `<start_of_turn>` and `<end_of_turn>` are in the vocabulary.
+fn builtin_template(gguf: &GgufFile) -> Option<(&'static str, &'static str)> {
+    let tokens = gguf.get_array(TOKENS).unwrap_or_default();
+    let has = |token: &str| tokens.iter().any(|t| t.as_str() == Some(token));
+    match gguf.get(ARCHITECTURE).and_then(GgufValue::as_str) {
+        Some("gemma3") if has("<start_of_turn>") && has("<end_of_turn>") => {
+            Some((builtin_templates::GEMMA3, "Gemma 3"))
+        }
+        _ => None,
+    }
+}
+
+/// Ids the file declares as ends of a turn besides EOS:
+/// `tokenizer.ggml.eot_token_id` and `eom_token_id` (llama.cpp writes them
+/// for Llama 3 and others), each checked against the vocabulary. Files
+/// without them (Gemma 3's) rely on the end-of-turn tokens found by name,
+/// [`crate::text::Tokenizer::end_of_generation_ids`].
+pub fn end_of_turn_ids_from_gguf(gguf: &GgufFile) -> Result<Vec<u32>, FormatError> {
+    let num_tokens = gguf.get_array(TOKENS)?.len();
+    let mut ids = Vec::new();
+    for key in [EOT_ID, EOM_ID] {
+        if let Some(id) = token_id(gguf, key)? {
+            if id as usize >= num_tokens {
+                return Err(FormatError::Invalid(format!(
+                    "GGUF `{key}` = {id} is outside the vocabulary of {num_tokens} tokens"
+                )));
+            }
+            ids.push(id);
+        }
+    }
+    Ok(ids)
 }
 
 fn unsupported(model: &str) -> FormatError {

@@ -8,11 +8,14 @@
 //!   pipeline with byte fallback.
 //! - [`chat_template`]: the model's own Jinja chat template, rendered with
 //!   minijinja the way Hugging Face renders it.
+//! - [`builtin_templates`]: published templates for model files that carry
+//!   none (Gemma 3 base models).
 //! - [`template_limits`]: the fuel, recursion and output limits every
 //!   render runs under, and the probe conversation tried at load.
 //! - [`detokenizer`]: token ids -> text one token at a time for streaming,
 //!   never emitting half a UTF-8 character.
 
+pub mod builtin_templates;
 pub mod chat_template;
 pub mod detokenizer;
 pub mod spm;
@@ -22,7 +25,7 @@ pub mod tokenizer;
 pub use chat_template::{ChatMessage, ChatTemplate};
 pub use detokenizer::Detokenizer;
 pub use spm::{SpmStyle, SpmVocab};
-pub use tokenizer::{BpeVocab, Tokenizer, Vocab};
+pub use tokenizer::{BpeVocab, END_OF_TURN_TOKENS, Tokenizer, Vocab};
 
 /// Errors of the text module. Messages name the offending input so that a
 /// server can pass them on to the client.

@@ -28,6 +28,14 @@ pub mod token_type {
     pub const BYTE: i32 = 6;
 }
 
+/// End-of-turn tokens of common chat formats: ChatML's `<|im_end|>`,
+/// Llama 3's `<|eot_id|>`, Phi's `<|end|>`, Gemma's `<end_of_turn>`, and
+/// GPT-2's `<|endoftext|>`. A generation ends on them as on EOS when the
+/// vocabulary has them, whether or not the model file names them (as
+/// llama.cpp's end-of-generation set does): a chat reply ends with its turn.
+pub const END_OF_TURN_TOKENS: [&str; 5] =
+    ["<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"];
+
 /// A byte-level BPE vocabulary as a GGUF file describes it
 /// (`tokenizer.ggml.model = "gpt2"`).
 #[derive(Debug, Clone, Default)]
@@ -227,6 +235,20 @@ impl Tokenizer {
     pub fn eos_id(&self) -> Option<u32> {
         self.eos_id
     }
+
+    /// The ids that end a generation: EOS, then `declared` (the model
+    /// file's own end-of-turn ids, e.g. GGUF `tokenizer.ggml.eot_token_id`),
+    /// then those of [`END_OF_TURN_TOKENS`] the vocabulary has; each once.
+    pub fn end_of_generation_ids(&self, declared: &[u32]) -> Vec<u32> {
+        let by_name = END_OF_TURN_TOKENS.iter().filter_map(|token| self.token_to_id(token));
+        let mut ids: Vec<u32> = Vec::new();
+        for id in self.eos_id.into_iter().chain(declared.iter().copied()).chain(by_name) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        ids
+    }
 }
 
 /// The pre-tokenizer named by GGUF's `tokenizer.ggml.pre`.
@@ -358,6 +380,22 @@ mod tests {
         let tok = Tokenizer::from_bpe_vocab(vocab)?;
         assert_eq!(tok.encode("hello", true)?.first(), Some(&0));
         assert_ne!(tok.encode("hello", false)?.first(), Some(&0));
+        Ok(())
+    }
+
+    #[test]
+    fn generation_ends_on_eos_declared_ids_and_end_of_turn_tokens_once_each() -> Result<(), TextError> {
+        // tiny_vocab: 0 = <|endoftext|> (EOS), 1 = <|im_start|>, 2 = <tool>.
+        let tok = tiny("gpt2");
+        assert_eq!(tok.end_of_generation_ids(&[]), vec![0]);
+        assert_eq!(tok.end_of_generation_ids(&[2, 0, 2]), vec![0, 2]);
+        let mut vocab = tiny_vocab("gpt2");
+        vocab.tokens[2] = "<end_of_turn>".into();
+        vocab.token_types[2] = token_type::CONTROL;
+        vocab.eos_id = Some(1);
+        let tok = Tokenizer::from_bpe_vocab(vocab)?;
+        // EOS first, then the declared id, then the named ones it lacks.
+        assert_eq!(tok.end_of_generation_ids(&[7]), vec![1, 7, 0, 2]);
         Ok(())
     }
 
