@@ -11,7 +11,8 @@ use rand::{Rng, SeedableRng};
 use wgserve::formats::TensorType;
 use wgserve::gpu::KernelKey;
 use wgserve::gpu::kernels::argmax::ArgmaxKey;
-use wgserve::gpu::kernels::attention::AttentionKey;
+use wgserve::gpu::kernels::KernelBindings;
+use wgserve::gpu::kernels::attention::{AttentionBindings, AttentionKey};
 use wgserve::gpu::kernels::embedding::EmbeddingKey;
 use wgserve::gpu::kernels::kv_write::KvWriteKey;
 use wgserve::gpu::kernels::matmul::{MatmulKey, Tile};
@@ -330,65 +331,98 @@ fn kv_write_places_keys_and_values_at_their_slots() {
     assert_eq!(got_v, want_v, "v cache");
 }
 
-// Tolerance 1e-4: softmax in f32 with an online rescaling, against f64.
-#[test]
-fn paged_attention_matches_cpu_on_a_varlen_batch() {
-    let mut gpu = Harness::new();
-    let mut rng = StdRng::seed_from_u64(6);
-    let (head_dim, hq, hkv, block_size) = (32usize, 6usize, 2usize, 16usize);
-    let num_blocks = 20usize;
+/// One attention launch: head shape, page size, window, and the batch's
+/// sequences as (position of the first new token, number of new tokens).
+struct AttentionCase {
+    head_dim: usize,
+    hq: usize,
+    hkv: usize,
+    block_size: usize,
+    sliding_window: usize,
+    seqs: &'static [(usize, usize)],
+}
+
+/// Runs `case` on random K/V pages in scattered blocks and compares with a
+/// plain softmax over the visible keys in f64. Table entries that must not
+/// be read (blocks wholly before every query's window, and past the last
+/// position) name a block of NaN keys and values, so reading one fails.
+fn check_attention(gpu: &mut Harness, rng: &mut StdRng, case: &AttentionCase) {
+    let AttentionCase { head_dim, hq, hkv, block_size, sliding_window, seqs } = *case;
     let kv = hkv * head_dim;
-    let k_cache = random_f32(&mut rng, num_blocks * block_size * kv, 1.0);
-    let v_cache = random_f32(&mut rng, num_blocks * block_size * kv, 1.0);
-    // Three sequences, scattered blocks: a 5-token prefill from 0, a decode
-    // at position 37, a 3-token chunk at positions 16..19 (crossing a block).
-    let max_blocks = 4usize;
-    let block_tables: Vec<u32> = vec![7, 0, 0, 0, 3, 11, 19, 0, 2, 9, 0, 0];
-    let mut token_seq = vec![];
-    let mut positions = vec![];
-    for p in 0..5 {
-        token_seq.push(0);
-        positions.push(p);
+    let window_start = |pos: usize| if sliding_window == 0 { 0 } else { (pos + 1).saturating_sub(sliding_window) };
+    let blocks_per_seq: Vec<usize> =
+        seqs.iter().map(|&(first, n)| (first + n - 1) / block_size + 1).collect();
+    let max_blocks = *blocks_per_seq.iter().max().unwrap();
+    let num_blocks = blocks_per_seq.iter().sum::<usize>() + 1;
+    let poison = num_blocks - 1;
+    // Physical blocks in a random order, so that tables are scattered.
+    let mut physical: Vec<usize> = (0..poison).collect();
+    for i in (1..physical.len()).rev() {
+        physical.swap(i, rng.random_range(0..=i));
     }
-    token_seq.push(1);
-    positions.push(37);
-    for p in 16..19 {
-        token_seq.push(2);
-        positions.push(p);
+    let mut next = physical.into_iter();
+    let mut block_tables = vec![poison as u32; seqs.len() * max_blocks];
+    for (s, &(first, _)) in seqs.iter().enumerate() {
+        for b in 0..blocks_per_seq[s] {
+            let before_window = (b + 1) * block_size <= window_start(first);
+            let block = next.next().unwrap();
+            if !before_window {
+                block_tables[s * max_blocks + b] = block as u32;
+            }
+        }
+    }
+    let mut k_cache = random_f32(rng, num_blocks * block_size * kv, 1.0);
+    let mut v_cache = random_f32(rng, num_blocks * block_size * kv, 1.0);
+    for v in k_cache[poison * block_size * kv..].iter_mut().chain(&mut v_cache[poison * block_size * kv..]) {
+        *v = f32::NAN;
+    }
+    let (mut token_seq, mut positions) = (vec![], vec![]);
+    for (s, &(first, n)) in seqs.iter().enumerate() {
+        for p in first..first + n {
+            token_seq.push(s as u32);
+            positions.push(p as u32);
+        }
     }
     let m = token_seq.len();
     let row = (hq + 2 * hkv) * head_dim;
-    let qkv = random_f32(&mut rng, m * row, 1.0);
+    let qkv = random_f32(rng, m * row, 1.0);
     let key = AttentionKey {
         head_dim: head_dim as u32,
         n_q_heads: hq as u32,
         n_kv_heads: hkv as u32,
         block_size: block_size as u32,
+        sliding_window: sliding_window as u32,
     };
-    let step = gpu.step(m as u32, 3, max_blocks as u32);
-    let bufs = [
-        gpu.f32s(&qkv),
-        gpu.f32s(&k_cache),
-        gpu.f32s(&v_cache),
-        gpu.u32s(&block_tables),
-        gpu.u32s(&token_seq),
-        gpu.u32s(&positions),
-        gpu.zeros(m * hq * head_dim),
-    ];
-    let refs: Vec<_> = std::iter::once(&step).chain(bufs.iter()).collect();
-    gpu.run(KernelKey::Attention(key), &refs, key.workgroups(m as u32));
-    let got = gpu.read_f32(&bufs[6], m * hq * head_dim);
+    let step = gpu.step(m as u32, seqs.len() as u32, max_blocks as u32);
+    let (qb, kc, vc) = (gpu.f32s(&qkv), gpu.f32s(&k_cache), gpu.f32s(&v_cache));
+    let (tb, sb, pb) = (gpu.u32s(&block_tables), gpu.u32s(&token_seq), gpu.u32s(&positions));
+    let out = gpu.zeros(m * hq * head_dim);
+    let bindings = AttentionBindings {
+        step: &step,
+        qkv: &qb,
+        k_cache: &kc,
+        v_cache: &vc,
+        block_tables: &tb,
+        token_seq: &sb,
+        positions: &pb,
+        out: &out,
+    };
+    gpu.run(KernelKey::Attention(key), &bindings.in_binding_order(), key.workgroups(m as u32));
+    let got = gpu.read_f32(&out, m * hq * head_dim);
     let mut want = vec![0f32; m * hq * head_dim];
     for t in 0..m {
+        let pos = positions[t] as usize;
+        let slot = |j: usize| {
+            block_tables[token_seq[t] as usize * max_blocks + j / block_size] as usize * block_size
+                + j % block_size
+        };
+        let visible: Vec<usize> = (window_start(pos)..=pos).collect();
         for h in 0..hq {
             let kvh = h / (hq / hkv);
             let q = &qkv[t * row + h * head_dim..][..head_dim];
-            let slot = |j: usize| {
-                block_tables[token_seq[t] as usize * max_blocks + j / block_size] as usize * block_size
-                    + j % block_size
-            };
-            let scores: Vec<f64> = (0..=positions[t] as usize)
-                .map(|j| {
+            let scores: Vec<f64> = visible
+                .iter()
+                .map(|&j| {
                     let k = &k_cache[slot(j) * kv + kvh * head_dim..][..head_dim];
                     q.iter().zip(k).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>()
                         / (head_dim as f64).sqrt()
@@ -398,16 +432,51 @@ fn paged_attention_matches_cpu_on_a_varlen_batch() {
             let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
             let total: f64 = weights.iter().sum();
             for d in 0..head_dim {
-                let v: f64 = weights
+                let v: f64 = visible
                     .iter()
-                    .enumerate()
-                    .map(|(j, w)| w * v_cache[slot(j) * kv + kvh * head_dim + d] as f64)
+                    .zip(&weights)
+                    .map(|(&j, w)| w * v_cache[slot(j) * kv + kvh * head_dim + d] as f64)
                     .sum();
                 want[(t * hq + h) * head_dim + d] = (v / total) as f32;
             }
         }
     }
-    assert_close("attention", &got, &want, 1e-4, 1e-4);
+    let what = format!("attention D={head_dim} Hq={hq} Hkv={hkv} block={block_size} window={sliding_window}");
+    assert_close(&what, &got, &want, 1e-4, 1e-4);
+}
+
+// Tolerance 1e-4: softmax in f32 with an online rescaling, against f64.
+#[test]
+fn paged_attention_matches_cpu_on_a_varlen_batch() {
+    let mut gpu = Harness::new();
+    let mut rng = StdRng::seed_from_u64(6);
+    // A 5-token prefill from 0, a decode at position 37, a 3-token chunk at
+    // positions 16..19 (crossing a block).
+    let seqs = &[(0, 5), (37, 1), (16, 3)];
+    let case = AttentionCase { head_dim: 32, hq: 6, hkv: 2, block_size: 16, sliding_window: 0, seqs };
+    check_attention(&mut gpu, &mut rng, &case);
+}
+
+// Gemma 3 270M's head shape (4 query heads, 1 KV head, head_dim 256) with
+// a small window: prefills and chunks that cross the window's start,
+// decodes far beyond it, block sizes smaller and larger than the window.
+// The blocks before the window hold NaN: the kernel must not read them.
+#[test]
+fn sliding_window_attention_matches_cpu_and_skips_blocks_before_the_window() {
+    let mut gpu = Harness::new();
+    let mut rng = StdRng::seed_from_u64(9);
+    let seqs = &[(0, 7), (37, 1), (9, 6), (3, 1), (4, 1)];
+    for block_size in [4, 16] {
+        let case = AttentionCase { head_dim: 256, hq: 4, hkv: 1, block_size, sliding_window: 5, seqs };
+        check_attention(&mut gpu, &mut rng, &case);
+    }
+    // GQA with groups of 3, a window of one (each token sees itself only),
+    // and a window wider than every position (plain causal).
+    let seqs = &[(0, 3), (21, 2), (40, 1)];
+    for sliding_window in [1, 64] {
+        let case = AttentionCase { head_dim: 32, hq: 6, hkv: 2, block_size: 4, sliding_window, seqs };
+        check_attention(&mut gpu, &mut rng, &case);
+    }
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::gpu::kernels::StepParams;
 use crate::gpu::kernels::argmax::{ArgmaxBindings, ArgmaxKey};
-use crate::gpu::kernels::attention::AttentionKey;
+use crate::gpu::kernels::attention::{AttentionBindings, AttentionKey};
 use crate::gpu::kernels::embedding::EmbeddingKey;
 use crate::gpu::kernels::kv_write::KvWriteKey;
 use crate::gpu::kernels::rmsnorm::RmsNormKey;
@@ -161,6 +161,7 @@ impl Llama {
             n_q_heads: c.num_heads as u32,
             n_kv_heads: c.num_kv_heads as u32,
             block_size: options.block_size as u32,
+            sliding_window: 0,
         };
         let silu_key = SiluGateKey { intermediate: c.intermediate_size as u32 };
 
@@ -208,20 +209,20 @@ impl Llama {
                     KernelKey::KvWrite(kv_key),
                     &[&st.step, &qkv, &st.slot_mapping, &kv_cache.k[i], &kv_cache.v[i]],
                 ),
-                attention: Bound::new(
+                attention: Bound::bind(
                     &ctx,
                     &mut cache,
                     KernelKey::Attention(attention_key),
-                    &[
-                        &st.step,
-                        &qkv,
-                        &kv_cache.k[i],
-                        &kv_cache.v[i],
-                        &st.block_tables,
-                        &st.token_seq,
-                        &st.positions,
-                        &attn,
-                    ],
+                    &AttentionBindings {
+                        step: &st.step,
+                        qkv: &qkv,
+                        k_cache: &kv_cache.k[i],
+                        v_cache: &kv_cache.v[i],
+                        block_tables: &st.block_tables,
+                        token_seq: &st.token_seq,
+                        positions: &st.positions,
+                        out: &attn,
+                    },
                 ),
                 attn_output: MatmulOp::new(&ctx, &mut cache, out_w, &st.step, &attn, &hidden, true),
                 ffn_norm: Bound::new(
