@@ -14,10 +14,10 @@ use crate::gpu::kernels::StepParams;
 use crate::gpu::kernels::argmax::{ArgmaxBindings, ArgmaxKey};
 use crate::gpu::kernels::attention::{AttentionBindings, AttentionKey};
 use crate::gpu::kernels::embedding::EmbeddingKey;
-use crate::gpu::kernels::kv_write::KvWriteKey;
-use crate::gpu::kernels::rmsnorm::RmsNormKey;
-use crate::gpu::kernels::rope::{RopeKey, rope_table};
-use crate::gpu::kernels::silu_gate::SiluGateKey;
+use crate::gpu::kernels::glu::{GluActivation, GluBindings, GluKey};
+use crate::gpu::kernels::kv_write::{KvWriteBindings, KvWriteKey};
+use crate::gpu::kernels::rmsnorm::{RmsNormBindings, RmsNormKey};
+use crate::gpu::kernels::rope::{RopeBindings, RopeKey, rope_table};
 use crate::gpu::kv_cache::KvCache;
 use crate::gpu::{GpuBuffer, GpuContext, KernelKey, PipelineCache, ReadbackBuffer};
 
@@ -39,7 +39,7 @@ struct Layer {
     attn_output: MatmulOp,
     ffn_norm: Bound,
     ffn_gate_up: MatmulOp,
-    silu_gate: Bound,
+    glu: Bound,
     ffn_down: MatmulOp,
 }
 
@@ -143,7 +143,12 @@ impl Llama {
             &[&scratch.step, &scratch.token_ids, &token_embd.data, &token_embd.scales, &hidden],
         );
         let norm_key = |gather| {
-            KernelKey::RmsNorm(RmsNormKey { hidden: h as u32, eps_bits: c.rms_norm_eps.to_bits(), gather })
+            KernelKey::RmsNorm(RmsNormKey {
+                hidden: h as u32,
+                eps_bits: c.rms_norm_eps.to_bits(),
+                gather,
+                accumulate: false,
+            })
         };
         let rope_key = RopeKey {
             head_dim: c.head_dim as u32,
@@ -163,7 +168,7 @@ impl Llama {
             block_size: options.block_size as u32,
             sliding_window: 0,
         };
-        let silu_key = SiluGateKey { intermediate: c.intermediate_size as u32 };
+        let glu_key = GluKey { intermediate: c.intermediate_size as u32, activation: GluActivation::Silu };
 
         let mut layers = Vec::with_capacity(c.num_layers);
         for i in 0..c.num_layers {
@@ -190,24 +195,41 @@ impl Llama {
             )?;
             let st = &scratch;
             layers.push(Layer {
-                attn_norm: Bound::new(
+                attn_norm: Bound::bind(
                     &ctx,
                     &mut cache,
                     norm_key(false),
-                    &[&st.step, &hidden, &attn_norm_w, &st.sample_indices, &normed],
+                    &RmsNormBindings {
+                        step: &st.step,
+                        x: &hidden,
+                        weight: &attn_norm_w,
+                        row_index: &st.sample_indices,
+                        out: &normed,
+                    },
                 ),
                 attn_qkv: MatmulOp::new(&ctx, &mut cache, qkv_w, &st.step, &normed, &qkv, false),
-                rope: Bound::new(
+                rope: Bound::bind(
                     &ctx,
                     &mut cache,
                     KernelKey::Rope(rope_key),
-                    &[&st.step, &qkv, &st.positions, &rope_buffer],
+                    &RopeBindings {
+                        step: &st.step,
+                        qkv: &qkv,
+                        positions: &st.positions,
+                        rope_table: &rope_buffer,
+                    },
                 ),
-                kv_write: Bound::new(
+                kv_write: Bound::bind(
                     &ctx,
                     &mut cache,
                     KernelKey::KvWrite(kv_key),
-                    &[&st.step, &qkv, &st.slot_mapping, &kv_cache.k[i], &kv_cache.v[i]],
+                    &KvWriteBindings {
+                        step: &st.step,
+                        qkv: &qkv,
+                        slot_mapping: &st.slot_mapping,
+                        k_cache: &kv_cache.k[i],
+                        v_cache: &kv_cache.v[i],
+                    },
                 ),
                 attention: Bound::bind(
                     &ctx,
@@ -225,29 +247,41 @@ impl Llama {
                     },
                 ),
                 attn_output: MatmulOp::new(&ctx, &mut cache, out_w, &st.step, &attn, &hidden, true),
-                ffn_norm: Bound::new(
+                ffn_norm: Bound::bind(
                     &ctx,
                     &mut cache,
                     norm_key(false),
-                    &[&st.step, &hidden, &ffn_norm_w, &st.sample_indices, &normed],
+                    &RmsNormBindings {
+                        step: &st.step,
+                        x: &hidden,
+                        weight: &ffn_norm_w,
+                        row_index: &st.sample_indices,
+                        out: &normed,
+                    },
                 ),
                 ffn_gate_up: MatmulOp::new(&ctx, &mut cache, gate_up_w, &st.step, &normed, &gate_up, false),
-                silu_gate: Bound::new(
+                glu: Bound::bind(
                     &ctx,
                     &mut cache,
-                    KernelKey::SiluGate(silu_key),
-                    &[&st.step, &gate_up, &act],
+                    KernelKey::Glu(glu_key),
+                    &GluBindings { step: &st.step, gate_up: &gate_up, out: &act },
                 ),
                 ffn_down: MatmulOp::new(&ctx, &mut cache, down_w, &st.step, &act, &hidden, true),
             });
         }
 
         let output_norm_w = load_norm("output_norm.weight")?;
-        let final_norm = Bound::new(
+        let final_norm = Bound::bind(
             &ctx,
             &mut cache,
             norm_key(true),
-            &[&scratch.step, &hidden, &output_norm_w, &scratch.sample_indices, &last_normed],
+            &RmsNormBindings {
+                step: &scratch.step,
+                x: &hidden,
+                weight: &output_norm_w,
+                row_index: &scratch.sample_indices,
+                out: &last_normed,
+            },
         );
         // Tied embeddings: the output head reads the token embedding table.
         let tied = c.tie_word_embeddings.unwrap_or(source.tensor("output.weight")?.is_none());
@@ -387,7 +421,7 @@ impl Llama {
                 layer.attn_output.record(&mut pass, m);
                 layer.ffn_norm.record(&mut pass, m);
                 layer.ffn_gate_up.record(&mut pass, m);
-                layer.silu_gate.record(&mut pass, m);
+                layer.glu.record(&mut pass, m);
                 layer.ffn_down.record(&mut pass, m);
             }
             self.final_norm.record(&mut pass, s);
