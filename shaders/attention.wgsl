@@ -1,9 +1,17 @@
 // Paged causal attention over a varlen batch (prefill and decode alike).
 // One invocation per (query token, query head): it walks the keys at
-// positions 0..=pos of its own sequence through the sequence's block table,
-// with an online softmax (flash-attention style), so no score matrix is
-// ever stored. GQA: query head h reads KV head h / (N_Q_HEADS / N_KV_HEADS).
+// positions first..=pos of its own sequence through the sequence's block
+// table, with an online softmax (flash-attention style), so no score matrix
+// is ever stored. GQA: query head h reads KV head h / (N_Q_HEADS / N_KV_HEADS).
 // The new tokens' K/V were written to the cache earlier in the same step.
+//
+// Sliding window (SLIDING_WINDOW = W > 0): the query at position q sees the
+// key at position k iff q - W < k <= q, the mask of Hugging Face
+// transformers (`masking_utils.sliding_window_overlay`: kv_idx > q_idx -
+// sliding_window, and-ed with the causal kv_idx <= q_idx), which Gemma 3's
+// local layers use with `config.sliding_window`. So first = max(0, q - W + 1):
+// a local layer costs O(W) per query, and the blocks before the window (and
+// their block-table entries) are never read.
 
 struct Step {
     num_tokens: u32,
@@ -17,6 +25,7 @@ override N_Q_HEADS: u32;
 override N_KV_HEADS: u32;
 override BLOCK_SIZE: u32 = 16u;
 override SCALE: f32;              // 1 / sqrt(HEAD_DIM)
+override SLIDING_WINDOW: u32 = 0u; // keys per query; 0 = all earlier positions
 
 const MAX_D4: u32 = 64u;
 
@@ -52,7 +61,11 @@ fn attention(@builtin(global_invocation_id) gid: vec3<u32>) {
     let num_slots = arrayLength(&k_cache) / (N_KV_HEADS * d4);
     var running_max = -3.4e38;
     var denom = 0.0;
-    for (var j = 0u; j <= pos; j++) {
+    var first = 0u;
+    if (SLIDING_WINDOW > 0u && pos >= SLIDING_WINDOW) {
+        first = pos + 1u - SLIDING_WINDOW;
+    }
+    for (var j = first; j <= pos; j++) {
         let block = block_tables[table + j / BLOCK_SIZE];
         let slot = min(block * BLOCK_SIZE + j % BLOCK_SIZE, num_slots - 1u);
         let base = (slot * N_KV_HEADS + kv_head) * d4;

@@ -10,14 +10,16 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use wgserve::formats::TensorType;
 use wgserve::gpu::KernelKey;
+use wgserve::gpu::kernels::KernelBindings;
 use wgserve::gpu::kernels::argmax::ArgmaxKey;
-use wgserve::gpu::kernels::attention::AttentionKey;
+use wgserve::gpu::kernels::attention::{AttentionBindings, AttentionKey};
 use wgserve::gpu::kernels::embedding::EmbeddingKey;
-use wgserve::gpu::kernels::kv_write::KvWriteKey;
+use wgserve::gpu::kernels::glu::{GluActivation, GluBindings, GluKey};
+use wgserve::gpu::kernels::head_rmsnorm::{HeadRmsNormBindings, HeadRmsNormKey};
+use wgserve::gpu::kernels::kv_write::{KvWriteBindings, KvWriteKey};
 use wgserve::gpu::kernels::matmul::{MatmulKey, Tile};
-use wgserve::gpu::kernels::rmsnorm::RmsNormKey;
-use wgserve::gpu::kernels::rope::{RopeKey, rope_table};
-use wgserve::gpu::kernels::silu_gate::SiluGateKey;
+use wgserve::gpu::kernels::rmsnorm::{RmsNormBindings, RmsNormKey};
+use wgserve::gpu::kernels::rope::{RopeBindings, RopeKey, rope_table};
 use wgserve::model::dequantize::dequantize;
 use wgserve::model::weights::pack_matrix;
 
@@ -240,7 +242,7 @@ fn rmsnorm_cpu(row: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
 
 // Tolerance 1e-5 relative: one f32 sum of squares and a sqrt.
 #[test]
-fn rmsnorm_matches_cpu_with_and_without_gather() {
+fn rmsnorm_matches_cpu_with_and_without_gather_and_accumulate() {
     let mut gpu = Harness::new();
     let mut rng = StdRng::seed_from_u64(3);
     let (rows, hidden, eps) = (23usize, 100usize, 1e-5f32);
@@ -251,57 +253,118 @@ fn rmsnorm_matches_cpu_with_and_without_gather() {
     }
     let weight = random_f32(&mut rng, hidden, 2.0);
     let gather_rows: Vec<u32> = vec![22, 0, 1, 7];
-    for gather in [false, true] {
-        let key = RmsNormKey { hidden: hidden as u32, eps_bits: eps.to_bits(), gather };
+    for (gather, accumulate) in [(false, false), (true, false), (false, true), (true, true)] {
+        let key = RmsNormKey { hidden: hidden as u32, eps_bits: eps.to_bits(), gather, accumulate };
         let out_rows = if gather { gather_rows.len() } else { rows };
+        let out0 = random_f32(&mut rng, out_rows * hidden, 2.0);
         let step = gpu.step(rows as u32, gather_rows.len() as u32, 1);
-        let (xb, wb, ib, out) =
-            (gpu.f32s(&x), gpu.f32s(&weight), gpu.u32s(&gather_rows), gpu.zeros(out_rows * hidden));
-        gpu.run(KernelKey::RmsNorm(key), &[&step, &xb, &wb, &ib, &out], key.workgroups(out_rows as u32));
+        let (xb, wb, ib, out) = (gpu.f32s(&x), gpu.f32s(&weight), gpu.u32s(&gather_rows), gpu.f32s(&out0));
+        let bindings = RmsNormBindings { step: &step, x: &xb, weight: &wb, row_index: &ib, out: &out };
+        gpu.run(KernelKey::RmsNorm(key), &bindings.in_binding_order(), key.workgroups(out_rows as u32));
         let got = gpu.read_f32(&out, out_rows * hidden);
         let sources: Vec<usize> =
             if gather { gather_rows.iter().map(|&r| r as usize).collect() } else { (0..rows).collect() };
-        let want: Vec<f32> =
+        let mut want: Vec<f32> =
             sources.iter().flat_map(|&r| rmsnorm_cpu(&x[r * hidden..][..hidden], &weight, eps)).collect();
-        assert_close(&format!("rmsnorm gather={gather}"), &got, &want, 1e-5, 1e-5);
+        if accumulate {
+            for (w, o) in want.iter_mut().zip(&out0) {
+                *w += o;
+            }
+        }
+        assert_close(&format!("rmsnorm gather={gather} accumulate={accumulate}"), &got, &want, 1e-5, 1e-5);
     }
 }
 
-// Tolerance 1e-5: two products per element, same table.
+// Tolerance 1e-5 relative, as RMSNorm: per head one sum of squares and a sqrt.
+#[test]
+fn head_rmsnorm_normalizes_query_and_key_heads_and_leaves_values() {
+    let mut gpu = Harness::new();
+    let mut rng = StdRng::seed_from_u64(10);
+    let eps = 1e-6f32;
+    // Gemma 3 270M's heads, then odd GQA groups with a short head.
+    for (head_dim, hq, hkv, m) in [(256usize, 4usize, 1usize, 7usize), (12, 6, 2, 13)] {
+        let row = (hq + 2 * hkv) * head_dim;
+        let mut qkv = random_f32(&mut rng, m * row, 3.0);
+        // A huge head and a tiny one: the norm must not overflow or blow up.
+        for v in &mut qkv[..head_dim] {
+            *v *= 3000.0;
+        }
+        for v in &mut qkv[row + hq * head_dim..][..head_dim] {
+            *v *= 1e-3;
+        }
+        let (q_norm, k_norm) = (random_f32(&mut rng, head_dim, 2.0), random_f32(&mut rng, head_dim, 2.0));
+        let key = HeadRmsNormKey {
+            head_dim: head_dim as u32,
+            n_q_heads: hq as u32,
+            n_kv_heads: hkv as u32,
+            eps_bits: eps.to_bits(),
+        };
+        let step = gpu.step(m as u32, 1, 1);
+        let (qb, qn, kn) = (gpu.f32s(&qkv), gpu.f32s(&q_norm), gpu.f32s(&k_norm));
+        let bindings = HeadRmsNormBindings { step: &step, qkv: &qb, q_norm: &qn, k_norm: &kn };
+        gpu.run(KernelKey::HeadRmsNorm(key), &bindings.in_binding_order(), key.workgroups(m as u32));
+        let got = gpu.read_f32(&qb, m * row);
+        let mut want = qkv.clone();
+        for t in 0..m {
+            for head in 0..hq + hkv {
+                let at = t * row + head * head_dim;
+                let weight = if head < hq { &q_norm } else { &k_norm };
+                let normed = rmsnorm_cpu(&qkv[at..][..head_dim], weight, eps);
+                want[at..][..head_dim].copy_from_slice(&normed);
+            }
+        }
+        assert_close(&format!("head_rmsnorm D={head_dim} Hq={hq} Hkv={hkv}"), &got, &want, 1e-5, 1e-5);
+        // V heads are bit-for-bit untouched.
+        for t in 0..m {
+            let v = t * row + (hq + hkv) * head_dim..(t + 1) * row;
+            assert_eq!(got[v.clone()], qkv[v], "head_rmsnorm changed V of token {t}");
+        }
+    }
+}
+
+// Tolerance 1e-4: two products per element, same table.
 #[test]
 fn rope_rotates_adjacent_pairs_and_halves() {
     let mut gpu = Harness::new();
     let mut rng = StdRng::seed_from_u64(4);
-    let (head_dim, hq, hkv, m) = (16usize, 6usize, 2usize, 7usize);
-    let row = (hq + 2 * hkv) * head_dim;
-    let qkv = random_f32(&mut rng, m * row, 1.0);
-    let positions: Vec<u32> = vec![0, 1, 2, 5, 40, 41, 300];
-    let table = rope_table(head_dim as u32, 10000.0, 512);
-    let flat: Vec<f32> = table.iter().flatten().copied().collect();
-    for neox in [false, true] {
-        let key = RopeKey { head_dim: head_dim as u32, n_q_heads: hq as u32, n_kv_heads: hkv as u32, neox };
-        let step = gpu.step(m as u32, 1, 1);
-        let (qb, pb, tb) = (gpu.f32s(&qkv), gpu.u32s(&positions), gpu.f32s(&flat));
-        gpu.run(KernelKey::Rope(key), &[&step, &qb, &pb, &tb], key.workgroups(m as u32));
-        let got = gpu.read_f32(&qb, m * row);
-        let mut want = qkv.clone();
-        for (t, &position) in positions.iter().enumerate() {
-            for head in 0..hq + hkv {
-                let base = t * row + head * head_dim;
-                for i in 0..head_dim / 2 {
-                    let (a, b) = if neox {
-                        (base + i, base + i + head_dim / 2)
-                    } else {
-                        (base + 2 * i, base + 2 * i + 1)
-                    };
-                    let angle = position as f64 * 10000f64.powf(-(2.0 * i as f64) / head_dim as f64);
-                    let (cos, sin) = (angle.cos() as f32, angle.sin() as f32);
-                    want[a] = qkv[a] * cos - qkv[b] * sin;
-                    want[b] = qkv[b] * cos + qkv[a] * sin;
+    // Llama-like heads; then Gemma 3 270M's (head_dim 256, NeoX halves in
+    // its GGUF) with both of its bases: 10,000 (local) and 1e6 (global).
+    let cases = [(16usize, 6usize, 2usize, 10000f32), (256, 4, 1, 10000.0), (256, 4, 1, 1e6)];
+    for (head_dim, hq, hkv, theta) in cases {
+        let m = 7usize;
+        let row = (hq + 2 * hkv) * head_dim;
+        let qkv = random_f32(&mut rng, m * row, 1.0);
+        let positions: Vec<u32> = vec![0, 1, 2, 5, 40, 41, 300];
+        let table = rope_table(head_dim as u32, theta, 512);
+        let flat: Vec<f32> = table.iter().flatten().copied().collect();
+        for neox in [false, true] {
+            let key =
+                RopeKey { head_dim: head_dim as u32, n_q_heads: hq as u32, n_kv_heads: hkv as u32, neox };
+            let step = gpu.step(m as u32, 1, 1);
+            let (qb, pb, tb) = (gpu.f32s(&qkv), gpu.u32s(&positions), gpu.f32s(&flat));
+            let bindings = RopeBindings { step: &step, qkv: &qb, positions: &pb, rope_table: &tb };
+            gpu.run(KernelKey::Rope(key), &bindings.in_binding_order(), key.workgroups(m as u32));
+            let got = gpu.read_f32(&qb, m * row);
+            let mut want = qkv.clone();
+            for (t, &position) in positions.iter().enumerate() {
+                for head in 0..hq + hkv {
+                    let base = t * row + head * head_dim;
+                    for i in 0..head_dim / 2 {
+                        let (a, b) = if neox {
+                            (base + i, base + i + head_dim / 2)
+                        } else {
+                            (base + 2 * i, base + 2 * i + 1)
+                        };
+                        let angle =
+                            position as f64 * (theta as f64).powf(-(2.0 * i as f64) / head_dim as f64);
+                        let (cos, sin) = (angle.cos() as f32, angle.sin() as f32);
+                        want[a] = qkv[a] * cos - qkv[b] * sin;
+                        want[b] = qkv[b] * cos + qkv[a] * sin;
+                    }
                 }
             }
+            assert_close(&format!("rope D={head_dim} theta={theta} neox={neox}"), &got, &want, 1e-4, 1e-4);
         }
-        assert_close(&format!("rope neox={neox}"), &got, &want, 1e-4, 1e-4);
     }
 }
 
@@ -309,86 +372,125 @@ fn rope_rotates_adjacent_pairs_and_halves() {
 fn kv_write_places_keys_and_values_at_their_slots() {
     let mut gpu = Harness::new();
     let mut rng = StdRng::seed_from_u64(5);
-    let (head_dim, hq, hkv, m, slots) = (8usize, 4usize, 2usize, 5usize, 48usize);
-    let row = (hq + 2 * hkv) * head_dim;
-    let kv = hkv * head_dim;
-    let qkv = random_f32(&mut rng, m * row, 1.0);
-    let slot_mapping: Vec<u32> = vec![17, 3, 40, 41, 0];
-    let key = KvWriteKey { head_dim: head_dim as u32, n_q_heads: hq as u32, n_kv_heads: hkv as u32 };
-    let step = gpu.step(m as u32, 1, 1);
-    let (qb, sb, kc, vc) =
-        (gpu.f32s(&qkv), gpu.u32s(&slot_mapping), gpu.zeros(slots * kv), gpu.zeros(slots * kv));
-    gpu.run(KernelKey::KvWrite(key), &[&step, &qb, &sb, &kc, &vc], key.workgroups(m as u32));
-    let (got_k, got_v) = (gpu.read_f32(&kc, slots * kv), gpu.read_f32(&vc, slots * kv));
-    let (mut want_k, mut want_v) = (vec![0f32; slots * kv], vec![0f32; slots * kv]);
-    for t in 0..m {
-        let s = slot_mapping[t] as usize;
-        want_k[s * kv..][..kv].copy_from_slice(&qkv[t * row + hq * head_dim..][..kv]);
-        want_v[s * kv..][..kv].copy_from_slice(&qkv[t * row + (hq + hkv) * head_dim..][..kv]);
+    // Small GQA heads, and Gemma 3 270M's (head_dim 256, one KV head).
+    for (head_dim, hq, hkv) in [(8usize, 4usize, 2usize), (256, 4, 1)] {
+        let (m, slots) = (5usize, 48usize);
+        let row = (hq + 2 * hkv) * head_dim;
+        let kv = hkv * head_dim;
+        let qkv = random_f32(&mut rng, m * row, 1.0);
+        let slot_mapping: Vec<u32> = vec![17, 3, 40, 41, 0];
+        let key = KvWriteKey { head_dim: head_dim as u32, n_q_heads: hq as u32, n_kv_heads: hkv as u32 };
+        let step = gpu.step(m as u32, 1, 1);
+        let (qb, sb, kc, vc) =
+            (gpu.f32s(&qkv), gpu.u32s(&slot_mapping), gpu.zeros(slots * kv), gpu.zeros(slots * kv));
+        let bindings =
+            KvWriteBindings { step: &step, qkv: &qb, slot_mapping: &sb, k_cache: &kc, v_cache: &vc };
+        gpu.run(KernelKey::KvWrite(key), &bindings.in_binding_order(), key.workgroups(m as u32));
+        let (got_k, got_v) = (gpu.read_f32(&kc, slots * kv), gpu.read_f32(&vc, slots * kv));
+        let (mut want_k, mut want_v) = (vec![0f32; slots * kv], vec![0f32; slots * kv]);
+        for t in 0..m {
+            let s = slot_mapping[t] as usize;
+            want_k[s * kv..][..kv].copy_from_slice(&qkv[t * row + hq * head_dim..][..kv]);
+            want_v[s * kv..][..kv].copy_from_slice(&qkv[t * row + (hq + hkv) * head_dim..][..kv]);
+        }
+        assert_eq!(got_k, want_k, "k cache D={head_dim}");
+        assert_eq!(got_v, want_v, "v cache D={head_dim}");
     }
-    assert_eq!(got_k, want_k, "k cache");
-    assert_eq!(got_v, want_v, "v cache");
 }
 
-// Tolerance 1e-4: softmax in f32 with an online rescaling, against f64.
-#[test]
-fn paged_attention_matches_cpu_on_a_varlen_batch() {
-    let mut gpu = Harness::new();
-    let mut rng = StdRng::seed_from_u64(6);
-    let (head_dim, hq, hkv, block_size) = (32usize, 6usize, 2usize, 16usize);
-    let num_blocks = 20usize;
+/// One attention launch: head shape, page size, window, and the batch's
+/// sequences as (position of the first new token, number of new tokens).
+struct AttentionCase {
+    head_dim: usize,
+    hq: usize,
+    hkv: usize,
+    block_size: usize,
+    sliding_window: usize,
+    seqs: &'static [(usize, usize)],
+}
+
+/// Runs `case` on random K/V pages in scattered blocks and compares with a
+/// plain softmax over the visible keys in f64. Table entries that must not
+/// be read (blocks wholly before every query's window, and past the last
+/// position) name a block of NaN keys and values, so reading one fails.
+fn check_attention(gpu: &mut Harness, rng: &mut StdRng, case: &AttentionCase) {
+    let AttentionCase { head_dim, hq, hkv, block_size, sliding_window, seqs } = *case;
     let kv = hkv * head_dim;
-    let k_cache = random_f32(&mut rng, num_blocks * block_size * kv, 1.0);
-    let v_cache = random_f32(&mut rng, num_blocks * block_size * kv, 1.0);
-    // Three sequences, scattered blocks: a 5-token prefill from 0, a decode
-    // at position 37, a 3-token chunk at positions 16..19 (crossing a block).
-    let max_blocks = 4usize;
-    let block_tables: Vec<u32> = vec![7, 0, 0, 0, 3, 11, 19, 0, 2, 9, 0, 0];
-    let mut token_seq = vec![];
-    let mut positions = vec![];
-    for p in 0..5 {
-        token_seq.push(0);
-        positions.push(p);
+    let window_start =
+        |pos: usize| if sliding_window == 0 { 0 } else { (pos + 1).saturating_sub(sliding_window) };
+    let blocks_per_seq: Vec<usize> =
+        seqs.iter().map(|&(first, n)| (first + n - 1) / block_size + 1).collect();
+    let max_blocks = *blocks_per_seq.iter().max().unwrap();
+    let num_blocks = blocks_per_seq.iter().sum::<usize>() + 1;
+    let poison = num_blocks - 1;
+    // Physical blocks in a random order, so that tables are scattered.
+    let mut physical: Vec<usize> = (0..poison).collect();
+    for i in (1..physical.len()).rev() {
+        physical.swap(i, rng.random_range(0..=i));
     }
-    token_seq.push(1);
-    positions.push(37);
-    for p in 16..19 {
-        token_seq.push(2);
-        positions.push(p);
+    let mut next = physical.into_iter();
+    let mut block_tables = vec![poison as u32; seqs.len() * max_blocks];
+    for (s, &(first, _)) in seqs.iter().enumerate() {
+        for b in 0..blocks_per_seq[s] {
+            let before_window = (b + 1) * block_size <= window_start(first);
+            let block = next.next().unwrap();
+            if !before_window {
+                block_tables[s * max_blocks + b] = block as u32;
+            }
+        }
+    }
+    let mut k_cache = random_f32(rng, num_blocks * block_size * kv, 1.0);
+    let mut v_cache = random_f32(rng, num_blocks * block_size * kv, 1.0);
+    for v in k_cache[poison * block_size * kv..].iter_mut().chain(&mut v_cache[poison * block_size * kv..]) {
+        *v = f32::NAN;
+    }
+    let (mut token_seq, mut positions) = (vec![], vec![]);
+    for (s, &(first, n)) in seqs.iter().enumerate() {
+        for p in first..first + n {
+            token_seq.push(s as u32);
+            positions.push(p as u32);
+        }
     }
     let m = token_seq.len();
     let row = (hq + 2 * hkv) * head_dim;
-    let qkv = random_f32(&mut rng, m * row, 1.0);
+    let qkv = random_f32(rng, m * row, 1.0);
     let key = AttentionKey {
         head_dim: head_dim as u32,
         n_q_heads: hq as u32,
         n_kv_heads: hkv as u32,
         block_size: block_size as u32,
+        sliding_window: sliding_window as u32,
     };
-    let step = gpu.step(m as u32, 3, max_blocks as u32);
-    let bufs = [
-        gpu.f32s(&qkv),
-        gpu.f32s(&k_cache),
-        gpu.f32s(&v_cache),
-        gpu.u32s(&block_tables),
-        gpu.u32s(&token_seq),
-        gpu.u32s(&positions),
-        gpu.zeros(m * hq * head_dim),
-    ];
-    let refs: Vec<_> = std::iter::once(&step).chain(bufs.iter()).collect();
-    gpu.run(KernelKey::Attention(key), &refs, key.workgroups(m as u32));
-    let got = gpu.read_f32(&bufs[6], m * hq * head_dim);
+    let step = gpu.step(m as u32, seqs.len() as u32, max_blocks as u32);
+    let (qb, kc, vc) = (gpu.f32s(&qkv), gpu.f32s(&k_cache), gpu.f32s(&v_cache));
+    let (tb, sb, pb) = (gpu.u32s(&block_tables), gpu.u32s(&token_seq), gpu.u32s(&positions));
+    let out = gpu.zeros(m * hq * head_dim);
+    let bindings = AttentionBindings {
+        step: &step,
+        qkv: &qb,
+        k_cache: &kc,
+        v_cache: &vc,
+        block_tables: &tb,
+        token_seq: &sb,
+        positions: &pb,
+        out: &out,
+    };
+    gpu.run(KernelKey::Attention(key), &bindings.in_binding_order(), key.workgroups(m as u32));
+    let got = gpu.read_f32(&out, m * hq * head_dim);
     let mut want = vec![0f32; m * hq * head_dim];
     for t in 0..m {
+        let pos = positions[t] as usize;
+        let slot = |j: usize| {
+            block_tables[token_seq[t] as usize * max_blocks + j / block_size] as usize * block_size
+                + j % block_size
+        };
+        let visible: Vec<usize> = (window_start(pos)..=pos).collect();
         for h in 0..hq {
             let kvh = h / (hq / hkv);
             let q = &qkv[t * row + h * head_dim..][..head_dim];
-            let slot = |j: usize| {
-                block_tables[token_seq[t] as usize * max_blocks + j / block_size] as usize * block_size
-                    + j % block_size
-            };
-            let scores: Vec<f64> = (0..=positions[t] as usize)
-                .map(|j| {
+            let scores: Vec<f64> = visible
+                .iter()
+                .map(|&j| {
                     let k = &k_cache[slot(j) * kv + kvh * head_dim..][..head_dim];
                     q.iter().zip(k).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>()
                         / (head_dim as f64).sqrt()
@@ -398,39 +500,104 @@ fn paged_attention_matches_cpu_on_a_varlen_batch() {
             let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
             let total: f64 = weights.iter().sum();
             for d in 0..head_dim {
-                let v: f64 = weights
+                let v: f64 = visible
                     .iter()
-                    .enumerate()
-                    .map(|(j, w)| w * v_cache[slot(j) * kv + kvh * head_dim + d] as f64)
+                    .zip(&weights)
+                    .map(|(&j, w)| w * v_cache[slot(j) * kv + kvh * head_dim + d] as f64)
                     .sum();
                 want[(t * hq + h) * head_dim + d] = (v / total) as f32;
             }
         }
     }
-    assert_close("attention", &got, &want, 1e-4, 1e-4);
+    let what = format!("attention D={head_dim} Hq={hq} Hkv={hkv} block={block_size} window={sliding_window}");
+    assert_close(&what, &got, &want, 1e-4, 1e-4);
+    // The poison is live: where blocks before a window were replaced by it,
+    // attention over every earlier position reads NaN.
+    let poisoned = seqs.iter().any(|&(first, _)| window_start(first) >= block_size);
+    if poisoned {
+        let causal = AttentionKey { sliding_window: 0, ..key };
+        gpu.run(KernelKey::Attention(causal), &bindings.in_binding_order(), causal.workgroups(m as u32));
+        let got = gpu.read_f32(&out, m * hq * head_dim);
+        assert!(
+            got.iter().any(|v| !v.is_finite()),
+            "{what}: the NaN blocks were never read without a window"
+        );
+    }
 }
 
+// Tolerance 1e-4: softmax in f32 with an online rescaling, against f64.
 #[test]
-fn silu_gate_matches_cpu() {
+fn paged_attention_matches_cpu_on_a_varlen_batch() {
+    let mut gpu = Harness::new();
+    let mut rng = StdRng::seed_from_u64(6);
+    // A 5-token prefill from 0, a decode at position 37, a 3-token chunk at
+    // positions 16..19 (crossing a block).
+    let seqs = &[(0, 5), (37, 1), (16, 3)];
+    let case = AttentionCase { head_dim: 32, hq: 6, hkv: 2, block_size: 16, sliding_window: 0, seqs };
+    check_attention(&mut gpu, &mut rng, &case);
+}
+
+// Gemma 3 270M's head shape (4 query heads, 1 KV head, head_dim 256) with
+// a small window: prefills and chunks that cross the window's start,
+// decodes far beyond it, block sizes smaller and larger than the window.
+// The blocks before the window hold NaN: the kernel must not read them.
+#[test]
+fn sliding_window_attention_matches_cpu_and_skips_blocks_before_the_window() {
+    let mut gpu = Harness::new();
+    let mut rng = StdRng::seed_from_u64(9);
+    let seqs = &[(0, 7), (37, 1), (9, 6), (3, 1), (4, 1)];
+    for block_size in [4, 16] {
+        let case = AttentionCase { head_dim: 256, hq: 4, hkv: 1, block_size, sliding_window: 5, seqs };
+        check_attention(&mut gpu, &mut rng, &case);
+    }
+    // GQA with groups of 3, a window of one (each token sees itself only),
+    // and a window wider than every position (plain causal).
+    let seqs = &[(0, 3), (21, 2), (40, 1)];
+    for sliding_window in [1, 64] {
+        let case = AttentionCase { head_dim: 32, hq: 6, hkv: 2, block_size: 4, sliding_window, seqs };
+        check_attention(&mut gpu, &mut rng, &case);
+    }
+}
+
+/// PyTorch's gelu(x, approximate="tanh"), in f64.
+fn gelu_tanh_cpu(x: f64) -> f64 {
+    0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
+}
+
+// Tolerance 1e-5: exp or tanh of the driver, a few roundings.
+#[test]
+fn glu_matches_cpu_for_silu_and_gelu_tanh() {
     let mut gpu = Harness::new();
     let mut rng = StdRng::seed_from_u64(7);
     let (m, inter) = (3usize, 136usize);
     let mut gate_up = random_f32(&mut rng, m * 2 * inter, 8.0);
-    gate_up[0] = -100.0; // exp overflow must still give silu = -0
-    let key = SiluGateKey { intermediate: inter as u32 };
-    let step = gpu.step(m as u32, 1, 1);
-    let (gb, out) = (gpu.f32s(&gate_up), gpu.zeros(m * inter));
-    gpu.run(KernelKey::SiluGate(key), &[&step, &gb, &out], key.workgroups(m as u32));
-    let got = gpu.read_f32(&out, m * inter);
-    let want: Vec<f32> = (0..m * inter)
-        .map(|i| {
-            let (t, c) = (i / inter, i % inter);
-            let g = gate_up[t * 2 * inter + c] as f64;
-            let u = gate_up[t * 2 * inter + inter + c] as f64;
-            (g / (1.0 + (-g).exp()) * u) as f32
-        })
-        .collect();
-    assert_close("silu_gate", &got, &want, 1e-5, 1e-5);
+    // Extremes: exp overflow must still give silu = -0; tanh of a huge
+    // argument (and x^3 overflowing f32) must give GELU = x or -0, not NaN.
+    for (c, g) in [-100.0f32, 100.0, -1e4, 1e4, -1e20, 1e20, 0.0].into_iter().enumerate() {
+        gate_up[c] = g;
+        gate_up[inter + c] = 1.5;
+    }
+    for activation in [GluActivation::Silu, GluActivation::GeluTanh] {
+        let key = GluKey { intermediate: inter as u32, activation };
+        let step = gpu.step(m as u32, 1, 1);
+        let (gb, out) = (gpu.f32s(&gate_up), gpu.zeros(m * inter));
+        let bindings = GluBindings { step: &step, gate_up: &gb, out: &out };
+        gpu.run(KernelKey::Glu(key), &bindings.in_binding_order(), key.workgroups(m as u32));
+        let got = gpu.read_f32(&out, m * inter);
+        let want: Vec<f32> = (0..m * inter)
+            .map(|i| {
+                let (t, c) = (i / inter, i % inter);
+                let g = gate_up[t * 2 * inter + c] as f64;
+                let u = gate_up[t * 2 * inter + inter + c] as f64;
+                let act = match activation {
+                    GluActivation::Silu => g / (1.0 + (-g).exp()),
+                    GluActivation::GeluTanh => gelu_tanh_cpu(g),
+                };
+                (act * u) as f32
+            })
+            .collect();
+        assert_close(&format!("glu {activation:?}"), &got, &want, 1e-5, 1e-5);
+    }
 }
 
 #[test]

@@ -9,8 +9,8 @@ use super::context::GpuContext;
 use super::kernels::{
     argmax::ArgmaxKey, attention::AttentionKey, embedding::EmbeddingKey,
     encoder_attention::EncoderAttentionKey, encoder_embedding::EncoderEmbeddingKey, gelu::GeluKey,
-    kv_write::KvWriteKey, layernorm::LayerNormKey, matmul::MatmulKey, pooling::PoolingKey,
-    rmsnorm::RmsNormKey, rope::RopeKey, silu_gate::SiluGateKey,
+    glu::GluKey, head_rmsnorm::HeadRmsNormKey, kv_write::KvWriteKey, layernorm::LayerNormKey,
+    matmul::MatmulKey, pooling::PoolingKey, rmsnorm::RmsNormKey, rope::RopeKey,
 };
 
 /// Every pipeline we build, with the specialization it was built for.
@@ -18,11 +18,12 @@ use super::kernels::{
 pub enum KernelKey {
     Embedding(EmbeddingKey),
     RmsNorm(RmsNormKey),
+    HeadRmsNorm(HeadRmsNormKey),
     Matmul(MatmulKey),
     Rope(RopeKey),
     KvWrite(KvWriteKey),
     Attention(AttentionKey),
-    SiluGate(SiluGateKey),
+    Glu(GluKey),
     Argmax(ArgmaxKey),
     // Encoders (BERT).
     EncoderEmbedding(EncoderEmbeddingKey),
@@ -56,11 +57,12 @@ impl KernelKey {
         match self {
             KernelKey::Embedding(key) => key.workgroups(count),
             KernelKey::RmsNorm(key) => key.workgroups(count),
+            KernelKey::HeadRmsNorm(key) => key.workgroups(count),
             KernelKey::Matmul(key) => key.workgroups(count),
             KernelKey::Rope(key) => key.workgroups(count),
             KernelKey::KvWrite(key) => key.workgroups(count),
             KernelKey::Attention(key) => key.workgroups(count),
-            KernelKey::SiluGate(key) => key.workgroups(count),
+            KernelKey::Glu(key) => key.workgroups(count),
             KernelKey::Argmax(key) => key.workgroups(count),
             KernelKey::EncoderEmbedding(key) => key.workgroups(count),
             KernelKey::LayerNorm(key) => key.workgroups(count),
@@ -74,11 +76,12 @@ impl KernelKey {
         match self {
             KernelKey::Embedding(key) => key.spec(),
             KernelKey::RmsNorm(key) => key.spec(),
+            KernelKey::HeadRmsNorm(key) => key.spec(),
             KernelKey::Matmul(key) => key.spec(),
             KernelKey::Rope(key) => key.spec(),
             KernelKey::KvWrite(key) => key.spec(),
             KernelKey::Attention(key) => key.spec(),
-            KernelKey::SiluGate(key) => key.spec(),
+            KernelKey::Glu(key) => key.spec(),
             KernelKey::Argmax(key) => key.spec(),
             KernelKey::EncoderEmbedding(key) => key.spec(),
             KernelKey::LayerNorm(key) => key.spec(),

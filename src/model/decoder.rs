@@ -7,7 +7,7 @@
 
 use crate::gpu::kernels::StepParams;
 use crate::gpu::kernels::argmax::{ArgmaxBindings, ArgmaxKey};
-use crate::gpu::kernels::rmsnorm::RmsNormKey;
+use crate::gpu::kernels::rmsnorm::{RmsNormBindings, RmsNormKey};
 use crate::gpu::kv_cache::KvCache;
 use crate::gpu::{GpuBuffer, GpuContext, KernelKey, ReadbackBuffer};
 
@@ -128,13 +128,20 @@ impl<B: DecoderBody> Decoder<B> {
         let last_normed = builder.activation("last_normed", s * h)?; // [S, H]
         let logits = builder.activation("logits", s * v)?;
         let next_ids = builder.activation("next_ids", s)?;
-        let norm_key = RmsNormKey { hidden: h as u32, eps_bits: config.rms_norm_eps.to_bits(), gather: true };
-        let final_norm = Bound::new(
-            &ctx,
-            &mut builder.cache,
-            KernelKey::RmsNorm(norm_key),
-            &[&inputs.step, &buffers.hidden, final_norm, &inputs.sample_indices, &last_normed],
-        );
+        let norm_key = RmsNormKey {
+            hidden: h as u32,
+            eps_bits: config.rms_norm_eps.to_bits(),
+            gather: true,
+            accumulate: false,
+        };
+        let norm_bindings = RmsNormBindings {
+            step: &inputs.step,
+            x: &buffers.hidden,
+            weight: final_norm,
+            row_index: &inputs.sample_indices,
+            out: &last_normed,
+        };
+        let final_norm = Bound::bind(&ctx, &mut builder.cache, KernelKey::RmsNorm(norm_key), &norm_bindings);
         let lm_head = MatmulOp::new(
             &ctx,
             &mut builder.cache,

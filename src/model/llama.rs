@@ -9,8 +9,8 @@ use crate::gpu::kernels::embedding::EmbeddingKey;
 use crate::gpu::{GpuContext, KernelKey};
 
 use super::architectures::Architecture;
-use super::blocks::attention::{AttentionWeights, PagedAttention};
-use super::blocks::mlp::{GatedMlp, MlpWeights};
+use super::blocks::attention::{AttentionMask, AttentionWeights, PagedAttention};
+use super::blocks::mlp::{Activation, GatedMlp, MlpWeights};
 use super::blocks::norm::RmsNorm;
 use super::blocks::rope::RopeTable;
 use super::blocks::{LayerScratch, Residual};
@@ -97,6 +97,7 @@ impl Llama {
                     &[(&name("attn_q"), q_rows), (&name("attn_k"), kv_rows), (&name("attn_v"), kv_rows)],
                     h,
                 )?,
+                qk_norm: None,
                 output: b.matrix(&name("attn_output"), h, q_rows)?,
             };
             let mlp = MlpWeights {
@@ -126,6 +127,7 @@ impl Llama {
                     layer,
                     attention,
                     &rope,
+                    AttentionMask::Causal,
                     Residual::Add,
                 ),
                 // hidden -> normed
@@ -138,7 +140,7 @@ impl Llama {
                     &scratch.normed,
                 ),
                 // normed -> MLP -> hidden +=
-                mlp: GatedMlp::new(&mut b, c, &buffers, &scratch, mlp, Residual::Add),
+                mlp: GatedMlp::new(&mut b, c, &buffers, &scratch, mlp, Activation::Silu, Residual::Add),
             });
         }
 

@@ -1,11 +1,46 @@
-//! `shaders/attention.wgsl`: paged causal attention, varlen batch, GQA.
-//! Bindings: step, qkv, k_cache, v_cache, block_tables, token_seq,
-//! positions, out.
+//! `shaders/attention.wgsl`: paged causal attention, varlen batch, GQA,
+//! optionally over a sliding window of keys (Gemma's local layers).
 
+use super::KernelBindings;
+use crate::gpu::GpuBuffer;
 use crate::gpu::pipelines::{BindingKind, KernelSpec};
 
 /// Largest head size the kernel's registers hold.
 pub const MAX_HEAD_DIM: u32 = 256;
+
+pub struct AttentionBindings<'a> {
+    /// Uniform; `num_tokens` query tokens, `max_blocks_per_seq` the table stride.
+    pub step: &'a GpuBuffer,
+    /// [M, (Hq + 2 Hkv) D] f32, fused Q/K/V after RoPE; only Q is read.
+    pub qkv: &'a GpuBuffer,
+    /// [slots, Hkv, D] f32, this layer's K pool (new tokens already written).
+    pub k_cache: &'a GpuBuffer,
+    /// [slots, Hkv, D] f32, this layer's V pool.
+    pub v_cache: &'a GpuBuffer,
+    /// [S, max_blocks_per_seq] u32, physical block of each logical block.
+    pub block_tables: &'a GpuBuffer,
+    /// [M] u32, sequence (row of `block_tables`) of each token.
+    pub token_seq: &'a GpuBuffer,
+    /// [M] u32, position of each token in its sequence.
+    pub positions: &'a GpuBuffer,
+    /// [M, Hq D] f32, attention output.
+    pub out: &'a GpuBuffer,
+}
+
+impl KernelBindings for AttentionBindings<'_> {
+    fn in_binding_order(&self) -> Vec<&GpuBuffer> {
+        vec![
+            self.step,
+            self.qkv,
+            self.k_cache,
+            self.v_cache,
+            self.block_tables,
+            self.token_seq,
+            self.positions,
+            self.out,
+        ]
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AttentionKey {
@@ -13,6 +48,11 @@ pub struct AttentionKey {
     pub n_q_heads: u32,
     pub n_kv_heads: u32,
     pub block_size: u32,
+    /// Keys visible to a query: 0 = every earlier position (plain causal);
+    /// W = positions p - W + 1 ..= p, as Hugging Face's `sliding_window`
+    /// (see the shader). Block-table entries of blocks wholly before the
+    /// window are never read.
+    pub sliding_window: u32,
 }
 
 impl AttentionKey {
@@ -37,6 +77,7 @@ impl AttentionKey {
                 ("N_KV_HEADS", self.n_kv_heads as f64),
                 ("BLOCK_SIZE", self.block_size as f64),
                 ("SCALE", 1.0 / (self.head_dim as f64).sqrt()),
+                ("SLIDING_WINDOW", self.sliding_window as f64),
             ],
         }
     }

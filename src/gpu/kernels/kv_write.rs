@@ -1,9 +1,27 @@
 //! `shaders/kv_write.wgsl`: new K/V into the paged cache by slot mapping.
-//! Bindings: step, qkv, slot_mapping, k_cache, v_cache.
 
+use super::{KernelBindings, groups};
+use crate::gpu::GpuBuffer;
 use crate::gpu::pipelines::{BindingKind, KernelSpec};
 
-use super::groups;
+pub struct KvWriteBindings<'a> {
+    /// Uniform; `num_tokens` rows.
+    pub step: &'a GpuBuffer,
+    /// [M, (Hq + 2 Hkv) D] f32, fused Q/K/V; K and V are read.
+    pub qkv: &'a GpuBuffer,
+    /// [M] u32, cache slot (block * block_size + offset) of each token.
+    pub slot_mapping: &'a GpuBuffer,
+    /// [slots, Hkv, D] f32, this layer's K pool.
+    pub k_cache: &'a GpuBuffer,
+    /// [slots, Hkv, D] f32, this layer's V pool.
+    pub v_cache: &'a GpuBuffer,
+}
+
+impl KernelBindings for KvWriteBindings<'_> {
+    fn in_binding_order(&self) -> Vec<&GpuBuffer> {
+        vec![self.step, self.qkv, self.slot_mapping, self.k_cache, self.v_cache]
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct KvWriteKey {

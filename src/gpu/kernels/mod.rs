@@ -10,6 +10,8 @@ pub mod embedding;
 pub mod encoder_attention;
 pub mod encoder_embedding;
 pub mod gelu;
+pub mod glu;
+pub mod head_rmsnorm;
 pub mod kv_write;
 pub mod layernorm;
 pub mod matmul;
@@ -17,7 +19,6 @@ pub mod matmul_quant;
 pub mod pooling;
 pub mod rmsnorm;
 pub mod rope;
-pub mod silu_gate;
 
 /// The per-step uniform every kernel reads (`struct Step` in the shaders).
 #[repr(C)]

@@ -1,9 +1,29 @@
-//! `shaders/rmsnorm.wgsl`: per-row RMSNorm, optionally of gathered rows.
-//! Bindings: step, x, weight, row_index, out.
+//! `shaders/rmsnorm.wgsl`: per-row RMSNorm, optionally of gathered rows,
+//! optionally added into the output (Gemma's post-attention and post-FFN
+//! norms: hidden += rmsnorm(x) * w).
 
+use super::{KernelBindings, groups};
+use crate::gpu::GpuBuffer;
 use crate::gpu::pipelines::{BindingKind, KernelSpec};
 
-use super::groups;
+pub struct RmsNormBindings<'a> {
+    /// Uniform; `num_tokens` rows, or `num_seqs` gathered rows.
+    pub step: &'a GpuBuffer,
+    /// [M, H] f32, rows to normalize.
+    pub x: &'a GpuBuffer,
+    /// [H] f32, per-column scale.
+    pub weight: &'a GpuBuffer,
+    /// [S] u32, rows of `x` to gather (read only with `gather`).
+    pub row_index: &'a GpuBuffer,
+    /// [rows, H] f32, written, or added to with `accumulate`.
+    pub out: &'a GpuBuffer,
+}
+
+impl KernelBindings for RmsNormBindings<'_> {
+    fn in_binding_order(&self) -> Vec<&GpuBuffer> {
+        vec![self.step, self.x, self.weight, self.row_index, self.out]
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RmsNormKey {
@@ -12,6 +32,8 @@ pub struct RmsNormKey {
     pub eps_bits: u32,
     /// Normalise rows `row_index[0..num_seqs]` instead of all tokens.
     pub gather: bool,
+    /// out += rmsnorm(x) * w instead of out = rmsnorm(x) * w.
+    pub accumulate: bool,
 }
 
 impl RmsNormKey {
@@ -31,6 +53,7 @@ impl RmsNormKey {
                 ("H", self.hidden as f64),
                 ("EPS", f32::from_bits(self.eps_bits) as f64),
                 ("GATHER", if self.gather { 1.0 } else { 0.0 }),
+                ("ACCUMULATE", if self.accumulate { 1.0 } else { 0.0 }),
             ],
         }
     }

@@ -1,16 +1,34 @@
 //! `shaders/rope.wgsl`: rotary embedding in place on the Q and K heads.
-//! Bindings: step, qkv, positions, rope_table.
 
+use super::{KernelBindings, groups};
+use crate::gpu::GpuBuffer;
 use crate::gpu::pipelines::{BindingKind, KernelSpec};
 
-use super::groups;
+pub struct RopeBindings<'a> {
+    /// Uniform; `num_tokens` rows.
+    pub step: &'a GpuBuffer,
+    /// [M, (Hq + 2 Hkv) D] f32, fused Q/K/V; Q and K heads rotated in place.
+    pub qkv: &'a GpuBuffer,
+    /// [M] u32, position of each token.
+    pub positions: &'a GpuBuffer,
+    /// [max_positions, D / 2] (cos, sin) f32 pairs, from `rope_table`.
+    pub rope_table: &'a GpuBuffer,
+}
+
+impl KernelBindings for RopeBindings<'_> {
+    fn in_binding_order(&self) -> Vec<&GpuBuffer> {
+        vec![self.step, self.qkv, self.positions, self.rope_table]
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RopeKey {
     pub head_dim: u32,
     pub n_q_heads: u32,
     pub n_kv_heads: u32,
-    /// Rotate halves (i, i + D/2) instead of adjacent pairs (2i, 2i + 1).
+    /// Rotate halves (i, i + D/2) instead of adjacent pairs (2i, 2i + 1):
+    /// Hugging Face weights, and GGUF files of the architectures llama.cpp
+    /// marks `LLAMA_ROPE_TYPE_NEOX` (Gemma 3 among them).
     pub neox: bool,
 }
 

@@ -1,12 +1,14 @@
 //! The attention block over the paged KV cache: the fused Q/K/V
-//! projection, RoPE, the write of this step's K/V into the cache, paged
-//! attention over each sequence's blocks, and the output projection joined
+//! projection, optional per-head q/k RMSNorm, RoPE, the write of this
+//! step's K/V into the cache, paged attention over each sequence's blocks
+//! (causal, or within a sliding window), and the output projection joined
 //! to the residual stream.
 
-use crate::gpu::KernelKey;
-use crate::gpu::kernels::attention::AttentionKey;
-use crate::gpu::kernels::kv_write::KvWriteKey;
-use crate::gpu::kernels::rope::RopeKey;
+use crate::gpu::kernels::attention::{AttentionBindings, AttentionKey};
+use crate::gpu::kernels::head_rmsnorm::{HeadRmsNormBindings, HeadRmsNormKey};
+use crate::gpu::kernels::kv_write::{KvWriteBindings, KvWriteKey};
+use crate::gpu::kernels::rope::{RopeBindings, RopeKey};
+use crate::gpu::{GpuBuffer, KernelKey};
 use crate::model::bound::Bound;
 use crate::model::builder::ModelBuilder;
 use crate::model::config::{DecoderConfig, RopeStyle};
@@ -20,12 +22,24 @@ use super::{LayerScratch, Residual};
 pub struct AttentionWeights {
     /// [(Hq + 2 Hkv) D, H]: Q, K and V stacked by rows.
     pub qkv: GpuMatrix,
+    /// [D] each: RMSNorm weights of every query and key head (Gemma 3).
+    pub qk_norm: Option<(GpuBuffer, GpuBuffer)>,
     /// [H, Hq D]
     pub output: GpuMatrix,
 }
 
+/// Which cached positions a query sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionMask {
+    /// Every position up to its own.
+    Causal,
+    /// Its own and the `n - 1` before it.
+    SlidingWindow(usize),
+}
+
 pub struct PagedAttention {
     qkv: MatmulOp,
+    qk_norm: Option<Bound>,
     rope: Bound,
     kv_write: Bound,
     attention: Bound,
@@ -45,6 +59,7 @@ impl PagedAttention {
         layer: usize,
         weights: AttentionWeights,
         rope: &RopeTable,
+        mask: AttentionMask,
         residual: Residual,
     ) -> Self {
         let c = config;
@@ -53,56 +68,63 @@ impl PagedAttention {
         let (head_dim, n_q_heads, n_kv_heads) =
             (c.head_dim as u32, c.num_heads as u32, c.num_kv_heads as u32);
         let ctx = builder.ctx.clone();
+        let cache = &mut builder.cache;
         // Q, K, V of every new token: normed [M, H] -> qkv [M, (Hq + 2 Hkv) D].
-        let qkv = MatmulOp::new(
-            &ctx,
-            &mut builder.cache,
-            weights.qkv,
-            &inputs.step,
-            &scratch.normed,
-            &scratch.qkv,
-            false,
-        );
+        let qkv = MatmulOp::new(&ctx, cache, weights.qkv, &inputs.step, &scratch.normed, &scratch.qkv, false);
+        // Each Q and K head normed in place, before RoPE.
+        let qk_norm = weights.qk_norm.as_ref().map(|(q_norm, k_norm)| {
+            let key = HeadRmsNormKey { head_dim, n_q_heads, n_kv_heads, eps_bits: c.rms_norm_eps.to_bits() };
+            let bindings = HeadRmsNormBindings { step: &inputs.step, qkv: &scratch.qkv, q_norm, k_norm };
+            Bound::bind(&ctx, cache, KernelKey::HeadRmsNorm(key), &bindings)
+        });
         // Q and K rotated in place by each token's position.
         let rope_key = RopeKey { head_dim, n_q_heads, n_kv_heads, neox: rope.style == RopeStyle::Neox };
-        let rope = Bound::new(
-            &ctx,
-            &mut builder.cache,
-            KernelKey::Rope(rope_key),
-            &[&inputs.step, &scratch.qkv, &inputs.positions, &rope.table],
-        );
+        let rope_bindings = RopeBindings {
+            step: &inputs.step,
+            qkv: &scratch.qkv,
+            positions: &inputs.positions,
+            rope_table: &rope.table,
+        };
+        let rope = Bound::bind(&ctx, cache, KernelKey::Rope(rope_key), &rope_bindings);
         // This step's K and V into the cache slots of the slot mapping.
+        let kv_bindings = KvWriteBindings {
+            step: &inputs.step,
+            qkv: &scratch.qkv,
+            slot_mapping: &inputs.slot_mapping,
+            k_cache,
+            v_cache,
+        };
         let kv_key = KvWriteKey { head_dim, n_q_heads, n_kv_heads };
-        let kv_write = Bound::new(
-            &ctx,
-            &mut builder.cache,
-            KernelKey::KvWrite(kv_key),
-            &[&inputs.step, &scratch.qkv, &inputs.slot_mapping, k_cache, v_cache],
-        );
+        let kv_write = Bound::bind(&ctx, cache, KernelKey::KvWrite(kv_key), &kv_bindings);
         // Each query over its sequence's cached K/V: -> attn [M, Hq D].
-        let attention_key =
-            AttentionKey { head_dim, n_q_heads, n_kv_heads, block_size: buffers.kv_cache.block_size as u32 };
-        let attention = Bound::new(
-            &ctx,
-            &mut builder.cache,
-            KernelKey::Attention(attention_key),
-            &[
-                &inputs.step,
-                &scratch.qkv,
-                k_cache,
-                v_cache,
-                &inputs.block_tables,
-                &inputs.token_seq,
-                &inputs.positions,
-                &scratch.attn,
-            ],
-        );
+        let sliding_window = match mask {
+            AttentionMask::Causal => 0,
+            AttentionMask::SlidingWindow(window) => window as u32,
+        };
+        let attention_key = AttentionKey {
+            head_dim,
+            n_q_heads,
+            n_kv_heads,
+            block_size: buffers.kv_cache.block_size as u32,
+            sliding_window,
+        };
+        let attention_bindings = AttentionBindings {
+            step: &inputs.step,
+            qkv: &scratch.qkv,
+            k_cache,
+            v_cache,
+            block_tables: &inputs.block_tables,
+            token_seq: &inputs.token_seq,
+            positions: &inputs.positions,
+            out: &scratch.attn,
+        };
+        let attention = Bound::bind(&ctx, cache, KernelKey::Attention(attention_key), &attention_bindings);
         // attn [M, Hq D] -> [M, H], into the residual stream.
         let (output, post_norm) = match residual {
             Residual::Add => {
                 let op = MatmulOp::new(
                     &ctx,
-                    &mut builder.cache,
+                    cache,
                     weights.output,
                     &inputs.step,
                     &scratch.attn,
@@ -111,12 +133,35 @@ impl PagedAttention {
                 );
                 (op, None)
             }
+            Residual::PostNorm(weight) => {
+                let op = MatmulOp::new(
+                    &ctx,
+                    cache,
+                    weights.output,
+                    &inputs.step,
+                    &scratch.attn,
+                    &scratch.projected,
+                    false,
+                );
+                let norm = RmsNorm::accumulating(
+                    builder,
+                    inputs,
+                    c.rms_norm_eps,
+                    weight,
+                    &scratch.projected,
+                    &buffers.hidden,
+                );
+                (op, Some(norm))
+            }
         };
-        Self { qkv, rope, kv_write, attention, output, post_norm }
+        Self { qkv, qk_norm, rope, kv_write, attention, output, post_norm }
     }
 
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, num_tokens: u32) {
         self.qkv.record(pass, num_tokens);
+        if let Some(norm) = &self.qk_norm {
+            norm.record(pass, num_tokens);
+        }
         self.rope.record(pass, num_tokens);
         self.kv_write.record(pass, num_tokens);
         self.attention.record(pass, num_tokens);

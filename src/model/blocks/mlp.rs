@@ -3,7 +3,8 @@
 //! the residual stream.
 
 use crate::gpu::KernelKey;
-use crate::gpu::kernels::silu_gate::SiluGateKey;
+pub use crate::gpu::kernels::glu::GluActivation as Activation;
+use crate::gpu::kernels::glu::{GluBindings, GluKey};
 use crate::model::bound::Bound;
 use crate::model::builder::ModelBuilder;
 use crate::model::config::DecoderConfig;
@@ -35,34 +36,32 @@ impl GatedMlp {
         buffers: &DecoderBuffers,
         scratch: &LayerScratch,
         weights: MlpWeights,
+        activation: Activation,
         residual: Residual,
     ) -> Self {
         let inputs = &buffers.inputs;
         let ctx = builder.ctx.clone();
+        let cache = &mut builder.cache;
         // normed [M, H] -> gate_up [M, 2 I].
         let gate_up = MatmulOp::new(
             &ctx,
-            &mut builder.cache,
+            cache,
             weights.gate_up,
             &inputs.step,
             &scratch.normed,
             &scratch.gate_up,
             false,
         );
-        // act = silu(gate) * up: [M, I].
-        let key = SiluGateKey { intermediate: config.intermediate_size as u32 };
-        let activation = Bound::new(
-            &ctx,
-            &mut builder.cache,
-            KernelKey::SiluGate(key),
-            &[&inputs.step, &scratch.gate_up, &scratch.act],
-        );
+        // act = activation(gate) * up: [M, I].
+        let key = GluKey { intermediate: config.intermediate_size as u32, activation };
+        let bindings = GluBindings { step: &inputs.step, gate_up: &scratch.gate_up, out: &scratch.act };
+        let activation = Bound::bind(&ctx, cache, KernelKey::Glu(key), &bindings);
         // act [M, I] -> [M, H], into the residual stream.
         let (down, post_norm) = match residual {
             Residual::Add => {
                 let op = MatmulOp::new(
                     &ctx,
-                    &mut builder.cache,
+                    cache,
                     weights.down,
                     &inputs.step,
                     &scratch.act,
@@ -70,6 +69,21 @@ impl GatedMlp {
                     true,
                 );
                 (op, None)
+            }
+            Residual::PostNorm(weight) => {
+                let op = MatmulOp::new(
+                    &ctx,
+                    cache,
+                    weights.down,
+                    &inputs.step,
+                    &scratch.act,
+                    &scratch.projected,
+                    false,
+                );
+                let eps = config.rms_norm_eps;
+                let norm =
+                    RmsNorm::accumulating(builder, inputs, eps, weight, &scratch.projected, &buffers.hidden);
+                (op, Some(norm))
             }
         };
         Self { gate_up, activation, down, post_norm }

@@ -47,7 +47,9 @@ impl LayerScratch {
 }
 
 /// How a block's output joins the residual stream.
-pub enum Residual {
+pub enum Residual<'a> {
     /// hidden += output (Llama).
     Add,
+    /// hidden += RMSNorm(output) with these weights (Gemma's post-norms).
+    PostNorm(&'a GpuBuffer),
 }

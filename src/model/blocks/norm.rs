@@ -1,7 +1,7 @@
-//! RMSNorm over the residual stream, writing its input for a projection
+//! RMSNorm over the residual stream: writing the input of a projection,
 //! or adding a normed block output back into the stream.
 
-use crate::gpu::kernels::rmsnorm::RmsNormKey;
+use crate::gpu::kernels::rmsnorm::{RmsNormBindings, RmsNormKey};
 use crate::gpu::{GpuBuffer, KernelKey};
 
 use crate::model::bound::Bound;
@@ -22,14 +22,36 @@ impl RmsNorm {
         x: &GpuBuffer,
         out: &GpuBuffer,
     ) -> Self {
+        Self::build(builder, inputs, eps, weight, x, out, false)
+    }
+
+    /// out[t] += x[t] / rms(x[t]) * weight: a normed block output joining
+    /// the residual stream.
+    pub fn accumulating(
+        builder: &mut ModelBuilder,
+        inputs: &StepInputs,
+        eps: f32,
+        weight: &GpuBuffer,
+        x: &GpuBuffer,
+        out: &GpuBuffer,
+    ) -> Self {
+        Self::build(builder, inputs, eps, weight, x, out, true)
+    }
+
+    fn build(
+        builder: &mut ModelBuilder,
+        inputs: &StepInputs,
+        eps: f32,
+        weight: &GpuBuffer,
+        x: &GpuBuffer,
+        out: &GpuBuffer,
+        accumulate: bool,
+    ) -> Self {
         let hidden = (weight.size / 4) as u32;
-        let key = RmsNormKey { hidden, eps_bits: eps.to_bits(), gather: false };
-        let bound = Bound::new(
-            &builder.ctx,
-            &mut builder.cache,
-            KernelKey::RmsNorm(key),
-            &[&inputs.step, x, weight, &inputs.sample_indices, out],
-        );
+        let key = RmsNormKey { hidden, eps_bits: eps.to_bits(), gather: false, accumulate };
+        let bindings =
+            RmsNormBindings { step: &inputs.step, x, weight, row_index: &inputs.sample_indices, out };
+        let bound = Bound::bind(&builder.ctx.clone(), &mut builder.cache, KernelKey::RmsNorm(key), &bindings);
         Self { bound }
     }
 
