@@ -1,0 +1,27 @@
+//! Gemma 3 270M (Q4_K_M GGUF) against Hugging Face transformers' f32
+//! forward of the same file (`scripts/make_gemma3_reference.py` made the
+//! fixture): greedy tokens equal, each prompt alone and all batched. One
+//! prompt is 691 tokens long, so the sliding-window layers (512) mask
+//! keys the global layers still see, across chunked prefill steps.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::golden::{cases, check_greedy_alone_and_batched, model_path};
+use wgserve::gpu::GpuContext;
+use wgserve::model::LoadOptions;
+use wgserve::model::gemma3::Gemma3;
+
+pub const GEMMA3: &str = "models/gemma3-270m/gemma-3-270m-q4_k_m.gguf";
+
+#[test]
+fn greedy_tokens_match_transformers_alone_and_batched() {
+    let ctx = Arc::new(GpuContext::new().unwrap());
+    let path = model_path(GEMMA3);
+    let options = LoadOptions { max_batch_tokens: 256, ..Default::default() };
+    let model = Gemma3::load(ctx, &path, &options).unwrap();
+    let cases = cases("gemma3_reference.json");
+    assert!(cases.iter().any(|c| c.prompt_ids.len() > 600), "a prompt longer than the window");
+    check_greedy_alone_and_batched(Box::new(model), &path, &cases);
+}
