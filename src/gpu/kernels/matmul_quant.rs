@@ -9,7 +9,8 @@ use crate::gpu::pipelines::KernelSpec;
 use super::matmul::{BINDINGS, MatmulKey, Tile, WeightFormat};
 
 /// The values IQ4_NL and IQ4_XS codes stand for (`kvalues_iq4nl` in
-/// ggml-common.h), before the block scale; the shaders hold the same table.
+/// ggml-common.h), before the block scale; embedding.wgsl holds the same
+/// table, matmul_quant.wgsl computes it (`iq4_values`).
 pub const IQ4_KVALUES: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 
 /// What the shaders' `FORMAT` and `HIGH_BITS` overrides say about a format.
