@@ -101,7 +101,7 @@ fn embedding_f16(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-// ---- 5- and 6-bit and K-quant formats ----
+// ---- 5- and 6-bit, K-quant and IQ4 formats ----
 // `zero_point`, `affine` and the code unpacking are matmul_quant.wgsl's
 // (WGSL has no includes); tests/kernels.rs checks both kernels against the
 // same CPU dequantizer.
@@ -111,6 +111,10 @@ const FORMAT_Q5_1 = 1u;
 const FORMAT_Q6_K = 4u;
 const FORMAT_Q2_K = 5u;
 const FORMAT_Q3_K = 6u;
+const FORMAT_IQ4_NL = 7u;
+const FORMAT_IQ4_XS = 8u;
+
+const IQ4_KVALUES = array<f32, 16>(-127.0, -104.0, -83.0, -65.0, -49.0, -35.0, -22.0, -10.0, 1.0, 13.0, 25.0, 38.0, 53.0, 69.0, 89.0, 113.0);
 
 fn zero_point() -> f32 {
     switch FORMAT {
@@ -124,9 +128,16 @@ fn zero_point() -> f32 {
 // (s_lo, s_hi, o_lo, o_hi) of block b of a row: value = s (q - z) + o.
 fn affine(row: u32, b: u32) -> vec4<f32> {
     switch FORMAT {
-        case FORMAT_Q5_0: {
+        case FORMAT_Q5_0, FORMAT_IQ4_NL: {
             let d = bitcast<f32>(w_scales[row * (K / 32u) + b]);
             return vec4<f32>(d, d, 0.0, 0.0);
+        }
+        case FORMAT_IQ4_XS: {
+            let at = (row * (K / 256u) + b / 8u) * 3u;
+            let j = b % 8u;
+            let sc = bitcast<i32>(w_scales[at + 1u + j / 4u] << (24u - 8u * (j % 4u))) >> 24u;
+            let s = bitcast<f32>(w_scales[at]) * f32(sc);
+            return vec4<f32>(s, s, 0.0, 0.0);
         }
         case FORMAT_Q5_1: {
             let dm = unpack2x16float(w_scales[row * (K / 32u) + b]);
@@ -166,6 +177,9 @@ fn codes(q: u32, shift: u32, v: u32) -> vec4<f32> {
     let low = (vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) >> vec4<u32>(shift)) & vec4<u32>(15u);
     let mask = (1u << HIGH_BITS) - 1u;
     let high = (vec4<u32>(v) >> (vec4<u32>(0u, 1u, 2u, 3u) * HIGH_BITS)) & vec4<u32>(mask);
+    if (FORMAT == FORMAT_IQ4_NL || FORMAT == FORMAT_IQ4_XS) {
+        return vec4<f32>(IQ4_KVALUES[low.x], IQ4_KVALUES[low.y], IQ4_KVALUES[low.z], IQ4_KVALUES[low.w]);
+    }
     return vec4<f32>(low | (high << vec4<u32>(4u)));
 }
 

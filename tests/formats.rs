@@ -154,10 +154,18 @@ fn gguf_tensor_of_unsupported_type_opens_but_does_not_load() {
     assert!(matches!(err, FormatError::Unsupported(_)), "{err:?}");
     assert_err::<()>(Err(err), &["blk.0.ffn_down.weight", "IQ2_XXS"]);
 
-    // The K-quants and 5-bit formats load.
-    for (id, name) in
-        [(6, "Q5_0"), (7, "Q5_1"), (10, "Q2_K"), (11, "Q3_K"), (12, "Q4_K"), (13, "Q5_K"), (14, "Q6_K")]
-    {
+    // The K-quants, 5-bit and IQ4 formats load.
+    for (id, name) in [
+        (6, "Q5_0"),
+        (7, "Q5_1"),
+        (10, "Q2_K"),
+        (11, "Q3_K"),
+        (12, "Q4_K"),
+        (13, "Q5_K"),
+        (14, "Q6_K"),
+        (20, "IQ4_NL"),
+        (23, "IQ4_XS"),
+    ] {
         let ggml = GgmlType::from_id(id).expect("known id");
         let loadable = ggml.tensor_type().expect("loadable");
         assert_eq!((loadable.name(), GgmlType::from(loadable)), (name, ggml));

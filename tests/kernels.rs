@@ -31,7 +31,7 @@ fn f16_bytes(value: f32) -> [u8; 2] {
     f16::from_f32(value).to_bits().to_le_bytes()
 }
 
-/// Random blocks of the 5- and 6-bit and K-quant formats: random bytes are
+/// Random blocks of the 5- and 6-bit, K-quant and IQ4 formats: random bytes are
 /// valid blocks once the f16 scale fields hold finite values, here sized
 /// so that weights stay within a few units.
 fn random_quant_blocks(rng: &mut StdRng, tensor_type: TensorType, elements: usize) -> Vec<u8> {
@@ -41,6 +41,7 @@ fn random_quant_blocks(rng: &mut StdRng, tensor_type: TensorType, elements: usiz
         TensorType::Q6_K => (&[208], 0.0003),
         TensorType::Q2_K => (&[80, 82], 0.05),
         TensorType::Q3_K => (&[108], 0.005),
+        TensorType::IQ4_NL | TensorType::IQ4_XS => (&[0], 0.0005),
         other => panic!("{other} is not a random-bytes format"),
     };
     let mut bytes = Vec::new();
@@ -125,7 +126,9 @@ fn random_tensor(rng: &mut StdRng, tensor_type: TensorType, elements: usize) -> 
         | TensorType::Q3_K
         | TensorType::Q4_K
         | TensorType::Q5_K
-        | TensorType::Q6_K => {
+        | TensorType::Q6_K
+        | TensorType::IQ4_NL
+        | TensorType::IQ4_XS => {
             bytes = random_quant_blocks(rng, tensor_type, elements);
             let cols = tensor_type.block_len().max(32);
             let packed = pack_matrix("random", tensor_type, &bytes, elements / cols, cols).unwrap();
@@ -135,7 +138,7 @@ fn random_tensor(rng: &mut StdRng, tensor_type: TensorType, elements: usize) -> 
     (bytes, values)
 }
 
-const ALL_TYPES: [TensorType; 13] = [
+const ALL_TYPES: [TensorType; 15] = [
     TensorType::F32,
     TensorType::F16,
     TensorType::BF16,
@@ -149,6 +152,8 @@ const ALL_TYPES: [TensorType; 13] = [
     TensorType::Q4_K,
     TensorType::Q5_K,
     TensorType::Q6_K,
+    TensorType::IQ4_NL,
+    TensorType::IQ4_XS,
 ];
 
 /// Odd (tokens, rows, row length) shapes; K-quant rows are whole 256-blocks.

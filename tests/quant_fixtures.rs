@@ -11,8 +11,9 @@ use wgserve::formats::{GgmlType, TensorType};
 use wgserve::model::dequantize::dequantize;
 use wgserve::model::weights::pack_matrix;
 
-/// The formats we load; the fixtures of the others wait for their kernels.
-const LOADED: [&str; 10] = ["Q4_0", "Q4_1", "Q8_0", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"];
+/// The formats we load: every fixture of scripts/make_quant_fixtures.py.
+const LOADED: [&str; 12] =
+    ["Q4_0", "Q4_1", "Q8_0", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS"];
 
 struct Fixture {
     tensor_type: TensorType,
@@ -72,6 +73,20 @@ fn a_changed_byte_changes_the_values() {
     bytes[5] ^= 0x10;
     let packed = pack_matrix("q6_k", fixture.tensor_type, &bytes, fixture.rows, fixture.cols).expect("packs");
     assert_ne!(dequantize(&packed), fixture.values);
+}
+
+#[test]
+fn a_changed_iq4_scale_bit_changes_the_values() {
+    // IQ4_XS's 6-bit scales are split over two fields: flipping a high bit
+    // (scales_h, byte 2) or a low one (scales_l, byte 4) must each show.
+    let fixture = load("IQ4_XS");
+    for (at, bit) in [(2, 0x01), (4, 0x10)] {
+        let mut bytes = fixture.bytes.clone();
+        bytes[at] ^= bit;
+        let packed =
+            pack_matrix("iq4_xs", fixture.tensor_type, &bytes, fixture.rows, fixture.cols).expect("packs");
+        assert_ne!(dequantize(&packed), fixture.values, "byte {at} bit {bit:#x}");
+    }
 }
 
 #[test]

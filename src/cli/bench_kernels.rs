@@ -14,7 +14,7 @@ use wgserve::gpu::{GpuBuffer, GpuContext, PipelineCache};
 use wgserve::model::matmul::{GpuMatrix, MatmulOp};
 use wgserve::model::weights::pack_matrix;
 
-const FORMATS: [TensorType; 11] = [
+const FORMATS: [TensorType; 13] = [
     TensorType::F16,
     TensorType::Q8_0,
     TensorType::Q4_0,
@@ -26,6 +26,8 @@ const FORMATS: [TensorType; 11] = [
     TensorType::Q4_K,
     TensorType::Q5_K,
     TensorType::Q6_K,
+    TensorType::IQ4_NL,
+    TensorType::IQ4_XS,
 ];
 
 /// Timed submissions per format; the best counts (the first pays for the
@@ -81,7 +83,7 @@ pub fn run(ctx: &GpuContext, rows: usize, cols: usize, dispatches: u32) -> anyho
     }
     for ((tensor_type, op), best) in ops.iter().zip(best) {
         println!(
-            "  {:<5} {:6.2} MiB packed ({:.2} bits/weight): {:7.3} ms, {:5.2} GB/s",
+            "  {:<6} {:6.2} MiB packed ({:.2} bits/weight): {:7.3} ms, {:5.2} GB/s",
             tensor_type.name(),
             op.weight_bytes() as f64 / (1 << 20) as f64,
             op.weight_bytes() as f64 * 8.0 / (rows * cols) as f64,

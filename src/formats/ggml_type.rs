@@ -1,7 +1,7 @@
 //! GGML tensor type ids as GGUF stores them, known to us or not.
 //!
-//! A GGUF file may hold tensors of types we cannot compute with (some
-//! K-quants, the i-quants). Their block layout is still known, so opening the file checks
+//! A GGUF file may hold tensors of types we cannot compute with (most
+//! i-quants). Their block layout is still known, so opening the file checks
 //! their bounds and `info`-style listings can name them; only turning one
 //! into a [`TensorType`] (to load it) fails, with `Unsupported`.
 
@@ -114,6 +114,8 @@ impl GgmlType {
             12 => Some(TensorType::Q4_K),
             13 => Some(TensorType::Q5_K),
             14 => Some(TensorType::Q6_K),
+            20 => Some(TensorType::IQ4_NL),
+            23 => Some(TensorType::IQ4_XS),
             30 => Some(TensorType::BF16),
             _ => None,
         }
@@ -123,7 +125,7 @@ impl GgmlType {
     pub fn supported(self) -> Result<TensorType, FormatError> {
         self.tensor_type().ok_or_else(|| {
             FormatError::Unsupported(format!(
-                "tensor type {} (ggml type {}); supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K",
+                "tensor type {} (ggml type {}); supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS",
                 self.name(),
                 self.0
             ))
@@ -146,6 +148,8 @@ impl From<TensorType> for GgmlType {
             TensorType::Q4_K => 12,
             TensorType::Q5_K => 13,
             TensorType::Q6_K => 14,
+            TensorType::IQ4_NL => 20,
+            TensorType::IQ4_XS => 23,
             TensorType::BF16 => 30,
         })
     }

@@ -115,7 +115,9 @@ fn dtype(tensor_type: TensorType) -> Option<Dtype> {
         | TensorType::Q3_K
         | TensorType::Q4_K
         | TensorType::Q5_K
-        | TensorType::Q6_K => None,
+        | TensorType::Q6_K
+        | TensorType::IQ4_NL
+        | TensorType::IQ4_XS => None,
     }
 }
 

@@ -32,6 +32,12 @@ pub enum TensorType {
     /// 256 weights: 128 bytes of low nibbles, 64 of 2-bit highs, 16 i8
     /// scales, f16 `d`. Value = d * sc * (q - 32) per 16.
     Q6_K,
+    /// 32 weights: f16 `d`, 16 bytes of nibbles indexing the fixed
+    /// non-linear table `kvalues_iq4nl`. Value = d * kvalues[q].
+    IQ4_NL,
+    /// 256 weights: f16 `d`, 8 6-bit scales (high 2 bits in a u16, low 4 in
+    /// 4 bytes), 128 bytes of nibbles. Value = d * (ls - 32) * kvalues[q] per 32.
+    IQ4_XS,
 }
 
 impl TensorType {
@@ -39,12 +45,18 @@ impl TensorType {
     pub fn block_len(self) -> usize {
         match self {
             TensorType::F32 | TensorType::F16 | TensorType::BF16 => 1,
-            TensorType::Q8_0 | TensorType::Q4_0 | TensorType::Q4_1 | TensorType::Q5_0 | TensorType::Q5_1 => {
-                32
-            }
-            TensorType::Q2_K | TensorType::Q3_K | TensorType::Q4_K | TensorType::Q5_K | TensorType::Q6_K => {
-                256
-            }
+            TensorType::Q8_0
+            | TensorType::Q4_0
+            | TensorType::Q4_1
+            | TensorType::Q5_0
+            | TensorType::Q5_1
+            | TensorType::IQ4_NL => 32,
+            TensorType::Q2_K
+            | TensorType::Q3_K
+            | TensorType::Q4_K
+            | TensorType::Q5_K
+            | TensorType::Q6_K
+            | TensorType::IQ4_XS => 256,
         }
     }
 
@@ -63,6 +75,8 @@ impl TensorType {
             TensorType::Q4_K => 144,
             TensorType::Q5_K => 176,
             TensorType::Q6_K => 210,
+            TensorType::IQ4_NL => 18,
+            TensorType::IQ4_XS => 136,
         }
     }
 
@@ -95,6 +109,8 @@ impl TensorType {
             TensorType::Q4_K => "Q4_K",
             TensorType::Q5_K => "Q5_K",
             TensorType::Q6_K => "Q6_K",
+            TensorType::IQ4_NL => "IQ4_NL",
+            TensorType::IQ4_XS => "IQ4_XS",
         }
     }
 }

@@ -6,7 +6,7 @@
 use half::f16;
 
 use crate::gpu::kernels::matmul::WeightFormat;
-use crate::gpu::kernels::matmul_quant::QuantLayout;
+use crate::gpu::kernels::matmul_quant::{IQ4_KVALUES, QuantLayout};
 
 use super::weights::PackedMatrix;
 
@@ -20,7 +20,7 @@ fn affine(packed: &PackedMatrix, row: usize, b: usize) -> ([f32; 2], [f32; 2], f
     let blocks = packed.cols / 32;
     let word = |at: usize| packed.scales[at];
     match packed.format {
-        WeightFormat::Q4_0 | WeightFormat::Q8_0 | WeightFormat::Q5_0 => {
+        WeightFormat::Q4_0 | WeightFormat::Q8_0 | WeightFormat::Q5_0 | WeightFormat::IQ4_NL => {
             let d = f32::from_bits(word(row * blocks + b));
             let z = match packed.format {
                 WeightFormat::Q4_0 => 8.0,
@@ -60,11 +60,19 @@ fn affine(packed: &PackedMatrix, row: usize, b: usize) -> ([f32; 2], [f32; 2], f
             let s = [d * (b0 & 15) as f32, d * (b1 & 15) as f32];
             ([s[0], s[1]], [-(dmin * (b0 >> 4) as f32), -(dmin * (b1 >> 4) as f32)], 0.0)
         }
+        WeightFormat::IQ4_XS => {
+            let at = (row * blocks / 8 + b / 8) * 3;
+            let d = f32::from_bits(word(at));
+            let j = b % 8;
+            let s = d * (word(at + 1 + j / 4) >> (8 * (j % 4))) as u8 as i8 as f32;
+            ([s, s], [0.0, 0.0], 0.0)
+        }
         WeightFormat::F32 | WeightFormat::F16 => ([1.0, 1.0], [0.0, 0.0], 0.0),
     }
 }
 
-/// The 32 codes of block b of a row, as unsigned (Q8_0: signed) integers.
+/// The 32 codes of block b of a row, as unsigned (Q8_0: signed) integers;
+/// IQ4 codes as the table values they index.
 fn codes(packed: &PackedMatrix, row: usize, b: usize) -> [f32; 32] {
     let blocks = packed.cols / 32;
     let mut q = [0f32; 32];
@@ -95,6 +103,9 @@ fn codes(packed: &PackedMatrix, row: usize, b: usize) -> [f32; 32] {
         }
         q[j] = lo as f32;
         q[j + 16] = hi as f32;
+    }
+    if QuantLayout::of(packed.format).is_some_and(QuantLayout::is_codebook) {
+        q = q.map(|code| IQ4_KVALUES[code as usize] as f32);
     }
     q
 }

@@ -1,6 +1,6 @@
-//! Repacking of the 5- and 6-bit and K-quant formats (Q5_0, Q5_1, Q2_K,
-//! Q3_K, Q4_K, Q5_K, Q6_K) into the layout `shaders/matmul_quant.wgsl`
-//! reads. They stay quantized: about as many bytes as in the file (Q4_K
+//! Repacking of the 5- and 6-bit, K-quant and IQ4 formats (Q5_0, Q5_1,
+//! Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS) into the layout
+//! `shaders/matmul_quant.wgsl` reads. They stay quantized: about as many bytes as in the file (Q4_K
 //! 152 per 256 weights against 144, Q6_K 212 against 210, Q5_0 24 per 32
 //! against 22); Q2_K and Q3_K keep their 2- and 3-bit codes in nibbles
 //! (152 and 148 bytes against 84 and 110), which spares the kernels a
@@ -28,6 +28,11 @@
 //! - Q2_K: [rows, cols/256, 6]: f32 bits of d and of dmin, then the 16
 //!   scale bytes as the file has them, sc | m << 4 (s = d sc, o = -dmin m,
 //!   one per 16 weights).
+//! - IQ4_NL: as Q5_0, its nibbles index `IQ4_KVALUES` (s = d, z = 0);
+//! - IQ4_XS: [rows, cols/256, 3]: f32 bits of d, then the 8 6-bit scales
+//!   unpacked to i8 ls - 32, one per 32 weights (s = d (ls - 32)); the
+//!   nibbles index `IQ4_KVALUES`. The file's nibble order is already the
+//!   Q4 order: its bytes are copied.
 
 use half::f16;
 
@@ -179,6 +184,21 @@ fn pack_q2_q3_block(tensor_type: TensorType, block: &[u8], data: &mut Vec<u32>, 
     }
 }
 
+/// IQ4_XS: d f16, scales_h u16, scales_l[4], qs[128] (`dequantize_row_iq4_xs`).
+fn pack_iq4_xs_block(block: &[u8], data: &mut Vec<u32>, scales: &mut Vec<u32>) {
+    scales.push(f16_as_f32_bits(block, 0));
+    let scales_h = le_u16(block, 2);
+    let sc: Vec<u8> = (0..8)
+        .map(|j| {
+            let low = (block[4 + j / 2] >> (4 * (j % 2))) & 15;
+            let high = (scales_h >> (2 * j)) as u8 & 3;
+            ((low | high << 4) as i8).wrapping_sub(32) as u8
+        })
+        .collect();
+    scales.extend(sc.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+    data.extend((0..32).map(|w| le_u32(block, 8 + 4 * w)));
+}
+
 /// The packed (data, scales, format) of `bytes`, whole blocks of one of this
 /// module's types; `None` for other types.
 pub fn pack_quant(tensor_type: TensorType, bytes: &[u8]) -> Option<(Vec<u32>, Vec<u32>, WeightFormat)> {
@@ -190,6 +210,8 @@ pub fn pack_quant(tensor_type: TensorType, bytes: &[u8]) -> Option<(Vec<u32>, Ve
         TensorType::Q4_K => WeightFormat::Q4_K,
         TensorType::Q5_K => WeightFormat::Q5_K,
         TensorType::Q6_K => WeightFormat::Q6_K,
+        TensorType::IQ4_NL => WeightFormat::IQ4_NL,
+        TensorType::IQ4_XS => WeightFormat::IQ4_XS,
         _ => return None,
     };
     let layout = QuantLayout::of(format)?;
@@ -217,6 +239,11 @@ pub fn pack_quant(tensor_type: TensorType, bytes: &[u8]) -> Option<(Vec<u32>, Ve
             TensorType::Q2_K | TensorType::Q3_K => {
                 pack_q2_q3_block(tensor_type, block, &mut data, &mut scales)
             }
+            TensorType::IQ4_NL => {
+                scales.push(f16_as_f32_bits(block, 0));
+                data.extend((0..4).map(|w| le_u32(block, 2 + 4 * w)));
+            }
+            TensorType::IQ4_XS => pack_iq4_xs_block(block, &mut data, &mut scales),
             // Not reached: the match above returned for other types.
             _ => {}
         }

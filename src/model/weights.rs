@@ -124,7 +124,9 @@ pub fn pack_matrix(
         | TensorType::Q3_K
         | TensorType::Q4_K
         | TensorType::Q5_K
-        | TensorType::Q6_K => {
+        | TensorType::Q6_K
+        | TensorType::IQ4_NL
+        | TensorType::IQ4_XS => {
             return Err(invalid(format!("{tensor_type} should have been packed by quant_pack")));
         }
     };

@@ -28,7 +28,9 @@ impl EmbeddingKey {
             | WeightFormat::Q3_K
             | WeightFormat::Q4_K
             | WeightFormat::Q5_K
-            | WeightFormat::Q6_K => "embedding_quant",
+            | WeightFormat::Q6_K
+            | WeightFormat::IQ4_NL
+            | WeightFormat::IQ4_XS => "embedding_quant",
         };
         let mut constants = vec![("K", self.hidden as f64), ("V", self.vocab as f64)];
         if let Some(layout) = QuantLayout::of(self.format) {

@@ -1,6 +1,6 @@
 //! `shaders/matmul.wgsl`: y[M, N] (+)= x[M, K] · W[N, K]^T (+ bias[N]).
 //! Bindings: step, x, w_data, w_scales, y, bias (a placeholder without bias).
-//! The 5- and 6-bit and K-quant formats run `shaders/matmul_quant.wgsl`
+//! The 5- and 6-bit, K-quant and IQ4 formats run `shaders/matmul_quant.wgsl`
 //! (see `matmul_quant.rs`) with the same bindings, tiles and dispatch.
 
 use crate::gpu::pipelines::{BindingKind, KernelSpec};
@@ -24,6 +24,8 @@ pub enum WeightFormat {
     Q4_K,
     Q5_K,
     Q6_K,
+    IQ4_NL,
+    IQ4_XS,
 }
 
 impl WeightFormat {
@@ -41,6 +43,8 @@ impl WeightFormat {
             WeightFormat::Q4_K => "q4_k",
             WeightFormat::Q5_K => "q5_k",
             WeightFormat::Q6_K => "q6_k",
+            WeightFormat::IQ4_NL => "iq4_nl",
+            WeightFormat::IQ4_XS => "iq4_xs",
         }
     }
 }
@@ -130,7 +134,9 @@ impl MatmulKey {
                 | WeightFormat::Q3_K
                 | WeightFormat::Q4_K
                 | WeightFormat::Q5_K
-                | WeightFormat::Q6_K,
+                | WeightFormat::Q6_K
+                | WeightFormat::IQ4_NL
+                | WeightFormat::IQ4_XS,
             ) => "matvec_float",
         };
         KernelSpec {

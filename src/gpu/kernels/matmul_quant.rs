@@ -1,11 +1,17 @@
-//! `shaders/matmul_quant.wgsl`: the matmul of the 5- and 6-bit and K-quant
-//! formats (Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K), keyed by `MatmulKey` like the
+//! `shaders/matmul_quant.wgsl`: the matmul of the 5- and 6-bit, K-quant
+//! and IQ4 formats (Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL,
+//! IQ4_XS), keyed by `MatmulKey` like the
 //! other formats, with the same bindings, tiles and dispatch size. Their
 //! packed layout is written in `model::quant_pack`.
 
 use crate::gpu::pipelines::KernelSpec;
 
 use super::matmul::{BINDINGS, MatmulKey, Tile, WeightFormat};
+
+/// The values IQ4_NL and IQ4_XS codes stand for (`kvalues_iq4nl` in
+/// ggml-common.h), before the block scale; embedding.wgsl holds the same
+/// table, matmul_quant.wgsl computes it (`iq4_values`).
+pub const IQ4_KVALUES: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 
 /// What the shaders' `FORMAT` and `HIGH_BITS` overrides say about a format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +35,9 @@ impl QuantLayout {
             WeightFormat::Q3_K => (6, 0),
             WeightFormat::Q5_K => (3, 1),
             WeightFormat::Q6_K => (4, 2),
+            // Nibbles that index the fixed table `IQ4_KVALUES`.
+            WeightFormat::IQ4_NL => (7, 0),
+            WeightFormat::IQ4_XS => (8, 0),
             WeightFormat::F32
             | WeightFormat::F16
             | WeightFormat::Q8_0
@@ -38,6 +47,11 @@ impl QuantLayout {
             }
         };
         Some(Self { code, high_bits })
+    }
+
+    /// Whether a code indexes `IQ4_KVALUES` instead of being the integer itself.
+    pub fn is_codebook(self) -> bool {
+        self.code >= 7
     }
 
     /// Packed words per 32 weights: 4 of nibbles, then the high bits.
