@@ -13,7 +13,6 @@ use std::sync::Arc;
 use crate::gpu::kernels::StepParams;
 use crate::gpu::kernels::argmax::{ArgmaxBindings, ArgmaxKey};
 use crate::gpu::kernels::attention::AttentionKey;
-use crate::gpu::kernels::embedding::EmbeddingKey;
 use crate::gpu::kernels::kv_write::KvWriteKey;
 use crate::gpu::kernels::rmsnorm::RmsNormKey;
 use crate::gpu::kernels::rope::{RopeKey, rope_table};
@@ -25,6 +24,7 @@ use super::batch::BatchInputs;
 use super::bound::Bound;
 pub use super::causal_lm::{CausalLm, ForwardOutput, Output};
 use super::config::{LlamaConfig, RopeStyle};
+use super::embedding::EmbeddingOp;
 use super::matmul::{GpuMatrix, MatmulOp};
 use super::source::WeightSource;
 use super::weights::{concat_rows, pack_matrix, to_f32_vec};
@@ -66,7 +66,7 @@ pub struct Llama {
     options: LoadOptions,
     kv_cache: KvCache,
     scratch: Scratch,
-    embedding: Bound,
+    embedding: EmbeddingOp,
     layers: Vec<Layer>,
     final_norm: Bound,
     lm_head: MatmulOp,
@@ -135,13 +135,8 @@ impl Llama {
         };
 
         let token_embd = GpuMatrix::upload(&ctx, "token_embd", load_matrix("token_embd.weight", v, h)?)?;
-        let embedding_key = EmbeddingKey { format: token_embd.format, hidden: h as u32, vocab: v as u32 };
-        let embedding = Bound::new(
-            &ctx,
-            &mut cache,
-            KernelKey::Embedding(embedding_key),
-            &[&scratch.step, &scratch.token_ids, &token_embd.data, &token_embd.scales, &hidden],
-        );
+        let embedding =
+            EmbeddingOp::new(&ctx, &mut cache, &token_embd, &scratch.step, &scratch.token_ids, &hidden, 1.0);
         let norm_key = |gather| {
             KernelKey::RmsNorm(RmsNormKey { hidden: h as u32, eps_bits: c.rms_norm_eps.to_bits(), gather })
         };

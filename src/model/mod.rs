@@ -9,6 +9,7 @@ pub mod bound;
 pub mod causal_lm;
 pub mod config;
 pub mod dequantize;
+pub mod embedding;
 pub mod llama;
 pub mod loader;
 pub mod matmul;
