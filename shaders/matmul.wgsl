@@ -24,6 +24,10 @@ struct Step {
 
 override K: u32;                   // inner size, a multiple of 32
 override N: u32;                   // output rows
+// A matrix over the storage binding limit runs as row chunks, one dispatch
+// each: N rows of W from its row ROW_START, written to those columns of y.
+override ROW_START: u32 = 0u;      // first output column this dispatch writes
+override Y_STRIDE: u32;            // y's row length: all rows of the whole W
 override ACCUMULATE: bool = false; // y += ... (fuses the residual add)
 override HALF_WEIGHTS: bool = false; // float formats: f16 pairs instead of f32
 override BIAS: bool = false;       // y += bias[row] (BERT's linear layers have biases)
@@ -32,8 +36,8 @@ override BIAS: bool = false;       // y += bias[row] (BERT's linear layers have 
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;  // [M, K] f32
 @group(0) @binding(2) var<storage, read> w_data: array<u32>;   // [N, K/32, words per block] packed weights
 @group(0) @binding(3) var<storage, read> w_scales: array<u32>; // [N, K/32] block scales (format-specific)
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;  // [M, N] f32
-@group(0) @binding(5) var<storage, read> bias: array<f32>;     // [N] f32 (read only with BIAS)
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;  // [M, Y_STRIDE] f32
+@group(0) @binding(5) var<storage, read> bias: array<f32>;     // [N] f32, this chunk's (read only with BIAS)
 
 const BLOCK: u32 = 32u;
 const ONES = vec4<f32>(1.0);
@@ -76,7 +80,7 @@ fn scales4(rows: vec4<u32>, b: u32) -> vec4<u32> {
 
 fn put(row: u32, token: u32, dot: f32) {
     if (row < N && token < step.num_tokens) {
-        let index = token * N + row;
+        let index = token * Y_STRIDE + ROW_START + row;
         var value = dot;
         if (BIAS) {
             value += bias[row];

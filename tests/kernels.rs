@@ -189,8 +189,16 @@ fn matmul_matches_cpu_for_every_format_tile_accumulate_and_bias() {
                     &[(false, false), (true, false)]
                 };
                 for &(accumulate, bias) in cases {
-                    let key =
-                        MatmulKey { format: packed.format, k: k as u32, n: n as u32, tile, accumulate, bias };
+                    let key = MatmulKey {
+                        format: packed.format,
+                        k: k as u32,
+                        n: n as u32,
+                        row_start: 0,
+                        y_stride: n as u32,
+                        tile,
+                        accumulate,
+                        bias,
+                    };
                     let step = gpu.step(m as u32, 1, 1);
                     let (xb, wd, ws, yb) =
                         (gpu.f32s(&x), gpu.u32s(&packed.data), gpu.u32s(&packed.scales), gpu.f32s(&y0));
@@ -227,7 +235,14 @@ fn embedding_lookup_dequantizes_rows_for_every_format() {
         let (bytes, table) = random_tensor(&mut rng, tensor_type, vocab * hidden);
         let packed = pack_matrix("table", tensor_type, &bytes, vocab, hidden).unwrap();
         let ids: Vec<u32> = (0..11).map(|_| rng.random_range(0..vocab as u32)).collect();
-        let key = EmbeddingKey { format: packed.format, hidden: hidden as u32, vocab: vocab as u32 };
+        let key = EmbeddingKey {
+            format: packed.format,
+            hidden: hidden as u32,
+            vocab: vocab as u32,
+            row_start: 0,
+            rows: vocab as u32,
+            scale_bits: 1f32.to_bits(),
+        };
         let step = gpu.step(ids.len() as u32, 1, 1);
         let (idb, wd, ws, out) =
             (gpu.u32s(&ids), gpu.u32s(&packed.data), gpu.u32s(&packed.scales), gpu.zeros(ids.len() * hidden));

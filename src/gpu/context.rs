@@ -29,6 +29,9 @@ pub struct GpuContext {
     pub adapter_info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    /// The storage binding size the model code plans with: the adapter's,
+    /// or less when lowered by `with_max_storage_binding` (tests).
+    max_storage_binding: u64,
 }
 
 /// Lower is preferred: a discrete GPU first, software last.
@@ -85,12 +88,22 @@ impl GpuContext {
             max_storage_binding = limits.max_storage_buffer_binding_size,
             "GPU ready"
         );
-        Ok(Self { device, queue, adapter_info, limits, features })
+        let max_storage_binding = limits.max_storage_buffer_binding_size;
+        Ok(Self { device, queue, adapter_info, limits, features, max_storage_binding })
     }
 
-    /// Largest size of one storage binding, in bytes.
+    /// Largest size of one storage binding that buffers and weight chunks
+    /// are sized for, in bytes.
     pub fn max_storage_binding(&self) -> u64 {
-        self.limits.max_storage_buffer_binding_size
+        self.max_storage_binding
+    }
+
+    /// Plans with a storage binding limit of at most `bytes` (wgpu keeps
+    /// the adapter's): tests split small tensors as a real limit splits
+    /// big ones.
+    pub fn with_max_storage_binding(mut self, bytes: u64) -> Self {
+        self.max_storage_binding = bytes.min(self.limits.max_storage_buffer_binding_size);
+        self
     }
 
     /// Blocks until all submitted work is done.
@@ -120,7 +133,7 @@ impl fmt::Display for GpuContext {
         writeln!(
             f,
             "limits: storage binding {} MiB, buffer {} MiB, workgroup memory {} KiB, {} invocations per workgroup",
-            self.limits.max_storage_buffer_binding_size / (1 << 20),
+            self.max_storage_binding / (1 << 20),
             self.limits.max_buffer_size / (1 << 20),
             self.limits.max_compute_workgroup_storage_size / 1024,
             self.limits.max_compute_invocations_per_workgroup

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::context::GpuContext;
 use super::kernels::{
-    argmax::ArgmaxKey, attention::AttentionKey, embedding::EmbeddingKey,
+    KernelBindings, argmax::ArgmaxKey, attention::AttentionKey, embedding::EmbeddingKey,
     encoder_attention::EncoderAttentionKey, encoder_embedding::EncoderEmbeddingKey, gelu::GeluKey,
     glu::GluKey, head_rmsnorm::HeadRmsNormKey, kv_write::KvWriteKey, layernorm::LayerNormKey,
     matmul::MatmulKey, pooling::PoolingKey, rmsnorm::RmsNormKey, rope::RopeKey,
@@ -115,6 +115,12 @@ impl Kernel {
             layout: &self.layout,
             entries: &entries,
         })
+    }
+
+    /// A bind group with a kernel's named buffers (see `KernelBindings`).
+    pub fn bind(&self, ctx: &GpuContext, bindings: &impl KernelBindings) -> wgpu::BindGroup {
+        let buffers: Vec<&wgpu::Buffer> = bindings.in_binding_order().iter().map(|b| &b.buffer).collect();
+        self.bind_group(ctx, &buffers)
     }
 
     /// Records one dispatch of this kernel.

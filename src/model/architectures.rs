@@ -8,6 +8,7 @@ use crate::gpu::GpuContext;
 
 use super::causal_lm::CausalLm;
 use super::config::DecoderConfig;
+use super::gemma3::Gemma3;
 use super::llama::Llama;
 use super::source::WeightSource;
 use super::{LoadOptions, ModelError};
@@ -15,11 +16,13 @@ use super::{LoadOptions, ModelError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Architecture {
     Llama,
+    Gemma3,
 }
 
 impl Architecture {
     /// GGUF `general.architecture` names we load.
-    pub const GGUF_NAMES: [(&'static str, Architecture); 1] = [("llama", Architecture::Llama)];
+    pub const GGUF_NAMES: [(&'static str, Architecture); 2] =
+        [("llama", Architecture::Llama), ("gemma3", Architecture::Gemma3)];
 
     /// The architecture a weight file declares, or an error naming it and
     /// what would load instead.
@@ -44,6 +47,7 @@ impl Architecture {
     pub fn name(self) -> &'static str {
         match self {
             Architecture::Llama => "llama",
+            Architecture::Gemma3 => "gemma3",
         }
     }
 
@@ -52,6 +56,17 @@ impl Architecture {
     pub fn describe(self, source: &WeightSource) -> Result<String, ModelError> {
         match self {
             Architecture::Llama => Ok(describe_decoder(self, &Llama::config(source)?)),
+            Architecture::Gemma3 => {
+                let gemma = Gemma3::config(source)?;
+                Ok(format!(
+                    "{}\nsliding window: {} tokens on {} of every {} layers (RoPE base {}), the others global",
+                    describe_decoder(self, &gemma.decoder),
+                    gemma.sliding_window,
+                    gemma.global_every - 1,
+                    gemma.global_every,
+                    gemma.local_rope_base
+                ))
+            }
         }
     }
 
@@ -76,6 +91,7 @@ impl Architecture {
     ) -> Result<Box<dyn CausalLm>, ModelError> {
         Ok(match self {
             Architecture::Llama => Box::new(Llama::from_source(ctx, source, options)?),
+            Architecture::Gemma3 => Box::new(Gemma3::from_source(ctx, source, options)?),
         })
     }
 }

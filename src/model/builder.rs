@@ -7,9 +7,11 @@ use std::sync::Arc;
 use crate::gpu::{GpuBuffer, GpuContext, PipelineCache};
 
 use super::ModelError;
+use super::decoder::StepInputs;
+use super::embedding::EmbeddingOp;
 use super::matmul::GpuMatrix;
 use super::source::WeightSource;
-use super::weights::{PackedMatrix, concat_rows, pack_matrix, to_f32_vec};
+use super::weights::{PackedMatrix, pack_matrix, to_f32_vec};
 
 pub struct ModelBuilder<'a> {
     pub ctx: Arc<GpuContext>,
@@ -38,7 +40,7 @@ impl<'a> ModelBuilder<'a> {
     pub fn fused(&self, label: &str, parts: &[(&str, usize)], cols: usize) -> Result<GpuMatrix, ModelError> {
         let packed =
             parts.iter().map(|&(name, rows)| self.packed(name, rows, cols)).collect::<Result<_, _>>()?;
-        self.upload(label, concat_rows(packed)?)
+        GpuMatrix::stack(&self.ctx, label, packed)
     }
 
     pub fn upload(&self, label: &str, packed: PackedMatrix) -> Result<GpuMatrix, ModelError> {
@@ -50,6 +52,17 @@ impl<'a> ModelBuilder<'a> {
         let raw = self.source.require(name, &[len])?;
         let values = to_f32_vec(name, raw.tensor_type, raw.data)?;
         Ok(GpuBuffer::storage_init(&self.ctx, name, bytemuck::cast_slice(&values))?)
+    }
+
+    /// The lookup of the step's token ids in `table` into `out`, scaled.
+    pub fn embedding(
+        &mut self,
+        inputs: &StepInputs,
+        table: &GpuMatrix,
+        out: &GpuBuffer,
+        scale: f32,
+    ) -> EmbeddingOp {
+        EmbeddingOp::new(&self.ctx, &mut self.cache, table, &inputs.step, &inputs.token_ids, out, scale)
     }
 
     /// A zeroed activation buffer of `elements` f32 (or u32) values.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::gpu::GpuContext;
 
 use super::architectures::Architecture;
-use super::blocks::attention::{AttentionWeights, PagedAttention, AttentionMask};
+use super::blocks::attention::{AttentionMask, AttentionWeights, PagedAttention};
 use super::blocks::mlp::{Activation, GatedMlp, MlpWeights};
 use super::blocks::norm::RmsNorm;
 use super::blocks::rope::RopeTable;
@@ -60,7 +60,11 @@ pub struct Gemma3 {
 }
 
 impl Gemma3 {
-    pub fn load(ctx: Arc<GpuContext>, path: &Path, options: &LoadOptions) -> Result<Decoder<Self>, ModelError> {
+    pub fn load(
+        ctx: Arc<GpuContext>,
+        path: &Path,
+        options: &LoadOptions,
+    ) -> Result<Decoder<Self>, ModelError> {
         Self::from_source(ctx, &WeightSource::open(path)?, options)
     }
 
@@ -87,7 +91,12 @@ impl Gemma3 {
         if sliding_window == 0 {
             return Err(ModelError::Config("gemma3.attention.sliding_window is 0".into()));
         }
-        Ok(Gemma3Config { decoder, sliding_window, global_every: GLOBAL_EVERY, local_rope_base: LOCAL_ROPE_BASE })
+        Ok(Gemma3Config {
+            decoder,
+            sliding_window,
+            global_every: GLOBAL_EVERY,
+            local_rope_base: LOCAL_ROPE_BASE,
+        })
     }
 
     pub fn from_source(
@@ -106,10 +115,10 @@ impl Gemma3 {
         let global_rope = RopeTable::new(&b, c.head_dim, c.rope_theta, max_positions, c.rope_style)?;
         let local_rope = RopeTable::new(&b, c.head_dim, gemma.local_rope_base, max_positions, c.rope_style)?;
 
-        let token_embd = Arc::new(b.matrix("token_embd.weight", v, h)?);
+        let token_embd = b.matrix("token_embd.weight", v, h)?;
         // token ids -> hidden [M, H], scaled by sqrt(H) (in f32, as transformers does).
         let embed_scale = (h as f32).sqrt();
-        let embedding = EmbeddingOp::new(&mut b, &buffers.inputs, &token_embd, &buffers.hidden, embed_scale);
+        let embedding = b.embedding(&buffers.inputs, &token_embd, &buffers.hidden, embed_scale);
         let mut layers = Vec::with_capacity(c.num_layers);
         for layer in 0..c.num_layers {
             let name = |leaf: &str| format!("blk.{layer}.{leaf}.weight");
@@ -123,12 +132,18 @@ impl Gemma3 {
                     &[(&name("attn_q"), q_rows), (&name("attn_k"), kv_rows), (&name("attn_v"), kv_rows)],
                     h,
                 )?,
-                q_norm: Some(b.vector(&name("attn_q_norm"), c.head_dim)?),
-                k_norm: Some(b.vector(&name("attn_k_norm"), c.head_dim)?),
+                qk_norm: Some((
+                    b.vector(&name("attn_q_norm"), c.head_dim)?,
+                    b.vector(&name("attn_k_norm"), c.head_dim)?,
+                )),
                 output: b.matrix(&name("attn_output"), h, q_rows)?,
             };
             let mlp = MlpWeights {
-                gate_up: b.fused(&name("ffn_gate_up"), &[(&name("ffn_gate"), i_size), (&name("ffn_up"), i_size)], h)?,
+                gate_up: b.fused(
+                    &name("ffn_gate_up"),
+                    &[(&name("ffn_gate"), i_size), (&name("ffn_up"), i_size)],
+                    h,
+                )?,
                 down: b.matrix(&name("ffn_down"), h, i_size)?,
             };
             let (rope, mask) = if gemma.is_global(layer) {
@@ -139,7 +154,14 @@ impl Gemma3 {
             let eps = c.rms_norm_eps;
             layers.push(Layer {
                 // hidden -> normed
-                attn_norm: RmsNorm::new(&mut b, &buffers.inputs, eps, &attn_norm_w, &buffers.hidden, &scratch.normed),
+                attn_norm: RmsNorm::new(
+                    &mut b,
+                    &buffers.inputs,
+                    eps,
+                    &attn_norm_w,
+                    &buffers.hidden,
+                    &scratch.normed,
+                ),
                 // normed -> q/k-normed, rotated attention -> post-norm -> hidden +=
                 attention: PagedAttention::new(
                     &mut b,
@@ -153,7 +175,14 @@ impl Gemma3 {
                     Residual::PostNorm(&post_attn_norm_w),
                 ),
                 // hidden -> normed
-                ffn_norm: RmsNorm::new(&mut b, &buffers.inputs, eps, &ffn_norm_w, &buffers.hidden, &scratch.normed),
+                ffn_norm: RmsNorm::new(
+                    &mut b,
+                    &buffers.inputs,
+                    eps,
+                    &ffn_norm_w,
+                    &buffers.hidden,
+                    &scratch.normed,
+                ),
                 // normed -> tanh-GELU gated MLP -> post-norm -> hidden +=
                 mlp: GatedMlp::new(
                     &mut b,
@@ -170,7 +199,7 @@ impl Gemma3 {
         let output_norm = b.vector("output_norm.weight", h)?;
         // Gemma ties the output head to the embedding table unless the file has its own.
         let lm_head = match source.tensor("output.weight")? {
-            Some(_) => Arc::new(b.matrix("output.weight", v, h)?),
+            Some(_) => b.matrix("output.weight", v, h)?,
             None => token_embd,
         };
         let body = Gemma3 { embedding, layers, _scratch: scratch };

@@ -5,8 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::gpu::kernels::embedding::EmbeddingKey;
-use crate::gpu::{GpuContext, KernelKey};
+use crate::gpu::GpuContext;
 
 use super::architectures::Architecture;
 use super::blocks::attention::{AttentionMask, AttentionWeights, PagedAttention};
@@ -14,11 +13,11 @@ use super::blocks::mlp::{Activation, GatedMlp, MlpWeights};
 use super::blocks::norm::RmsNorm;
 use super::blocks::rope::RopeTable;
 use super::blocks::{LayerScratch, Residual};
-use super::bound::Bound;
 use super::builder::ModelBuilder;
 pub use super::causal_lm::{CausalLm, ForwardOutput, Output};
 use super::config::DecoderConfig;
 use super::decoder::{Decoder, DecoderBody, DecoderBuffers};
+use super::embedding::EmbeddingOp;
 use super::source::WeightSource;
 use super::{LoadOptions, ModelError};
 
@@ -30,7 +29,7 @@ struct Layer {
 }
 
 pub struct Llama {
-    embedding: Bound,
+    embedding: EmbeddingOp,
     layers: Vec<Layer>,
     _scratch: LayerScratch,
 }
@@ -73,19 +72,7 @@ impl Llama {
 
         let token_embd = b.matrix("token_embd.weight", v, h)?;
         // token ids -> hidden [M, H].
-        let embedding_key = EmbeddingKey { format: token_embd.format, hidden: h as u32, vocab: v as u32 };
-        let embedding = Bound::new(
-            &b.ctx.clone(),
-            &mut b.cache,
-            KernelKey::Embedding(embedding_key),
-            &[
-                &buffers.inputs.step,
-                &buffers.inputs.token_ids,
-                &token_embd.data,
-                &token_embd.scales,
-                &buffers.hidden,
-            ],
-        );
+        let embedding = b.embedding(&buffers.inputs, &token_embd, &buffers.hidden, 1.0);
         let mut layers = Vec::with_capacity(c.num_layers);
         for layer in 0..c.num_layers {
             let name = |leaf: &str| format!("blk.{layer}.{leaf}.weight");

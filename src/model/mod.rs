@@ -13,6 +13,8 @@ pub mod causal_lm;
 pub mod config;
 pub mod decoder;
 pub mod dequantize;
+pub mod embedding;
+pub mod gemma3;
 pub mod llama;
 pub mod loader;
 pub mod matmul;

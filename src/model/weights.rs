@@ -3,6 +3,8 @@
 //! array of packed values, one of per-block scales. Quantized weights stay
 //! quantized; the matmul kernels dequantize in registers.
 
+use std::ops::Range;
+
 use half::{bf16, f16};
 
 use crate::formats::TensorType;
@@ -24,6 +26,30 @@ pub struct PackedMatrix {
     /// Q4_1: [rows, cols/32] pack2x16float(d, m); Q4_0/Q8_0: [rows, cols/32]
     /// f32 bits of d; float formats: empty; the others: see `quant_pack`.
     pub scales: Vec<u32>,
+}
+
+impl PackedMatrix {
+    /// Words of `data` per row: every format packs rows independently.
+    pub fn data_words_per_row(&self) -> usize {
+        self.data.len().checked_div(self.rows).unwrap_or(0)
+    }
+
+    /// Words of `scales` per row (0 for the float formats).
+    pub fn scale_words_per_row(&self) -> usize {
+        self.scales.len().checked_div(self.rows).unwrap_or(0)
+    }
+
+    /// Rows `rows` as a matrix of their own.
+    pub fn slice_rows(&self, rows: Range<usize>) -> PackedMatrix {
+        let (data_words, scale_words) = (self.data_words_per_row(), self.scale_words_per_row());
+        PackedMatrix {
+            format: self.format,
+            rows: rows.len(),
+            cols: self.cols,
+            data: self.data[rows.start * data_words..rows.end * data_words].to_vec(),
+            scales: self.scales[rows.start * scale_words..rows.end * scale_words].to_vec(),
+        }
+    }
 }
 
 fn le_u16(bytes: &[u8], at: usize) -> u16 {

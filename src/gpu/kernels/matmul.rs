@@ -1,11 +1,13 @@
 //! `shaders/matmul.wgsl`: y[M, N] (+)= x[M, K] · W[N, K]^T (+ bias[N]).
-//! Bindings: step, x, w_data, w_scales, y, bias (a placeholder without bias).
+//! Bindings: `MatmulBindings`. A matrix over the storage binding limit
+//! runs as row chunks, each keyed with its first row and y's row stride.
 //! The 5- and 6-bit, K-quant and IQ4 formats run `shaders/matmul_quant.wgsl`
 //! (see `matmul_quant.rs`) with the same bindings, tiles and dispatch.
 
+use crate::gpu::GpuBuffer;
 use crate::gpu::pipelines::{BindingKind, KernelSpec};
 
-use super::matmul_quant;
+use super::{KernelBindings, matmul_quant};
 
 /// How a weight matrix is packed on the GPU (see `model::weights` and
 /// `model::quant_pack`). Quantized formats keep ggml's names.
@@ -89,7 +91,29 @@ impl Tile {
     }
 }
 
-/// step, x, w_data, w_scales, y, bias: shared by both matmul shaders.
+/// The buffers of one matmul dispatch (both matmul shaders).
+pub struct MatmulBindings<'a> {
+    /// Uniform; `num_tokens` is M.
+    pub step: &'a GpuBuffer,
+    /// [M, K] f32
+    pub x: &'a GpuBuffer,
+    /// [N, K/32, words per block] packed weights (a row chunk of W)
+    pub w_data: &'a GpuBuffer,
+    /// [N, ...] block scales, format-specific (a placeholder for floats)
+    pub w_scales: &'a GpuBuffer,
+    /// [M, y_stride] f32
+    pub y: &'a GpuBuffer,
+    /// [N] f32; any small buffer when the key has no bias (never read)
+    pub bias: &'a GpuBuffer,
+}
+
+impl KernelBindings for MatmulBindings<'_> {
+    fn in_binding_order(&self) -> Vec<&GpuBuffer> {
+        vec![self.step, self.x, self.w_data, self.w_scales, self.y, self.bias]
+    }
+}
+
+/// Binding kinds of `MatmulBindings`, in order.
 pub(crate) const BINDINGS: &[BindingKind] = &[
     BindingKind::Uniform,
     BindingKind::StorageRead,
@@ -103,7 +127,12 @@ pub(crate) const BINDINGS: &[BindingKind] = &[
 pub struct MatmulKey {
     pub format: WeightFormat,
     pub k: u32,
+    /// Rows of W this dispatch computes (a chunk's, or all of them).
     pub n: u32,
+    /// The first of them among W's rows: the first column of y written.
+    pub row_start: u32,
+    /// Row length of y: all rows of W (`n` when W is one chunk).
+    pub y_stride: u32,
     pub tile: Tile,
     /// Add into `y` instead of overwriting it (fuses a residual add).
     pub accumulate: bool,
@@ -147,6 +176,8 @@ impl MatmulKey {
             constants: vec![
                 ("K", self.k as f64),
                 ("N", self.n as f64),
+                ("ROW_START", self.row_start as f64),
+                ("Y_STRIDE", self.y_stride as f64),
                 ("ACCUMULATE", if self.accumulate { 1.0 } else { 0.0 }),
                 ("HALF_WEIGHTS", if self.format == WeightFormat::F16 { 1.0 } else { 0.0 }),
                 ("BIAS", if self.bias { 1.0 } else { 0.0 }),

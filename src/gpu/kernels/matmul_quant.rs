@@ -73,6 +73,8 @@ pub(crate) fn spec(key: &MatmulKey, layout: QuantLayout) -> KernelSpec {
     let mut constants = vec![
         ("K", key.k as f64),
         ("N", key.n as f64),
+        ("ROW_START", key.row_start as f64),
+        ("Y_STRIDE", key.y_stride as f64),
         ("ACCUMULATE", if key.accumulate { 1.0 } else { 0.0 }),
         ("BIAS", if key.bias { 1.0 } else { 0.0 }),
     ];
