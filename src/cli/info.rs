@@ -50,9 +50,11 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
             ),
             Err(e) => println!("tokenizer: not loadable: {e}"),
         }
+        let in_file = gguf.get("tokenizer.chat_template").is_some();
         match chat_template_from_gguf(gguf) {
-            Ok(Some(_)) => println!("chat template: from the file"),
-            Ok(None) => println!("chat template: none in the file"),
+            Ok(Some(_)) if in_file => println!("chat template: from the file"),
+            Ok(Some(_)) => println!("chat template: none in the file; the family's published one is used"),
+            Ok(None) => println!("chat template: none (the chat routes answer 400; /v1/completions works)"),
             Err(e) => println!("chat template: not usable: {e}"),
         }
     }

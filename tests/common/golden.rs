@@ -58,8 +58,11 @@ fn request(case: &Case) -> GenerateRequest {
 }
 
 /// Our greedy tokens equal the reference's for every case alone, and the
-/// batched run equals the runs alone.
-pub fn check_greedy_alone_and_batched(model: Box<dyn CausalLm>, gguf: &Path, cases: &[Case]) {
+/// batched run equals the runs alone. The batched run finds every prompt
+/// in the prefix cache (the runs alone left it there), so it also checks
+/// that cached blocks give the same tokens; returns the prompt tokens it
+/// took from the cache.
+pub fn check_greedy_alone_and_batched(model: Box<dyn CausalLm>, gguf: &Path, cases: &[Case]) -> u64 {
     let tokenizer = Tokenizer::from_vocab(vocab_from_gguf(&GgufFile::open(gguf).unwrap()).unwrap()).unwrap();
     let mut core = EngineCore::new(model, tokenizer, vec![], &EngineConfig::default()).unwrap();
     let mut alone = Vec::new();
@@ -75,9 +78,12 @@ pub fn check_greedy_alone_and_batched(model: Box<dyn CausalLm>, gguf: &Path, cas
             case.name, case.top2_gaps
         );
     }
+    let hits_before = core.metrics().scheduler.prefix_cache_hits;
     let requests: Vec<GenerateRequest> = cases.iter().map(request).collect();
     let batched = core.generate_all(requests, |_, _| {}).unwrap();
     for ((case, alone), batched) in cases.iter().zip(&alone).zip(&batched) {
         assert_eq!(&batched.token_ids, alone, "{}: batched output differs from alone", case.name);
     }
+    core.check_invariants().unwrap();
+    core.metrics().scheduler.prefix_cache_hits - hits_before
 }
