@@ -30,12 +30,17 @@ pub struct Server {
 }
 
 impl Server {
+    /// Serves the default chat model.
     pub fn start(extra_args: &[&str]) -> Server {
+        Self::start_model(&model_path(), extra_args)
+    }
+
+    pub fn start_model(model: &std::path::Path, extra_args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wgserve"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .arg("serve")
             .arg("--model")
-            .arg(model_path())
+            .arg(model)
             .args(["--port", "0", "--kv-cache-memory", "64"])
             .args(extra_args)
             .stdout(Stdio::piped())
