@@ -56,7 +56,6 @@ struct Layer {
 pub struct Gemma3 {
     embedding: EmbeddingOp,
     layers: Vec<Layer>,
-    _scratch: LayerScratch,
 }
 
 impl Gemma3 {
@@ -202,7 +201,7 @@ impl Gemma3 {
             Some(_) => b.matrix("output.weight", v, h)?,
             None => token_embd,
         };
-        let body = Gemma3 { embedding, layers, _scratch: scratch };
+        let body = Gemma3 { embedding, layers };
         Decoder::new(&mut b, gemma.decoder.clone(), options, buffers, body, &output_norm, lm_head)
     }
 }

@@ -31,7 +31,6 @@ struct Layer {
 pub struct Llama {
     embedding: EmbeddingOp,
     layers: Vec<Layer>,
-    _scratch: LayerScratch,
 }
 
 impl Llama {
@@ -135,7 +134,7 @@ impl Llama {
         // Tied embeddings: the output head reads the token embedding table.
         let tied = c.tie_word_embeddings.unwrap_or(source.tensor("output.weight")?.is_none());
         let lm_head = if tied { token_embd } else { b.matrix("output.weight", v, h)? };
-        let body = Llama { embedding, layers, _scratch: scratch };
+        let body = Llama { embedding, layers };
         Decoder::new(&mut b, config, options, buffers, body, &output_norm, lm_head)
     }
 }
