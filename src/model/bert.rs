@@ -18,11 +18,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::gpu::kernels::StepParams;
-use crate::gpu::kernels::encoder_attention::EncoderAttentionKey;
-use crate::gpu::kernels::encoder_embedding::EncoderEmbeddingKey;
-use crate::gpu::kernels::gelu::GeluKey;
-use crate::gpu::kernels::layernorm::LayerNormKey;
-use crate::gpu::kernels::pooling::PoolingKey;
+use crate::gpu::kernels::encoder_attention::{EncoderAttentionBindings, EncoderAttentionKey};
+use crate::gpu::kernels::encoder_embedding::{EncoderEmbeddingBindings, EncoderEmbeddingKey};
+use crate::gpu::kernels::gelu::{GeluBindings, GeluKey};
+use crate::gpu::kernels::layernorm::{LayerNormBindings, LayerNormKey};
+use crate::gpu::kernels::pooling::{PoolingBindings, PoolingKey};
 use crate::gpu::{GpuBuffer, GpuContext, KernelKey, PipelineCache, ReadbackBuffer};
 
 use super::ModelError;
@@ -196,25 +196,30 @@ impl Bert {
         let word = table("embeddings.word_embeddings.weight", c.vocab_size)?;
         let position = table("embeddings.position_embeddings.weight", c.max_position_embeddings)?;
         let token_type = table("embeddings.token_type_embeddings.weight", c.type_vocab_size)?;
-        let embedding = Bound::new(
+        let embedding = Bound::bind(
             &ctx,
             &mut cache,
             KernelKey::EncoderEmbedding(embedding_key),
-            &[
-                &st.step,
-                &st.token_ids,
-                &st.positions,
-                &st.token_type_ids,
-                &word,
-                &position,
-                &token_type,
-                &hidden,
-            ],
+            &EncoderEmbeddingBindings {
+                step: &st.step,
+                token_ids: &st.token_ids,
+                positions: &st.positions,
+                token_type_ids: &st.token_type_ids,
+                word: &word,
+                position: &position,
+                token_type: &token_type,
+                out: &hidden,
+            },
         );
         let norm_key =
             KernelKey::LayerNorm(LayerNormKey { hidden: h as u32, eps_bits: c.layer_norm_eps.to_bits() });
         let [weight, bias] = layer_norm("embeddings.LayerNorm")?;
-        let embedding_norm = Bound::new(&ctx, &mut cache, norm_key, &[&st.step, &hidden, &weight, &bias]);
+        let embedding_norm = Bound::bind(
+            &ctx,
+            &mut cache,
+            norm_key,
+            &LayerNormBindings { step: &st.step, x: &hidden, weight: &weight, bias: &bias },
+        );
         let attention_key = KernelKey::EncoderAttention(EncoderAttentionKey {
             head_dim: c.head_dim as u32,
             n_heads: c.num_heads as u32,
@@ -236,11 +241,17 @@ impl Bert {
             let [output_norm_w, output_norm_b] = layer_norm(&name("output.LayerNorm"))?;
             layers.push(Layer {
                 qkv: MatmulOp::new(&ctx, &mut cache, qkv_w, &st.step, &hidden, &qkv, false),
-                attention: Bound::new(
+                attention: Bound::bind(
                     &ctx,
                     &mut cache,
                     attention_key,
-                    &[&st.step, &qkv, &st.token_seq, &st.seq_start, &context],
+                    &EncoderAttentionBindings {
+                        step: &st.step,
+                        qkv: &qkv,
+                        token_seq: &st.token_seq,
+                        seq_start: &st.seq_start,
+                        out: &context,
+                    },
                 ),
                 attn_output: MatmulOp::new(
                     &ctx,
@@ -251,11 +262,16 @@ impl Bert {
                     &hidden,
                     true,
                 ),
-                attn_norm: Bound::new(
+                attn_norm: Bound::bind(
                     &ctx,
                     &mut cache,
                     norm_key,
-                    &[&st.step, &hidden, &attn_norm_w, &attn_norm_b],
+                    &LayerNormBindings {
+                        step: &st.step,
+                        x: &hidden,
+                        weight: &attn_norm_w,
+                        bias: &attn_norm_b,
+                    },
                 ),
                 intermediate: MatmulOp::new(
                     &ctx,
@@ -266,13 +282,23 @@ impl Bert {
                     &intermediate,
                     false,
                 ),
-                gelu: Bound::new(&ctx, &mut cache, gelu_key, &[&st.step, &intermediate]),
+                gelu: Bound::bind(
+                    &ctx,
+                    &mut cache,
+                    gelu_key,
+                    &GeluBindings { step: &st.step, x: &intermediate },
+                ),
                 output: MatmulOp::new(&ctx, &mut cache, output_w, &st.step, &intermediate, &hidden, true),
-                output_norm: Bound::new(
+                output_norm: Bound::bind(
                     &ctx,
                     &mut cache,
                     norm_key,
-                    &[&st.step, &hidden, &output_norm_w, &output_norm_b],
+                    &LayerNormBindings {
+                        step: &st.step,
+                        x: &hidden,
+                        weight: &output_norm_w,
+                        bias: &output_norm_b,
+                    },
                 ),
             });
         }
@@ -281,8 +307,9 @@ impl Bert {
             mean: sentence.pooling == Pooling::Mean,
             normalize: sentence.normalize,
         });
-        let pooling =
-            Bound::new(&ctx, &mut cache, pooling_key, &[&st.step, &hidden, &st.seq_start, &st.pooled]);
+        let pooling_bindings =
+            PoolingBindings { step: &st.step, hidden: &hidden, seq_start: &st.seq_start, out: &st.pooled };
+        let pooling = Bound::bind(&ctx, &mut cache, pooling_key, &pooling_bindings);
         Ok(Self {
             ctx,
             config,
