@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::gpu::kernels::KernelBindings;
 use crate::gpu::pipelines::Kernel;
-use crate::gpu::{GpuBuffer, GpuContext, KernelKey, PipelineCache};
+use crate::gpu::{GpuContext, KernelKey, PipelineCache};
 
 pub struct Bound {
     key: KernelKey,
@@ -14,21 +14,17 @@ pub struct Bound {
 }
 
 impl Bound {
-    pub fn new(ctx: &GpuContext, cache: &mut PipelineCache, key: KernelKey, buffers: &[&GpuBuffer]) -> Self {
-        let kernel = cache.get(ctx, key);
-        let raw: Vec<&wgpu::Buffer> = buffers.iter().map(|b| &b.buffer).collect();
-        let bind_group = kernel.bind_group(ctx, &raw);
-        Self { key, kernel, bind_group }
-    }
-
-    /// Binds a kernel to its named buffers.
+    /// Binds a kernel to its named buffers (the launch file's bindings
+    /// struct for `key`).
     pub fn bind(
         ctx: &GpuContext,
         cache: &mut PipelineCache,
         key: KernelKey,
         bindings: &impl KernelBindings,
     ) -> Self {
-        Self::new(ctx, cache, key, &bindings.in_binding_order())
+        let kernel = cache.get(ctx, key);
+        let bind_group = kernel.bind(ctx, bindings);
+        Self { key, kernel, bind_group }
     }
 
     /// Dispatches over `count` items (tokens, sampled rows or sequences).

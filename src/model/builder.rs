@@ -11,7 +11,7 @@ use super::decoder::StepInputs;
 use super::embedding::EmbeddingOp;
 use super::matmul::GpuMatrix;
 use super::source::WeightSource;
-use super::weights::{PackedMatrix, pack_matrix, to_f32_vec};
+use super::weights::{PackedMatrix, narrow_to_f16, pack_matrix, to_f32_vec};
 
 pub struct ModelBuilder<'a> {
     pub ctx: Arc<GpuContext>,
@@ -63,6 +63,38 @@ impl<'a> ModelBuilder<'a> {
         scale: f32,
     ) -> EmbeddingOp {
         EmbeddingOp::new(&self.ctx, &mut self.cache, table, &inputs.step, &inputs.token_ids, out, scale)
+    }
+
+    /// The tensor `name` of this `shape` as f32 values.
+    pub fn f32_values(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, ModelError> {
+        let raw = self.source.require(name, shape)?;
+        to_f32_vec(name, raw.tensor_type, raw.data)
+    }
+
+    /// The tensor `name` of this `shape` as f32 values on the GPU (BERT's
+    /// embedding tables, read by row, not by a matmul).
+    pub fn f32_tensor(&self, name: &str, shape: &[usize]) -> Result<GpuBuffer, ModelError> {
+        self.table(name, &self.f32_values(name, shape)?)
+    }
+
+    /// Linear layers with biases as Hugging Face names them, `{name}.weight`
+    /// [rows, cols] and `{name}.bias` [rows] for each (name, rows), stacked
+    /// by rows into one matrix with one bias (BERT's query, key and value
+    /// in one matmul). f32 weights are stored as f16 (`narrow_to_f16`):
+    /// half the bytes each matmul reads.
+    pub fn biased_f16(
+        &self,
+        label: &str,
+        parts: &[(&str, usize)],
+        cols: usize,
+    ) -> Result<GpuMatrix, ModelError> {
+        let mut packed = Vec::with_capacity(parts.len());
+        let mut bias = Vec::new();
+        for &(name, rows) in parts {
+            packed.push(narrow_to_f16(self.packed(&format!("{name}.weight"), rows, cols)?));
+            bias.extend(self.f32_values(&format!("{name}.bias"), &[rows])?);
+        }
+        Ok(GpuMatrix::stack(&self.ctx, label, packed)?.with_bias(&self.ctx, label, &bias)?)
     }
 
     /// A zeroed activation buffer of `elements` f32 (or u32) values.

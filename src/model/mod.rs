@@ -14,6 +14,7 @@ pub mod config;
 pub mod decoder;
 pub mod dequantize;
 pub mod embedding;
+pub mod encoder;
 pub mod gemma3;
 pub mod llama;
 pub mod loader;

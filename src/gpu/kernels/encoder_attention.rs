@@ -1,8 +1,28 @@
 //! `shaders/encoder_attention.wgsl`: bidirectional attention within each
 //! sequence of a varlen batch, K and V read from the fused QKV rows.
-//! Bindings: step, qkv, token_seq, seq_start, out.
 
+use super::KernelBindings;
+use crate::gpu::GpuBuffer;
 use crate::gpu::pipelines::{BindingKind, KernelSpec};
+
+pub struct EncoderAttentionBindings<'a> {
+    /// Uniform; `num_tokens` query tokens.
+    pub step: &'a GpuBuffer,
+    /// [M, 3 n_heads D] f32, per token Q | K | V.
+    pub qkv: &'a GpuBuffer,
+    /// [M] u32, sequence of each token.
+    pub token_seq: &'a GpuBuffer,
+    /// [S + 1] u32, first token of each sequence, then M.
+    pub seq_start: &'a GpuBuffer,
+    /// [M, n_heads D] f32, attention output.
+    pub out: &'a GpuBuffer,
+}
+
+impl KernelBindings for EncoderAttentionBindings<'_> {
+    fn in_binding_order(&self) -> Vec<&GpuBuffer> {
+        vec![self.step, self.qkv, self.token_seq, self.seq_start, self.out]
+    }
+}
 
 /// Largest head size the kernel's registers hold.
 pub const MAX_HEAD_DIM: u32 = 256;

@@ -1,10 +1,42 @@
 //! `shaders/encoder_embedding.wgsl`: word + position + token type rows (BERT).
-//! Bindings: step, token_ids, positions, token_type_ids, word, position,
-//! token_type, out.
 
+use super::{KernelBindings, groups};
+use crate::gpu::GpuBuffer;
 use crate::gpu::pipelines::{BindingKind, KernelSpec};
 
-use super::groups;
+pub struct EncoderEmbeddingBindings<'a> {
+    /// Uniform; `num_tokens` rows.
+    pub step: &'a GpuBuffer,
+    /// [M] u32, row of `word` for each token.
+    pub token_ids: &'a GpuBuffer,
+    /// [M] u32, position of each token within its sequence (row of `position`).
+    pub positions: &'a GpuBuffer,
+    /// [M] u32, segment of each token (row of `token_type`).
+    pub token_type_ids: &'a GpuBuffer,
+    /// [vocab, H] f32
+    pub word: &'a GpuBuffer,
+    /// [max_positions, H] f32
+    pub position: &'a GpuBuffer,
+    /// [type_vocab, H] f32
+    pub token_type: &'a GpuBuffer,
+    /// [M, H] f32, the sum of the three rows.
+    pub out: &'a GpuBuffer,
+}
+
+impl KernelBindings for EncoderEmbeddingBindings<'_> {
+    fn in_binding_order(&self) -> Vec<&GpuBuffer> {
+        vec![
+            self.step,
+            self.token_ids,
+            self.positions,
+            self.token_type_ids,
+            self.word,
+            self.position,
+            self.token_type,
+            self.out,
+        ]
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EncoderEmbeddingKey {

@@ -1,9 +1,21 @@
 //! `shaders/gelu.wgsl`: exact (erf) GELU in place, as BERT's "gelu".
-//! Bindings: step, x.
 
+use super::{KernelBindings, groups};
+use crate::gpu::GpuBuffer;
 use crate::gpu::pipelines::{BindingKind, KernelSpec};
 
-use super::groups;
+pub struct GeluBindings<'a> {
+    /// Uniform; `num_tokens` rows.
+    pub step: &'a GpuBuffer,
+    /// [M, columns] f32, activated in place.
+    pub x: &'a GpuBuffer,
+}
+
+impl KernelBindings for GeluBindings<'_> {
+    fn in_binding_order(&self) -> Vec<&GpuBuffer> {
+        vec![self.step, self.x]
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct GeluKey {

@@ -1,7 +1,25 @@
 //! `shaders/layernorm.wgsl`: per-row LayerNorm in place (BERT).
-//! Bindings: step, x, weight, bias.
 
+use super::KernelBindings;
+use crate::gpu::GpuBuffer;
 use crate::gpu::pipelines::{BindingKind, KernelSpec};
+
+pub struct LayerNormBindings<'a> {
+    /// Uniform; `num_tokens` rows.
+    pub step: &'a GpuBuffer,
+    /// [M, H] f32, normalised in place.
+    pub x: &'a GpuBuffer,
+    /// [H] f32, per-column scale (gamma).
+    pub weight: &'a GpuBuffer,
+    /// [H] f32, per-column shift (beta).
+    pub bias: &'a GpuBuffer,
+}
+
+impl KernelBindings for LayerNormBindings<'_> {
+    fn in_binding_order(&self) -> Vec<&GpuBuffer> {
+        vec![self.step, self.x, self.weight, self.bias]
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LayerNormKey {

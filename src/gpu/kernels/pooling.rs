@@ -1,8 +1,26 @@
 //! `shaders/pooling.wgsl`: one embedding per sequence (mean of its tokens
 //! or its first token), optionally L2-normalised.
-//! Bindings: step, hidden, seq_start, out.
 
+use super::KernelBindings;
+use crate::gpu::GpuBuffer;
 use crate::gpu::pipelines::{BindingKind, KernelSpec};
+
+pub struct PoolingBindings<'a> {
+    /// Uniform; `num_seqs` sequences.
+    pub step: &'a GpuBuffer,
+    /// [M, H] f32, the last layer's token states.
+    pub hidden: &'a GpuBuffer,
+    /// [S + 1] u32, first token of each sequence, then M.
+    pub seq_start: &'a GpuBuffer,
+    /// [S, H] f32, one embedding per sequence.
+    pub out: &'a GpuBuffer,
+}
+
+impl KernelBindings for PoolingBindings<'_> {
+    fn in_binding_order(&self) -> Vec<&GpuBuffer> {
+        vec![self.step, self.hidden, self.seq_start, self.out]
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PoolingKey {

@@ -1,9 +1,13 @@
-//! The building blocks decoder architectures compose: norms, RoPE tables,
-//! the attention block over the paged KV cache and the gated MLP. Each
-//! block binds its kernels to named buffers once, at load, and only
-//! records dispatches per step.
+//! The building blocks architectures compose: for decoders norms, RoPE
+//! tables, the attention block over the paged KV cache and the gated MLP;
+//! for encoders LayerNorm, bidirectional attention within each input and
+//! the ungated GELU MLP. Each block binds its kernels to named buffers
+//! once, at load, and only records dispatches per step.
 
 pub mod attention;
+pub mod encoder_attention;
+pub mod gelu_mlp;
+pub mod layer_norm;
 pub mod mlp;
 pub mod norm;
 pub mod rope;
