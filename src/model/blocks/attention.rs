@@ -15,9 +15,8 @@ use crate::model::config::{DecoderConfig, RopeStyle};
 use crate::model::decoder::DecoderBuffers;
 use crate::model::matmul::{GpuMatrix, MatmulOp};
 
-use super::norm::RmsNorm;
 use super::rope::RopeTable;
-use super::{LayerScratch, Residual};
+use super::{LayerScratch, Residual, ResidualProjection};
 
 pub struct AttentionWeights {
     /// [(Hq + 2 Hkv) D, H]: Q, K and V stacked by rows.
@@ -43,8 +42,7 @@ pub struct PagedAttention {
     rope: Bound,
     kv_write: Bound,
     attention: Bound,
-    output: MatmulOp,
-    post_norm: Option<RmsNorm>,
+    output: ResidualProjection,
 }
 
 impl PagedAttention {
@@ -120,41 +118,9 @@ impl PagedAttention {
         };
         let attention = Bound::bind(&ctx, cache, KernelKey::Attention(attention_key), &attention_bindings);
         // attn [M, Hq D] -> [M, H], into the residual stream.
-        let (output, post_norm) = match residual {
-            Residual::Add => {
-                let op = MatmulOp::new(
-                    &ctx,
-                    cache,
-                    weights.output,
-                    &inputs.step,
-                    &scratch.attn,
-                    &buffers.hidden,
-                    true,
-                );
-                (op, None)
-            }
-            Residual::PostNorm(weight) => {
-                let op = MatmulOp::new(
-                    &ctx,
-                    cache,
-                    weights.output,
-                    &inputs.step,
-                    &scratch.attn,
-                    &scratch.projected,
-                    false,
-                );
-                let norm = RmsNorm::accumulating(
-                    builder,
-                    inputs,
-                    c.rms_norm_eps,
-                    weight,
-                    &scratch.projected,
-                    &buffers.hidden,
-                );
-                (op, Some(norm))
-            }
-        };
-        Self { qkv, qk_norm, rope, kv_write, attention, output, post_norm }
+        let output =
+            ResidualProjection::new(builder, c, buffers, scratch, weights.output, &scratch.attn, residual);
+        Self { qkv, qk_norm, rope, kv_write, attention, output }
     }
 
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, num_tokens: u32) {
@@ -166,9 +132,6 @@ impl PagedAttention {
         self.kv_write.record(pass, num_tokens);
         self.attention.record(pass, num_tokens);
         self.output.record(pass, num_tokens);
-        if let Some(norm) = &self.post_norm {
-            norm.record(pass, num_tokens);
-        }
     }
 
     pub fn weight_bytes(&self) -> u64 {

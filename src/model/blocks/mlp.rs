@@ -11,8 +11,7 @@ use crate::model::config::DecoderConfig;
 use crate::model::decoder::DecoderBuffers;
 use crate::model::matmul::{GpuMatrix, MatmulOp};
 
-use super::norm::RmsNorm;
-use super::{LayerScratch, Residual};
+use super::{LayerScratch, Residual, ResidualProjection};
 
 pub struct MlpWeights {
     /// [2 I, H]: gate rows, then up rows.
@@ -24,8 +23,7 @@ pub struct MlpWeights {
 pub struct GatedMlp {
     gate_up: MatmulOp,
     activation: Bound,
-    down: MatmulOp,
-    post_norm: Option<RmsNorm>,
+    down: ResidualProjection,
 }
 
 impl GatedMlp {
@@ -57,45 +55,15 @@ impl GatedMlp {
         let bindings = GluBindings { step: &inputs.step, gate_up: &scratch.gate_up, out: &scratch.act };
         let activation = Bound::bind(&ctx, cache, KernelKey::Glu(key), &bindings);
         // act [M, I] -> [M, H], into the residual stream.
-        let (down, post_norm) = match residual {
-            Residual::Add => {
-                let op = MatmulOp::new(
-                    &ctx,
-                    cache,
-                    weights.down,
-                    &inputs.step,
-                    &scratch.act,
-                    &buffers.hidden,
-                    true,
-                );
-                (op, None)
-            }
-            Residual::PostNorm(weight) => {
-                let op = MatmulOp::new(
-                    &ctx,
-                    cache,
-                    weights.down,
-                    &inputs.step,
-                    &scratch.act,
-                    &scratch.projected,
-                    false,
-                );
-                let eps = config.rms_norm_eps;
-                let norm =
-                    RmsNorm::accumulating(builder, inputs, eps, weight, &scratch.projected, &buffers.hidden);
-                (op, Some(norm))
-            }
-        };
-        Self { gate_up, activation, down, post_norm }
+        let down =
+            ResidualProjection::new(builder, config, buffers, scratch, weights.down, &scratch.act, residual);
+        Self { gate_up, activation, down }
     }
 
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, num_tokens: u32) {
         self.gate_up.record(pass, num_tokens);
         self.activation.record(pass, num_tokens);
         self.down.record(pass, num_tokens);
-        if let Some(norm) = &self.post_norm {
-            norm.record(pass, num_tokens);
-        }
     }
 
     pub fn weight_bytes(&self) -> u64 {

@@ -16,7 +16,10 @@ use super::LoadOptions;
 use super::ModelError;
 use super::builder::ModelBuilder;
 use super::config::DecoderConfig;
+use super::decoder::DecoderBuffers;
+use super::matmul::{GpuMatrix, MatmulOp};
 use crate::gpu::GpuBuffer;
+use norm::RmsNorm;
 
 /// Activations a layer writes and the next layer overwrites, shared by
 /// all layers and sized for the largest step (M tokens).
@@ -47,6 +50,58 @@ impl LayerScratch {
             gate_up: builder.activation("gate_up", m * 2 * c.intermediate_size)?,
             act: builder.activation("act", m * c.intermediate_size)?,
         })
+    }
+}
+
+/// A block's output projection joined to the residual stream:
+/// x -> matmul -> hidden += (or -> RMSNorm -> hidden +=).
+pub struct ResidualProjection {
+    matmul: MatmulOp,
+    post_norm: Option<RmsNorm>,
+}
+
+impl ResidualProjection {
+    pub fn new(
+        builder: &mut ModelBuilder,
+        config: &DecoderConfig,
+        buffers: &DecoderBuffers,
+        scratch: &LayerScratch,
+        weight: GpuMatrix,
+        x: &GpuBuffer,
+        residual: Residual,
+    ) -> Self {
+        let ctx = builder.ctx.clone();
+        let step = &buffers.inputs.step;
+        match residual {
+            Residual::Add => {
+                let matmul = MatmulOp::new(&ctx, &mut builder.cache, weight, step, x, &buffers.hidden, true);
+                Self { matmul, post_norm: None }
+            }
+            Residual::PostNorm(norm_weight) => {
+                let (projected, eps) = (&scratch.projected, config.rms_norm_eps);
+                let matmul = MatmulOp::new(&ctx, &mut builder.cache, weight, step, x, projected, false);
+                let norm = RmsNorm::accumulating(
+                    builder,
+                    &buffers.inputs,
+                    eps,
+                    norm_weight,
+                    projected,
+                    &buffers.hidden,
+                );
+                Self { matmul, post_norm: Some(norm) }
+            }
+        }
+    }
+
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, num_tokens: u32) {
+        self.matmul.record(pass, num_tokens);
+        if let Some(norm) = &self.post_norm {
+            norm.record(pass, num_tokens);
+        }
+    }
+
+    pub fn weight_bytes(&self) -> u64 {
+        self.matmul.weight_bytes()
     }
 }
 
