@@ -5,6 +5,7 @@
 use crate::gpu::KernelKey;
 pub use crate::gpu::kernels::glu::GluActivation as Activation;
 use crate::gpu::kernels::glu::{GluBindings, GluKey};
+use crate::gpu::profiler::{MatmulRole, Recorder};
 use crate::model::bound::Bound;
 use crate::model::builder::ModelBuilder;
 use crate::model::config::DecoderConfig;
@@ -51,7 +52,8 @@ impl GatedMlp {
             &scratch.normed,
             &scratch.gate_up,
             false,
-        );
+        )
+        .with_role(MatmulRole::GateUp);
         // act = activation(gate) * up: [M, I].
         let key = GluKey { intermediate: config.intermediate_size as u32, activation };
         let bindings = GluBindings { step: &inputs.step, gate_up: &scratch.gate_up, out: &scratch.act };
@@ -67,7 +69,8 @@ impl GatedMlp {
                     &scratch.act,
                     &buffers.hidden,
                     true,
-                );
+                )
+                .with_role(MatmulRole::Down);
                 (op, None)
             }
             Residual::PostNorm(weight) => {
@@ -79,7 +82,8 @@ impl GatedMlp {
                     &scratch.act,
                     &scratch.projected,
                     false,
-                );
+                )
+                .with_role(MatmulRole::Down);
                 let eps = config.rms_norm_eps;
                 let norm =
                     RmsNorm::accumulating(builder, inputs, eps, weight, &scratch.projected, &buffers.hidden);
@@ -89,7 +93,7 @@ impl GatedMlp {
         Self { gate_up, activation, down, post_norm }
     }
 
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, num_tokens: u32) {
+    pub fn record(&self, pass: &mut dyn Recorder, num_tokens: u32) {
         self.gate_up.record(pass, num_tokens);
         self.activation.record(pass, num_tokens);
         self.down.record(pass, num_tokens);
