@@ -26,7 +26,7 @@ pub struct AdapterCosts {
     pub empty_dispatch_seconds: f64,
     /// Submitting one command buffer of one empty dispatch and waiting for it.
     pub submission_seconds: f64,
-    /// f32 FLOPs per second of the FMA loop.
+    /// f32 FLOPs per second of a loop of independent multiply-adds.
     pub peak_flops: f64,
 }
 

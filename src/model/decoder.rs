@@ -221,9 +221,17 @@ impl<B: DecoderBody> Decoder<B> {
     /// Runs one greedy step as `forward` does, each dispatch timed (see
     /// `StepProfiler`); the K/V it writes land in the batch's slots.
     pub fn profile_step(&self, batch: &BatchInputs) -> Result<StepProfile, ModelError> {
+        self.profile_step_with(batch, TimingMethod::best(&self.ctx))
+    }
+
+    /// `profile_step` timed by `method` (tests take the CPU clock too).
+    pub fn profile_step_with(
+        &self,
+        batch: &BatchInputs,
+        method: TimingMethod,
+    ) -> Result<StepProfile, ModelError> {
         self.check_batch(batch)?;
         let (m, s) = self.write_inputs(batch);
-        let method = TimingMethod::best(&self.ctx);
         let mut profiler = StepProfiler::new(&self.ctx, method)?;
         let started = Instant::now();
         self.record_step(&mut profiler, m, s, Output::TokenIds);
