@@ -14,7 +14,9 @@
 //!
 //! With `--embeddings` it measures the embedding model instead
 //! (`bench_embeddings.rs`); with `--kernels`, the matvec of every weight
-//! format on random weights (`bench_kernels.rs`).
+//! format on random weights (`bench_kernels.rs`); with `--profile`, after
+//! the baseline, where a decode and a prefill step spend their time
+//! (`bench_profile.rs`).
 
 use std::time::{Duration, Instant};
 
@@ -58,6 +60,10 @@ pub struct BenchArgs {
     /// Measure the decode matvec of every weight format (GB/s) instead.
     #[arg(long)]
     kernels: bool,
+    /// Profile a decode step and a `--prompt-tokens` prefill step by
+    /// kernel kind instead of the throughput figures.
+    #[arg(long)]
+    profile: bool,
     /// Rows of the `--kernels` matrix.
     #[arg(long, default_value_t = 4096, requires = "kernels")]
     kernel_rows: usize,
@@ -167,6 +173,11 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         "baseline, copying the {:.1} MiB of matmul weights: {copy_rate:.1} copies/s",
         weight_bytes as f64 / (1 << 20) as f64
     );
+    if args.profile {
+        let baselines =
+            super::bench_profile::Baselines { copy_bytes_per_second: copy_rate * weight_bytes as f64 };
+        return super::bench_profile::run(core.model(), args.prompt_tokens, &baselines);
+    }
 
     let timeline = run(&mut core, requests(1, args.prompt_tokens, 1, vocab))?;
     println!(

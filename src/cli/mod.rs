@@ -4,6 +4,7 @@
 mod bench;
 mod bench_embeddings;
 mod bench_kernels;
+mod bench_profile;
 mod embed;
 mod generate;
 mod info;

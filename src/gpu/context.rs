@@ -68,8 +68,9 @@ impl GpuContext {
         let adapter = adapters.into_iter().next().ok_or(GpuError::NoAdapter)?;
         let adapter_info = adapter.get_info();
         let limits = adapter.limits();
-        // Features our kernels may use when present; none is required.
-        let wanted = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
+        // Features our kernels may use when present, and timestamps for
+        // `bench --profile`; none is required.
+        let wanted = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
         let features = adapter.features() & wanted;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {

@@ -8,6 +8,8 @@ pub mod context;
 pub mod kernels;
 pub mod kv_cache;
 pub mod pipelines;
+pub mod probes;
+pub mod profiler;
 
 pub use buffers::{GpuBuffer, ReadbackBuffer};
 pub use context::{GpuContext, GpuError};

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::gpu::kernels::KernelBindings;
 use crate::gpu::pipelines::Kernel;
+use crate::gpu::profiler::{DispatchWork, KernelKind, Recorder};
 use crate::gpu::{GpuContext, KernelKey, PipelineCache};
 
 pub struct Bound {
@@ -28,7 +29,8 @@ impl Bound {
     }
 
     /// Dispatches over `count` items (tokens, sampled rows or sequences).
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, count: u32) {
-        self.kernel.dispatch(pass, &self.bind_group, self.key.workgroups(count));
+    pub fn record(&self, pass: &mut dyn Recorder, count: u32) {
+        let work = DispatchWork::kernel(KernelKind::of(&self.key));
+        pass.dispatch(work, &self.kernel, &self.bind_group, self.key.workgroups(count));
     }
 }

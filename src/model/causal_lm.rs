@@ -4,6 +4,7 @@
 //! and never names an architecture, so adding one touches no engine code.
 
 use crate::gpu::GpuContext;
+use crate::gpu::profiler::StepProfile;
 
 use super::batch::BatchInputs;
 use super::{LoadOptions, ModelError};
@@ -32,6 +33,9 @@ pub trait CausalLm: Send {
     /// Runs throwaway steps so the driver compiles every kernel variant
     /// now rather than during the first request.
     fn warm_up(&self) -> Result<(), ModelError>;
+    /// Runs one greedy step of `batch` (a decode step, a prefill chunk)
+    /// with every dispatch timed, for `wgserve bench --profile`.
+    fn profile_step(&self, batch: &BatchInputs) -> Result<StepProfile, ModelError>;
     /// Sizes fixed at load (largest step, most sequences).
     fn options(&self) -> &LoadOptions;
     /// Tokens per KV block.

@@ -4,11 +4,20 @@
 //! argmax) and the checks on a batch. An architecture file supplies only
 //! its embedding and layers (`DecoderBody`); `Decoder` runs them in one
 //! command encoder and one submission per step and implements `CausalLm`.
+//! `profile_step` records the same dispatches into a `StepProfiler`
+//! instead of the step's compute pass, so the normal path pays nothing.
+
+/// Submissions of one `forward` step: every dispatch and the readback in
+/// one (the queued input writes ride on it).
+pub const SUBMISSIONS_PER_STEP: usize = 1;
+
+use std::time::Instant;
 
 use crate::gpu::kernels::StepParams;
 use crate::gpu::kernels::argmax::{ArgmaxBindings, ArgmaxKey};
 use crate::gpu::kernels::rmsnorm::{RmsNormBindings, RmsNormKey};
 use crate::gpu::kv_cache::KvCache;
+use crate::gpu::profiler::{MatmulRole, Recorder, StepProfile, StepProfiler, TimingMethod};
 use crate::gpu::{GpuBuffer, GpuContext, KernelKey, ReadbackBuffer};
 
 use super::batch::BatchInputs;
@@ -22,7 +31,7 @@ use super::{LoadOptions, ModelError};
 /// An architecture's own part of the forward pass: the token embedding
 /// into `DecoderBuffers::hidden`, then every layer over it.
 pub trait DecoderBody: Send {
-    fn record(&self, pass: &mut wgpu::ComputePass<'_>, num_tokens: u32);
+    fn record(&self, pass: &mut dyn Recorder, num_tokens: u32);
     /// Bytes of weights its matmuls read per step.
     fn matmul_weight_bytes(&self) -> u64;
 }
@@ -150,7 +159,8 @@ impl<B: DecoderBody> Decoder<B> {
             &last_normed,
             &logits,
             false,
-        );
+        )
+        .with_role(MatmulRole::LmHead);
         let argmax = Bound::bind(
             &ctx,
             &mut builder.cache,
@@ -183,6 +193,66 @@ impl<B: DecoderBody> Decoder<B> {
 
     pub fn forward(&self, batch: &BatchInputs, output: Output) -> Result<ForwardOutput, ModelError> {
         self.check_batch(batch)?;
+        let (m, s) = self.write_inputs(batch);
+        let ctx = &self.ctx;
+        let head = &self.head;
+        let mut encoder =
+            ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("forward") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("forward"),
+                timestamp_writes: None,
+            });
+            self.record_step(&mut pass, m, s, output);
+        }
+        let (source, read_len) = match output {
+            Output::TokenIds => (&head.next_ids, s as usize * 4),
+            Output::Logits => (&head.logits, s as usize * self.config.vocab_size * 4),
+        };
+        head.readback.record_copy(&mut encoder, source, read_len as u64);
+        ctx.queue.submit([encoder.finish()]);
+        let bytes = head.readback.read(ctx, read_len)?;
+        Ok(match output {
+            Output::TokenIds => ForwardOutput::TokenIds(bytemuck::pod_collect_to_vec(&bytes)),
+            Output::Logits => ForwardOutput::Logits(bytemuck::pod_collect_to_vec(&bytes)),
+        })
+    }
+
+    /// Runs one greedy step as `forward` does, each dispatch timed (see
+    /// `StepProfiler`); the K/V it writes land in the batch's slots.
+    pub fn profile_step(&self, batch: &BatchInputs) -> Result<StepProfile, ModelError> {
+        self.profile_step_with(batch, TimingMethod::best(&self.ctx))
+    }
+
+    /// `profile_step` timed by `method` (tests take the CPU clock too).
+    pub fn profile_step_with(
+        &self,
+        batch: &BatchInputs,
+        method: TimingMethod,
+    ) -> Result<StepProfile, ModelError> {
+        self.check_batch(batch)?;
+        let (m, s) = self.write_inputs(batch);
+        let mut profiler = StepProfiler::new(&self.ctx, method)?;
+        let started = Instant::now();
+        self.record_step(&mut profiler, m, s, Output::TokenIds);
+        self.head.readback.record_copy(profiler.encoder(), &self.head.next_ids, u64::from(s) * 4);
+        let dispatches = profiler.finish()?;
+        let wall_seconds = started.elapsed().as_secs_f64();
+        Ok(StepProfile { method, dispatches, wall_seconds, submissions_per_step: SUBMISSIONS_PER_STEP })
+    }
+
+    /// Every dispatch of a step over `m` tokens of `s` sequences.
+    fn record_step(&self, pass: &mut dyn Recorder, m: u32, s: u32, output: Output) {
+        self.body.record(pass, m);
+        self.head.final_norm.record(pass, s);
+        self.head.lm_head.record(pass, s);
+        if output == Output::TokenIds {
+            self.head.argmax.record(pass, s);
+        }
+    }
+
+    /// Queues the writes of a checked batch's inputs; returns (tokens, sequences).
+    fn write_inputs(&self, batch: &BatchInputs) -> (u32, u32) {
         let ctx = &self.ctx;
         let (m, s) = (batch.num_tokens() as u32, batch.num_seqs() as u32);
         let inputs = &self.buffers.inputs;
@@ -197,33 +267,7 @@ impl<B: DecoderBody> Decoder<B> {
         inputs.token_seq.write(ctx, bytemuck::cast_slice(&batch.token_seq));
         inputs.block_tables.write(ctx, bytemuck::cast_slice(&batch.block_tables));
         inputs.sample_indices.write(ctx, bytemuck::cast_slice(&batch.sample_indices));
-
-        let head = &self.head;
-        let mut encoder =
-            ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("forward") });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("forward"),
-                timestamp_writes: None,
-            });
-            self.body.record(&mut pass, m);
-            head.final_norm.record(&mut pass, s);
-            head.lm_head.record(&mut pass, s);
-            if output == Output::TokenIds {
-                head.argmax.record(&mut pass, s);
-            }
-        }
-        let (source, read_len) = match output {
-            Output::TokenIds => (&head.next_ids, s as usize * 4),
-            Output::Logits => (&head.logits, s as usize * self.config.vocab_size * 4),
-        };
-        head.readback.record_copy(&mut encoder, source, read_len as u64);
-        ctx.queue.submit([encoder.finish()]);
-        let bytes = head.readback.read(ctx, read_len)?;
-        Ok(match output {
-            Output::TokenIds => ForwardOutput::TokenIds(bytemuck::pod_collect_to_vec(&bytes)),
-            Output::Logits => ForwardOutput::Logits(bytemuck::pod_collect_to_vec(&bytes)),
-        })
+        (m, s)
     }
 
     pub fn block_size(&self) -> usize {
@@ -303,6 +347,9 @@ impl<B: DecoderBody> CausalLm for Decoder<B> {
     }
     fn warm_up(&self) -> Result<(), ModelError> {
         Decoder::warm_up(self)
+    }
+    fn profile_step(&self, batch: &BatchInputs) -> Result<StepProfile, ModelError> {
+        Decoder::profile_step(self, batch)
     }
     fn options(&self) -> &LoadOptions {
         Decoder::options(self)

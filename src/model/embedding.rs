@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::gpu::kernels::embedding::{EmbeddingBindings, EmbeddingKey};
 use crate::gpu::pipelines::Kernel;
+use crate::gpu::profiler::{DispatchWork, KernelKind, Recorder};
 use crate::gpu::{GpuBuffer, GpuContext, KernelKey, PipelineCache};
 
 use super::matmul::GpuMatrix;
@@ -61,9 +62,10 @@ impl EmbeddingOp {
         Self { chunks }
     }
 
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, num_tokens: u32) {
+    pub fn record(&self, pass: &mut dyn Recorder, num_tokens: u32) {
+        let work = DispatchWork::kernel(KernelKind::Embedding);
         for chunk in &self.chunks {
-            chunk.kernel.dispatch(pass, &chunk.bind_group, chunk.key.workgroups(num_tokens));
+            pass.dispatch(work, &chunk.kernel, &chunk.bind_group, chunk.key.workgroups(num_tokens));
         }
     }
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::gpu::GpuContext;
+use crate::gpu::profiler::Recorder;
 
 use super::architectures::Architecture;
 use super::blocks::attention::{AttentionMask, AttentionWeights, PagedAttention};
@@ -140,7 +141,7 @@ impl Llama {
 }
 
 impl DecoderBody for Llama {
-    fn record(&self, pass: &mut wgpu::ComputePass<'_>, num_tokens: u32) {
+    fn record(&self, pass: &mut dyn Recorder, num_tokens: u32) {
         self.embedding.record(pass, num_tokens);
         for layer in &self.layers {
             layer.attn_norm.record(pass, num_tokens);

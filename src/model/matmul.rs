@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::gpu::kernels::matmul::{MatmulBindings, MatmulKey, Tile, WeightFormat};
 use crate::gpu::pipelines::Kernel;
+use crate::gpu::profiler::{DispatchWork, KernelKind, MatmulRole, Recorder};
 use crate::gpu::{GpuBuffer, GpuContext, GpuError, KernelKey, PipelineCache};
 
 use super::ModelError;
@@ -153,12 +154,17 @@ impl MatrixChunk {
 struct ChunkMatmul {
     variants: Vec<(MatmulKey, Arc<Kernel>)>,
     bind_group: wgpu::BindGroup,
+    /// [rows, cols] of this chunk and the bytes of its packed weights, for profiles.
+    shape: (u64, u64),
+    weight_bytes: u64,
 }
 
 /// y = x · Wᵀ (or y += x · Wᵀ), for any token count up to the scratch size.
 pub struct MatmulOp {
     chunks: Vec<ChunkMatmul>,
     weight_bytes: u64,
+    /// What it computes, for profiles.
+    role: MatmulRole,
 }
 
 impl MatmulOp {
@@ -210,10 +216,17 @@ impl MatmulOp {
                     bias: chunk.bias.as_ref().unwrap_or(&no_bias),
                 };
                 let bind_group = variants[0].1.bind(ctx, &bindings);
-                ChunkMatmul { variants, bind_group }
+                let shape = (chunk.rows as u64, weight.cols as u64);
+                ChunkMatmul { variants, bind_group, shape, weight_bytes: chunk.data.size + chunk.scales.size }
             })
             .collect();
-        Self { chunks, weight_bytes: weight.weight_bytes() }
+        Self { chunks, weight_bytes: weight.weight_bytes(), role: MatmulRole::Unnamed }
+    }
+
+    /// Names what this matmul computes in its layer (profiles group by it).
+    pub fn with_role(mut self, role: MatmulRole) -> Self {
+        self.role = role;
+        self
     }
 
     /// Bytes of packed weights one pass reads.
@@ -221,11 +234,17 @@ impl MatmulOp {
         self.weight_bytes
     }
 
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, num_tokens: u32) {
+    pub fn record(&self, pass: &mut dyn Recorder, num_tokens: u32) {
         let tile = Tile::for_tokens(num_tokens);
         for chunk in &self.chunks {
             if let Some((key, kernel)) = chunk.variants.iter().find(|(key, _)| key.tile == tile) {
-                kernel.dispatch(pass, &chunk.bind_group, key.workgroups(num_tokens));
+                let (rows, cols) = chunk.shape;
+                let work = DispatchWork {
+                    kind: KernelKind::Matmul(self.role),
+                    weight_bytes: chunk.weight_bytes,
+                    flops: 2 * u64::from(num_tokens) * rows * cols,
+                };
+                pass.dispatch(work, kernel, &chunk.bind_group, key.workgroups(num_tokens));
             }
         }
     }

@@ -8,6 +8,7 @@ use crate::gpu::kernels::attention::{AttentionBindings, AttentionKey};
 use crate::gpu::kernels::head_rmsnorm::{HeadRmsNormBindings, HeadRmsNormKey};
 use crate::gpu::kernels::kv_write::{KvWriteBindings, KvWriteKey};
 use crate::gpu::kernels::rope::{RopeBindings, RopeKey};
+use crate::gpu::profiler::{MatmulRole, Recorder};
 use crate::gpu::{GpuBuffer, KernelKey};
 use crate::model::bound::Bound;
 use crate::model::builder::ModelBuilder;
@@ -68,7 +69,8 @@ impl PagedAttention {
         let ctx = builder.ctx.clone();
         let cache = &mut builder.cache;
         // Q, K, V of every new token: normed [M, H] -> qkv [M, (Hq + 2 Hkv) D].
-        let qkv = MatmulOp::new(&ctx, cache, weights.qkv, &inputs.step, &scratch.normed, &scratch.qkv, false);
+        let qkv = MatmulOp::new(&ctx, cache, weights.qkv, &inputs.step, &scratch.normed, &scratch.qkv, false)
+            .with_role(MatmulRole::Qkv);
         // Each Q and K head normed in place, before RoPE.
         let qk_norm = weights.qk_norm.as_ref().map(|(q_norm, k_norm)| {
             let key = HeadRmsNormKey { head_dim, n_q_heads, n_kv_heads, eps_bits: c.rms_norm_eps.to_bits() };
@@ -119,11 +121,12 @@ impl PagedAttention {
         let attention = Bound::bind(&ctx, cache, KernelKey::Attention(attention_key), &attention_bindings);
         // attn [M, Hq D] -> [M, H], into the residual stream.
         let output =
-            ResidualProjection::new(builder, c, buffers, scratch, weights.output, &scratch.attn, residual);
+            ResidualProjection::new(builder, c, buffers, scratch, weights.output, &scratch.attn, residual)
+                .with_role(MatmulRole::AttnOut);
         Self { qkv, qk_norm, rope, kv_write, attention, output }
     }
 
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, num_tokens: u32) {
+    pub fn record(&self, pass: &mut dyn Recorder, num_tokens: u32) {
         self.qkv.record(pass, num_tokens);
         if let Some(norm) = &self.qk_norm {
             norm.record(pass, num_tokens);

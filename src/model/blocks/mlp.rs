@@ -5,6 +5,7 @@
 use crate::gpu::KernelKey;
 pub use crate::gpu::kernels::glu::GluActivation as Activation;
 use crate::gpu::kernels::glu::{GluBindings, GluKey};
+use crate::gpu::profiler::{MatmulRole, Recorder};
 use crate::model::bound::Bound;
 use crate::model::builder::ModelBuilder;
 use crate::model::config::DecoderConfig;
@@ -49,18 +50,20 @@ impl GatedMlp {
             &scratch.normed,
             &scratch.gate_up,
             false,
-        );
+        )
+        .with_role(MatmulRole::GateUp);
         // act = activation(gate) * up: [M, I].
         let key = GluKey { intermediate: config.intermediate_size as u32, activation };
         let bindings = GluBindings { step: &inputs.step, gate_up: &scratch.gate_up, out: &scratch.act };
         let activation = Bound::bind(&ctx, cache, KernelKey::Glu(key), &bindings);
         // act [M, I] -> [M, H], into the residual stream.
         let down =
-            ResidualProjection::new(builder, config, buffers, scratch, weights.down, &scratch.act, residual);
+            ResidualProjection::new(builder, config, buffers, scratch, weights.down, &scratch.act, residual)
+                .with_role(MatmulRole::Down);
         Self { gate_up, activation, down }
     }
 
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, num_tokens: u32) {
+    pub fn record(&self, pass: &mut dyn Recorder, num_tokens: u32) {
         self.gate_up.record(pass, num_tokens);
         self.activation.record(pass, num_tokens);
         self.down.record(pass, num_tokens);

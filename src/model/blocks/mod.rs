@@ -19,6 +19,8 @@ use super::config::DecoderConfig;
 use super::decoder::DecoderBuffers;
 use super::matmul::{GpuMatrix, MatmulOp};
 use crate::gpu::GpuBuffer;
+use crate::gpu::profiler::MatmulRole;
+use crate::gpu::profiler::Recorder;
 use norm::RmsNorm;
 
 /// Activations a layer writes and the next layer overwrites, shared by
@@ -93,7 +95,13 @@ impl ResidualProjection {
         }
     }
 
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, num_tokens: u32) {
+    /// Names the projection in profiles.
+    pub fn with_role(mut self, role: MatmulRole) -> Self {
+        self.matmul = self.matmul.with_role(role);
+        self
+    }
+
+    pub fn record(&self, pass: &mut dyn Recorder, num_tokens: u32) {
         self.matmul.record(pass, num_tokens);
         if let Some(norm) = &self.post_norm {
             norm.record(pass, num_tokens);

@@ -2,6 +2,7 @@
 //! or adding a normed block output back into the stream.
 
 use crate::gpu::kernels::rmsnorm::{RmsNormBindings, RmsNormKey};
+use crate::gpu::profiler::Recorder;
 use crate::gpu::{GpuBuffer, KernelKey};
 
 use crate::model::bound::Bound;
@@ -55,7 +56,7 @@ impl RmsNorm {
         Self { bound }
     }
 
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, num_tokens: u32) {
+    pub fn record(&self, pass: &mut dyn Recorder, num_tokens: u32) {
         self.bound.record(pass, num_tokens);
     }
 }

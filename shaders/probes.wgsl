@@ -1,0 +1,49 @@
+// Probes of the adapter for `wgserve bench --profile`: the fixed cost of a
+// dispatch that does nothing, and the peak f32 FMA rate.
+
+// [1] u32: written only when the impossible happens, so that each kernel
+// keeps a read-write binding (and the barriers a real kernel gets) and the
+// compiler cannot drop its work.
+@group(0) @binding(0) var<storage, read_write> sink: array<u32>;
+
+// Loop trips of `fma_peak`.
+override ITERATIONS: u32 = 4096u;
+
+@compute @workgroup_size(64)
+fn empty(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x == 0xffffffffu) {
+        sink[0] = 1u;
+    }
+}
+
+// Eight independent chains of vec4 multiply-adds, written as the matmul
+// kernels write theirs (the driver may fuse them): 64 FLOPs per trip per
+// invocation.
+@compute @workgroup_size(64)
+fn fma_peak(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let seed = f32(gid.x) * 1e-6;
+    var a0 = vec4<f32>(seed);
+    var a1 = a0 + 0.1;
+    var a2 = a0 + 0.2;
+    var a3 = a0 + 0.3;
+    var a4 = a0 + 0.4;
+    var a5 = a0 + 0.5;
+    var a6 = a0 + 0.6;
+    var a7 = a0 + 0.7;
+    let m = vec4<f32>(0.999);
+    let c = vec4<f32>(0.001);
+    for (var i = 0u; i < ITERATIONS; i++) {
+        a0 = a0 * m + c;
+        a1 = a1 * m + c;
+        a2 = a2 * m + c;
+        a3 = a3 * m + c;
+        a4 = a4 * m + c;
+        a5 = a5 * m + c;
+        a6 = a6 * m + c;
+        a7 = a7 * m + c;
+    }
+    let s = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
+    if (s.x + s.y + s.z + s.w == -1.0) {
+        sink[0] = 1u;
+    }
+}

