@@ -28,6 +28,7 @@ use wgserve::formats::TensorType;
 use wgserve::gpu::GpuContext;
 use wgserve::model::LoadOptions;
 use wgserve::model::batch::BatchInputs;
+use wgserve::model::blocks::layer::LayerStack;
 use wgserve::model::decoder::Decoder;
 use wgserve::model::llama::{ForwardOutput, Llama, Output};
 
@@ -45,7 +46,7 @@ fn options() -> LoadOptions {
     LoadOptions { max_batch_tokens: 64, max_seqs: 4, block_size: 16, kv_cache_mib: 1 }
 }
 
-fn load(dir: &Path) -> Decoder<Llama> {
+fn load(dir: &Path) -> Decoder<LayerStack> {
     match Llama::load(ctx(), dir, &options()) {
         Ok(llama) => llama,
         Err(e) => panic!("loading {}: {e}", dir.display()),
@@ -60,7 +61,7 @@ fn load_err(dir: &Path) -> String {
     }
 }
 
-fn logits(llama: &Decoder<Llama>, batch: &BatchInputs) -> Vec<f32> {
+fn logits(llama: &Decoder<LayerStack>, batch: &BatchInputs) -> Vec<f32> {
     match llama.forward(batch, Output::Logits).unwrap() {
         ForwardOutput::Logits(logits) => logits,
         other => panic!("asked for logits, got {other:?}"),
@@ -77,7 +78,7 @@ struct Seq<'a> {
 
 /// Runs one step on the GPU and checks each sequence's logits against the
 /// reference's at its last token; returns the largest difference.
-fn check_step(what: &str, llama: &Decoder<Llama>, reference: &TinyLlama, seqs: &[Seq]) -> f32 {
+fn check_step(what: &str, llama: &Decoder<LayerStack>, reference: &TinyLlama, seqs: &[Seq]) -> f32 {
     let mut batch = BatchInputs::default();
     for seq in seqs {
         let start = seq.tokens.len() - seq.num_new_tokens;

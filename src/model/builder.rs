@@ -54,6 +54,17 @@ impl<'a> ModelBuilder<'a> {
         Ok(GpuBuffer::storage_init(&self.ctx, name, bytemuck::cast_slice(&values))?)
     }
 
+    /// The output head `[vocab, hidden]`: the file's `output.weight`, or the
+    /// embedding table where the model ties them (`tie`: what the config
+    /// says; unsaid, a file without `output.weight` ties).
+    pub fn output_head(&self, tie: Option<bool>, token_embd: GpuMatrix) -> Result<GpuMatrix, ModelError> {
+        let tied = match tie {
+            Some(tied) => tied,
+            None => self.source.tensor("output.weight")?.is_none(),
+        };
+        if tied { Ok(token_embd) } else { self.matrix("output.weight", token_embd.rows, token_embd.cols) }
+    }
+
     /// The lookup of the step's token ids in `table` into `out`, scaled.
     pub fn embedding(
         &mut self,

@@ -10,18 +10,17 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::gpu::GpuContext;
-use crate::gpu::profiler::Recorder;
 
 use super::architectures::Architecture;
 use super::blocks::attention::{AttentionMask, AttentionWeights, PagedAttention};
+use super::blocks::layer::{DecoderLayer, LayerStack};
 use super::blocks::mlp::{Activation, GatedMlp, MlpWeights};
 use super::blocks::norm::RmsNorm;
 use super::blocks::rope::RopeTable;
 use super::blocks::{LayerScratch, Residual};
 use super::builder::ModelBuilder;
 use super::config::{DecoderConfig, RopeStyle};
-use super::decoder::{Decoder, DecoderBody, DecoderBuffers};
-use super::embedding::EmbeddingOp;
+use super::decoder::{Decoder, DecoderBuffers};
 use super::source::WeightSource;
 use super::{LoadOptions, ModelError};
 
@@ -47,24 +46,15 @@ impl Gemma3Config {
     }
 }
 
-struct Layer {
-    attn_norm: RmsNorm,
-    attention: PagedAttention,
-    ffn_norm: RmsNorm,
-    mlp: GatedMlp,
-}
-
-pub struct Gemma3 {
-    embedding: EmbeddingOp,
-    layers: Vec<Layer>,
-}
+/// Loads Gemma3 models; they run as a `Decoder<LayerStack>`.
+pub struct Gemma3;
 
 impl Gemma3 {
     pub fn load(
         ctx: Arc<GpuContext>,
         path: &Path,
         options: &LoadOptions,
-    ) -> Result<Decoder<Self>, ModelError> {
+    ) -> Result<Decoder<LayerStack>, ModelError> {
         Self::from_source(ctx, &WeightSource::open(path)?, options)
     }
 
@@ -103,11 +93,10 @@ impl Gemma3 {
         ctx: Arc<GpuContext>,
         source: &WeightSource,
         options: &LoadOptions,
-    ) -> Result<Decoder<Self>, ModelError> {
+    ) -> Result<Decoder<LayerStack>, ModelError> {
         let gemma = Self::config(source)?;
         let c = &gemma.decoder;
-        let (h, v, i_size) = (c.hidden_size, c.vocab_size, c.intermediate_size);
-        let (q_rows, kv_rows) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+        let (h, v) = (c.hidden_size, c.vocab_size);
         let mut b = ModelBuilder::new(ctx, source);
         let buffers = DecoderBuffers::new(&b, c, options)?;
         let scratch = LayerScratch::new(&b, c, options)?;
@@ -126,33 +115,15 @@ impl Gemma3 {
             let post_attn_norm_w = b.vector(&name("post_attention_norm"), h)?;
             let ffn_norm_w = b.vector(&name("ffn_norm"), h)?;
             let post_ffn_norm_w = b.vector(&name("post_ffw_norm"), h)?;
-            let attention = AttentionWeights {
-                qkv: b.fused(
-                    &name("attn_qkv"),
-                    &[(&name("attn_q"), q_rows), (&name("attn_k"), kv_rows), (&name("attn_v"), kv_rows)],
-                    h,
-                )?,
-                qk_norm: Some((
-                    b.vector(&name("attn_q_norm"), c.head_dim)?,
-                    b.vector(&name("attn_k_norm"), c.head_dim)?,
-                )),
-                output: b.matrix(&name("attn_output"), h, q_rows)?,
-            };
-            let mlp = MlpWeights {
-                gate_up: b.fused(
-                    &name("ffn_gate_up"),
-                    &[(&name("ffn_gate"), i_size), (&name("ffn_up"), i_size)],
-                    h,
-                )?,
-                down: b.matrix(&name("ffn_down"), h, i_size)?,
-            };
+            let attention = AttentionWeights::load(&b, c, layer, true)?;
+            let mlp = MlpWeights::load(&b, c, layer)?;
             let (rope, mask) = if gemma.is_global(layer) {
                 (&global_rope, AttentionMask::Causal)
             } else {
                 (&local_rope, AttentionMask::SlidingWindow(gemma.sliding_window))
             };
             let eps = c.rms_norm_eps;
-            layers.push(Layer {
+            layers.push(DecoderLayer {
                 // hidden -> normed
                 attn_norm: RmsNorm::new(
                     &mut b,
@@ -197,28 +168,9 @@ impl Gemma3 {
         }
 
         let output_norm = b.vector("output_norm.weight", h)?;
-        // Gemma ties the output head to the embedding table unless the file has its own.
-        let lm_head = match source.tensor("output.weight")? {
-            Some(_) => b.matrix("output.weight", v, h)?,
-            None => token_embd,
-        };
-        let body = Gemma3 { embedding, layers };
+        // Tied to the embedding table unless the file has its own.
+        let lm_head = b.output_head(None, token_embd)?;
+        let body = LayerStack { embedding, layers };
         Decoder::new(&mut b, gemma.decoder.clone(), options, buffers, body, &output_norm, lm_head)
-    }
-}
-
-impl DecoderBody for Gemma3 {
-    fn record(&self, pass: &mut dyn Recorder, num_tokens: u32) {
-        self.embedding.record(pass, num_tokens);
-        for layer in &self.layers {
-            layer.attn_norm.record(pass, num_tokens);
-            layer.attention.record(pass, num_tokens);
-            layer.ffn_norm.record(pass, num_tokens);
-            layer.mlp.record(pass, num_tokens);
-        }
-    }
-
-    fn matmul_weight_bytes(&self) -> u64 {
-        self.layers.iter().map(|l| l.attention.weight_bytes() + l.mlp.weight_bytes()).sum()
     }
 }

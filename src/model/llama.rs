@@ -6,10 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::gpu::GpuContext;
-use crate::gpu::profiler::Recorder;
 
 use super::architectures::Architecture;
 use super::blocks::attention::{AttentionMask, AttentionWeights, PagedAttention};
+use super::blocks::layer::{DecoderLayer, LayerStack};
 use super::blocks::mlp::{Activation, GatedMlp, MlpWeights};
 use super::blocks::norm::RmsNorm;
 use super::blocks::rope::RopeTable;
@@ -17,22 +17,12 @@ use super::blocks::{LayerScratch, Residual};
 use super::builder::ModelBuilder;
 pub use super::causal_lm::{CausalLm, ForwardOutput, Output};
 use super::config::DecoderConfig;
-use super::decoder::{Decoder, DecoderBody, DecoderBuffers};
-use super::embedding::EmbeddingOp;
+use super::decoder::{Decoder, DecoderBuffers};
 use super::source::WeightSource;
 use super::{LoadOptions, ModelError};
 
-struct Layer {
-    attn_norm: RmsNorm,
-    attention: PagedAttention,
-    ffn_norm: RmsNorm,
-    mlp: GatedMlp,
-}
-
-pub struct Llama {
-    embedding: EmbeddingOp,
-    layers: Vec<Layer>,
-}
+/// Loads Llama models; they run as a `Decoder<LayerStack>`.
+pub struct Llama;
 
 impl Llama {
     /// Loads a `.gguf` file or a Hugging Face directory (config.json + model.safetensors).
@@ -40,7 +30,7 @@ impl Llama {
         ctx: Arc<GpuContext>,
         path: &Path,
         options: &LoadOptions,
-    ) -> Result<Decoder<Self>, ModelError> {
+    ) -> Result<Decoder<LayerStack>, ModelError> {
         Self::from_source(ctx, &WeightSource::open(path)?, options)
     }
 
@@ -60,11 +50,10 @@ impl Llama {
         ctx: Arc<GpuContext>,
         source: &WeightSource,
         options: &LoadOptions,
-    ) -> Result<Decoder<Self>, ModelError> {
+    ) -> Result<Decoder<LayerStack>, ModelError> {
         let config = Self::config(source)?;
         let c = &config;
-        let (h, v, i_size) = (c.hidden_size, c.vocab_size, c.intermediate_size);
-        let (q_rows, kv_rows) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+        let (h, v) = (c.hidden_size, c.vocab_size);
         let mut b = ModelBuilder::new(ctx, source);
         let buffers = DecoderBuffers::new(&b, c, options)?;
         let scratch = LayerScratch::new(&b, c, options)?;
@@ -78,24 +67,9 @@ impl Llama {
             let name = |leaf: &str| format!("blk.{layer}.{leaf}.weight");
             let attn_norm_w = b.vector(&name("attn_norm"), h)?;
             let ffn_norm_w = b.vector(&name("ffn_norm"), h)?;
-            let attention = AttentionWeights {
-                qkv: b.fused(
-                    &name("attn_qkv"),
-                    &[(&name("attn_q"), q_rows), (&name("attn_k"), kv_rows), (&name("attn_v"), kv_rows)],
-                    h,
-                )?,
-                qk_norm: None,
-                output: b.matrix(&name("attn_output"), h, q_rows)?,
-            };
-            let mlp = MlpWeights {
-                gate_up: b.fused(
-                    &name("ffn_gate_up"),
-                    &[(&name("ffn_gate"), i_size), (&name("ffn_up"), i_size)],
-                    h,
-                )?,
-                down: b.matrix(&name("ffn_down"), h, i_size)?,
-            };
-            layers.push(Layer {
+            let attention = AttentionWeights::load(&b, c, layer, false)?;
+            let mlp = MlpWeights::load(&b, c, layer)?;
+            layers.push(DecoderLayer {
                 // hidden -> normed
                 attn_norm: RmsNorm::new(
                     &mut b,
@@ -132,26 +106,8 @@ impl Llama {
         }
 
         let output_norm = b.vector("output_norm.weight", h)?;
-        // Tied embeddings: the output head reads the token embedding table.
-        let tied = c.tie_word_embeddings.unwrap_or(source.tensor("output.weight")?.is_none());
-        let lm_head = if tied { token_embd } else { b.matrix("output.weight", v, h)? };
-        let body = Llama { embedding, layers };
+        let lm_head = b.output_head(c.tie_word_embeddings, token_embd)?;
+        let body = LayerStack { embedding, layers };
         Decoder::new(&mut b, config, options, buffers, body, &output_norm, lm_head)
-    }
-}
-
-impl DecoderBody for Llama {
-    fn record(&self, pass: &mut dyn Recorder, num_tokens: u32) {
-        self.embedding.record(pass, num_tokens);
-        for layer in &self.layers {
-            layer.attn_norm.record(pass, num_tokens);
-            layer.attention.record(pass, num_tokens);
-            layer.ffn_norm.record(pass, num_tokens);
-            layer.mlp.record(pass, num_tokens);
-        }
-    }
-
-    fn matmul_weight_bytes(&self) -> u64 {
-        self.layers.iter().map(|l| l.attention.weight_bytes() + l.mlp.weight_bytes()).sum()
     }
 }

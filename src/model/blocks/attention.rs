@@ -10,6 +10,7 @@ use crate::gpu::kernels::kv_write::{KvWriteBindings, KvWriteKey};
 use crate::gpu::kernels::rope::{RopeBindings, RopeKey};
 use crate::gpu::profiler::{MatmulRole, Recorder};
 use crate::gpu::{GpuBuffer, KernelKey};
+use crate::model::ModelError;
 use crate::model::bound::Bound;
 use crate::model::builder::ModelBuilder;
 use crate::model::config::{DecoderConfig, RopeStyle};
@@ -26,6 +27,34 @@ pub struct AttentionWeights {
     pub qk_norm: Option<(GpuBuffer, GpuBuffer)>,
     /// [H, Hq D]
     pub output: GpuMatrix,
+}
+
+impl AttentionWeights {
+    /// Layer `layer`'s `attn_q`, `attn_k`, `attn_v` (stacked), `attn_output`
+    /// and, with `qk_norm`, `attn_q_norm` and `attn_k_norm` (GGUF names).
+    pub fn load(
+        b: &ModelBuilder,
+        c: &DecoderConfig,
+        layer: usize,
+        qk_norm: bool,
+    ) -> Result<Self, ModelError> {
+        let name = |leaf: &str| format!("blk.{layer}.{leaf}.weight");
+        let (h, q_rows, kv_rows) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+        let qkv_parts = [(name("attn_q"), q_rows), (name("attn_k"), kv_rows), (name("attn_v"), kv_rows)];
+        let qkv_parts: Vec<(&str, usize)> = qkv_parts.iter().map(|(n, rows)| (n.as_str(), *rows)).collect();
+        let qk_norm = match qk_norm {
+            true => Some((
+                b.vector(&name("attn_q_norm"), c.head_dim)?,
+                b.vector(&name("attn_k_norm"), c.head_dim)?,
+            )),
+            false => None,
+        };
+        Ok(Self {
+            qkv: b.fused(&name("attn_qkv"), &qkv_parts, h)?,
+            qk_norm,
+            output: b.matrix(&name("attn_output"), h, q_rows)?,
+        })
+    }
 }
 
 /// Which cached positions a query sees.

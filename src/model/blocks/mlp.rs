@@ -6,6 +6,7 @@ use crate::gpu::KernelKey;
 pub use crate::gpu::kernels::glu::GluActivation as Activation;
 use crate::gpu::kernels::glu::{GluBindings, GluKey};
 use crate::gpu::profiler::{MatmulRole, Recorder};
+use crate::model::ModelError;
 use crate::model::bound::Bound;
 use crate::model::builder::ModelBuilder;
 use crate::model::config::DecoderConfig;
@@ -19,6 +20,18 @@ pub struct MlpWeights {
     pub gate_up: GpuMatrix,
     /// [H, I]
     pub down: GpuMatrix,
+}
+
+impl MlpWeights {
+    /// Layer `layer`'s `ffn_gate`, `ffn_up` (stacked) and `ffn_down` (GGUF names).
+    pub fn load(b: &ModelBuilder, c: &DecoderConfig, layer: usize) -> Result<Self, ModelError> {
+        let name = |leaf: &str| format!("blk.{layer}.{leaf}.weight");
+        let (h, i) = (c.hidden_size, c.intermediate_size);
+        Ok(Self {
+            gate_up: b.fused(&name("ffn_gate_up"), &[(&name("ffn_gate"), i), (&name("ffn_up"), i)], h)?,
+            down: b.matrix(&name("ffn_down"), h, i)?,
+        })
+    }
 }
 
 pub struct GatedMlp {

@@ -7,6 +7,7 @@
 pub mod attention;
 pub mod encoder_attention;
 pub mod gelu_mlp;
+pub mod layer;
 pub mod layer_norm;
 pub mod mlp;
 pub mod norm;
