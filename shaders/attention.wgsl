@@ -12,6 +12,10 @@
 // local layers use with `config.sliding_window`. So first = max(0, q - W + 1):
 // a local layer costs O(W) per query, and the blocks before the window (and
 // their block-table entries) are never read.
+//
+// Two entry points: `attention` (the CPU family: an invocation per query
+// and head, workgroups of 8) and `attention_gpu` (the GPU family, at the
+// end: a workgroup per query and head).
 
 struct Step {
     num_tokens: u32,
@@ -86,5 +90,80 @@ fn attention(@builtin(global_invocation_id) gid: vec3<u32>) {
     let inv = 1.0 / denom;
     for (var c = 0u; c < d4; c++) {
         out[(t * N_Q_HEADS + head) * d4 + c] = acc[c] * inv;
+    }
+}
+
+// ---- GPU family ----
+//
+// A workgroup of ATT_KEYS invocations per (query token, head), after
+// llama.cpp's WebGPU flash attention and web-llm's decode attention: keys
+// are taken ATT_KEYS at a time, one score per invocation (q shared in
+// workgroup memory); then every invocation reads the chunk's scores, keeps
+// the online softmax's max and denominator, and invocation c accumulates
+// the output's vec4 c (head_dim split over invocations, coalesced V reads).
+const ATT_KEYS = 64u;
+var<workgroup> q_shared: array<vec4<f32>, MAX_D4>; // [HEAD_DIM / 4] this query, scaled
+var<workgroup> chunk_scores: array<f32, ATT_KEYS>;
+var<workgroup> chunk_bases: array<u32, ATT_KEYS>;  // offset of each key's head in the caches
+
+@compute @workgroup_size(64)
+fn attention_gpu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let head = wg.x;
+    let t = wg.y;
+    let d4 = HEAD_DIM / 4u;
+    let kv_head = head / (N_Q_HEADS / N_KV_HEADS);
+    let row4 = (N_Q_HEADS + 2u * N_KV_HEADS) * d4;
+    for (var c = li; c < d4; c += ATT_KEYS) {
+        q_shared[c] = qkv[t * row4 + head * d4 + c] * SCALE;
+    }
+    let seq = token_seq[t];
+    let pos = positions[t];
+    let table = seq * step.max_blocks_per_seq;
+    let num_slots = arrayLength(&k_cache) / (N_KV_HEADS * d4);
+    var first = 0u;
+    if (SLIDING_WINDOW > 0u && pos >= SLIDING_WINDOW) {
+        first = pos + 1u - SLIDING_WINDOW;
+    }
+    var running_max = -3.4e38;
+    var denom = 0.0;
+    var acc = vec4<f32>(0.0);
+    workgroupBarrier();
+    for (var start = first; start <= pos; start += ATT_KEYS) {
+        let j = start + li;
+        var score = -3.4e38;
+        var base = 0u;
+        if (j <= pos) {
+            let block = block_tables[table + j / BLOCK_SIZE];
+            let slot = min(block * BLOCK_SIZE + j % BLOCK_SIZE, num_slots - 1u);
+            base = (slot * N_KV_HEADS + kv_head) * d4;
+            var s4 = vec4<f32>(0.0);
+            for (var c = 0u; c < d4; c++) {
+                s4 += q_shared[c] * k_cache[base + c];
+            }
+            score = s4.x + s4.y + s4.z + s4.w;
+        }
+        chunk_scores[li] = score;
+        chunk_bases[li] = base;
+        workgroupBarrier();
+        let n = min(ATT_KEYS, pos + 1u - start);
+        var new_max = running_max;
+        for (var i = 0u; i < n; i++) {
+            new_max = max(new_max, chunk_scores[i]);
+        }
+        let correction = exp(running_max - new_max);
+        denom *= correction;
+        acc *= correction;
+        for (var i = 0u; i < n; i++) {
+            let p = exp(chunk_scores[i] - new_max);
+            denom += p;
+            if (li < d4) {
+                acc += p * v_cache[chunk_bases[i] + li];
+            }
+        }
+        running_max = new_max;
+        workgroupBarrier();
+    }
+    if (li < d4 && t < step.num_tokens) {
+        out[(t * N_Q_HEADS + head) * d4 + li] = acc / denom;
     }
 }

@@ -14,6 +14,11 @@
 // matvec_*: 8 rows x 1 token per invocation (decode, small batches).
 // A tile hanging over the edge re-reads the last row or token and drops
 // those results at the store.
+//
+// matvec_gpu, matmul_gpu: the GPU family (`KernelFamily::Gpu`), at the end
+// of the file, shaped for real GPUs instead: workgroups of 256, K split
+// over invocations, prefill tiled through workgroup memory. They read the
+// weights through `weights8`, with the format chosen by `WEIGHTS`.
 
 struct Step {
     num_tokens: u32,
@@ -31,6 +36,12 @@ override Y_STRIDE: u32;            // y's row length: all rows of the whole W
 override ACCUMULATE: bool = false; // y += ... (fuses the residual add)
 override HALF_WEIGHTS: bool = false; // float formats: f16 pairs instead of f32
 override BIAS: bool = false;       // y += bias[row] (BERT's linear layers have biases)
+override WEIGHTS: u32 = 0u;        // the GPU entry points' format: WEIGHTS_* below
+
+const WEIGHTS_FLOAT = 0u; // F32, or F16 with HALF_WEIGHTS
+const WEIGHTS_Q8_0 = 1u;
+const WEIGHTS_Q4_0 = 2u;
+const WEIGHTS_Q4_1 = 3u;
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;  // [M, K] f32
@@ -370,4 +381,145 @@ fn matvec_float(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     store4(gid.x * 8u, gid.y, acc_a);
     store4(gid.x * 8u + 4u, gid.y, acc_b);
+}
+
+// ---- GPU family ----
+//
+// Designs followed: llama.cpp's WebGPU backend (ggml-webgpu: mul_mat_vec
+// with a workgroup per few rows, K split over its invocations and summed
+// in workgroup memory; mul_mat with register tiles over workgroup-memory
+// tiles of dequantized weights) and the classic register-blocked GEMM of
+// web-llm's generated kernels (each invocation a 4x4 outer-product tile).
+// Accumulation is f32 throughout.
+
+// Weights 4w..4w+3 (lo) and 16+4w..16+4w+3 (hi) of block b of a row,
+// dequantized: the unit both GPU kernels read (one word of nibbles).
+struct Weights8 {
+    lo: vec4<f32>,
+    hi: vec4<f32>,
+}
+
+fn weights8(row: u32, b: u32, w: u32) -> Weights8 {
+    switch WEIGHTS {
+        case WEIGHTS_Q4_1: {
+            let q = w_data[row * (K / 8u) + b * 4u + w];
+            let dm = unpack2x16float(w_scales[row * (K / BLOCK) + b]);
+            return Weights8(dm.x * nibbles_low(q) + dm.y, dm.x * nibbles_high(q) + dm.y);
+        }
+        case WEIGHTS_Q4_0: {
+            let q = w_data[row * (K / 8u) + b * 4u + w];
+            let d = bitcast<f32>(w_scales[row * (K / BLOCK) + b]);
+            return Weights8(d * (nibbles_low(q) - 8.0), d * (nibbles_high(q) - 8.0));
+        }
+        case WEIGHTS_Q8_0: {
+            let at = row * (K / 4u) + b * 8u + w;
+            let d = bitcast<f32>(w_scales[row * (K / BLOCK) + b]);
+            return Weights8(d * bytes_signed(w_data[at]), d * bytes_signed(w_data[at + 4u]));
+        }
+        default: {
+            if (HALF_WEIGHTS) {
+                let at = row * (K / 2u) + b * 16u + w * 2u;
+                return Weights8(
+                    vec4<f32>(unpack2x16float(w_data[at]), unpack2x16float(w_data[at + 1u])),
+                    vec4<f32>(unpack2x16float(w_data[at + 8u]), unpack2x16float(w_data[at + 9u])),
+                );
+            }
+            let at = row * K + b * BLOCK + w * 4u;
+            return Weights8(
+                bitcast<vec4<f32>>(vec4<u32>(w_data[at], w_data[at + 1u], w_data[at + 2u], w_data[at + 3u])),
+                bitcast<vec4<f32>>(vec4<u32>(w_data[at + 16u], w_data[at + 17u], w_data[at + 18u], w_data[at + 19u])),
+            );
+        }
+    }
+}
+
+// matvec_gpu: a workgroup computes MV_ROWS rows for one token; the
+// MV_LANES invocations of a row take every MV_LANES-th word of its
+// nibbles (adjacent invocations read adjacent words: coalesced), and their
+// partial sums meet in workgroup memory.
+const MV_ROWS = 8u;
+const MV_LANES = 32u;
+var<workgroup> mv_partial: array<f32, 256>; // [MV_ROWS, MV_LANES]
+
+@compute @workgroup_size(256)
+fn matvec_gpu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let row = wg.x * MV_ROWS + li / MV_LANES;
+    let lane = li % MV_LANES;
+    let r = min(row, N - 1u);
+    let xt = token_row(wg.y);
+    var sum = 0.0;
+    for (var u = lane; u < K / 8u; u += MV_LANES) {
+        let b = u / 4u;
+        let w = u % 4u;
+        let v = weights8(r, b, w);
+        sum += dot(v.lo, x[xt + b * 8u + w]) + dot(v.hi, x[xt + b * 8u + 4u + w]);
+    }
+    mv_partial[li] = sum;
+    workgroupBarrier();
+    for (var s = MV_LANES / 2u; s > 0u; s >>= 1u) {
+        if (lane < s) {
+            mv_partial[li] += mv_partial[li + s];
+        }
+        workgroupBarrier();
+    }
+    if (lane == 0u) {
+        put(row, wg.y, mv_partial[li]);
+    }
+}
+
+// matmul_gpu: a workgroup computes a 64-row x 64-token tile of y. Per
+// block of 32 along K, its 256 invocations stage the tokens' x and the
+// rows' dequantized weights in workgroup memory, K-major, so that each
+// invocation's 4 rows (or tokens) at one k are one vec4; then each
+// accumulates a 4-row x 4-token outer product per k. 16 KiB of workgroup
+// memory: WebGPU's default limit.
+const MM_TILE = 64u;
+var<workgroup> x_tile: array<vec4<f32>, 512>; // [32 k, 16] 4 tokens each, f32
+var<workgroup> w_tile: array<vec4<f32>, 512>; // [32 k, 16] 4 rows each, f32
+
+@compute @workgroup_size(256)
+fn matmul_gpu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let row0 = wg.x * MM_TILE;
+    let t0 = wg.y * MM_TILE;
+    let last = step.num_tokens - 1u;
+    // What this invocation stages: one word of weights of one row.
+    let w_row = li / 4u;
+    let w_word = li % 4u;
+    let w_at = w_word * 64u + w_row / 4u;
+    let w_lane = w_row % 4u;
+    let r = min(row0 + w_row, N - 1u);
+    // What it computes: rows row0 + 4 r4.., tokens t0 + 4 t4..
+    let r4 = li % 16u;
+    let t4 = li / 16u;
+    var acc = mat4x4<f32>();
+    for (var b = 0u; b < K / BLOCK; b++) {
+        for (var i = li; i < 512u; i += 256u) {
+            let token = i / 8u;
+            let c = i % 8u;
+            let v = x[min(t0 + token, last) * (K / 4u) + b * 8u + c];
+            let at = c * 64u + token / 4u;
+            let lane = token % 4u;
+            x_tile[at][lane] = v.x;
+            x_tile[at + 16u][lane] = v.y;
+            x_tile[at + 32u][lane] = v.z;
+            x_tile[at + 48u][lane] = v.w;
+        }
+        let v = weights8(r, b, w_word);
+        w_tile[w_at][w_lane] = v.lo.x;
+        w_tile[w_at + 16u][w_lane] = v.lo.y;
+        w_tile[w_at + 32u][w_lane] = v.lo.z;
+        w_tile[w_at + 48u][w_lane] = v.lo.w;
+        w_tile[w_at + 256u][w_lane] = v.hi.x;
+        w_tile[w_at + 272u][w_lane] = v.hi.y;
+        w_tile[w_at + 288u][w_lane] = v.hi.z;
+        w_tile[w_at + 304u][w_lane] = v.hi.w;
+        workgroupBarrier();
+        for (var k = 0u; k < BLOCK; k++) {
+            let wv = w_tile[k * 16u + r4];
+            let xv = x_tile[k * 16u + t4];
+            acc += mat4x4<f32>(wv * xv.x, wv * xv.y, wv * xv.z, wv * xv.w);
+        }
+        workgroupBarrier();
+    }
+    store4x4(row0 + r4 * 4u, t0 + t4 * 4u, acc);
 }

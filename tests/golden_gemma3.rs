@@ -11,7 +11,6 @@ mod common;
 use std::sync::Arc;
 
 use common::golden::{cases, check_greedy_alone_and_batched, model_path};
-use wgserve::gpu::GpuContext;
 use wgserve::model::LoadOptions;
 use wgserve::model::gemma3::Gemma3;
 
@@ -19,7 +18,7 @@ pub const GEMMA3: &str = "models/gemma3-270m/gemma-3-270m-q4_k_m.gguf";
 
 #[test]
 fn greedy_tokens_match_transformers_alone_and_batched() {
-    let ctx = Arc::new(GpuContext::new().unwrap());
+    let ctx = Arc::new(common::gpu::context_from_env());
     let path = model_path(GEMMA3);
     let options = LoadOptions { max_batch_tokens: 256, ..Default::default() };
     let model = Gemma3::load(ctx, &path, &options).unwrap();

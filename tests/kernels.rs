@@ -4,13 +4,12 @@
 
 mod common;
 
-use common::gpu::{Harness, assert_close};
+use common::gpu::{FAMILIES, Harness, assert_close};
 use half::f16;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use wgserve::formats::TensorType;
 use wgserve::gpu::KernelKey;
-use wgserve::gpu::kernels::KernelBindings;
 use wgserve::gpu::kernels::argmax::ArgmaxKey;
 use wgserve::gpu::kernels::attention::{AttentionBindings, AttentionKey};
 use wgserve::gpu::kernels::embedding::EmbeddingKey;
@@ -20,6 +19,7 @@ use wgserve::gpu::kernels::kv_write::{KvWriteBindings, KvWriteKey};
 use wgserve::gpu::kernels::matmul::{MatmulKey, Tile};
 use wgserve::gpu::kernels::rmsnorm::{RmsNormBindings, RmsNormKey};
 use wgserve::gpu::kernels::rope::{RopeBindings, RopeKey, rope_table};
+use wgserve::gpu::kernels::{KernelBindings, KernelFamily};
 use wgserve::model::dequantize::dequantize;
 use wgserve::model::weights::pack_matrix;
 
@@ -168,7 +168,7 @@ fn matmul_shapes(tensor_type: TensorType) -> &'static [(usize, usize, usize)] {
 // Tolerance: f32 sums of K products in a different order; |error| is
 // bounded by ~K * eps * sum|w x|, far below 1e-4 relative + 1e-4 absolute.
 #[test]
-fn matmul_matches_cpu_for_every_format_tile_accumulate_and_bias() {
+fn matmul_matches_cpu_for_every_format_family_tile_accumulate_and_bias() {
     let mut gpu = Harness::new();
     let mut rng = StdRng::seed_from_u64(1);
     for tensor_type in ALL_TYPES {
@@ -178,7 +178,7 @@ fn matmul_matches_cpu_for_every_format_tile_accumulate_and_bias() {
             let x = random_f32(&mut rng, m * k, 1.0);
             let y0 = random_f32(&mut rng, m * n, 1.0);
             let bias_values = random_f32(&mut rng, n, 1.0);
-            for tile in Tile::ALL {
+            for (family, tile) in FAMILIES.into_iter().flat_map(|f| Tile::ALL.map(|t| (f, t))) {
                 // The bias is added at the store, which every entry point
                 // shares: one float and one quantized format cover it.
                 // matmul_quant.wgsl has its own store: Q4_K covers it.
@@ -198,6 +198,7 @@ fn matmul_matches_cpu_for_every_format_tile_accumulate_and_bias() {
                         tile,
                         accumulate,
                         bias,
+                        family,
                     };
                     let step = gpu.step(m as u32, 1, 1);
                     let (xb, wd, ws, yb) =
@@ -216,7 +217,7 @@ fn matmul_matches_cpu_for_every_format_tile_accumulate_and_bias() {
                         }
                     }
                     let what = format!(
-                        "matmul {tensor_type} m={m} n={n} k={k} tile={tile:?} acc={accumulate} bias={bias}"
+                        "matmul {tensor_type} m={m} n={n} k={k} {family:?} tile={tile:?} acc={accumulate} bias={bias}"
                     );
                     assert_close(&what, &got, &want, 1e-4, 1e-4);
                 }
@@ -434,6 +435,12 @@ struct AttentionCase {
 /// be read (blocks wholly before every query's window, and past the last
 /// position) name a block of NaN keys and values, so reading one fails.
 fn check_attention(gpu: &mut Harness, rng: &mut StdRng, case: &AttentionCase) {
+    for family in FAMILIES {
+        check_attention_family(gpu, rng, case, family);
+    }
+}
+
+fn check_attention_family(gpu: &mut Harness, rng: &mut StdRng, case: &AttentionCase, family: KernelFamily) {
     let AttentionCase { head_dim, hq, hkv, block_size, sliding_window, seqs } = *case;
     let kv = hkv * head_dim;
     let window_start =
@@ -480,6 +487,7 @@ fn check_attention(gpu: &mut Harness, rng: &mut StdRng, case: &AttentionCase) {
         n_kv_heads: hkv as u32,
         block_size: block_size as u32,
         sliding_window: sliding_window as u32,
+        family,
     };
     let step = gpu.step(m as u32, seqs.len() as u32, max_blocks as u32);
     let (qb, kc, vc) = (gpu.f32s(&qkv), gpu.f32s(&k_cache), gpu.f32s(&v_cache));
@@ -529,7 +537,9 @@ fn check_attention(gpu: &mut Harness, rng: &mut StdRng, case: &AttentionCase) {
             }
         }
     }
-    let what = format!("attention D={head_dim} Hq={hq} Hkv={hkv} block={block_size} window={sliding_window}");
+    let what = format!(
+        "attention {family:?} D={head_dim} Hq={hq} Hkv={hkv} block={block_size} window={sliding_window}"
+    );
     assert_close(&what, &got, &want, 1e-4, 1e-4);
     // The poison is live: where blocks before a window were replaced by it,
     // attention over every earlier position reads NaN.

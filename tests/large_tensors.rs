@@ -9,11 +9,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::gpu::{Harness, assert_close};
+use common::gpu::{FAMILIES, Harness, assert_close};
 use half::f16;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use wgserve::formats::TensorType;
+use wgserve::gpu::kernels::KernelFamily;
 use wgserve::gpu::{GpuContext, GpuError, PipelineCache};
 use wgserve::model::dequantize::dequantize;
 use wgserve::model::embedding::EmbeddingOp;
@@ -21,11 +22,13 @@ use wgserve::model::matmul::{GpuMatrix, MatmulOp};
 use wgserve::model::source::WeightSource;
 use wgserve::model::weights::{PackedMatrix, pack_matrix};
 
-/// A harness whose context plans with at most `limit` bytes per binding.
-fn harness_with_limit(limit: u64) -> Harness {
+/// A harness whose context plans with at most `limit` bytes per binding
+/// and builds `family`'s matmul kernels.
+fn harness_with_limit(limit: u64, family: KernelFamily) -> Harness {
     let ctx = GpuContext::new()
         .expect("a wgpu adapter (run scripts/setup.sh for software Vulkan)")
-        .with_max_storage_binding(limit);
+        .with_max_storage_binding(limit)
+        .with_kernels(Some(family));
     Harness { ctx, cache: PipelineCache::new() }
 }
 
@@ -99,8 +102,8 @@ fn chunked_matmul_matches_cpu_for_formats_tiles_accumulate_and_bias() {
         let packed = pack_matrix("w", tensor_type, &bytes, ROWS, cols).unwrap();
         let w = dequantize(&packed);
         let bias = random_f32(&mut rng, ROWS, 1.0);
-        for limit_rows in LIMIT_ROWS {
-            let mut gpu = harness_with_limit(limit_rows * row_bytes(&packed));
+        for (limit_rows, family) in LIMIT_ROWS.into_iter().flat_map(|l| FAMILIES.map(|f| (l, f))) {
+            let mut gpu = harness_with_limit(limit_rows * row_bytes(&packed), family);
             let weight = GpuMatrix::upload(&gpu.ctx, "w", packed.clone()).unwrap();
             assert_eq!(weight.chunks.len(), 3, "{tensor_type}: chunks under {limit_rows} rows");
             let with_bias = weight.clone().with_bias(&gpu.ctx, "bias", &bias).unwrap();
@@ -125,7 +128,7 @@ fn chunked_matmul_matches_cpu_for_formats_tiles_accumulate_and_bias() {
                         .collect();
                     let what = format!(
                         "matmul {tensor_type} [{ROWS}, {cols}] in chunks of <= {limit_rows} rows, \
-                         {tokens} tokens, accumulate {accumulate}, bias {biased}"
+                         {tokens} tokens, accumulate {accumulate}, bias {biased}, {family:?} kernels"
                     );
                     assert_close(&what, &got, &want, 1e-4, 1e-4);
                 }
@@ -161,7 +164,7 @@ fn chunked_embedding_lookup_matches_cpu_with_scale() {
         let bytes = random_tensor_bytes(&mut rng, tensor_type, ROWS, cols);
         let packed = pack_matrix("table", tensor_type, &bytes, ROWS, cols).unwrap();
         for limit_rows in LIMIT_ROWS {
-            let mut gpu = harness_with_limit(limit_rows * row_bytes(&packed));
+            let mut gpu = harness_with_limit(limit_rows * row_bytes(&packed), KernelFamily::Cpu);
             let table = GpuMatrix::upload(&gpu.ctx, "table", packed.clone()).unwrap();
             assert_eq!(table.chunks.len(), 3);
             // The first and last rows, both sides of each chunk border,
@@ -187,7 +190,7 @@ fn a_row_larger_than_the_limit_is_an_error() {
     let mut rng = StdRng::seed_from_u64(13);
     let bytes = random_tensor_bytes(&mut rng, TensorType::F32, 4, 96);
     let packed = pack_matrix("w", TensorType::F32, &bytes, 4, 96).unwrap();
-    let gpu = harness_with_limit(96 * 4 - 4);
+    let gpu = harness_with_limit(96 * 4 - 4, KernelFamily::Cpu);
     let result = GpuMatrix::upload(&gpu.ctx, "w", packed);
     assert!(matches!(result, Err(GpuError::BindingTooLarge { needed: 384, .. })), "one row needs 384 bytes");
 }
@@ -215,7 +218,7 @@ fn gemma3_embedding_table_over_128_mib_splits_for_lookup_and_output_head() {
     let packed = pack_matrix("token_embd.weight", raw.tensor_type, raw.data, vocab, hidden).unwrap();
     let limit = 128u64 << 20;
     assert!(packed.data.len() as u64 * 4 > limit, "the table is over one binding");
-    let mut gpu = harness_with_limit(limit);
+    let mut gpu = harness_with_limit(limit, KernelFamily::Cpu);
     let table = GpuMatrix::upload(&gpu.ctx, "token_embd", packed.clone()).unwrap();
     assert!(table.chunks.len() >= 2, "split into {} chunks", table.chunks.len());
     assert_eq!(table.chunks.iter().map(|c| c.rows).sum::<usize>(), vocab);
@@ -230,18 +233,23 @@ fn gemma3_embedding_table_over_128_mib_splits_for_lookup_and_output_head() {
     let got = lookup_gpu(&mut gpu, &table, &ids, scale);
     assert_close("gemma3 token_embd lookup", &got, &lookup_cpu(&packed, &ids, scale), 1e-6, 1e-6);
 
-    // The tied output head: logits of one hidden state over all rows.
+    // The tied output head: logits of one hidden state over all rows, with
+    // each kernel family's matvec.
     let mut rng = StdRng::seed_from_u64(14);
     let x = random_f32(&mut rng, hidden, 1.0);
-    let step = gpu.step(1, 1, 1);
-    let (xb, yb) = (gpu.f32s(&x), gpu.zeros(vocab));
-    let op = MatmulOp::new(&gpu.ctx, &mut gpu.cache, table, &step, &xb, &yb, false);
-    run(&gpu, |pass| op.record(pass, 1));
-    let got = gpu.read_f32(&yb, vocab);
     let mut want = Vec::with_capacity(vocab);
     for start in (0..vocab).step_by(8192) {
         let rows = dequantize(&packed.slice_rows(start..start + 8192));
         want.extend(matmul_cpu(&rows, &x, 8192, hidden, 1).into_iter().map(|v| v as f32));
     }
-    assert_close("gemma3 tied output head", &got, &want, 1e-4, 1e-4);
+    for family in FAMILIES {
+        let mut gpu = harness_with_limit(limit, family);
+        let table = GpuMatrix::upload(&gpu.ctx, "token_embd", packed.clone()).unwrap();
+        let step = gpu.step(1, 1, 1);
+        let (xb, yb) = (gpu.f32s(&x), gpu.zeros(vocab));
+        let op = MatmulOp::new(&gpu.ctx, &mut gpu.cache, table, &step, &xb, &yb, false);
+        run(&gpu, |pass| op.record(pass, 1));
+        let got = gpu.read_f32(&yb, vocab);
+        assert_close(&format!("gemma3 tied output head, {family:?} kernels"), &got, &want, 1e-4, 1e-4);
+    }
 }

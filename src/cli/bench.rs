@@ -158,7 +158,7 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     if args.kernels {
-        let ctx = super::open_gpu()?;
+        let ctx = super::open_gpu_with(args.model.kernel_family())?;
         return super::bench_kernels::run(&ctx, args.kernel_rows, args.kernel_cols, args.kernel_dispatches);
     }
     let loaded = args.model.load()?;

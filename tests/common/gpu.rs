@@ -1,7 +1,23 @@
 //! Test harness: one GPU context, run one kernel, read buffers back.
 
-use wgserve::gpu::kernels::StepParams;
+use wgserve::gpu::kernels::{KernelFamily, StepParams};
 use wgserve::gpu::{GpuBuffer, GpuContext, KernelKey, PipelineCache, ReadbackBuffer};
+
+/// Both kernel families: kernel tests run each against the CPU reference.
+pub const FAMILIES: [KernelFamily; 2] = [KernelFamily::Cpu, KernelFamily::Gpu];
+
+/// The GPU context of a whole-model test, with the kernel family named by
+/// `WGSERVE_KERNELS` (`cpu`, `gpu`, or unset / `auto`: the adapter's), so
+/// that `WGSERVE_KERNELS=gpu cargo test --test golden` runs the GPU kernels
+/// on lavapipe and `scripts/gpu-check.sh` both families on a real GPU.
+pub fn context_from_env() -> GpuContext {
+    let choice = std::env::var("WGSERVE_KERNELS").unwrap_or_default();
+    let family = KernelFamily::parse_choice(&choice).unwrap_or_else(|e| panic!("WGSERVE_KERNELS: {e}"));
+    let ctx = GpuContext::new().expect("a wgpu adapter (run scripts/setup.sh for software Vulkan)");
+    let ctx = ctx.with_kernels(family);
+    eprintln!("{} kernels on {}", ctx.kernels().name(), ctx.adapter_info.name);
+    ctx
+}
 
 pub struct Harness {
     pub ctx: GpuContext,

@@ -1,7 +1,8 @@
 //! `shaders/attention.wgsl`: paged causal attention, varlen batch, GQA,
-//! optionally over a sliding window of keys (Gemma's local layers).
+//! optionally over a sliding window of keys (Gemma's local layers), in
+//! both kernel families (`attention` and `attention_gpu`).
 
-use super::KernelBindings;
+use super::{KernelBindings, KernelFamily};
 use crate::gpu::GpuBuffer;
 use crate::gpu::pipelines::{BindingKind, KernelSpec};
 
@@ -53,6 +54,7 @@ pub struct AttentionKey {
     /// (see the shader). Block-table entries of blocks wholly before the
     /// window are never read.
     pub sliding_window: u32,
+    pub family: KernelFamily,
 }
 
 impl AttentionKey {
@@ -60,7 +62,10 @@ impl AttentionKey {
         KernelSpec {
             label: "attention",
             source: include_str!("../../../shaders/attention.wgsl"),
-            entry_point: "attention",
+            entry_point: match self.family {
+                KernelFamily::Cpu => "attention",
+                KernelFamily::Gpu => "attention_gpu",
+            },
             bindings: &[
                 BindingKind::Uniform,
                 BindingKind::StorageRead,
@@ -83,7 +88,11 @@ impl AttentionKey {
     }
 
     pub fn workgroups(&self, num_tokens: u32) -> [u32; 3] {
-        // 8 invocations per workgroup (see the shader).
-        [(num_tokens * self.n_q_heads).div_ceil(8), 1, 1]
+        match self.family {
+            // 8 invocations per workgroup, one per (token, head).
+            KernelFamily::Cpu => [(num_tokens * self.n_q_heads).div_ceil(8), 1, 1],
+            // A workgroup per (token, head).
+            KernelFamily::Gpu => [self.n_q_heads, num_tokens, 1],
+        }
     }
 }

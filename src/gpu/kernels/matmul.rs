@@ -3,11 +3,13 @@
 //! runs as row chunks, each keyed with its first row and y's row stride.
 //! The 5- and 6-bit, K-quant and IQ4 formats run `shaders/matmul_quant.wgsl`
 //! (see `matmul_quant.rs`) with the same bindings, tiles and dispatch.
+//! Each shader holds both kernel families: the CPU family's register tiles
+//! and the GPU family's `matvec_gpu` / `matmul_gpu` (`KernelFamily`).
 
 use crate::gpu::GpuBuffer;
 use crate::gpu::pipelines::{BindingKind, KernelSpec};
 
-use super::{KernelBindings, matmul_quant};
+use super::{KernelBindings, KernelFamily, matmul_quant};
 
 /// How a weight matrix is packed on the GPU (see `model::weights` and
 /// `model::quant_pack`). Quantized formats keep ggml's names.
@@ -51,7 +53,10 @@ impl WeightFormat {
     }
 }
 
-/// How many rows and tokens one invocation computes.
+/// How many rows and tokens one invocation computes (CPU family), or
+/// which kernel runs (GPU family: `Rows8` the matvec, a workgroup per 8
+/// rows of one token; `Rows4Tokens4` the tiled matmul, a workgroup per
+/// 64 rows x 64 tokens, each invocation 4 x 4 of them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tile {
     /// 8 rows x 1 token: decode steps and small batches.
@@ -138,12 +143,24 @@ pub struct MatmulKey {
     pub accumulate: bool,
     /// Add `bias[row]` to every output row.
     pub bias: bool,
+    pub family: KernelFamily,
+}
+
+/// The GPU family's entry point of a tile, the same in both matmul shaders.
+pub(crate) fn gpu_entry_point(tile: Tile) -> &'static str {
+    match tile {
+        Tile::Rows8 => "matvec_gpu",
+        Tile::Rows4Tokens4 => "matmul_gpu",
+    }
 }
 
 impl MatmulKey {
     pub(crate) fn spec(&self) -> KernelSpec {
         if let Some(layout) = matmul_quant::QuantLayout::of(self.format) {
             return matmul_quant::spec(self, layout);
+        }
+        if self.family == KernelFamily::Gpu {
+            return self.gpu_spec();
         }
         let entry_point = match (self.tile, self.format) {
             (Tile::Rows8, WeightFormat::F32 | WeightFormat::F16) => "matvec_float",
@@ -185,7 +202,40 @@ impl MatmulKey {
         }
     }
 
+    /// The GPU family's kernels of matmul.wgsl (F32, F16, Q8_0, Q4_0, Q4_1).
+    fn gpu_spec(&self) -> KernelSpec {
+        let weights = match self.format {
+            WeightFormat::Q8_0 => 1,
+            WeightFormat::Q4_0 => 2,
+            WeightFormat::Q4_1 => 3,
+            _ => 0,
+        };
+        KernelSpec {
+            label: "matmul",
+            source: include_str!("../../../shaders/matmul.wgsl"),
+            entry_point: gpu_entry_point(self.tile),
+            bindings: BINDINGS,
+            constants: vec![
+                ("K", self.k as f64),
+                ("N", self.n as f64),
+                ("ROW_START", self.row_start as f64),
+                ("Y_STRIDE", self.y_stride as f64),
+                ("ACCUMULATE", if self.accumulate { 1.0 } else { 0.0 }),
+                ("HALF_WEIGHTS", if self.format == WeightFormat::F16 { 1.0 } else { 0.0 }),
+                ("BIAS", if self.bias { 1.0 } else { 0.0 }),
+                ("WEIGHTS", weights as f64),
+            ],
+        }
+    }
+
     pub fn workgroups(&self, num_tokens: u32) -> [u32; 3] {
+        if self.family == KernelFamily::Gpu {
+            // Rows and tokens per workgroup: MV_ROWS / MM_TILE in the shaders.
+            return match self.tile {
+                Tile::Rows8 => [self.n.div_ceil(8), num_tokens, 1],
+                Tile::Rows4Tokens4 => [self.n.div_ceil(64), num_tokens.div_ceil(64), 1],
+            };
+        }
         [
             self.n.div_ceil(self.tile.rows() * self.tile.workgroup_size()),
             num_tokens.div_ceil(self.tile.tokens()),

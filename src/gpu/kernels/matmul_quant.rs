@@ -6,7 +6,8 @@
 
 use crate::gpu::pipelines::KernelSpec;
 
-use super::matmul::{BINDINGS, MatmulKey, Tile, WeightFormat};
+use super::KernelFamily;
+use super::matmul::{BINDINGS, MatmulKey, Tile, WeightFormat, gpu_entry_point};
 
 /// The values IQ4_NL and IQ4_XS codes stand for (`kvalues_iq4nl` in
 /// ggml-common.h), before the block scale; embedding.wgsl holds the same
@@ -66,9 +67,10 @@ impl QuantLayout {
 }
 
 pub(crate) fn spec(key: &MatmulKey, layout: QuantLayout) -> KernelSpec {
-    let entry_point = match key.tile {
-        Tile::Rows8 => "matvec_quant",
-        Tile::Rows4Tokens4 => "matmul_quant",
+    let entry_point = match (key.family, key.tile) {
+        (KernelFamily::Gpu, tile) => gpu_entry_point(tile),
+        (KernelFamily::Cpu, Tile::Rows8) => "matvec_quant",
+        (KernelFamily::Cpu, Tile::Rows4Tokens4) => "matmul_quant",
     };
     let mut constants = vec![
         ("K", key.k as f64),

@@ -1,6 +1,10 @@
 //! Launch code of each WGSL kernel: its pipeline key (the specialization),
 //! bindings in order, and dispatch size. Shapes are written beside each
 //! binding in the `.wgsl` files.
+//!
+//! The matmul and attention kernels come in two families (`KernelFamily`):
+//! one shaped for CPU drivers (lavapipe), one for real GPUs. Both are in
+//! every key, so one adapter can build and test both.
 
 use super::GpuBuffer;
 
@@ -19,6 +23,48 @@ pub mod matmul_quant;
 pub mod pooling;
 pub mod rmsnorm;
 pub mod rope;
+
+/// Which shape of matmul and attention kernels to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KernelFamily {
+    /// Tiny workgroups, register tiles, no workgroup memory: what a CPU
+    /// driver (llvmpipe) runs fast. See the header of `shaders/matmul.wgsl`.
+    Cpu,
+    /// Workgroups of 64-256 invocations, the K dimension split over them
+    /// and reduced in workgroup memory, prefill tiled through workgroup
+    /// memory: what a discrete or integrated GPU runs fast.
+    Gpu,
+}
+
+impl KernelFamily {
+    /// The family an adapter of this type runs best.
+    pub fn for_device_type(device_type: wgpu::DeviceType) -> Self {
+        match device_type {
+            wgpu::DeviceType::Cpu => KernelFamily::Cpu,
+            wgpu::DeviceType::DiscreteGpu
+            | wgpu::DeviceType::IntegratedGpu
+            | wgpu::DeviceType::VirtualGpu
+            | wgpu::DeviceType::Other => KernelFamily::Gpu,
+        }
+    }
+
+    /// Parses `cpu`, `gpu` or `auto` (`None`: chosen by the adapter).
+    pub fn parse_choice(name: &str) -> Result<Option<Self>, String> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "cpu" => Ok(Some(KernelFamily::Cpu)),
+            "gpu" => Ok(Some(KernelFamily::Gpu)),
+            "auto" | "" => Ok(None),
+            other => Err(format!("unknown kernel family {other:?}: expected cpu, gpu or auto")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelFamily::Cpu => "cpu",
+            KernelFamily::Gpu => "gpu",
+        }
+    }
+}
 
 /// The per-step uniform every kernel reads (`struct Step` in the shaders).
 #[repr(C)]

@@ -136,6 +136,7 @@ impl PagedAttention {
             n_kv_heads,
             block_size: buffers.kv_cache.block_size as u32,
             sliding_window,
+            family: ctx.kernels(),
         };
         let attention_bindings = AttentionBindings {
             step: &inputs.step,
