@@ -187,7 +187,10 @@ impl MatmulKey {
         };
         KernelSpec {
             label: "matmul",
-            source: include_str!("../../../shaders/matmul.wgsl"),
+            source: concat!(
+                include_str!("../../../shaders/matmul.wgsl"),
+                include_str!("../../../shaders/matmul_gpu.wgsl")
+            ),
             entry_point,
             bindings: BINDINGS,
             constants: vec![
@@ -212,7 +215,10 @@ impl MatmulKey {
         };
         KernelSpec {
             label: "matmul",
-            source: include_str!("../../../shaders/matmul.wgsl"),
+            source: concat!(
+                include_str!("../../../shaders/matmul.wgsl"),
+                include_str!("../../../shaders/matmul_gpu.wgsl")
+            ),
             entry_point: gpu_entry_point(self.tile),
             bindings: BINDINGS,
             constants: vec![

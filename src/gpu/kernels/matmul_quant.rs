@@ -83,7 +83,10 @@ pub(crate) fn spec(key: &MatmulKey, layout: QuantLayout) -> KernelSpec {
     constants.extend(layout.constants());
     KernelSpec {
         label: "matmul_quant",
-        source: include_str!("../../../shaders/matmul_quant.wgsl"),
+        source: concat!(
+            include_str!("../../../shaders/matmul_quant.wgsl"),
+            include_str!("../../../shaders/matmul_gpu.wgsl")
+        ),
         entry_point,
         bindings: BINDINGS,
         constants,

@@ -1,0 +1,100 @@
+// The GPU kernel family's matvec and matmul, for every weight format:
+// appended to shaders/matmul.wgsl and shaders/matmul_quant.wgsl when their
+// pipelines are built (WGSL has no includes), it reads weights through
+// the format file's `weights8(row, block, word)` (8 dequantized weights:
+// word `word` of 32-weight block `block`), and writes through its `put`
+// and `store4`, which apply ROW_START, Y_STRIDE, bias and accumulation.
+
+// matvec_gpu: a workgroup computes MV_ROWS rows for one token; the
+// MV_LANES invocations of a row take every MV_LANES-th word of its
+// nibbles (adjacent invocations read adjacent words: coalesced), and their
+// partial sums meet in workgroup memory.
+const MV_ROWS = 8u;
+const MV_LANES = 32u;
+var<workgroup> mv_partial: array<f32, 256>; // [MV_ROWS, MV_LANES]
+
+@compute @workgroup_size(256)
+fn matvec_gpu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let row = wg.x * MV_ROWS + li / MV_LANES;
+    let lane = li % MV_LANES;
+    let r = min(row, N - 1u);
+    let xt = token_row(wg.y);
+    var sum = 0.0;
+    for (var u = lane; u < K / 8u; u += MV_LANES) {
+        let b = u / 4u;
+        let w = u % 4u;
+        let v = weights8(r, b, w);
+        sum += dot(v.lo, x[xt + b * 8u + w]) + dot(v.hi, x[xt + b * 8u + 4u + w]);
+    }
+    mv_partial[li] = sum;
+    workgroupBarrier();
+    for (var s = MV_LANES / 2u; s > 0u; s >>= 1u) {
+        if (lane < s) {
+            mv_partial[li] += mv_partial[li + s];
+        }
+        workgroupBarrier();
+    }
+    if (lane == 0u) {
+        put(row, wg.y, mv_partial[li]);
+    }
+}
+
+// matmul_gpu: a workgroup computes a 64-row x 64-token tile of y. Per
+// block of 32 along K, its 256 invocations stage the tokens' x and the
+// rows' dequantized weights in workgroup memory, K-major, so that each
+// invocation's 4 rows (or tokens) at one k are one vec4; then each
+// accumulates a 4-row x 4-token outer product per k. 16 KiB of workgroup
+// memory: WebGPU's default limit.
+const MM_TILE = 64u;
+var<workgroup> x_tile: array<vec4<f32>, 512>; // [32 k, 16] 4 tokens each, f32
+var<workgroup> w_tile: array<vec4<f32>, 512>; // [32 k, 16] 4 rows each, f32
+
+@compute @workgroup_size(256)
+fn matmul_gpu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let row0 = wg.x * MM_TILE;
+    let t0 = wg.y * MM_TILE;
+    let last = step.num_tokens - 1u;
+    // What this invocation stages: one word of weights of one row.
+    let w_row = li / 4u;
+    let w_word = li % 4u;
+    let w_at = w_word * 64u + w_row / 4u;
+    let w_lane = w_row % 4u;
+    let r = min(row0 + w_row, N - 1u);
+    // What it computes: rows row0 + 4 r4.., tokens t0 + 4 t4..
+    let r4 = li % 16u;
+    let t4 = li / 16u;
+    var acc = mat4x4<f32>();
+    for (var b = 0u; b < K / 32u; b++) {
+        for (var i = li; i < 512u; i += 256u) {
+            let token = i / 8u;
+            let c = i % 8u;
+            let v = x[min(t0 + token, last) * (K / 4u) + b * 8u + c];
+            let at = c * 64u + token / 4u;
+            let lane = token % 4u;
+            x_tile[at][lane] = v.x;
+            x_tile[at + 16u][lane] = v.y;
+            x_tile[at + 32u][lane] = v.z;
+            x_tile[at + 48u][lane] = v.w;
+        }
+        let v = weights8(r, b, w_word);
+        w_tile[w_at][w_lane] = v.lo.x;
+        w_tile[w_at + 16u][w_lane] = v.lo.y;
+        w_tile[w_at + 32u][w_lane] = v.lo.z;
+        w_tile[w_at + 48u][w_lane] = v.lo.w;
+        w_tile[w_at + 256u][w_lane] = v.hi.x;
+        w_tile[w_at + 272u][w_lane] = v.hi.y;
+        w_tile[w_at + 288u][w_lane] = v.hi.z;
+        w_tile[w_at + 304u][w_lane] = v.hi.w;
+        workgroupBarrier();
+        for (var k = 0u; k < 32u; k++) {
+            let wv = w_tile[k * 16u + r4];
+            let xv = x_tile[k * 16u + t4];
+            acc += mat4x4<f32>(wv * xv.x, wv * xv.y, wv * xv.z, wv * xv.w);
+        }
+        workgroupBarrier();
+    }
+    let row0_out = row0 + r4 * 4u;
+    for (var t = 0u; t < 4u; t++) {
+        store4(row0_out, t0 + t4 * 4u + t, acc[t]);
+    }
+}
