@@ -31,8 +31,12 @@ fn engine(kv_cache_mib: usize, prefix_cache: bool) -> EngineCore {
     let ctx = Arc::new(GpuContext::new().unwrap());
     let options = LoadOptions { max_batch_tokens: 256, max_seqs: 16, kv_cache_mib, ..Default::default() };
     let loaded = load_model(ctx, &smollm2_path(), &options).unwrap();
-    let config =
-        EngineConfig { max_num_seqs: 16, max_num_batched_tokens: 256, enable_prefix_caching: prefix_cache };
+    let config = EngineConfig {
+        max_num_seqs: 16,
+        max_num_batched_tokens: 256,
+        enable_prefix_caching: prefix_cache,
+        ..EngineConfig::default()
+    };
     EngineCore::new(loaded.model, loaded.tokenizer, vec![], &config).unwrap()
 }
 

@@ -6,6 +6,10 @@
 //! wrong token, and a preempted sequence must end with the tokens it would
 //! have produced alone.
 //!
+//! While a sequence decodes, a step's prompt work stays under the prefill
+//! caps (`long_prefill_token_threshold`, `max_num_partial_prefills`), and
+//! still every request finishes within a bound on steps.
+//!
 //! proptest runs without its `std` feature (see Cargo.toml): the seed is
 //! fixed and panics are not shrunk, so the checks return `Err` instead.
 
@@ -15,7 +19,9 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use wgserve::engine::block_manager::BlockManager;
-use wgserve::engine::scheduler::{SampledToken, Scheduler, SchedulerConfig, SchedulerError, SchedulerOutput};
+use wgserve::engine::scheduler::{
+    SampledToken, ScheduledSeq, Scheduler, SchedulerConfig, SchedulerError, SchedulerOutput,
+};
 use wgserve::engine::sequence::{Sequence, SequenceStatus};
 
 const VOCAB: u64 = 1000;
@@ -65,6 +71,8 @@ struct FakeEngine {
     /// Steps in which two scheduled sequences held the same block without
     /// the prefix cache: prompt blocks shared between choices.
     shared_block_steps: usize,
+    /// Steps with a decode in which the prefill caps cut prompt work.
+    capped_steps: usize,
 }
 
 impl FakeEngine {
@@ -76,6 +84,7 @@ impl FakeEngine {
             finished: HashMap::new(),
             aborted: HashMap::new(),
             shared_block_steps: 0,
+            capped_steps: 0,
         }
     }
 
@@ -89,7 +98,9 @@ impl FakeEngine {
     /// returns the number of tokens run.
     /// `aborts` are aborted after the forward pass, before `on_step_done`.
     fn step(&mut self, sched: &mut Scheduler, aborts: &[u64]) -> Result<usize, String> {
+        let running_before: HashSet<u64> = sched.running_ids().iter().copied().collect();
         let out = sched.step();
+        self.check_prefill_caps(sched, &out, &running_before)?;
         let config = &self.config;
         let num_tokens: usize = out.scheduled.iter().map(|s| s.num_new_tokens()).sum();
         if num_tokens != out.num_batched_tokens || num_tokens > config.max_num_batched_tokens {
@@ -159,6 +170,46 @@ impl FakeEngine {
         Ok(num_tokens)
     }
 
+    /// While any sequence that was running decodes, at most
+    /// `max_num_partial_prefills` prompt chunks run, each of at most
+    /// `long_prefill_token_threshold` tokens. (A preempted sequence whose
+    /// blocks all come back from the prefix cache may decode in the step
+    /// that admits it: the caps were settled before.) Counts the steps the
+    /// caps cut.
+    fn check_prefill_caps(
+        &mut self,
+        sched: &Scheduler,
+        out: &SchedulerOutput,
+        running_before: &HashSet<u64>,
+    ) -> Result<(), String> {
+        let mut num_decodes = 0;
+        let mut chunks = Vec::new();
+        for s in &out.scheduled {
+            let seq = sched.get(s.seq_id).ok_or(format!("scheduled unknown sequence {}", s.seq_id))?;
+            let end = s.start_position + s.num_new_tokens();
+            if s.start_position >= seq.prompt_len && s.num_new_tokens() == 1 && end == seq.num_tokens() {
+                num_decodes += usize::from(running_before.contains(&s.seq_id));
+            } else {
+                chunks.push((s.num_new_tokens(), seq.num_tokens() - end));
+            }
+        }
+        if num_decodes == 0 {
+            return Ok(());
+        }
+        let config = &self.config;
+        let threshold = config.long_prefill_token_threshold.unwrap_or(usize::MAX);
+        if chunks.len() > config.max_num_partial_prefills || chunks.iter().any(|&(n, _)| n > threshold) {
+            return Err(format!("{num_decodes} decodes beside prompt chunks {chunks:?} over the caps"));
+        }
+        let left_over = out.num_batched_tokens < config.max_num_batched_tokens;
+        let held_back =
+            chunks.len() == config.max_num_partial_prefills && sched.waiting_ids().next().is_some();
+        if left_over && (held_back || chunks.iter().any(|&(_, rest)| rest > 0)) {
+            self.capped_steps += 1;
+        }
+        Ok(())
+    }
+
     fn abort(&mut self, sched: &mut Scheduler, id: u64) -> Result<(), String> {
         if let Ok(seq) = sched.abort(id) {
             self.aborted.insert(id, seq.generated().to_vec());
@@ -211,6 +262,7 @@ struct Totals {
     prefix_cache_hits: u64,
     chunked_cases: usize,
     shared_block_steps: usize,
+    capped_steps: usize,
 }
 
 /// Runs a case to the end, checking every step; returns its metrics.
@@ -220,8 +272,10 @@ fn run_case(case: &Case) -> Result<Totals, String> {
     let mut engine = FakeEngine::new(config, case.eos_modulus);
     let mut accepted = Vec::new();
     let mut bound = 2;
-    // The oldest running sequence advances every step, so each request is
-    // done within (its tokens) steps once it is the oldest.
+    // The oldest running sequence advances every step (the prefill caps
+    // let the oldest prompt chunk run, of at least one token), so each
+    // request is done within (its tokens) steps once it is the oldest: no
+    // prefill starves behind decodes.
     for r in &case.requests {
         bound = bound.max(r.arrival_step + 2);
         if expected_rejection(config, r).is_none() {
@@ -286,6 +340,7 @@ fn run_case(case: &Case) -> Result<Totals, String> {
             case.requests.iter().any(|r| r.prompt.len() > config.max_num_batched_tokens),
         ),
         shared_block_steps: engine.shared_block_steps,
+        capped_steps: engine.capped_steps,
     })
 }
 
@@ -297,8 +352,9 @@ fn case_strategy() -> impl Strategy<Value = Case> {
         0usize..48,
         8usize..160,
         any::<bool>(),
+        (prop::option::weighted(0.7, 1usize..12), 1usize..4),
     )
-        .prop_map(|(block_size, num_blocks, max_num_seqs, extra_tokens, max_model_len, prefix)| {
+        .prop_map(|(block_size, num_blocks, max_num_seqs, extra_tokens, max_model_len, prefix, caps)| {
             SchedulerConfig {
                 max_num_seqs,
                 max_num_batched_tokens: max_num_seqs + extra_tokens,
@@ -306,6 +362,8 @@ fn case_strategy() -> impl Strategy<Value = Case> {
                 num_blocks,
                 enable_prefix_caching: prefix,
                 max_model_len,
+                long_prefill_token_threshold: caps.0,
+                max_num_partial_prefills: caps.1,
             }
         });
     let prefixes = prop::collection::vec(prop::collection::vec(0u32..1000, 0..40), 3);
@@ -351,6 +409,7 @@ fn random_arrivals_steps_finishes_and_aborts_keep_every_invariant() {
         all.prefix_cache_hits += t.prefix_cache_hits;
         all.chunked_cases += t.chunked_cases;
         all.shared_block_steps += t.shared_block_steps;
+        all.capped_steps += t.capped_steps;
         Ok(())
     });
     if let Err(error) = result {
@@ -363,6 +422,7 @@ fn random_arrivals_steps_finishes_and_aborts_keep_every_invariant() {
     assert!(totals.prefix_cache_hits > 0, "{totals:?}");
     assert!(totals.chunked_cases > 0, "{totals:?}");
     assert!(totals.shared_block_steps > 0, "{totals:?}");
+    assert!(totals.capped_steps > 0, "{totals:?}");
 }
 
 // Focused tests of single behaviours.
@@ -375,6 +435,8 @@ fn config(block_size: usize, num_blocks: usize, max_num_seqs: usize, budget: usi
         num_blocks,
         enable_prefix_caching: true,
         max_model_len: 256,
+        long_prefill_token_threshold: None,
+        max_num_partial_prefills: max_num_seqs,
     }
 }
 
@@ -559,6 +621,79 @@ fn chunked_prefill_splits_a_long_prompt_between_decodes() {
     assert_eq!(sched.get(1).unwrap().generated(), [7]);
 }
 
+/// (seq id, start position, num_new_tokens) of each scheduled entry.
+fn chunks_of(out: &SchedulerOutput) -> Vec<(u64, usize, usize)> {
+    out.scheduled.iter().map(|s| (s.seq_id, s.start_position, s.num_new_tokens())).collect()
+}
+
+#[test]
+fn prefill_caps_cut_prompt_work_only_while_a_sequence_decodes() {
+    let cfg = SchedulerConfig {
+        long_prefill_token_threshold: Some(5),
+        max_num_partial_prefills: 1,
+        ..config(4, 64, 4, 64)
+    };
+    let mut sched = Scheduler::new(cfg).unwrap();
+    sched.add(Sequence::new(0, (0..20).collect(), 20)).unwrap();
+    sched.add(Sequence::new(1, (0..30).collect(), 20)).unwrap();
+    // Nothing decodes yet: both prompts take the budget, uncapped.
+    let out = sched.step();
+    assert_eq!(chunks_of(&out), [(0, 0, 20), (1, 0, 30)]);
+    sample_all(&mut sched, &out);
+    sched.add(Sequence::new(2, (100..112).collect(), 20)).unwrap();
+    sched.add(Sequence::new(3, (200..203).collect(), 20)).unwrap();
+    // Two decode; one prompt at a time runs, in chunks of 5, the oldest first.
+    let mut steps = Vec::new();
+    for _ in 0..4 {
+        let out = sched.step();
+        steps.push(chunks_of(&out));
+        sample_all(&mut sched, &out);
+        sched.check_invariants().unwrap();
+    }
+    assert_eq!(
+        steps,
+        [
+            vec![(0, 20, 1), (1, 30, 1), (2, 0, 5)],
+            vec![(0, 21, 1), (1, 31, 1), (2, 5, 5)],
+            vec![(0, 22, 1), (1, 32, 1), (2, 10, 2)],
+            vec![(0, 23, 1), (1, 33, 1), (2, 12, 1), (3, 0, 3)],
+        ]
+    );
+}
+
+#[test]
+fn a_preempted_sequence_is_recomputed_under_the_caps() {
+    // Blocks of 2: sequence 1 preempts 2 when it needs a fourth block.
+    let cfg = SchedulerConfig {
+        long_prefill_token_threshold: Some(2),
+        max_num_partial_prefills: 1,
+        ..config(2, 7, 4, 16)
+    };
+    let mut sched = Scheduler::new(cfg).unwrap();
+    sched.add(Sequence::new(1, vec![1, 2, 3], 10)).unwrap();
+    sched.add(Sequence::new(2, vec![4, 5, 6], 10)).unwrap();
+    let mut preempted = false;
+    for _ in 0..30 {
+        if !sched.has_unfinished() {
+            break;
+        }
+        let out = sched.step();
+        preempted |= !out.preempted.is_empty();
+        let prompt_len = |s: &ScheduledSeq| sched.get(s.seq_id).map_or(0, |seq| seq.prompt_len);
+        let is_decode =
+            |s: &ScheduledSeq| s.start_position >= prompt_len(s) && s.num_new_tokens() == 1 && s.sample;
+        let prompt_chunks: Vec<usize> =
+            out.scheduled.iter().filter(|s| !is_decode(s)).map(|s| s.num_new_tokens()).collect();
+        if out.scheduled.iter().any(is_decode) {
+            assert!(prompt_chunks.len() <= 1 && prompt_chunks.iter().all(|&n| n <= 2), "{out:?}");
+        }
+        sample_all(&mut sched, &out);
+        sched.check_invariants().unwrap();
+    }
+    assert!(preempted);
+    assert!(!sched.has_unfinished(), "{:?}", sched.metrics());
+}
+
 #[test]
 fn requests_that_can_never_fit_are_rejected_at_add() {
     let mut cfg = config(4, 8, 2, 8);
@@ -576,6 +711,10 @@ fn requests_that_can_never_fit_are_rejected_at_add() {
     sched.add(Sequence::new(4, vec![1; 16], 16)).unwrap(); // exactly the whole pool
     assert!(matches!(sched.add(Sequence::new(4, vec![1], 1)), Err(SchedulerError::DuplicateId { id: 4 })));
     let bad = SchedulerConfig { max_num_batched_tokens: 1, ..config(4, 8, 2, 8) };
+    assert!(matches!(Scheduler::new(bad), Err(SchedulerError::InvalidConfig(_))));
+    let bad = SchedulerConfig { long_prefill_token_threshold: Some(0), ..config(4, 8, 2, 8) };
+    assert!(matches!(Scheduler::new(bad), Err(SchedulerError::InvalidConfig(_))));
+    let bad = SchedulerConfig { max_num_partial_prefills: 0, ..config(4, 8, 2, 8) };
     assert!(matches!(Scheduler::new(bad), Err(SchedulerError::InvalidConfig(_))));
 }
 

@@ -20,6 +20,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use wgserve::engine::core::{EngineConfig, EngineCore};
+use wgserve::engine::scheduler::{DEFAULT_LONG_PREFILL_TOKEN_THRESHOLD, DEFAULT_MAX_NUM_PARTIAL_PREFILLS};
 use wgserve::gpu::GpuContext;
 use wgserve::gpu::kernels::KernelFamily;
 use wgserve::model::LoadOptions;
@@ -74,6 +75,17 @@ pub struct ModelArgs {
     /// kernel microbenchmark.
     #[arg(long, value_enum, default_value = "auto")]
     kernel_family: KernelChoice,
+    /// While any request decodes, the most prompt tokens one request runs
+    /// in a step, so that no decode step waits on a long prompt chunk;
+    /// 0: no cap (up to --max-num-batched-tokens).
+    #[arg(long, value_name = "TOKENS",
+        default_value_t = DEFAULT_LONG_PREFILL_TOKEN_THRESHOLD.unwrap_or(0))]
+    long_prefill_token_threshold: usize,
+    /// While any request decodes, the most requests that run a prompt chunk
+    /// in one step (the oldest first).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_NUM_PARTIAL_PREFILLS,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_num_partial_prefills: usize,
 }
 
 /// `--kernel-family`.
@@ -123,6 +135,9 @@ impl ModelArgs {
             max_num_seqs: self.max_num_seqs,
             max_num_batched_tokens: self.max_num_batched_tokens,
             enable_prefix_caching: !self.no_prefix_cache,
+            long_prefill_token_threshold: (self.long_prefill_token_threshold > 0)
+                .then_some(self.long_prefill_token_threshold),
+            max_num_partial_prefills: self.max_num_partial_prefills,
         }
     }
 

@@ -18,7 +18,10 @@ use super::request::{
 };
 use super::runner::ModelRunner;
 use super::sampler::{Sampler, SamplingParams};
-use super::scheduler::{SampledToken, Scheduler, SchedulerConfig, SchedulerError, SchedulerMetrics};
+use super::scheduler::{
+    DEFAULT_LONG_PREFILL_TOKEN_THRESHOLD, DEFAULT_MAX_NUM_PARTIAL_PREFILLS, SampledToken, Scheduler,
+    SchedulerConfig, SchedulerError, SchedulerMetrics,
+};
 use super::sequence::Sequence;
 use super::stop::StopMatcher;
 use super::worker::panic_detail;
@@ -47,16 +50,25 @@ pub enum EngineError {
 }
 
 /// Batching limits; the KV pool size and block size come from the model.
+/// The prefill caps are the scheduler's (see `SchedulerConfig`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineConfig {
     pub max_num_seqs: usize,
     pub max_num_batched_tokens: usize,
     pub enable_prefix_caching: bool,
+    pub long_prefill_token_threshold: Option<usize>,
+    pub max_num_partial_prefills: usize,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { max_num_seqs: 64, max_num_batched_tokens: 512, enable_prefix_caching: true }
+        Self {
+            max_num_seqs: 64,
+            max_num_batched_tokens: 512,
+            enable_prefix_caching: true,
+            long_prefill_token_threshold: DEFAULT_LONG_PREFILL_TOKEN_THRESHOLD,
+            max_num_partial_prefills: DEFAULT_MAX_NUM_PARTIAL_PREFILLS,
+        }
     }
 }
 
@@ -164,6 +176,8 @@ impl EngineCore {
             num_blocks: model.num_kv_blocks(),
             enable_prefix_caching: config.enable_prefix_caching,
             max_model_len: model.max_model_len(),
+            long_prefill_token_threshold: config.long_prefill_token_threshold,
+            max_num_partial_prefills: config.max_num_partial_prefills,
         })?;
         Ok(Self {
             runner: ModelRunner::new(model),

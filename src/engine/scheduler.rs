@@ -15,6 +15,15 @@
 //! when a sequence stops are the engine's: it reports each step's sampled
 //! tokens back through `on_step_done`.
 //!
+//! The tail of inter-token latency: a step that carries a long prompt chunk
+//! makes every decoding stream wait for it. So while any running sequence
+//! decodes, prompt work in a step is capped, as vLLM's
+//! `long_prefill_token_threshold` and `max_num_partial_prefills` do: at most
+//! `max_num_partial_prefills` sequences run a prompt chunk (the oldest
+//! first), each of at most `long_prefill_token_threshold` tokens. With
+//! nothing decoding, prompts take the whole budget (no stream waits).
+//! Recomputing a preempted sequence counts as a prefill.
+//!
 //! Progress: the first running sequence is never preempted by another, and
 //! a request is accepted only if it fits the whole pool alone, so the
 //! oldest sequence always advances and every request finishes.
@@ -37,6 +46,12 @@ pub struct SchedulerConfig {
     pub enable_prefix_caching: bool,
     /// Longest sequence (prompt + generated tokens) the model takes.
     pub max_model_len: usize,
+    /// While a sequence decodes, the most prompt tokens one sequence runs
+    /// in a step; `None`: up to the whole budget.
+    pub long_prefill_token_threshold: Option<usize>,
+    /// While a sequence decodes, the most sequences that run a prompt chunk
+    /// in one step (at least 1).
+    pub max_num_partial_prefills: usize,
 }
 
 impl Default for SchedulerConfig {
@@ -48,8 +63,21 @@ impl Default for SchedulerConfig {
             num_blocks: 1024,
             enable_prefix_caching: true,
             max_model_len: 2048,
+            long_prefill_token_threshold: DEFAULT_LONG_PREFILL_TOKEN_THRESHOLD,
+            max_num_partial_prefills: DEFAULT_MAX_NUM_PARTIAL_PREFILLS,
         }
     }
+}
+
+/// Chosen by measurement on lavapipe (README, Performance -> Serving).
+pub const DEFAULT_LONG_PREFILL_TOKEN_THRESHOLD: Option<usize> = Some(64);
+pub const DEFAULT_MAX_NUM_PARTIAL_PREFILLS: usize = 1;
+
+/// The prompt work one step may carry while a sequence decodes.
+#[derive(Debug, Clone, Copy)]
+struct PrefillCap {
+    num_tokens_per_seq: usize,
+    num_seqs: usize,
 }
 
 impl SchedulerConfig {
@@ -174,6 +202,12 @@ pub struct SchedulerMetrics {
     pub num_preemptions: u64,
 }
 
+/// The sequence runs one token after its prompt: a stream waits on it.
+/// Anything else it runs (a prompt, a recomputation) is a prefill.
+pub fn is_decode(seq: &Sequence) -> bool {
+    !seq.is_prefill() && seq.num_uncomputed() == 1
+}
+
 /// What a waiting sequence may take over from the one it shares a prompt with.
 enum PromptSharing {
     None,
@@ -205,6 +239,9 @@ impl Scheduler {
         }
         if config.max_num_batched_tokens < config.max_num_seqs {
             return invalid("max_num_batched_tokens must be at least max_num_seqs");
+        }
+        if config.long_prefill_token_threshold == Some(0) || config.max_num_partial_prefills == 0 {
+            return invalid("long_prefill_token_threshold and max_num_partial_prefills must be positive");
         }
         let block_manager =
             BlockManager::new(config.num_blocks, config.block_size, config.enable_prefix_caching);
@@ -250,14 +287,25 @@ impl Scheduler {
     pub fn step(&mut self) -> SchedulerOutput {
         self.in_flight.clear();
         let mut budget = self.config.max_num_batched_tokens;
+        let cap = self.prefill_cap();
+        let mut num_prefills = 0;
         let mut preempted = Vec::new();
         let mut index = 0;
         while index < self.running.len() && budget > 0 {
             let id = self.running[index];
+            let is_prefill = self.seqs.get(&id).is_some_and(|s| !is_decode(s));
+            if is_prefill && cap.is_some_and(|cap| num_prefills >= cap.num_seqs) {
+                index += 1; // waits for an older prefill to finish
+                continue;
+            }
             if !self.reserve_slot(id, &mut preempted) {
                 break; // preempted itself: everything after it is gone too
             }
-            let num_new_tokens = self.seqs.get(&id).map_or(0, |s| s.num_uncomputed()).min(budget);
+            let mut num_new_tokens = self.seqs.get(&id).map_or(0, |s| s.num_uncomputed()).min(budget);
+            if is_prefill {
+                num_prefills += 1;
+                num_new_tokens = num_new_tokens.min(cap.map_or(usize::MAX, |cap| cap.num_tokens_per_seq));
+            }
             debug_assert!(num_new_tokens > 0, "running sequence {id} has nothing to compute");
             if num_new_tokens > 0 {
                 budget -= num_new_tokens;
@@ -267,15 +315,29 @@ impl Scheduler {
         }
         // As vLLM: no admissions in a step that had to preempt.
         if preempted.is_empty() {
-            while budget > 0 && self.running.len() < self.config.max_num_seqs {
-                let Some(num_new_tokens) = self.admit_next(budget) else { break };
+            while budget > 0
+                && self.running.len() < self.config.max_num_seqs
+                && cap.is_none_or(|cap| num_prefills < cap.num_seqs)
+            {
+                let chunk = cap.map_or(budget, |cap| budget.min(cap.num_tokens_per_seq));
+                let Some(num_new_tokens) = self.admit_next(chunk) else { break };
                 budget -= num_new_tokens;
+                num_prefills += 1;
             }
         }
         let scheduled: Vec<ScheduledSeq> =
             self.in_flight.iter().filter_map(|&(id, n)| self.view(id, n)).collect();
         let num_batched_tokens = self.config.max_num_batched_tokens - budget;
         SchedulerOutput { scheduled, preempted, num_batched_tokens }
+    }
+
+    /// The cap on this step's prompt work: only while a sequence decodes.
+    fn prefill_cap(&self) -> Option<PrefillCap> {
+        let decoding = self.running.iter().filter_map(|id| self.seqs.get(id)).any(is_decode);
+        decoding.then(|| PrefillCap {
+            num_tokens_per_seq: self.config.long_prefill_token_threshold.unwrap_or(usize::MAX),
+            num_seqs: self.config.max_num_partial_prefills,
+        })
     }
 
     /// Records a step's results: every scheduled token is now computed, the
