@@ -1,0 +1,185 @@
+//! One request's state across steps, and what a step does with it: its
+//! sampler picks the next token from its row of the forward output, the
+//! detokenizer turns tokens into text, and the stop checks (stop ids, stop
+//! strings) decide when it ends.
+
+use crate::model::causal_lm::ForwardOutput;
+use crate::text::{Detokenizer, Tokenizer};
+
+use super::core::EngineError;
+use super::request::{FinishReason, TokenOutput};
+use super::sampler::{Sampler, SamplingParams};
+use super::sequence::Sequence;
+use super::stop::StopMatcher;
+
+pub(super) struct RequestState {
+    pub(super) sampler: Sampler,
+    pub(super) detokenizer: Detokenizer,
+    pub(super) stop: StopMatcher,
+    pub(super) stop_token_ids: Vec<u32>,
+    pub(super) stopped: bool,
+}
+
+impl RequestState {
+    /// A request ends on its own stop ids and, unless it ignores EOS, on
+    /// the model's end-of-generation ids (EOS and end-of-turn tokens such
+    /// as Gemma's `<end_of_turn>`).
+    pub(super) fn new(params: SamplingParams, eos_token_ids: &[u32]) -> Self {
+        let mut stop_token_ids = params.stop_token_ids.clone();
+        if !params.ignore_eos {
+            stop_token_ids.extend(eos_token_ids);
+        }
+        Self {
+            stop: StopMatcher::new(params.stop.clone()),
+            sampler: Sampler::new(params),
+            detokenizer: Detokenizer::new(true),
+            stop_token_ids,
+            stopped: false,
+        }
+    }
+}
+
+/// What sampling one row needs besides the request's own state.
+pub(super) struct SampleContext<'a> {
+    pub(super) forward: &'a ForwardOutput,
+    pub(super) row: usize,
+    pub(super) seq: &'a Sequence,
+    pub(super) tokenizer: &'a Tokenizer,
+    pub(super) vocab_size: usize,
+}
+
+/// Samples the request's next token and runs it through the detokenizer
+/// and the stop checks.
+pub(super) fn next_token(
+    state: &mut RequestState,
+    context: &SampleContext<'_>,
+) -> Result<TokenOutput, EngineError> {
+    let SampleContext { forward, row, seq, tokenizer, .. } = context;
+    let sampled = match forward {
+        ForwardOutput::TokenIds(ids) => {
+            let id =
+                *ids.get(*row).ok_or_else(|| EngineError::Failed(format!("no sampled id for row {row}")))?;
+            super::sampler::SampledToken { id, logprob: None, top_logprobs: Vec::new() }
+        }
+        ForwardOutput::Logits(logits) => {
+            let vocab = context.vocab_size;
+            let row_logits = logits
+                .get(row * vocab..(row + 1) * vocab)
+                .ok_or_else(|| EngineError::Failed(format!("no logits for row {row}")))?;
+            state.sampler.sample(row_logits, seq.prompt(), seq.generated())
+        }
+    };
+    let mut text = String::new();
+    if state.stop_token_ids.contains(&sampled.id) {
+        state.stopped = true;
+    } else {
+        let delta = state.detokenizer.step(tokenizer, sampled.id)?;
+        let result = state.stop.push(&delta);
+        text = result.emit;
+        state.stopped = result.stopped;
+    }
+    Ok(TokenOutput { id: sampled.id, text, logprob: sampled.logprob, top_logprobs: sampled.top_logprobs })
+}
+
+/// The finish reason of a request the scheduler ended, and the text held
+/// back until now (a partial character, a possible stop string).
+pub(super) fn finish_text(
+    mut state: RequestState,
+    tokenizer: &Tokenizer,
+) -> Result<(FinishReason, String), EngineError> {
+    if state.stopped {
+        return Ok((FinishReason::Stop, String::new()));
+    }
+    let tail = state.detokenizer.flush(tokenizer)?;
+    let mut text = state.stop.push(&tail).emit;
+    text.push_str(&state.stop.flush());
+    Ok((FinishReason::Length, text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::TextError;
+    use crate::text::tokenizer::token_type;
+    use crate::text::{SpmStyle, SpmVocab};
+
+    /// A Gemma-like SentencePiece vocabulary: 0 <pad>, 1 <eos>, 2 <bos>,
+    /// 3 <unk>, 4 <start_of_turn>, 5 <end_of_turn>, the 256 byte tokens,
+    /// then a few pieces.
+    fn gemma_like() -> Result<Tokenizer, TextError> {
+        let mut tokens: Vec<String> =
+            ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
+                .map(String::from)
+                .to_vec();
+        let mut token_types = vec![token_type::CONTROL; tokens.len()];
+        for b in 0u8..=255 {
+            tokens.push(format!("<0x{b:02X}>"));
+            token_types.push(token_type::BYTE);
+        }
+        for piece in ["▁", "P", "a", "r", "i", "s", ".", "Paris"] {
+            tokens.push(piece.into());
+            token_types.push(token_type::NORMAL);
+        }
+        let scores = (0..tokens.len()).map(|i| -(i as f32)).collect();
+        Tokenizer::from_spm_vocab(SpmVocab {
+            tokens,
+            scores,
+            token_types,
+            style: SpmStyle::Gemma,
+            add_space_prefix: false,
+            bos_id: Some(2),
+            eos_id: Some(1),
+            unk_id: Some(3),
+            add_bos: true,
+        })
+    }
+
+    /// Feeds `sampled` ids through the request's stop checks as a greedy
+    /// step would; returns the ids taken (the stopping one included), the
+    /// text emitted and whether it stopped.
+    fn run(state: &mut RequestState, tokenizer: &Tokenizer, sampled: &[u32]) -> (Vec<u32>, String, bool) {
+        let seq = Sequence::new(0, vec![2], sampled.len());
+        let (mut taken, mut text) = (Vec::new(), String::new());
+        for &id in sampled {
+            let forward = ForwardOutput::TokenIds(vec![id]);
+            let context = SampleContext {
+                forward: &forward,
+                row: 0,
+                seq: &seq,
+                tokenizer,
+                vocab_size: tokenizer.vocab_size(),
+            };
+            let token = next_token(state, &context).unwrap_or_else(|e| panic!("step: {e}"));
+            taken.push(token.id);
+            text.push_str(&token.text);
+            if state.stopped {
+                break;
+            }
+        }
+        (taken, text, state.stopped)
+    }
+
+    #[test]
+    fn a_gemma_reply_ends_at_end_of_turn_and_leaves_it_out_of_the_text() -> Result<(), TextError> {
+        let tokenizer = gemma_like()?;
+        // No eot id declared by the file: <end_of_turn> is found by name.
+        let eos_ids = tokenizer.end_of_generation_ids(&[]);
+        assert_eq!(eos_ids, vec![1, 5]);
+        let reply = tokenizer.encode("Paris.", false)?;
+        let sampled: Vec<u32> = reply.iter().copied().chain([5, 4]).collect();
+
+        let mut state = RequestState::new(SamplingParams::default(), &eos_ids);
+        let (taken, text, stopped) = run(&mut state, &tokenizer, &sampled);
+        assert!(stopped);
+        assert_eq!(taken, [reply.as_slice(), &[5]].concat(), "nothing after <end_of_turn>");
+        assert_eq!(text, "Paris.");
+
+        // ignore_eos lets it run on, through <end_of_turn>, as vLLM does.
+        let params = SamplingParams { ignore_eos: true, ..SamplingParams::default() };
+        let mut state = RequestState::new(params, &eos_ids);
+        let (taken, _, stopped) = run(&mut state, &tokenizer, &sampled);
+        assert!(!stopped);
+        assert_eq!(taken, sampled);
+        Ok(())
+    }
+}
