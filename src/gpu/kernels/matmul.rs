@@ -159,10 +159,8 @@ impl MatmulKey {
         if let Some(layout) = matmul_quant::QuantLayout::of(self.format) {
             return matmul_quant::spec(self, layout);
         }
-        if self.family == KernelFamily::Gpu {
-            return self.gpu_spec();
-        }
         let entry_point = match (self.tile, self.format) {
+            _ if self.family == KernelFamily::Gpu => gpu_entry_point(self.tile),
             (Tile::Rows8, WeightFormat::F32 | WeightFormat::F16) => "matvec_float",
             (Tile::Rows8, WeightFormat::Q8_0) => "matvec_q8_0",
             (Tile::Rows8, WeightFormat::Q4_0) => "matvec_q4_0",
@@ -185,6 +183,18 @@ impl MatmulKey {
                 | WeightFormat::IQ4_XS,
             ) => "matvec_float",
         };
+        let mut constants = self.output_constants();
+        constants.push(("HALF_WEIGHTS", if self.format == WeightFormat::F16 { 1.0 } else { 0.0 }));
+        if self.family == KernelFamily::Gpu {
+            // The GPU family's `weights8` picks the format by this.
+            let weights = match self.format {
+                WeightFormat::Q8_0 => 1,
+                WeightFormat::Q4_0 => 2,
+                WeightFormat::Q4_1 => 3,
+                _ => 0,
+            };
+            constants.push(("WEIGHTS", weights as f64));
+        }
         KernelSpec {
             label: "matmul",
             source: concat!(
@@ -193,45 +203,21 @@ impl MatmulKey {
             ),
             entry_point,
             bindings: BINDINGS,
-            constants: vec![
-                ("K", self.k as f64),
-                ("N", self.n as f64),
-                ("ROW_START", self.row_start as f64),
-                ("Y_STRIDE", self.y_stride as f64),
-                ("ACCUMULATE", if self.accumulate { 1.0 } else { 0.0 }),
-                ("HALF_WEIGHTS", if self.format == WeightFormat::F16 { 1.0 } else { 0.0 }),
-                ("BIAS", if self.bias { 1.0 } else { 0.0 }),
-            ],
+            constants,
         }
     }
 
-    /// The GPU family's kernels of matmul.wgsl (F32, F16, Q8_0, Q4_0, Q4_1).
-    fn gpu_spec(&self) -> KernelSpec {
-        let weights = match self.format {
-            WeightFormat::Q8_0 => 1,
-            WeightFormat::Q4_0 => 2,
-            WeightFormat::Q4_1 => 3,
-            _ => 0,
-        };
-        KernelSpec {
-            label: "matmul",
-            source: concat!(
-                include_str!("../../../shaders/matmul.wgsl"),
-                include_str!("../../../shaders/matmul_gpu.wgsl")
-            ),
-            entry_point: gpu_entry_point(self.tile),
-            bindings: BINDINGS,
-            constants: vec![
-                ("K", self.k as f64),
-                ("N", self.n as f64),
-                ("ROW_START", self.row_start as f64),
-                ("Y_STRIDE", self.y_stride as f64),
-                ("ACCUMULATE", if self.accumulate { 1.0 } else { 0.0 }),
-                ("HALF_WEIGHTS", if self.format == WeightFormat::F16 { 1.0 } else { 0.0 }),
-                ("BIAS", if self.bias { 1.0 } else { 0.0 }),
-                ("WEIGHTS", weights as f64),
-            ],
-        }
+    /// The constants every matmul shader reads: its shape, where its rows
+    /// land in y, and what it does there.
+    pub(crate) fn output_constants(&self) -> Vec<(&'static str, f64)> {
+        vec![
+            ("K", self.k as f64),
+            ("N", self.n as f64),
+            ("ROW_START", self.row_start as f64),
+            ("Y_STRIDE", self.y_stride as f64),
+            ("ACCUMULATE", if self.accumulate { 1.0 } else { 0.0 }),
+            ("BIAS", if self.bias { 1.0 } else { 0.0 }),
+        ]
     }
 
     pub fn workgroups(&self, num_tokens: u32) -> [u32; 3] {

@@ -72,14 +72,7 @@ pub(crate) fn spec(key: &MatmulKey, layout: QuantLayout) -> KernelSpec {
         (KernelFamily::Cpu, Tile::Rows8) => "matvec_quant",
         (KernelFamily::Cpu, Tile::Rows4Tokens4) => "matmul_quant",
     };
-    let mut constants = vec![
-        ("K", key.k as f64),
-        ("N", key.n as f64),
-        ("ROW_START", key.row_start as f64),
-        ("Y_STRIDE", key.y_stride as f64),
-        ("ACCUMULATE", if key.accumulate { 1.0 } else { 0.0 }),
-        ("BIAS", if key.bias { 1.0 } else { 0.0 }),
-    ];
+    let mut constants = key.output_constants();
     constants.extend(layout.constants());
     KernelSpec {
         label: "matmul_quant",
