@@ -185,14 +185,33 @@ fn affine(row: u32, b: u32) -> vec4<f32> {
     }
 }
 
-fn codes(q: u32, shift: u32, v: u32) -> vec4<f32> {
-    let low = (vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) >> vec4<u32>(shift)) & vec4<u32>(15u);
-    let mask = (1u << HIGH_BITS) - 1u;
-    let high = (vec4<u32>(v) >> (vec4<u32>(0u, 1u, 2u, 3u) * HIGH_BITS)) & vec4<u32>(mask);
-    if (FORMAT == FORMAT_IQ4_NL || FORMAT == FORMAT_IQ4_XS) {
-        return vec4<f32>(IQ4_KVALUES[low.x], IQ4_KVALUES[low.y], IQ4_KVALUES[low.z], IQ4_KVALUES[low.w]);
+// Nibble word w of a block with its high bits joined, as matmul_quant.wgsl's
+// `code_words`: (codes of weights 4w..4w+3, of 16+4w..16+4w+3), a byte each.
+fn code_words(q: u32, high: vec2<u32>, w: u32) -> vec2<u32> {
+    let nibbles = 0x0F0F0F0Fu;
+    let lo = q & nibbles;
+    let hi = (q >> 4u) & nibbles;
+    switch HIGH_BITS {
+        case 1u: {
+            let bit4 = 0x10101010u;
+            return vec2<u32>(lo | ((high.x >> w) & bit4), hi | ((high.x << (4u - w)) & bit4));
+        }
+        case 2u: {
+            let bits45 = 0x30303030u;
+            let h = select(high.x, high.y, w >= 2u) << (4u * (w & 1u));
+            return vec2<u32>(lo | (h & bits45), hi | ((h >> 2u) & bits45));
+        }
+        default: { return vec2<u32>(lo, hi); }
     }
-    return vec4<f32>(low | (high << vec4<u32>(4u)));
+}
+
+// The four codes of a code word (bytes 0..3), or the table values they index.
+fn codes(word: u32) -> vec4<f32> {
+    let code = (vec4<u32>(word) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(255u);
+    if (FORMAT == FORMAT_IQ4_NL || FORMAT == FORMAT_IQ4_XS) {
+        return vec4<f32>(IQ4_KVALUES[code.x], IQ4_KVALUES[code.y], IQ4_KVALUES[code.z], IQ4_KVALUES[code.w]);
+    }
+    return vec4<f32>(code);
 }
 
 @compute @workgroup_size(64)
@@ -203,20 +222,19 @@ fn embedding_quant(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = at.y / (K / 32u);
     let words = 4u + HIGH_BITS;
     let base = at.y * words;
-    // High-bit sources of weights 0..15 and 16..31 (see matmul_quant.wgsl).
     var high = vec2<u32>(0u);
-    if (HIGH_BITS == 1u) {
-        high = vec2<u32>(w_data[base + 4u], w_data[base + 4u] >> 16u);
-    } else if (HIGH_BITS == 2u) {
-        high = vec2<u32>(w_data[base + 4u], w_data[base + 5u]);
+    if (HIGH_BITS >= 1u) {
+        high.x = w_data[base + 4u];
+    }
+    if (HIGH_BITS == 2u) {
+        high.y = w_data[base + 5u];
     }
     let f = affine(row, b);
     let z = zero_point();
     let o = out_base(at.x, b);
     for (var w = 0u; w < 4u; w++) {
-        let q = w_data[base + w];
-        let shift = 4u * HIGH_BITS * w;
-        store(o + w, f.x * (codes(q, 0u, high.x >> shift) - z) + f.z);
-        store(o + 4u + w, f.y * (codes(q, 4u, high.y >> shift) - z) + f.w);
+        let words = code_words(w_data[base + w], high, w);
+        store(o + w, f.x * (codes(words.x) - z) + f.z);
+        store(o + 4u + w, f.y * (codes(words.y) - z) + f.w);
     }
 }

@@ -12,9 +12,9 @@
 // Packed layout (model/quant_pack.rs), per 32 weights of a row:
 // - 4 words of low nibbles: byte j of the 16 holds weight j in its low
 //   nibble, weight j + 16 in its high nibble (the Q4_0/Q4_1 order);
-// - HIGH_BITS = 1: 1 word, bit i = bit 4 of weight i;
-//   HIGH_BITS = 2: 2 words, bits 2i..2i+1 = bits 4..5 of weight i (first
-//   word: weights 0..15, second: 16..31).
+// - HIGH_BITS (1 or 2) words of the bits above the nibbles, laid out so
+//   that one shift of a whole word moves four codes' high bits in place
+//   (`code_words`; model/quant_pack.rs says where each bit lives).
 // Each half block of 16 weights h has a scale s_h and offset o_h, and the
 // format a zero point z: value = s_h * (q - z) + o_h (see `affine`). The
 // IQ4 formats' nibbles index kvalues_iq4nl (`iq4_values`): q is the
@@ -111,46 +111,69 @@ fn group_scales(row: u32, g: u32) -> vec2<f32> {
     return bitcast<vec2<f32>>(vec2<u32>(w_scales[at], w_scales[at + 1u]));
 }
 
+// Blocks whose per-block scales share one word of w_scales: the matvec
+// loads that word once for all of them (on llvmpipe a load is a per-lane
+// gather, and one per block made the Q4_K matvec read its bytes about 10%
+// slower than Q4_1's, which loads exactly one word of scales per block).
+fn blocks_per_scale_word() -> u32 {
+    switch FORMAT {
+        case FORMAT_IQ4_XS: { return 4u; }
+        case FORMAT_Q5_0, FORMAT_Q5_1, FORMAT_IQ4_NL: { return 1u; }
+        default: { return 2u; }
+    }
+}
+
+// Index in w_scales of the word with block j of group g's scales.
+fn scale_word_at(row: u32, g: u32, j: u32) -> u32 {
+    switch FORMAT {
+        case FORMAT_Q5_0, FORMAT_Q5_1, FORMAT_IQ4_NL: { return row * (K / 32u) + g; }
+        case FORMAT_IQ4_XS: { return (row * (K / 256u) + g) * 3u + 1u + j / 4u; }
+        case FORMAT_Q6_K, FORMAT_Q3_K: { return (row * (K / 256u) + g) * 5u + 1u + j / 2u; }
+        default: { return (row * (K / 256u) + g) * 6u + 2u + j / 2u; } // Q4_K, Q5_K, Q2_K
+    }
+}
+
 // (s_lo, s_hi, o_lo, o_hi) of block j of group g of a row, given the
-// group's (d, dmin). The K-quant products d * sc are exact in f32 (an f16
-// times a small integer), so they equal ggml's.
-fn affine(row: u32, g: u32, j: u32, dm: vec2<f32>) -> vec4<f32> {
+// group's (d, dmin) and the word at scale_word_at(row, g, j). The K-quant
+// products d * sc are exact in f32 (an f16 times a small integer), so they
+// equal ggml's.
+fn affine_of(word: u32, j: u32, dm: vec2<f32>) -> vec4<f32> {
     switch FORMAT {
         case FORMAT_Q5_0, FORMAT_IQ4_NL: {
-            let d = bitcast<f32>(w_scales[row * (K / 32u) + g]);
+            let d = bitcast<f32>(word);
             return vec4<f32>(d, d, 0.0, 0.0);
         }
         case FORMAT_IQ4_XS: {
-            let at = (row * (K / 256u) + g) * 3u;
-            let sc = bitcast<i32>(w_scales[at + 1u + j / 4u] << (24u - 8u * (j % 4u))) >> 24u;
+            let sc = bitcast<i32>(word << (24u - 8u * (j % 4u))) >> 24u;
             let s = dm.x * f32(sc);
             return vec4<f32>(s, s, 0.0, 0.0);
         }
         case FORMAT_Q5_1: {
-            let d_m = unpack2x16float(w_scales[row * (K / 32u) + g]);
+            let d_m = unpack2x16float(word);
             return vec4<f32>(d_m.x, d_m.x, d_m.y, d_m.y);
         }
         case FORMAT_Q2_K: {
-            let at = (row * (K / 256u) + g) * 6u;
-            let pair = w_scales[at + 2u + j / 2u] >> (16u * (j % 2u));
+            let pair = word >> (16u * (j % 2u));
             let sc = vec2<f32>(f32(pair & 15u), f32((pair >> 8u) & 15u));
             let m = vec2<f32>(f32((pair >> 4u) & 15u), f32((pair >> 12u) & 15u));
             return vec4<f32>(dm.x * sc, -(dm.y * m));
         }
         case FORMAT_Q6_K, FORMAT_Q3_K: {
-            let at = (row * (K / 256u) + g) * 5u;
-            let pair = w_scales[at + 1u + j / 2u] >> (16u * (j % 2u));
+            let pair = word >> (16u * (j % 2u));
             let sc = bitcast<vec2<i32>>(vec2<u32>(pair << 24u, pair << 16u)) >> vec2<u32>(24u);
             return vec4<f32>(dm.x * f32(sc.x), dm.x * f32(sc.y), 0.0, 0.0);
         }
         default: { // FORMAT_Q4_K, FORMAT_Q5_K
-            let at = (row * (K / 256u) + g) * 6u;
-            let pair = w_scales[at + 2u + j / 2u] >> (16u * (j % 2u));
+            let pair = word >> (16u * (j % 2u));
             let s = dm.x * f32(pair & 63u);
             let o = -(dm.y * f32((pair >> 8u) & 63u));
             return vec4<f32>(s, s, o, o);
         }
     }
+}
+
+fn affine(row: u32, g: u32, j: u32, dm: vec2<f32>) -> vec4<f32> {
+    return affine_of(w_scales[scale_word_at(row, g, j)], j, dm);
 }
 
 // Four rows' (d, dmin): column r is row r's.
@@ -161,30 +184,38 @@ fn group_scales4(rows: vec4<u32>, g: u32) -> mat4x2<f32> {
 // Column r: row r's (s_lo, s_hi, o_lo, o_hi); transposed, [0] is s_lo of
 // the four rows, and so on.
 fn affine4(rows: vec4<u32>, g: u32, j: u32, dm: mat4x2<f32>) -> mat4x4<f32> {
-    return transpose(mat4x4<f32>(affine(rows.x, g, j, dm[0]), affine(rows.y, g, j, dm[1]), affine(rows.z, g, j, dm[2]), affine(rows.w, g, j, dm[3])));
+    return affine4_of(scale_words4(rows, g, j), j, dm);
+}
+
+fn scale_words4(rows: vec4<u32>, g: u32, j: u32) -> vec4<u32> {
+    return vec4<u32>(
+        w_scales[scale_word_at(rows.x, g, j)],
+        w_scales[scale_word_at(rows.y, g, j)],
+        w_scales[scale_word_at(rows.z, g, j)],
+        w_scales[scale_word_at(rows.w, g, j)],
+    );
+}
+
+fn affine4_of(words: vec4<u32>, j: u32, dm: mat4x2<f32>) -> mat4x4<f32> {
+    return transpose(mat4x4<f32>(affine_of(words.x, j, dm[0]), affine_of(words.y, j, dm[1]), affine_of(words.z, j, dm[2]), affine_of(words.w, j, dm[3])));
 }
 
 // ---- codes ----
 
-// The high-bit words of block b of a row: (source for weights 0..15,
-// source for 16..31); word w of nibbles takes its bits from them shifted
-// by 4 * HIGH_BITS * w.
+// The high-bit words of block b of a row (zero where there are none).
 fn high_words(row: u32, b: u32) -> vec2<u32> {
-    if (HIGH_BITS == 0u) {
-        return vec2<u32>(0u);
-    }
     let at = row * row_words() + b * block_words() + 4u;
-    if (HIGH_BITS == 1u) {
-        let h = w_data[at];
-        return vec2<u32>(h, h >> 16u);
+    switch HIGH_BITS {
+        case 1u: { return vec2<u32>(w_data[at], 0u); }
+        case 2u: { return vec2<u32>(w_data[at], w_data[at + 1u]); }
+        default: { return vec2<u32>(0u); }
     }
-    return vec2<u32>(w_data[at], w_data[at + 1u]);
 }
 
-// Each row's high-bit sources: [0] for weights 0..15, [1] for 16..31.
+// Four rows' high-bit words: [0] the first of each row, [1] the second.
 struct High4 {
-    lo: vec4<u32>,
-    hi: vec4<u32>,
+    first: vec4<u32>,
+    second: vec4<u32>,
 }
 
 fn high4(rows: vec4<u32>, b: u32) -> High4 {
@@ -195,27 +226,57 @@ fn high4(rows: vec4<u32>, b: u32) -> High4 {
     return High4(vec4<u32>(a.x, c.x, d.x, e.x), vec4<u32>(a.y, c.y, d.y, e.y));
 }
 
-// Four weights' codes masked in place: lane i holds code n as n * 256^i
-// (an exact float below 2^30), its nibble from byte i of q, its high bits
-// from bits HIGH_BITS * i of v moved up to bit 8i + 4. The caller scales
-// x by 256^-i (LANE_SCALE) once for all rows, so the products equal n * x
-// exactly. Compared with shifting every lane down, this drops about a
-// third of the unpacking work, which on llvmpipe costs more than the
-// multiply-adds: the first version of the Q4_K matvec read its bytes
-// about 25% slower than Q4_1's.
-const LANE_MASK = vec4<u32>(0xFu, 0xF00u, 0xF0000u, 0xF000000u);
+// Nibble word w of a block with its high bits joined: (codes of weights
+// 4w..4w+3, codes of 16+4w..16+4w+3), byte i of each holding one code.
+// quant_pack.rs lays the high bits out so that one shift of the whole word
+// puts all four in place.
+fn code_words(q: u32, high: vec2<u32>, w: u32) -> vec2<u32> {
+    let nibbles = 0x0F0F0F0Fu;
+    let lo = q & nibbles;
+    let hi = (q >> 4u) & nibbles;
+    switch HIGH_BITS {
+        case 1u: {
+            let bit4 = 0x10101010u;
+            return vec2<u32>(lo | ((high.x >> w) & bit4), hi | ((high.x << (4u - w)) & bit4));
+        }
+        case 2u: {
+            let bits45 = 0x30303030u;
+            let h = select(high.x, high.y, w >= 2u) << (4u * (w & 1u));
+            return vec2<u32>(lo | (h & bits45), hi | ((h >> 2u) & bits45));
+        }
+        default: { return vec2<u32>(lo, hi); }
+    }
+}
+
+// Four rows' code_words: lane r of each is row r's.
+struct CodeWords4 {
+    lo: vec4<u32>,
+    hi: vec4<u32>,
+}
+
+fn code_words4(q: vec4<u32>, high: High4, w: u32) -> CodeWords4 {
+    let a = code_words(q.x, vec2<u32>(high.first.x, high.second.x), w);
+    let c = code_words(q.y, vec2<u32>(high.first.y, high.second.y), w);
+    let d = code_words(q.z, vec2<u32>(high.first.z, high.second.z), w);
+    let e = code_words(q.w, vec2<u32>(high.first.w, high.second.w), w);
+    return CodeWords4(vec4<u32>(a.x, c.x, d.x, e.x), vec4<u32>(a.y, c.y, d.y, e.y));
+}
+
+// The four codes of a code word, masked in place: lane i holds code n as
+// n * 256^i (an exact float below 2^30). The caller scales x by 256^-i
+// (LANE_SCALE) once for all rows, so the products equal n * x exactly.
+// Compared with shifting every lane down, this drops about a third of the
+// unpacking work, which on llvmpipe costs more than the multiply-adds.
+const BYTE_MASK = vec4<u32>(0xFFu, 0xFF00u, 0xFF0000u, 0xFF000000u);
 const LANE_SCALE = vec4<f32>(1.0, 1.0 / 256.0, 1.0 / 65536.0, 1.0 / 16777216.0);
 const LANES = vec4<u32>(0u, 1u, 2u, 3u);
 
-fn codes(q: u32, v: u32) -> vec4<f32> {
+fn codes(word: u32) -> vec4<f32> {
     if (is_codebook()) {
-        return iq4_values(q);
+        return iq4_values(word);
     }
-    let bits = vec4<u32>(HIGH_BITS);
-    let high_mask = ((vec4<u32>(1u) << bits) - vec4<u32>(1u)) << (bits * LANES);
-    let high = (vec4<u32>(v) & high_mask) << (vec4<u32>(8u) * LANES + vec4<u32>(4u) - bits * LANES);
     // Below 2^31: a signed conversion is exact and cheaper than an unsigned one.
-    return vec4<f32>(bitcast<vec4<i32>>((vec4<u32>(q) & LANE_MASK) | high));
+    return vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(word) & BYTE_MASK));
 }
 
 fn is_codebook() -> bool {
@@ -246,9 +307,9 @@ fn iq4_values(q: u32) -> vec4<f32> {
     return round((((c.x * t + c.y) * t + c.z) * t + c.w) * t + IQ4_POLY_0);
 }
 
-// Column r: row r's four codes (in place, as above).
-fn codes4(q: vec4<u32>, v: vec4<u32>) -> mat4x4<f32> {
-    return mat4x4<f32>(codes(q.x, v.x), codes(q.y, v.y), codes(q.z, v.z), codes(q.w, v.w));
+// Column r: row r's four codes (in place, as above) from its code word.
+fn codes4(words: vec4<u32>) -> mat4x4<f32> {
+    return mat4x4<f32>(codes(words.x), codes(words.y), codes(words.z), codes(words.w));
 }
 
 // ---- tiles (as matmul.wgsl) ----
@@ -331,15 +392,14 @@ fn matmul_quant(@builtin(global_invocation_id) gid: vec3<u32>) {
             var sum_lo = vec4<f32>(0.0);
             var sum_hi = vec4<f32>(0.0);
             for (var w = 0u; w < 4u; w++) {
-                let q = words4(rows, b * block_words() + w);
-                let shift = vec4<u32>(4u * HIGH_BITS * w);
+                let words = code_words4(words4(rows, b * block_words() + w), high, w);
                 let x_lo = x4(tokens, b * 8u + w);
                 let x_hi = x4(tokens, b * 8u + 4u + w);
                 let ls = lane_scale();
                 let xs_lo = mat4x4<f32>(x_lo[0] * ls, x_lo[1] * ls, x_lo[2] * ls, x_lo[3] * ls);
                 let xs_hi = mat4x4<f32>(x_hi[0] * ls, x_hi[1] * ls, x_hi[2] * ls, x_hi[3] * ls);
-                dot_lo += transpose(codes4(q, high.lo >> shift)) * xs_lo;
-                dot_hi += transpose(codes4(q >> vec4<u32>(4u), high.hi >> shift)) * xs_hi;
+                dot_lo += transpose(codes4(words.lo)) * xs_lo;
+                dot_hi += transpose(codes4(words.hi)) * xs_hi;
                 sum_lo += transpose(x_lo) * ONES;
                 sum_hi += transpose(x_hi) * ONES;
             }
@@ -373,6 +433,8 @@ fn matvec_quant(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc_b = vec4<f32>(0.0);
     var dm_a = mat4x2<f32>();
     var dm_b = mat4x2<f32>();
+    var scale_words_a = vec4<u32>();
+    var scale_words_b = vec4<u32>();
     for (var b = 0u; b < K / 32u; b++) {
         let g = b / group_len();
         let j = b % group_len();
@@ -380,43 +442,47 @@ fn matvec_quant(@builtin(global_invocation_id) gid: vec3<u32>) {
             dm_a = group_scales4(rows_a, g);
             dm_b = group_scales4(rows_b, g);
         }
+        if (j % blocks_per_scale_word() == 0u) {
+            scale_words_a = scale_words4(rows_a, g, j);
+            scale_words_b = scale_words4(rows_b, g, j);
+        }
         let high_a = high4(rows_a, b);
         let high_b = high4(rows_b, b);
-        var lo_a = vec4<f32>(0.0);
-        var hi_a = vec4<f32>(0.0);
-        var lo_b = vec4<f32>(0.0);
-        var hi_b = vec4<f32>(0.0);
+        // The block's scales multiply each word's dot products as they
+        // come, rather than per-half sums at the end: fewer live
+        // accumulators (Q2_K, Q3_K and Q6_K read 5-10% faster so).
+        let f_a = affine4_of(scale_words_a, j, dm_a);
+        let f_b = affine4_of(scale_words_b, j, dm_b);
         var sum_lo = vec4<f32>(0.0);
         var sum_hi = vec4<f32>(0.0);
         for (var w = 0u; w < 4u; w++) {
             let x_lo = x[xt + b * 8u + w];
             let x_hi = x[xt + b * 8u + 4u + w];
-            let qa = words4(rows_a, b * block_words() + w);
-            let qb = words4(rows_b, b * block_words() + w);
-            let shift = vec4<u32>(4u * HIGH_BITS * w);
+            let wa = code_words4(words4(rows_a, b * block_words() + w), high_a, w);
+            let wb = code_words4(words4(rows_b, b * block_words() + w), high_b, w);
             let xs_lo = x_lo * lane_scale();
             let xs_hi = x_hi * lane_scale();
-            let ca_lo = transpose(codes4(qa, high_a.lo >> shift)) * xs_lo;
-            let ca_hi = transpose(codes4(qa >> vec4<u32>(4u), high_a.hi >> shift)) * xs_hi;
-            let cb_lo = transpose(codes4(qb, high_b.lo >> shift)) * xs_lo;
-            let cb_hi = transpose(codes4(qb >> vec4<u32>(4u), high_b.hi >> shift)) * xs_hi;
+            let ca_lo = transpose(codes4(wa.lo)) * xs_lo;
+            let ca_hi = transpose(codes4(wa.hi)) * xs_hi;
+            let cb_lo = transpose(codes4(wb.lo)) * xs_lo;
+            let cb_hi = transpose(codes4(wb.hi)) * xs_hi;
             if (split_halves()) {
-                lo_a += ca_lo;
-                hi_a += ca_hi;
-                lo_b += cb_lo;
-                hi_b += cb_hi;
+                acc_a += f_a[0] * ca_lo + f_a[1] * ca_hi;
+                acc_b += f_b[0] * cb_lo + f_b[1] * cb_hi;
                 sum_lo += x_lo;
                 sum_hi += x_hi;
             } else {
-                lo_a += ca_lo + ca_hi;
-                lo_b += cb_lo + cb_hi;
+                acc_a += f_a[0] * (ca_lo + ca_hi);
+                acc_b += f_b[0] * (cb_lo + cb_hi);
                 sum_lo += x_lo + x_hi;
             }
         }
         let s_lo = dot(sum_lo, ONES);
         let s_hi = dot(sum_hi, ONES);
-        acc_a += combine(affine4(rows_a, g, j, dm_a), lo_a, hi_a, s_lo, s_hi);
-        acc_b += combine(affine4(rows_b, g, j, dm_b), lo_b, hi_b, s_lo, s_hi);
+        // What the zero point and offsets add: the dot products are in.
+        let none = vec4<f32>(0.0);
+        acc_a += combine(f_a, none, none, s_lo, s_hi);
+        acc_b += combine(f_b, none, none, s_lo, s_hi);
     }
     store4(gid.x * 8u, gid.y, acc_a);
     store4(gid.x * 8u + 4u, gid.y, acc_b);
@@ -434,11 +500,10 @@ struct Weights8 {
 fn weights8(row: u32, b: u32, w: u32) -> Weights8 {
     let g = b / group_len();
     let f = affine(row, g, b % group_len(), group_scales(row, g));
-    let high = high_words(row, b);
     let q = w_data[row * row_words() + b * block_words() + w];
-    let shift = 4u * HIGH_BITS * w;
+    let words = code_words(q, high_words(row, b), w);
     let z = zero_point();
-    let lo = codes(q, high.x >> shift) * lane_scale();
-    let hi = codes(q >> 4u, high.y >> shift) * lane_scale();
+    let lo = codes(words.x) * lane_scale();
+    let hi = codes(words.y) * lane_scale();
     return Weights8(f[0] * (lo - z) + f[2], f[1] * (hi - z) + f[3]);
 }

@@ -87,17 +87,19 @@ fn codes(packed: &PackedMatrix, row: usize, b: usize) -> [f32; 32] {
     let words = 4 + high_bits as usize;
     let at = (row * blocks + b) * words;
     for j in 0..16 {
-        let byte = packed.data[at + j / 4] >> (8 * (j % 4));
+        let (w, i) = (j / 4, j % 4);
+        let byte = packed.data[at + w] >> (8 * i);
         let (mut lo, mut hi) = (byte & 15, (byte >> 4) & 15);
         match high_bits {
             1 => {
-                let h = packed.data[at + 4];
-                lo |= ((h >> j) & 1) << 4;
-                hi |= ((h >> (j + 16)) & 1) << 4;
+                let h = packed.data[at + 4] >> (8 * i);
+                lo |= ((h >> (4 + w)) & 1) << 4;
+                hi |= ((h >> w) & 1) << 4;
             }
             2 => {
-                lo |= ((packed.data[at + 4] >> (2 * j)) & 3) << 4;
-                hi |= ((packed.data[at + 5] >> (2 * j)) & 3) << 4;
+                let h = packed.data[at + 4 + w / 2] >> (8 * i + 4 - 4 * (w % 2));
+                lo |= (h & 3) << 4;
+                hi |= ((h >> 2) & 3) << 4;
             }
             _ => {}
         }

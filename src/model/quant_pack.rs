@@ -10,9 +10,16 @@
 //! - 4 words of low nibbles: byte j of the 16 holds weight j in its low
 //!   nibble, weight j + 16 in its high one (the Q4_0/Q4_1 order, so the
 //!   kernels share one nibble unpacking);
-//! - 1 high-bit word (5-bit formats): bit i = bit 4 of weight i;
-//! - 2 high-bit words (Q6_K): bits 2i..2i+1 = bits 4..5 of weight i, the
-//!   first word for weights 0..15, the second for 16..31.
+//! - the bits above the nibbles, laid out so that the kernels move the
+//!   high bits of nibble word w (weights 4w + i and 16 + 4w + i, i = 0..3)
+//!   into bits 4.. of byte i with one shift of the whole word, not one per
+//!   weight (per-weight shifts cost the Q5_K/Q6_K matvecs about a fifth of
+//!   their speed on llvmpipe):
+//!   - 1 word (5-bit formats): in byte i, bit 4 + w = bit 4 of weight
+//!     4w + i, bit w = bit 4 of weight 16 + 4w + i;
+//!   - 2 words (Q6_K), word w / 2: in byte i, for even w bits 4..5 = bits
+//!     4..5 of weight 4w + i and bits 6..7 those of weight 16 + 4w + i; for
+//!     odd w bits 0..1 and 2..3 the same.
 //!
 //! Each half block of 16 weights has a scale s and an offset o and the
 //! format a zero point z: value = s * (q - z) + o. The scales array:
@@ -57,7 +64,9 @@ fn f16_as_f32_bits(bytes: &[u8], at: usize) -> u32 {
     f16::from_bits(le_u16(bytes, at)).to_f32().to_bits()
 }
 
-/// Appends 32 codes as 4 nibble words and `high_bits` words of high bits.
+/// Appends 32 codes as 4 nibble words and `high_bits` words of high bits,
+/// placed so that nibble word w's high bits reach their bytes with one
+/// shift for all four (see the module header).
 fn push_codes(data: &mut Vec<u32>, q: &Codes, high_bits: u32) {
     for w in 0..4 {
         let word = (0..4).fold(0u32, |word, i| {
@@ -66,11 +75,20 @@ fn push_codes(data: &mut Vec<u32>, q: &Codes, high_bits: u32) {
         });
         data.push(word);
     }
+    let high = |j: usize, mask: u8| ((q[j] >> 4) & mask) as u32;
     match high_bits {
-        1 => data.push((0..32).fold(0u32, |word, i| word | ((q[i] >> 4) as u32 & 1) << i)),
+        1 => data.push((0..16).fold(0u32, |word, j| {
+            let (w, i) = (j / 4, j % 4);
+            word | high(j, 1) << (8 * i + 4 + w) | high(j + 16, 1) << (8 * i + w)
+        })),
         2 => {
-            for half in q.chunks_exact(16) {
-                data.push((0..16).fold(0u32, |word, i| word | ((half[i] >> 4) as u32 & 3) << (2 * i)));
+            for pair in 0..2 {
+                data.push((0..8).fold(0u32, |word, k| {
+                    let (odd, i) = (k / 4, k % 4);
+                    let j = 4 * (2 * pair + odd) + i;
+                    let at = 8 * i + 4 - 4 * odd;
+                    word | high(j, 3) << at | high(j + 16, 3) << (at + 2)
+                }));
             }
         }
         _ => {}
