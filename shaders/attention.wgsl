@@ -52,6 +52,28 @@ fn attention(@builtin(global_invocation_id) gid: vec3<u32>) {
     let head = gid.x % N_Q_HEADS;
     let t = gid.x / N_Q_HEADS;
     if (t >= step.num_tokens) { return; }
+    attend_one(t, head);
+}
+
+// The first key position the query at `pos` sees.
+fn first_visible(pos: u32) -> u32 {
+    if (SLIDING_WINDOW > 0u && pos >= SLIDING_WINDOW) {
+        return pos + 1u - SLIDING_WINDOW;
+    }
+    return 0u;
+}
+
+// Where key j of a sequence lives: its head's offset (in vec4s) in the caches.
+fn key_base(table: u32, j: u32, kv_head: u32) -> u32 {
+    let d4 = HEAD_DIM / 4u;
+    let num_slots = arrayLength(&k_cache) / (N_KV_HEADS * d4);
+    let block = block_tables[table + j / BLOCK_SIZE];
+    let slot = min(block * BLOCK_SIZE + j % BLOCK_SIZE, num_slots - 1u);
+    return (slot * N_KV_HEADS + kv_head) * d4;
+}
+
+// Query token t, head `head`: its attention output, written to `out`.
+fn attend_one(t: u32, head: u32) {
     let d4 = HEAD_DIM / 4u;
     let kv_head = head / (N_Q_HEADS / N_KV_HEADS);
     let row4 = (N_Q_HEADS + 2u * N_KV_HEADS) * d4;
@@ -59,20 +81,12 @@ fn attention(@builtin(global_invocation_id) gid: vec3<u32>) {
         q[c] = qkv[t * row4 + head * d4 + c] * SCALE;
         acc[c] = vec4<f32>(0.0);
     }
-    let seq = token_seq[t];
     let pos = positions[t];
-    let table = seq * step.max_blocks_per_seq;
-    let num_slots = arrayLength(&k_cache) / (N_KV_HEADS * d4);
+    let table = token_seq[t] * step.max_blocks_per_seq;
     var running_max = -3.4e38;
     var denom = 0.0;
-    var first = 0u;
-    if (SLIDING_WINDOW > 0u && pos >= SLIDING_WINDOW) {
-        first = pos + 1u - SLIDING_WINDOW;
-    }
-    for (var j = first; j <= pos; j++) {
-        let block = block_tables[table + j / BLOCK_SIZE];
-        let slot = min(block * BLOCK_SIZE + j % BLOCK_SIZE, num_slots - 1u);
-        let base = (slot * N_KV_HEADS + kv_head) * d4;
+    for (var j = first_visible(pos); j <= pos; j++) {
+        let base = key_base(table, j, kv_head);
         var s4 = vec4<f32>(0.0);
         for (var c = 0u; c < d4; c++) {
             s4 += q[c] * k_cache[base + c];
@@ -90,6 +104,77 @@ fn attention(@builtin(global_invocation_id) gid: vec3<u32>) {
     let inv = 1.0 / denom;
     for (var c = 0u; c < d4; c++) {
         out[(t * N_Q_HEADS + head) * d4 + c] = acc[c] * inv;
+    }
+}
+
+// ---- 4 queries per invocation (prefill) ----
+//
+// An invocation per (4 consecutive tokens, head). Where the four are
+// positions p..p+3 of one sequence (a prefill chunk), they walk the keys
+// together: each key's K and V are loaded once for all four, which on
+// llvmpipe (every load a per-lane gather) is what the one-query kernel
+// spends most of its prefill time on. A key past a query's position (the
+// last three keys) or before its window counts for nothing there. Tokens
+// of different sequences (decodes, chunk edges) take the one-query path.
+const QUERIES = 4u;
+var<private> q4: array<vec4<f32>, 256>;   // [QUERIES, HEAD_DIM / 4], query i at i * HEAD_DIM / 4
+var<private> acc4: array<vec4<f32>, 256>;
+
+@compute @workgroup_size(8)
+fn attention_queries4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let head = gid.x % N_Q_HEADS;
+    let t0 = (gid.x / N_Q_HEADS) * QUERIES;
+    if (t0 >= step.num_tokens) { return; }
+    let count = min(QUERIES, step.num_tokens - t0);
+    let last = t0 + count - 1u;
+    let together = count == QUERIES && token_seq[t0] == token_seq[last] && positions[last] == positions[t0] + QUERIES - 1u;
+    if (!together) {
+        for (var t = t0; t <= last; t++) {
+            attend_one(t, head);
+        }
+        return;
+    }
+    let d4 = HEAD_DIM / 4u;
+    let kv_head = head / (N_Q_HEADS / N_KV_HEADS);
+    let row4 = (N_Q_HEADS + 2u * N_KV_HEADS) * d4;
+    for (var i = 0u; i < QUERIES; i++) {
+        for (var c = 0u; c < d4; c++) {
+            q4[i * d4 + c] = qkv[(t0 + i) * row4 + head * d4 + c] * SCALE;
+            acc4[i * d4 + c] = vec4<f32>(0.0);
+        }
+    }
+    let pos = positions[t0] + vec4<u32>(0u, 1u, 2u, 3u);
+    let first = vec4<u32>(first_visible(pos.x), first_visible(pos.y), first_visible(pos.z), first_visible(pos.w));
+    let table = token_seq[t0] * step.max_blocks_per_seq;
+    var running_max = vec4<f32>(-3.4e38);
+    var denom = vec4<f32>(0.0);
+    for (var j = first.x; j <= pos.w; j++) {
+        let base = key_base(table, j, kv_head);
+        var dots = mat4x4<f32>(); // column i: query i's partial products
+        for (var c = 0u; c < d4; c++) {
+            let k = k_cache[base + c];
+            dots += mat4x4<f32>(q4[c] * k, q4[d4 + c] * k, q4[2u * d4 + c] * k, q4[3u * d4 + c] * k);
+        }
+        let visible = (vec4<u32>(j) >= first) & (vec4<u32>(j) <= pos);
+        let score = transpose(dots) * vec4<f32>(1.0);
+        let new_max = select(running_max, max(running_max, score), visible);
+        let correction = exp(running_max - new_max);
+        let p = select(vec4<f32>(0.0), exp(score - new_max), visible);
+        denom = denom * correction + p;
+        for (var c = 0u; c < d4; c++) {
+            let v = v_cache[base + c];
+            acc4[c] = acc4[c] * correction.x + p.x * v;
+            acc4[d4 + c] = acc4[d4 + c] * correction.y + p.y * v;
+            acc4[2u * d4 + c] = acc4[2u * d4 + c] * correction.z + p.z * v;
+            acc4[3u * d4 + c] = acc4[3u * d4 + c] * correction.w + p.w * v;
+        }
+        running_max = new_max;
+    }
+    let inv = vec4<f32>(1.0) / denom;
+    for (var i = 0u; i < QUERIES; i++) {
+        for (var c = 0u; c < d4; c++) {
+            out[((t0 + i) * N_Q_HEADS + head) * d4 + c] = acc4[i * d4 + c] * inv[i];
+        }
     }
 }
 

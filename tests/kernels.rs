@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use wgserve::formats::TensorType;
 use wgserve::gpu::KernelKey;
 use wgserve::gpu::kernels::argmax::ArgmaxKey;
-use wgserve::gpu::kernels::attention::{AttentionBindings, AttentionKey};
+use wgserve::gpu::kernels::attention::{AttentionBindings, AttentionKey, QUERIES_TOGETHER};
 use wgserve::gpu::kernels::embedding::EmbeddingKey;
 use wgserve::gpu::kernels::glu::{GluActivation, GluBindings, GluKey};
 use wgserve::gpu::kernels::head_rmsnorm::{HeadRmsNormBindings, HeadRmsNormKey};
@@ -434,13 +434,24 @@ struct AttentionCase {
 /// plain softmax over the visible keys in f64. Table entries that must not
 /// be read (blocks wholly before every query's window, and past the last
 /// position) name a block of NaN keys and values, so reading one fails.
+/// Every kernel: both families, and the CPU family's one-query and
+/// queries-together variants.
 fn check_attention(gpu: &mut Harness, rng: &mut StdRng, case: &AttentionCase) {
     for family in FAMILIES {
-        check_attention_family(gpu, rng, case, family);
+        let queries: &[u32] = if family == KernelFamily::Cpu { &[1, QUERIES_TOGETHER] } else { &[1] };
+        for &queries in queries {
+            check_attention_variant(gpu, rng, case, family, queries);
+        }
     }
 }
 
-fn check_attention_family(gpu: &mut Harness, rng: &mut StdRng, case: &AttentionCase, family: KernelFamily) {
+fn check_attention_variant(
+    gpu: &mut Harness,
+    rng: &mut StdRng,
+    case: &AttentionCase,
+    family: KernelFamily,
+    queries: u32,
+) {
     let AttentionCase { head_dim, hq, hkv, block_size, sliding_window, seqs } = *case;
     let kv = hkv * head_dim;
     let window_start =
@@ -488,6 +499,7 @@ fn check_attention_family(gpu: &mut Harness, rng: &mut StdRng, case: &AttentionC
         block_size: block_size as u32,
         sliding_window: sliding_window as u32,
         family,
+        queries,
     };
     let step = gpu.step(m as u32, seqs.len() as u32, max_blocks as u32);
     let (qb, kc, vc) = (gpu.f32s(&qkv), gpu.f32s(&k_cache), gpu.f32s(&v_cache));
@@ -538,7 +550,7 @@ fn check_attention_family(gpu: &mut Harness, rng: &mut StdRng, case: &AttentionC
         }
     }
     let what = format!(
-        "attention {family:?} D={head_dim} Hq={hq} Hkv={hkv} block={block_size} window={sliding_window}"
+        "attention {family:?} queries={queries} D={head_dim} Hq={hq} Hkv={hkv} block={block_size} window={sliding_window}"
     );
     assert_close(&what, &got, &want, 1e-4, 1e-4);
     // The poison is live: where blocks before a window were replaced by it,
@@ -564,6 +576,12 @@ fn paged_attention_matches_cpu_on_a_varlen_batch() {
     // positions 16..19 (crossing a block).
     let seqs = &[(0, 5), (37, 1), (16, 3)];
     let case = AttentionCase { head_dim: 32, hq: 6, hkv: 2, block_size: 16, sliding_window: 0, seqs };
+    check_attention(&mut gpu, &mut rng, &case);
+    // Prefill chunks long enough that most queries go four together: from
+    // 0, from the middle of a block, and one whose length is not a
+    // multiple of four, beside decodes that fall into mixed groups.
+    let seqs = &[(0, 37), (5, 1), (50, 21), (70, 1), (16, 10)];
+    let case = AttentionCase { head_dim: 64, hq: 9, hkv: 3, block_size: 16, sliding_window: 0, seqs };
     check_attention(&mut gpu, &mut rng, &case);
 }
 

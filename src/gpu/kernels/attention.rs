@@ -55,16 +55,24 @@ pub struct AttentionKey {
     /// window are never read.
     pub sliding_window: u32,
     pub family: KernelFamily,
+    /// Query tokens per invocation in the CPU family: 1, or
+    /// `QUERIES_TOGETHER` (`attention_queries4`: a prefill chunk's
+    /// consecutive tokens share each K/V load). The GPU family takes 1.
+    pub queries: u32,
 }
+
+/// Queries that `attention_queries4` takes together.
+pub const QUERIES_TOGETHER: u32 = 4;
 
 impl AttentionKey {
     pub(crate) fn spec(&self) -> KernelSpec {
         KernelSpec {
             label: "attention",
             source: include_str!("../../../shaders/attention.wgsl"),
-            entry_point: match self.family {
-                KernelFamily::Cpu => "attention",
-                KernelFamily::Gpu => "attention_gpu",
+            entry_point: match (self.family, self.queries) {
+                (KernelFamily::Cpu, QUERIES_TOGETHER) => "attention_queries4",
+                (KernelFamily::Cpu, _) => "attention",
+                (KernelFamily::Gpu, _) => "attention_gpu",
             },
             bindings: &[
                 BindingKind::Uniform,
@@ -87,10 +95,19 @@ impl AttentionKey {
         }
     }
 
+    /// The number of queries per invocation for a step of `num_tokens`
+    /// tokens: together from a chunk of 4 on (a decode batch's tokens,
+    /// each its own sequence, then take the one-query path inside).
+    pub fn queries_for(family: KernelFamily, num_tokens: u32) -> u32 {
+        if family == KernelFamily::Cpu && num_tokens >= QUERIES_TOGETHER { QUERIES_TOGETHER } else { 1 }
+    }
+
     pub fn workgroups(&self, num_tokens: u32) -> [u32; 3] {
         match self.family {
-            // 8 invocations per workgroup, one per (token, head).
-            KernelFamily::Cpu => [(num_tokens * self.n_q_heads).div_ceil(8), 1, 1],
+            // 8 invocations per workgroup, one per (query group, head).
+            KernelFamily::Cpu => {
+                [(num_tokens.div_ceil(self.queries.max(1)) * self.n_q_heads).div_ceil(8), 1, 1]
+            }
             // A workgroup per (token, head).
             KernelFamily::Gpu => [self.n_q_heads, num_tokens, 1],
         }

@@ -4,7 +4,7 @@
 //! (causal, or within a sliding window), and the output projection joined
 //! to the residual stream.
 
-use crate::gpu::kernels::attention::{AttentionBindings, AttentionKey};
+use crate::gpu::kernels::attention::{AttentionBindings, AttentionKey, QUERIES_TOGETHER};
 use crate::gpu::kernels::head_rmsnorm::{HeadRmsNormBindings, HeadRmsNormKey};
 use crate::gpu::kernels::kv_write::{KvWriteBindings, KvWriteKey};
 use crate::gpu::kernels::rope::{RopeBindings, RopeKey};
@@ -72,6 +72,8 @@ pub struct PagedAttention {
     rope: Bound,
     kv_write: Bound,
     attention: Bound,
+    /// The CPU family's kernel for steps of `QUERIES_TOGETHER` tokens or more.
+    attention_together: Option<Bound>,
     output: ResidualProjection,
 }
 
@@ -137,6 +139,7 @@ impl PagedAttention {
             block_size: buffers.kv_cache.block_size as u32,
             sliding_window,
             family: ctx.kernels(),
+            queries: 1,
         };
         let attention_bindings = AttentionBindings {
             step: &inputs.step,
@@ -149,11 +152,15 @@ impl PagedAttention {
             out: &scratch.attn,
         };
         let attention = Bound::bind(&ctx, cache, KernelKey::Attention(attention_key), &attention_bindings);
+        let together = AttentionKey { queries: QUERIES_TOGETHER, ..attention_key };
+        let attention_together = (AttentionKey::queries_for(together.family, QUERIES_TOGETHER)
+            == QUERIES_TOGETHER)
+            .then(|| Bound::bind(&ctx, cache, KernelKey::Attention(together), &attention_bindings));
         // attn [M, Hq D] -> [M, H], into the residual stream.
         let output =
             ResidualProjection::new(builder, c, buffers, scratch, weights.output, &scratch.attn, residual)
                 .with_role(MatmulRole::AttnOut);
-        Self { qkv, qk_norm, rope, kv_write, attention, output }
+        Self { qkv, qk_norm, rope, kv_write, attention, attention_together, output }
     }
 
     pub fn record(&self, pass: &mut dyn Recorder, num_tokens: u32) {
@@ -163,7 +170,10 @@ impl PagedAttention {
         }
         self.rope.record(pass, num_tokens);
         self.kv_write.record(pass, num_tokens);
-        self.attention.record(pass, num_tokens);
+        match &self.attention_together {
+            Some(together) if num_tokens >= QUERIES_TOGETHER => together.record(pass, num_tokens),
+            _ => self.attention.record(pass, num_tokens),
+        }
         self.output.record(pass, num_tokens);
     }
 
