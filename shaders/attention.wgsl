@@ -13,9 +13,12 @@
 // a local layer costs O(W) per query, and the blocks before the window (and
 // their block-table entries) are never read.
 //
-// Two entry points: `attention` (the CPU family: an invocation per query
-// and head, workgroups of 8) and `attention_gpu` (the GPU family, at the
-// end: a workgroup per query and head).
+// The CPU family (workgroups of 8) has two ways through a step: small
+// steps (decodes) split each query's keys into SPLITS spans, an
+// invocation each (`attention_split`), and combine the spans' partial
+// softmaxes (`attention_combine`); larger steps (prefill) take four
+// consecutive queries per invocation (`attention_queries4`). The GPU
+// family (`attention_gpu`, at the end) has a workgroup per query and head.
 
 struct Step {
     num_tokens: u32,
@@ -30,6 +33,7 @@ override N_KV_HEADS: u32;
 override BLOCK_SIZE: u32 = 16u;
 override SCALE: f32;              // 1 / sqrt(HEAD_DIM)
 override SLIDING_WINDOW: u32 = 0u; // keys per query; 0 = all earlier positions
+override SPLITS: u32 = 8u;        // attention_split: spans each query's keys are cut into
 
 const MAX_D4: u32 = 64u;
 
@@ -41,19 +45,12 @@ const MAX_D4: u32 = 64u;
 @group(0) @binding(5) var<storage, read> token_seq: array<u32>;      // [M] sequence of each token
 @group(0) @binding(6) var<storage, read> positions: array<u32>;      // [M] position of each token
 @group(0) @binding(7) var<storage, read_write> out: array<vec4<f32>>; // [M, N_Q_HEADS HEAD_DIM] f32
+// attention_split and attention_combine only: [M, N_Q_HEADS, SPLITS, 1 + HEAD_DIM / 4]
+// vec4s, each split's (max score, sum of exp, -, -) and then its unnormalized output.
+@group(0) @binding(8) var<storage, read_write> partials: array<vec4<f32>>;
 
 var<private> q: array<vec4<f32>, MAX_D4>;
 var<private> acc: array<vec4<f32>, MAX_D4>;
-
-// Workgroups of 8: a decode step has only (sequences x heads) invocations,
-// and small groups spread them over every CPU thread on llvmpipe.
-@compute @workgroup_size(8)
-fn attention(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let head = gid.x % N_Q_HEADS;
-    let t = gid.x / N_Q_HEADS;
-    if (t >= step.num_tokens) { return; }
-    attend_one(t, head);
-}
 
 // The first key position the query at `pos` sees.
 fn first_visible(pos: u32) -> u32 {
@@ -72,8 +69,10 @@ fn key_base(table: u32, j: u32, kv_head: u32) -> u32 {
     return (slot * N_KV_HEADS + kv_head) * d4;
 }
 
-// Query token t, head `head`: its attention output, written to `out`.
-fn attend_one(t: u32, head: u32) {
+// Query token t, head `head`, over its keys at positions start..end-1:
+// leaves the unnormalized output in `acc` and returns the online
+// softmax's (max score, sum of exponentials); (-3.4e38, 0) for no keys.
+fn walk_keys(t: u32, head: u32, start: u32, end: u32) -> vec2<f32> {
     let d4 = HEAD_DIM / 4u;
     let kv_head = head / (N_Q_HEADS / N_KV_HEADS);
     let row4 = (N_Q_HEADS + 2u * N_KV_HEADS) * d4;
@@ -81,11 +80,10 @@ fn attend_one(t: u32, head: u32) {
         q[c] = qkv[t * row4 + head * d4 + c] * SCALE;
         acc[c] = vec4<f32>(0.0);
     }
-    let pos = positions[t];
     let table = token_seq[t] * step.max_blocks_per_seq;
     var running_max = -3.4e38;
     var denom = 0.0;
-    for (var j = first_visible(pos); j <= pos; j++) {
+    for (var j = start; j < end; j++) {
         let base = key_base(table, j, kv_head);
         var s4 = vec4<f32>(0.0);
         for (var c = 0u; c < d4; c++) {
@@ -101,7 +99,15 @@ fn attend_one(t: u32, head: u32) {
         }
         running_max = new_max;
     }
-    let inv = 1.0 / denom;
+    return vec2<f32>(running_max, denom);
+}
+
+// Query token t, head `head`: its attention output, written to `out`.
+fn attend_one(t: u32, head: u32) {
+    let pos = positions[t];
+    let stats = walk_keys(t, head, first_visible(pos), pos + 1u);
+    let inv = 1.0 / stats.y;
+    let d4 = HEAD_DIM / 4u;
     for (var c = 0u; c < d4; c++) {
         out[(t * N_Q_HEADS + head) * d4 + c] = acc[c] * inv;
     }
@@ -175,6 +181,71 @@ fn attention_queries4(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var c = 0u; c < d4; c++) {
             out[((t0 + i) * N_Q_HEADS + head) * d4 + c] = acc4[i * d4 + c] * inv[i];
         }
+    }
+}
+
+// ---- keys split into spans (decode) ----
+//
+// A decode step has only (sequences x heads) queries, each a long serial
+// walk over its keys: at batch 1, SmolLM2's 9 heads fill one and a bit of
+// llvmpipe's 8-lane vectors, one thread, while the other idles. Here an
+// invocation takes one of SPLITS equal spans of a query's visible keys
+// (flash-decoding) and writes that span's running max, sum of
+// exponentials and unnormalized output; attention_combine rescales the
+// spans to their common max and sums them.
+
+fn partial_at(t: u32, head: u32, split: u32) -> u32 {
+    return ((t * N_Q_HEADS + head) * SPLITS + split) * (1u + HEAD_DIM / 4u);
+}
+
+@compute @workgroup_size(8)
+fn attention_split(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let split = gid.x % SPLITS;
+    let head = (gid.x / SPLITS) % N_Q_HEADS;
+    let t = gid.x / (SPLITS * N_Q_HEADS);
+    if (t >= step.num_tokens) { return; }
+    let pos = positions[t];
+    let first = first_visible(pos);
+    let span = (pos - first + SPLITS) / SPLITS; // ceil(keys / SPLITS)
+    let start = first + split * span;
+    let stats = walk_keys(t, head, start, min(start + span, pos + 1u));
+    // An empty span (fewer keys than splits) leaves max -3.4e38 and sum 0:
+    // the combine weighs it exp(-3.4e38 - max) = 0.
+    let at = partial_at(t, head, split);
+    partials[at] = vec4<f32>(stats, 0.0, 0.0);
+    for (var c = 0u; c < HEAD_DIM / 4u; c++) {
+        partials[at + 1u + c] = acc[c];
+    }
+}
+
+// An invocation per (query, head): out = sum_s w_s acc_s / sum_s w_s denom_s,
+// w_s = exp(max_s - max), the spans' online softmax joined.
+@compute @workgroup_size(8)
+fn attention_combine(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let head = gid.x % N_Q_HEADS;
+    let t = gid.x / N_Q_HEADS;
+    if (t >= step.num_tokens) { return; }
+    let d4 = HEAD_DIM / 4u;
+    var top = -3.4e38;
+    for (var s = 0u; s < SPLITS; s++) {
+        top = max(top, partials[partial_at(t, head, s)].x);
+    }
+    var denom = 0.0;
+    for (var c = 0u; c < d4; c++) {
+        acc[c] = vec4<f32>(0.0);
+    }
+    for (var s = 0u; s < SPLITS; s++) {
+        let at = partial_at(t, head, s);
+        let stats = partials[at];
+        let weight = exp(stats.x - top);
+        denom += weight * stats.y;
+        for (var c = 0u; c < d4; c++) {
+            acc[c] += weight * partials[at + 1u + c];
+        }
+    }
+    let inv = 1.0 / denom;
+    for (var c = 0u; c < d4; c++) {
+        out[(t * N_Q_HEADS + head) * d4 + c] = acc[c] * inv;
     }
 }
 

@@ -10,8 +10,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use wgserve::formats::TensorType;
 use wgserve::gpu::KernelKey;
+use wgserve::gpu::kernels::KernelBindings;
 use wgserve::gpu::kernels::argmax::ArgmaxKey;
-use wgserve::gpu::kernels::attention::{AttentionBindings, AttentionKey, QUERIES_TOGETHER};
+use wgserve::gpu::kernels::attention::{AttentionBindings, AttentionKey, AttentionPass};
 use wgserve::gpu::kernels::embedding::EmbeddingKey;
 use wgserve::gpu::kernels::glu::{GluActivation, GluBindings, GluKey};
 use wgserve::gpu::kernels::head_rmsnorm::{HeadRmsNormBindings, HeadRmsNormKey};
@@ -19,7 +20,6 @@ use wgserve::gpu::kernels::kv_write::{KvWriteBindings, KvWriteKey};
 use wgserve::gpu::kernels::matmul::{MatmulKey, Tile};
 use wgserve::gpu::kernels::rmsnorm::{RmsNormBindings, RmsNormKey};
 use wgserve::gpu::kernels::rope::{RopeBindings, RopeKey, rope_table};
-use wgserve::gpu::kernels::{KernelBindings, KernelFamily};
 use wgserve::model::dequantize::dequantize;
 use wgserve::model::weights::pack_matrix;
 
@@ -434,23 +434,24 @@ struct AttentionCase {
 /// plain softmax over the visible keys in f64. Table entries that must not
 /// be read (blocks wholly before every query's window, and past the last
 /// position) name a block of NaN keys and values, so reading one fails.
-/// Every kernel: both families, and the CPU family's one-query and
-/// queries-together variants.
+/// Every way through a step: the GPU family's, and both of the CPU
+/// family's (keys split into spans, then combined; queries together).
 fn check_attention(gpu: &mut Harness, rng: &mut StdRng, case: &AttentionCase) {
-    for family in FAMILIES {
-        let queries: &[u32] = if family == KernelFamily::Cpu { &[1, QUERIES_TOGETHER] } else { &[1] };
-        for &queries in queries {
-            check_attention_variant(gpu, rng, case, family, queries);
-        }
+    let ways: [&[AttentionPass]; 3] = [
+        &[AttentionPass::PerQuery],
+        &[AttentionPass::SplitKeys, AttentionPass::CombineSplits],
+        &[AttentionPass::QueriesTogether],
+    ];
+    for passes in ways {
+        check_attention_passes(gpu, rng, case, passes);
     }
 }
 
-fn check_attention_variant(
+fn check_attention_passes(
     gpu: &mut Harness,
     rng: &mut StdRng,
     case: &AttentionCase,
-    family: KernelFamily,
-    queries: u32,
+    passes: &[AttentionPass],
 ) {
     let AttentionCase { head_dim, hq, hkv, block_size, sliding_window, seqs } = *case;
     let kv = hkv * head_dim;
@@ -492,19 +493,19 @@ fn check_attention_variant(
     let m = token_seq.len();
     let row = (hq + 2 * hkv) * head_dim;
     let qkv = random_f32(rng, m * row, 1.0);
-    let key = AttentionKey {
+    let key = |pass: AttentionPass, sliding_window: usize| AttentionKey {
         head_dim: head_dim as u32,
         n_q_heads: hq as u32,
         n_kv_heads: hkv as u32,
         block_size: block_size as u32,
         sliding_window: sliding_window as u32,
-        family,
-        queries,
+        pass,
     };
     let step = gpu.step(m as u32, seqs.len() as u32, max_blocks as u32);
     let (qb, kc, vc) = (gpu.f32s(&qkv), gpu.f32s(&k_cache), gpu.f32s(&v_cache));
     let (tb, sb, pb) = (gpu.u32s(&block_tables), gpu.u32s(&token_seq), gpu.u32s(&positions));
     let out = gpu.zeros(m * hq * head_dim);
+    let partials = gpu.zeros(AttentionPass::partials_len(m, hq, head_dim));
     let bindings = AttentionBindings {
         step: &step,
         qkv: &qb,
@@ -514,8 +515,17 @@ fn check_attention_variant(
         token_seq: &sb,
         positions: &pb,
         out: &out,
+        partials: None,
     };
-    gpu.run(KernelKey::Attention(key), &bindings.in_binding_order(), key.workgroups(m as u32));
+    let run = |gpu: &mut Harness, sliding_window: usize| {
+        for &pass in passes {
+            let key = key(pass, sliding_window);
+            let partials = pass.uses_partials().then_some(&partials);
+            let bindings = AttentionBindings { partials, ..bindings };
+            gpu.run(KernelKey::Attention(key), &bindings.in_binding_order(), key.workgroups(m as u32));
+        }
+    };
+    run(gpu, sliding_window);
     let got = gpu.read_f32(&out, m * hq * head_dim);
     let mut want = vec![0f32; m * hq * head_dim];
     for t in 0..m {
@@ -550,15 +560,14 @@ fn check_attention_variant(
         }
     }
     let what = format!(
-        "attention {family:?} queries={queries} D={head_dim} Hq={hq} Hkv={hkv} block={block_size} window={sliding_window}"
+        "attention {passes:?} D={head_dim} Hq={hq} Hkv={hkv} block={block_size} window={sliding_window}"
     );
     assert_close(&what, &got, &want, 1e-4, 1e-4);
     // The poison is live: where blocks before a window were replaced by it,
     // attention over every earlier position reads NaN.
     let poisoned = seqs.iter().any(|&(first, _)| window_start(first) >= block_size);
     if poisoned {
-        let causal = AttentionKey { sliding_window: 0, ..key };
-        gpu.run(KernelKey::Attention(causal), &bindings.in_binding_order(), causal.workgroups(m as u32));
+        run(gpu, 0);
         let got = gpu.read_f32(&out, m * hq * head_dim);
         assert!(
             got.iter().any(|v| !v.is_finite()),

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use crate::gpu::kernels::StepParams;
 use crate::gpu::kernels::argmax::{ArgmaxBindings, ArgmaxKey};
+use crate::gpu::kernels::attention::MAX_SPLIT_TOKENS;
 use crate::gpu::kernels::rmsnorm::{RmsNormBindings, RmsNormKey};
 use crate::gpu::kv_cache::KvCache;
 use crate::gpu::profiler::{MatmulRole, Recorder, StepProfile, StepProfiler, TimingMethod};
@@ -177,7 +178,8 @@ impl<B: DecoderBody> Decoder<B> {
     /// It writes K/V into the first blocks, which a sequence overwrites
     /// before it reads them.
     pub fn warm_up(&self) -> Result<(), ModelError> {
-        for num_tokens in [1, 4] {
+        // 1 and 4: both matmul tiles; past MAX_SPLIT_TOKENS: the prefill attention.
+        for num_tokens in [1, 4, MAX_SPLIT_TOKENS as usize + 1] {
             let mut batch = BatchInputs::default();
             let tokens = vec![0u32; num_tokens];
             let blocks = num_tokens.div_ceil(self.block_size());

@@ -1,6 +1,6 @@
 //! `shaders/attention.wgsl`: paged causal attention, varlen batch, GQA,
 //! optionally over a sliding window of keys (Gemma's local layers), in
-//! both kernel families (`attention` and `attention_gpu`).
+//! both kernel families (see `AttentionPass`).
 
 use super::{KernelBindings, KernelFamily};
 use crate::gpu::GpuBuffer;
@@ -26,11 +26,14 @@ pub struct AttentionBindings<'a> {
     pub positions: &'a GpuBuffer,
     /// [M, Hq D] f32, attention output.
     pub out: &'a GpuBuffer,
+    /// [M, Hq, SPLITS, 1 + D / 4] vec4: the split passes' partial results
+    /// (`AttentionPass::partials_len`); bound only to those passes.
+    pub partials: Option<&'a GpuBuffer>,
 }
 
 impl KernelBindings for AttentionBindings<'_> {
     fn in_binding_order(&self) -> Vec<&GpuBuffer> {
-        vec![
+        [
             self.step,
             self.qkv,
             self.k_cache,
@@ -40,6 +43,9 @@ impl KernelBindings for AttentionBindings<'_> {
             self.positions,
             self.out,
         ]
+        .into_iter()
+        .chain(self.partials)
+        .collect()
     }
 }
 
@@ -54,36 +60,82 @@ pub struct AttentionKey {
     /// (see the shader). Block-table entries of blocks wholly before the
     /// window are never read.
     pub sliding_window: u32,
-    pub family: KernelFamily,
-    /// Query tokens per invocation in the CPU family: 1, or
-    /// `QUERIES_TOGETHER` (`attention_queries4`: a prefill chunk's
-    /// consecutive tokens share each K/V load). The GPU family takes 1.
-    pub queries: u32,
+    pub pass: AttentionPass,
 }
 
-/// Queries that `attention_queries4` takes together.
+/// Which of the attention kernels a dispatch runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttentionPass {
+    /// GPU family: a workgroup per (query, head).
+    PerQuery,
+    /// CPU family, prefill: four consecutive queries of a sequence share
+    /// each K/V load (`attention_queries4`).
+    QueriesTogether,
+    /// CPU family, decode: each query's keys cut into `SPLITS` spans, an
+    /// invocation each (`attention_split`), writing `partials` ...
+    SplitKeys,
+    /// ... which this joins into the output (`attention_combine`).
+    CombineSplits,
+}
+
+/// Queries per invocation in `AttentionPass::QueriesTogether`.
 pub const QUERIES_TOGETHER: u32 = 4;
+
+/// Key spans per query in `AttentionPass::SplitKeys`.
+pub const SPLITS: u32 = 8;
+
+/// The CPU family's largest step that splits keys; larger steps (prompt
+/// chunks) have queries enough to fill the machine and share K/V loads
+/// four queries together instead.
+pub const MAX_SPLIT_TOKENS: u32 = 16;
+
+impl AttentionPass {
+    /// The passes, in order, of a step of `num_tokens` tokens.
+    pub fn for_step(family: KernelFamily, num_tokens: u32) -> &'static [AttentionPass] {
+        match family {
+            KernelFamily::Gpu => &[AttentionPass::PerQuery],
+            KernelFamily::Cpu if num_tokens <= MAX_SPLIT_TOKENS => {
+                &[AttentionPass::SplitKeys, AttentionPass::CombineSplits]
+            }
+            KernelFamily::Cpu => &[AttentionPass::QueriesTogether],
+        }
+    }
+
+    pub fn uses_partials(self) -> bool {
+        matches!(self, AttentionPass::SplitKeys | AttentionPass::CombineSplits)
+    }
+
+    /// Floats of the `partials` buffer for up to `tokens` split tokens.
+    pub fn partials_len(tokens: usize, n_q_heads: usize, head_dim: usize) -> usize {
+        tokens * n_q_heads * SPLITS as usize * (4 + head_dim)
+    }
+}
+
+/// The bindings of the split passes; the others take the first 8.
+const BINDINGS: [BindingKind; 9] = [
+    BindingKind::Uniform,
+    BindingKind::StorageRead,
+    BindingKind::StorageRead,
+    BindingKind::StorageRead,
+    BindingKind::StorageRead,
+    BindingKind::StorageRead,
+    BindingKind::StorageRead,
+    BindingKind::StorageReadWrite,
+    BindingKind::StorageReadWrite,
+];
 
 impl AttentionKey {
     pub(crate) fn spec(&self) -> KernelSpec {
         KernelSpec {
             label: "attention",
             source: include_str!("../../../shaders/attention.wgsl"),
-            entry_point: match (self.family, self.queries) {
-                (KernelFamily::Cpu, QUERIES_TOGETHER) => "attention_queries4",
-                (KernelFamily::Cpu, _) => "attention",
-                (KernelFamily::Gpu, _) => "attention_gpu",
+            entry_point: match self.pass {
+                AttentionPass::PerQuery => "attention_gpu",
+                AttentionPass::QueriesTogether => "attention_queries4",
+                AttentionPass::SplitKeys => "attention_split",
+                AttentionPass::CombineSplits => "attention_combine",
             },
-            bindings: &[
-                BindingKind::Uniform,
-                BindingKind::StorageRead,
-                BindingKind::StorageRead,
-                BindingKind::StorageRead,
-                BindingKind::StorageRead,
-                BindingKind::StorageRead,
-                BindingKind::StorageRead,
-                BindingKind::StorageReadWrite,
-            ],
+            bindings: if self.pass.uses_partials() { &BINDINGS } else { &BINDINGS[..8] },
             constants: vec![
                 ("HEAD_DIM", self.head_dim as f64),
                 ("N_Q_HEADS", self.n_q_heads as f64),
@@ -91,25 +143,20 @@ impl AttentionKey {
                 ("BLOCK_SIZE", self.block_size as f64),
                 ("SCALE", 1.0 / (self.head_dim as f64).sqrt()),
                 ("SLIDING_WINDOW", self.sliding_window as f64),
+                ("SPLITS", SPLITS as f64),
             ],
         }
     }
 
-    /// The number of queries per invocation for a step of `num_tokens`
-    /// tokens: together from a chunk of 4 on (a decode batch's tokens,
-    /// each its own sequence, then take the one-query path inside).
-    pub fn queries_for(family: KernelFamily, num_tokens: u32) -> u32 {
-        if family == KernelFamily::Cpu && num_tokens >= QUERIES_TOGETHER { QUERIES_TOGETHER } else { 1 }
-    }
-
     pub fn workgroups(&self, num_tokens: u32) -> [u32; 3] {
-        match self.family {
-            // 8 invocations per workgroup, one per (query group, head).
-            KernelFamily::Cpu => {
-                [(num_tokens.div_ceil(self.queries.max(1)) * self.n_q_heads).div_ceil(8), 1, 1]
-            }
+        // CPU passes: 8 invocations per workgroup.
+        let invocations = match self.pass {
             // A workgroup per (token, head).
-            KernelFamily::Gpu => [self.n_q_heads, num_tokens, 1],
-        }
+            AttentionPass::PerQuery => return [self.n_q_heads, num_tokens, 1],
+            AttentionPass::QueriesTogether => num_tokens.div_ceil(QUERIES_TOGETHER) * self.n_q_heads,
+            AttentionPass::SplitKeys => num_tokens * self.n_q_heads * SPLITS,
+            AttentionPass::CombineSplits => num_tokens * self.n_q_heads,
+        };
+        [invocations.div_ceil(8), 1, 1]
     }
 }

@@ -4,7 +4,8 @@
 //! (causal, or within a sliding window), and the output projection joined
 //! to the residual stream.
 
-use crate::gpu::kernels::attention::{AttentionBindings, AttentionKey, QUERIES_TOGETHER};
+use crate::gpu::kernels::KernelFamily;
+use crate::gpu::kernels::attention::{AttentionBindings, AttentionKey, AttentionPass};
 use crate::gpu::kernels::head_rmsnorm::{HeadRmsNormBindings, HeadRmsNormKey};
 use crate::gpu::kernels::kv_write::{KvWriteBindings, KvWriteKey};
 use crate::gpu::kernels::rope::{RopeBindings, RopeKey};
@@ -71,9 +72,9 @@ pub struct PagedAttention {
     qk_norm: Option<Bound>,
     rope: Bound,
     kv_write: Bound,
-    attention: Bound,
-    /// The CPU family's kernel for steps of `QUERIES_TOGETHER` tokens or more.
-    attention_together: Option<Bound>,
+    /// Each pass of `AttentionPass::for_step` bound, in no order.
+    attention: Vec<(AttentionPass, Bound)>,
+    family: KernelFamily,
     output: ResidualProjection,
 }
 
@@ -132,15 +133,7 @@ impl PagedAttention {
             AttentionMask::Causal => 0,
             AttentionMask::SlidingWindow(window) => window as u32,
         };
-        let attention_key = AttentionKey {
-            head_dim,
-            n_q_heads,
-            n_kv_heads,
-            block_size: buffers.kv_cache.block_size as u32,
-            sliding_window,
-            family: ctx.kernels(),
-            queries: 1,
-        };
+        let family = ctx.kernels();
         let attention_bindings = AttentionBindings {
             step: &inputs.step,
             qkv: &scratch.qkv,
@@ -150,17 +143,32 @@ impl PagedAttention {
             token_seq: &inputs.token_seq,
             positions: &inputs.positions,
             out: &scratch.attn,
+            partials: None,
         };
-        let attention = Bound::bind(&ctx, cache, KernelKey::Attention(attention_key), &attention_bindings);
-        let together = AttentionKey { queries: QUERIES_TOGETHER, ..attention_key };
-        let attention_together = (AttentionKey::queries_for(together.family, QUERIES_TOGETHER)
-            == QUERIES_TOGETHER)
-            .then(|| Bound::bind(&ctx, cache, KernelKey::Attention(together), &attention_bindings));
+        let mut attention: Vec<(AttentionPass, Bound)> = vec![];
+        for step_tokens in [1, u32::MAX] {
+            for &pass in AttentionPass::for_step(family, step_tokens) {
+                let key = AttentionKey {
+                    head_dim,
+                    n_q_heads,
+                    n_kv_heads,
+                    block_size: buffers.kv_cache.block_size as u32,
+                    sliding_window,
+                    pass,
+                };
+                if attention.iter().any(|(bound_pass, _)| *bound_pass == pass) {
+                    continue;
+                }
+                let partials = pass.uses_partials().then_some(&scratch.attention_partials);
+                let bindings = AttentionBindings { partials, ..attention_bindings };
+                attention.push((pass, Bound::bind(&ctx, cache, KernelKey::Attention(key), &bindings)));
+            }
+        }
         // attn [M, Hq D] -> [M, H], into the residual stream.
         let output =
             ResidualProjection::new(builder, c, buffers, scratch, weights.output, &scratch.attn, residual)
                 .with_role(MatmulRole::AttnOut);
-        Self { qkv, qk_norm, rope, kv_write, attention, attention_together, output }
+        Self { qkv, qk_norm, rope, kv_write, attention, family, output }
     }
 
     pub fn record(&self, pass: &mut dyn Recorder, num_tokens: u32) {
@@ -170,9 +178,10 @@ impl PagedAttention {
         }
         self.rope.record(pass, num_tokens);
         self.kv_write.record(pass, num_tokens);
-        match &self.attention_together {
-            Some(together) if num_tokens >= QUERIES_TOGETHER => together.record(pass, num_tokens),
-            _ => self.attention.record(pass, num_tokens),
+        for &step_pass in AttentionPass::for_step(self.family, num_tokens) {
+            if let Some((_, bound)) = self.attention.iter().find(|(bound_pass, _)| *bound_pass == step_pass) {
+                bound.record(pass, num_tokens);
+            }
         }
         self.output.record(pass, num_tokens);
     }

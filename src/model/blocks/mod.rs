@@ -20,6 +20,8 @@ use super::config::DecoderConfig;
 use super::decoder::DecoderBuffers;
 use super::matmul::{GpuMatrix, MatmulOp};
 use crate::gpu::GpuBuffer;
+use crate::gpu::kernels::KernelFamily;
+use crate::gpu::kernels::attention::{AttentionPass, MAX_SPLIT_TOKENS};
 use crate::gpu::profiler::MatmulRole;
 use crate::gpu::profiler::Recorder;
 use norm::RmsNorm;
@@ -33,6 +35,9 @@ pub struct LayerScratch {
     pub qkv: GpuBuffer,
     /// [M, Hq D]: attention output, before its projection.
     pub attn: GpuBuffer,
+    /// The split attention passes' partial results (CPU family; see
+    /// `AttentionPass::partials_len`).
+    pub attention_partials: GpuBuffer,
     /// [M, H]: a block's projected output where a norm follows it before
     /// the residual add (Gemma's post-norms).
     pub projected: GpuBuffer,
@@ -49,6 +54,13 @@ impl LayerScratch {
             normed: builder.activation("normed", m * c.hidden_size)?,
             qkv: builder.activation("qkv", m * c.qkv_size())?,
             attn: builder.activation("attn", m * c.num_heads * c.head_dim)?,
+            attention_partials: builder.activation("attention_partials", {
+                let split_tokens = match builder.ctx.kernels() {
+                    KernelFamily::Cpu => m.min(MAX_SPLIT_TOKENS as usize),
+                    KernelFamily::Gpu => 1,
+                };
+                AttentionPass::partials_len(split_tokens, c.num_heads, c.head_dim)
+            })?,
             projected: builder.activation("projected", m * c.hidden_size)?,
             gate_up: builder.activation("gate_up", m * 2 * c.intermediate_size)?,
             act: builder.activation("act", m * c.intermediate_size)?,
