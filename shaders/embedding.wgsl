@@ -185,25 +185,7 @@ fn affine(row: u32, b: u32) -> vec4<f32> {
     }
 }
 
-// Nibble word w of a block with its high bits joined, as matmul_quant.wgsl's
-// `code_words`: (codes of weights 4w..4w+3, of 16+4w..16+4w+3), a byte each.
-fn code_words(q: u32, high: vec2<u32>, w: u32) -> vec2<u32> {
-    let nibbles = 0x0F0F0F0Fu;
-    let lo = q & nibbles;
-    let hi = (q >> 4u) & nibbles;
-    switch HIGH_BITS {
-        case 1u: {
-            let bit4 = 0x10101010u;
-            return vec2<u32>(lo | ((high.x >> w) & bit4), hi | ((high.x << (4u - w)) & bit4));
-        }
-        case 2u: {
-            let bits45 = 0x30303030u;
-            let h = select(high.x, high.y, w >= 2u) << (4u * (w & 1u));
-            return vec2<u32>(lo | (h & bits45), hi | ((h >> 2u) & bits45));
-        }
-        default: { return vec2<u32>(lo, hi); }
-    }
-}
+// `code_words`: shaders/quant_codes.wgsl, appended to this file.
 
 // The four codes of a code word (bytes 0..3), or the table values they index.
 fn codes(word: u32) -> vec4<f32> {

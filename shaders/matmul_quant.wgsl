@@ -226,27 +226,8 @@ fn high4(rows: vec4<u32>, b: u32) -> High4 {
     return High4(vec4<u32>(a.x, c.x, d.x, e.x), vec4<u32>(a.y, c.y, d.y, e.y));
 }
 
-// Nibble word w of a block with its high bits joined: (codes of weights
-// 4w..4w+3, codes of 16+4w..16+4w+3), byte i of each holding one code.
-// quant_pack.rs lays the high bits out so that one shift of the whole word
-// puts all four in place.
-fn code_words(q: u32, high: vec2<u32>, w: u32) -> vec2<u32> {
-    let nibbles = 0x0F0F0F0Fu;
-    let lo = q & nibbles;
-    let hi = (q >> 4u) & nibbles;
-    switch HIGH_BITS {
-        case 1u: {
-            let bit4 = 0x10101010u;
-            return vec2<u32>(lo | ((high.x >> w) & bit4), hi | ((high.x << (4u - w)) & bit4));
-        }
-        case 2u: {
-            let bits45 = 0x30303030u;
-            let h = select(high.x, high.y, w >= 2u) << (4u * (w & 1u));
-            return vec2<u32>(lo | (h & bits45), hi | ((h >> 2u) & bits45));
-        }
-        default: { return vec2<u32>(lo, hi); }
-    }
-}
+// `code_words` (a nibble word with its high bits joined) is in
+// shaders/quant_codes.wgsl, appended to this file and to embedding.wgsl.
 
 // Four rows' code_words: lane r of each is row r's.
 struct CodeWords4 {

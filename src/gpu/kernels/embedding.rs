@@ -71,7 +71,10 @@ impl EmbeddingKey {
         }
         KernelSpec {
             label: "embedding",
-            source: include_str!("../../../shaders/embedding.wgsl"),
+            source: concat!(
+                include_str!("../../../shaders/embedding.wgsl"),
+                include_str!("../../../shaders/quant_codes.wgsl")
+            ),
             entry_point,
             bindings: &[
                 BindingKind::Uniform,

@@ -78,6 +78,7 @@ pub(crate) fn spec(key: &MatmulKey, layout: QuantLayout) -> KernelSpec {
         label: "matmul_quant",
         source: concat!(
             include_str!("../../../shaders/matmul_quant.wgsl"),
+            include_str!("../../../shaders/quant_codes.wgsl"),
             include_str!("../../../shaders/matmul_gpu.wgsl")
         ),
         entry_point,
