@@ -33,14 +33,15 @@ override N_KV_HEADS: u32;
 override BLOCK_SIZE: u32 = 16u;
 override SCALE: f32;              // 1 / sqrt(HEAD_DIM)
 override SLIDING_WINDOW: u32 = 0u; // keys per query; 0 = all earlier positions
-override SPLITS: u32 = 8u;        // attention_split: spans each query's keys are cut into
+override SPLITS: u32 = 8u;
+override KV_HALF: bool = false;   // the caches hold f16 pairs (pack2x16float), else f32 bits        // attention_split: spans each query's keys are cut into
 
 const MAX_D4: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;      // [M, (N_Q_HEADS + 2 N_KV_HEADS) HEAD_DIM] f32
-@group(0) @binding(2) var<storage, read> k_cache: array<vec4<f32>>;  // [slots, N_KV_HEADS, HEAD_DIM] f32
-@group(0) @binding(3) var<storage, read> v_cache: array<vec4<f32>>;  // [slots, N_KV_HEADS, HEAD_DIM] f32
+@group(0) @binding(2) var<storage, read> k_cache: array<u32>;  // [slots, N_KV_HEADS, HEAD_DIM] f32 or f16 pairs (KV_HALF)
+@group(0) @binding(3) var<storage, read> v_cache: array<u32>;  // [slots, N_KV_HEADS, HEAD_DIM] f32 or f16 pairs (KV_HALF)
 @group(0) @binding(4) var<storage, read> block_tables: array<u32>;   // [S, max_blocks_per_seq]
 @group(0) @binding(5) var<storage, read> token_seq: array<u32>;      // [M] sequence of each token
 @group(0) @binding(6) var<storage, read> positions: array<u32>;      // [M] position of each token
@@ -51,6 +52,30 @@ const MAX_D4: u32 = 64u;
 
 var<private> q: array<vec4<f32>, MAX_D4>;
 var<private> acc: array<vec4<f32>, MAX_D4>;
+
+// ---- the cache's elements ----
+//
+// Offsets into the caches count vec4s of elements; a vec4 is 2 words in
+// f16 pairs and 4 in f32 bits.
+fn kv_words() -> u32 {
+    return select(4u, 2u, KV_HALF);
+}
+
+fn k_vec4(at: u32) -> vec4<f32> {
+    if (KV_HALF) {
+        return vec4<f32>(unpack2x16float(k_cache[2u * at]), unpack2x16float(k_cache[2u * at + 1u]));
+    }
+    let w = 4u * at;
+    return bitcast<vec4<f32>>(vec4<u32>(k_cache[w], k_cache[w + 1u], k_cache[w + 2u], k_cache[w + 3u]));
+}
+
+fn v_vec4(at: u32) -> vec4<f32> {
+    if (KV_HALF) {
+        return vec4<f32>(unpack2x16float(v_cache[2u * at]), unpack2x16float(v_cache[2u * at + 1u]));
+    }
+    let w = 4u * at;
+    return bitcast<vec4<f32>>(vec4<u32>(v_cache[w], v_cache[w + 1u], v_cache[w + 2u], v_cache[w + 3u]));
+}
 
 // The first key position the query at `pos` sees.
 fn first_visible(pos: u32) -> u32 {
@@ -63,7 +88,7 @@ fn first_visible(pos: u32) -> u32 {
 // Where key j of a sequence lives: its head's offset (in vec4s) in the caches.
 fn key_base(table: u32, j: u32, kv_head: u32) -> u32 {
     let d4 = HEAD_DIM / 4u;
-    let num_slots = arrayLength(&k_cache) / (N_KV_HEADS * d4);
+    let num_slots = arrayLength(&k_cache) / (N_KV_HEADS * d4 * kv_words());
     let block = block_tables[table + j / BLOCK_SIZE];
     let slot = min(block * BLOCK_SIZE + j % BLOCK_SIZE, num_slots - 1u);
     return (slot * N_KV_HEADS + kv_head) * d4;
@@ -87,7 +112,7 @@ fn walk_keys(t: u32, head: u32, start: u32, end: u32) -> vec2<f32> {
         let base = key_base(table, j, kv_head);
         var s4 = vec4<f32>(0.0);
         for (var c = 0u; c < d4; c++) {
-            s4 += q[c] * k_cache[base + c];
+            s4 += q[c] * k_vec4(base + c);
         }
         let score = s4.x + s4.y + s4.z + s4.w;
         let new_max = max(running_max, score);
@@ -95,7 +120,7 @@ fn walk_keys(t: u32, head: u32, start: u32, end: u32) -> vec2<f32> {
         let p = exp(score - new_max);
         denom = denom * correction + p;
         for (var c = 0u; c < d4; c++) {
-            acc[c] = acc[c] * correction + p * v_cache[base + c];
+            acc[c] = acc[c] * correction + p * v_vec4(base + c);
         }
         running_max = new_max;
     }
@@ -158,7 +183,7 @@ fn attention_queries4(@builtin(global_invocation_id) gid: vec3<u32>) {
         let base = key_base(table, j, kv_head);
         var dots = mat4x4<f32>(); // column i: query i's partial products
         for (var c = 0u; c < d4; c++) {
-            let k = k_cache[base + c];
+            let k = k_vec4(base + c);
             dots += mat4x4<f32>(q4[c] * k, q4[d4 + c] * k, q4[2u * d4 + c] * k, q4[3u * d4 + c] * k);
         }
         let visible = (vec4<u32>(j) >= first) & (vec4<u32>(j) <= pos);
@@ -168,7 +193,7 @@ fn attention_queries4(@builtin(global_invocation_id) gid: vec3<u32>) {
         let p = select(vec4<f32>(0.0), exp(score - new_max), visible);
         denom = denom * correction + p;
         for (var c = 0u; c < d4; c++) {
-            let v = v_cache[base + c];
+            let v = v_vec4(base + c);
             acc4[c] = acc4[c] * correction.x + p.x * v;
             acc4[d4 + c] = acc4[d4 + c] * correction.y + p.y * v;
             acc4[2u * d4 + c] = acc4[2u * d4 + c] * correction.z + p.z * v;
@@ -275,7 +300,7 @@ fn attention_gpu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
     let seq = token_seq[t];
     let pos = positions[t];
     let table = seq * step.max_blocks_per_seq;
-    let num_slots = arrayLength(&k_cache) / (N_KV_HEADS * d4);
+    let num_slots = arrayLength(&k_cache) / (N_KV_HEADS * d4 * kv_words());
     var first = 0u;
     if (SLIDING_WINDOW > 0u && pos >= SLIDING_WINDOW) {
         first = pos + 1u - SLIDING_WINDOW;
@@ -294,7 +319,7 @@ fn attention_gpu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
             base = (slot * N_KV_HEADS + kv_head) * d4;
             var s4 = vec4<f32>(0.0);
             for (var c = 0u; c < d4; c++) {
-                s4 += q_shared[c] * k_cache[base + c];
+                s4 += q_shared[c] * k_vec4(base + c);
             }
             score = s4.x + s4.y + s4.z + s4.w;
         }
@@ -313,7 +338,7 @@ fn attention_gpu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
             let p = exp(chunk_scores[i] - new_max);
             denom += p;
             if (li < d4) {
-                acc += p * v_cache[chunk_bases[i] + li];
+                acc += p * v_vec4(chunk_bases[i] + li);
             }
         }
         running_max = new_max;

@@ -20,6 +20,7 @@ use wgserve::gpu::kernels::kv_write::{KvWriteBindings, KvWriteKey};
 use wgserve::gpu::kernels::matmul::{MatmulKey, Tile};
 use wgserve::gpu::kernels::rmsnorm::{RmsNormBindings, RmsNormKey};
 use wgserve::gpu::kernels::rope::{RopeBindings, RopeKey, rope_table};
+use wgserve::gpu::kv_cache::KvCacheDtype;
 use wgserve::model::dequantize::dequantize;
 use wgserve::model::weights::pack_matrix;
 
@@ -389,33 +390,76 @@ fn rope_rotates_adjacent_pairs_and_halves() {
     }
 }
 
+/// f32 values as the f16 pairs of a KV cache in `KvCacheDtype::F16`
+/// (element 2i in the low half of word i), rounded to nearest.
+fn f16_words(values: &[f32]) -> Vec<u32> {
+    values
+        .chunks_exact(2)
+        .map(|pair| {
+            let half = |v: f32| half::f16::from_f32(v).to_bits() as u32;
+            half(pair[0]) | half(pair[1]) << 16
+        })
+        .collect()
+}
+
+/// A KV cache's words read back as f32 values.
+fn cache_values(words: &[u32], dtype: KvCacheDtype) -> Vec<f32> {
+    match dtype {
+        KvCacheDtype::F32 => words.iter().map(|&w| f32::from_bits(w)).collect(),
+        KvCacheDtype::F16 => words
+            .iter()
+            .flat_map(|&w| [w as u16, (w >> 16) as u16].map(|h| half::f16::from_bits(h).to_f32()))
+            .collect(),
+    }
+}
+
 #[test]
 fn kv_write_places_keys_and_values_at_their_slots() {
     let mut gpu = Harness::new();
     let mut rng = StdRng::seed_from_u64(5);
     // Small GQA heads, and Gemma 3 270M's (head_dim 256, one KV head).
     for (head_dim, hq, hkv) in [(8usize, 4usize, 2usize), (256, 4, 1)] {
-        let (m, slots) = (5usize, 48usize);
-        let row = (hq + 2 * hkv) * head_dim;
-        let kv = hkv * head_dim;
-        let qkv = random_f32(&mut rng, m * row, 1.0);
-        let slot_mapping: Vec<u32> = vec![17, 3, 40, 41, 0];
-        let key = KvWriteKey { head_dim: head_dim as u32, n_q_heads: hq as u32, n_kv_heads: hkv as u32 };
-        let step = gpu.step(m as u32, 1, 1);
-        let (qb, sb, kc, vc) =
-            (gpu.f32s(&qkv), gpu.u32s(&slot_mapping), gpu.zeros(slots * kv), gpu.zeros(slots * kv));
-        let bindings =
-            KvWriteBindings { step: &step, qkv: &qb, slot_mapping: &sb, k_cache: &kc, v_cache: &vc };
-        gpu.run(KernelKey::KvWrite(key), &bindings.in_binding_order(), key.workgroups(m as u32));
-        let (got_k, got_v) = (gpu.read_f32(&kc, slots * kv), gpu.read_f32(&vc, slots * kv));
-        let (mut want_k, mut want_v) = (vec![0f32; slots * kv], vec![0f32; slots * kv]);
-        for t in 0..m {
-            let s = slot_mapping[t] as usize;
-            want_k[s * kv..][..kv].copy_from_slice(&qkv[t * row + hq * head_dim..][..kv]);
-            want_v[s * kv..][..kv].copy_from_slice(&qkv[t * row + (hq + hkv) * head_dim..][..kv]);
+        for kv_dtype in [KvCacheDtype::F32, KvCacheDtype::F16] {
+            let (m, slots) = (5usize, 48usize);
+            let row = (hq + 2 * hkv) * head_dim;
+            let kv = hkv * head_dim;
+            let qkv = random_f32(&mut rng, m * row, 1.0);
+            let slot_mapping: Vec<u32> = vec![17, 3, 40, 41, 0];
+            let key = KvWriteKey {
+                head_dim: head_dim as u32,
+                n_q_heads: hq as u32,
+                n_kv_heads: hkv as u32,
+                kv_dtype,
+            };
+            let step = gpu.step(m as u32, 1, 1);
+            let words = slots * kv * kv_dtype.bytes_per_element() / 4;
+            let (qb, sb, kc, vc) =
+                (gpu.f32s(&qkv), gpu.u32s(&slot_mapping), gpu.zeros(words), gpu.zeros(words));
+            let bindings =
+                KvWriteBindings { step: &step, qkv: &qb, slot_mapping: &sb, k_cache: &kc, v_cache: &vc };
+            gpu.run(KernelKey::KvWrite(key), &bindings.in_binding_order(), key.workgroups(m as u32));
+            let got_k = cache_values(&gpu.read_u32(&kc, words), kv_dtype);
+            let got_v = cache_values(&gpu.read_u32(&vc, words), kv_dtype);
+            let (mut want_k, mut want_v) = (vec![0f32; slots * kv], vec![0f32; slots * kv]);
+            for t in 0..m {
+                let s = slot_mapping[t] as usize;
+                want_k[s * kv..][..kv].copy_from_slice(&qkv[t * row + hq * head_dim..][..kv]);
+                want_v[s * kv..][..kv].copy_from_slice(&qkv[t * row + (hq + hkv) * head_dim..][..kv]);
+            }
+            let what = format!("D={head_dim} {kv_dtype:?}");
+            if kv_dtype == KvCacheDtype::F32 {
+                assert_eq!(got_k, want_k, "k cache {what}");
+                assert_eq!(got_v, want_v, "v cache {what}");
+            } else {
+                // Within one f16 step of the value: rounded to nearest or
+                // toward zero, as an adapter's conversion may do.
+                for (got, want) in [(&got_k, &want_k), (&got_v, &want_v)] {
+                    for (i, (&g, &w)) in got.iter().zip(want.iter()).enumerate() {
+                        assert!((g - w).abs() <= w.abs() / 1024.0 + 1e-7, "{what}: element {i}: {g} for {w}");
+                    }
+                }
+            }
         }
-        assert_eq!(got_k, want_k, "k cache D={head_dim}");
-        assert_eq!(got_v, want_v, "v cache D={head_dim}");
     }
 }
 
@@ -435,7 +479,8 @@ struct AttentionCase {
 /// be read (blocks wholly before every query's window, and past the last
 /// position) name a block of NaN keys and values, so reading one fails.
 /// Every way through a step: the GPU family's, and both of the CPU
-/// family's (keys split into spans, then combined; queries together).
+/// family's (keys split into spans, then combined; queries together),
+/// over caches of each dtype.
 fn check_attention(gpu: &mut Harness, rng: &mut StdRng, case: &AttentionCase) {
     let ways: [&[AttentionPass]; 3] = [
         &[AttentionPass::PerQuery],
@@ -443,7 +488,9 @@ fn check_attention(gpu: &mut Harness, rng: &mut StdRng, case: &AttentionCase) {
         &[AttentionPass::QueriesTogether],
     ];
     for passes in ways {
-        check_attention_passes(gpu, rng, case, passes);
+        for kv_dtype in [KvCacheDtype::F32, KvCacheDtype::F16] {
+            check_attention_passes(gpu, rng, case, passes, kv_dtype);
+        }
     }
 }
 
@@ -452,6 +499,7 @@ fn check_attention_passes(
     rng: &mut StdRng,
     case: &AttentionCase,
     passes: &[AttentionPass],
+    kv_dtype: KvCacheDtype,
 ) {
     let AttentionCase { head_dim, hq, hkv, block_size, sliding_window, seqs } = *case;
     let kv = hkv * head_dim;
@@ -483,6 +531,13 @@ fn check_attention_passes(
     for v in k_cache[poison * block_size * kv..].iter_mut().chain(&mut v_cache[poison * block_size * kv..]) {
         *v = f32::NAN;
     }
+    // The reference reads what the cache holds: in f16, the values rounded.
+    let cache_words = |values: &[f32]| match kv_dtype {
+        KvCacheDtype::F32 => values.iter().map(|v| v.to_bits()).collect::<Vec<u32>>(),
+        KvCacheDtype::F16 => f16_words(values),
+    };
+    let (k_words, v_words) = (cache_words(&k_cache), cache_words(&v_cache));
+    let (k_cache, v_cache) = (cache_values(&k_words, kv_dtype), cache_values(&v_words, kv_dtype));
     let (mut token_seq, mut positions) = (vec![], vec![]);
     for (s, &(first, n)) in seqs.iter().enumerate() {
         for p in first..first + n {
@@ -500,9 +555,10 @@ fn check_attention_passes(
         block_size: block_size as u32,
         sliding_window: sliding_window as u32,
         pass,
+        kv_dtype,
     };
     let step = gpu.step(m as u32, seqs.len() as u32, max_blocks as u32);
-    let (qb, kc, vc) = (gpu.f32s(&qkv), gpu.f32s(&k_cache), gpu.f32s(&v_cache));
+    let (qb, kc, vc) = (gpu.f32s(&qkv), gpu.u32s(&k_words), gpu.u32s(&v_words));
     let (tb, sb, pb) = (gpu.u32s(&block_tables), gpu.u32s(&token_seq), gpu.u32s(&positions));
     let out = gpu.zeros(m * hq * head_dim);
     let partials = gpu.zeros(AttentionPass::partials_len(m, hq, head_dim));
@@ -560,7 +616,7 @@ fn check_attention_passes(
         }
     }
     let what = format!(
-        "attention {passes:?} D={head_dim} Hq={hq} Hkv={hkv} block={block_size} window={sliding_window}"
+        "attention {passes:?} {kv_dtype:?} D={head_dim} Hq={hq} Hkv={hkv} block={block_size} window={sliding_window}"
     );
     assert_close(&what, &got, &want, 1e-4, 1e-4);
     // The poison is live: where blocks before a window were replaced by it,

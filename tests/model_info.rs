@@ -120,6 +120,11 @@ fn info_says_a_complete_file_loads() {
     assert!(out.contains("tokenizer: SentencePiece, 8 tokens"), "{out}");
     assert!(out.contains("chat template: none in the file; the family's published one is used"), "{out}");
     assert!(out.contains("loads: yes"), "{out}");
+    // The KV capacity per dtype: f16 (the default) holds twice f32's tokens.
+    let kv = out.lines().find(|l| l.starts_with("KV cache (--kv-cache-memory 512 MiB): ")).expect(&out);
+    let numbers: Vec<usize> = kv.split([' ', ':']).filter_map(|w| w.parse().ok()).collect();
+    assert!(matches!(numbers[..], [512, f16, f32] if f32 > 0 && f16 == 2 * f32), "{kv}");
+    assert!(kv.ends_with("--kv-cache-dtype f16"), "{kv}");
 }
 
 #[test]

@@ -26,11 +26,11 @@ use common::gpu::assert_close;
 use common::temp_dir::TempDir;
 use wgserve::formats::TensorType;
 use wgserve::gpu::GpuContext;
-use wgserve::model::LoadOptions;
 use wgserve::model::batch::BatchInputs;
 use wgserve::model::blocks::layer::LayerStack;
 use wgserve::model::decoder::Decoder;
 use wgserve::model::llama::{ForwardOutput, Llama, Output};
+use wgserve::model::{KvCacheDtype, LoadOptions};
 
 const ATOL: f32 = 1e-4;
 
@@ -42,8 +42,17 @@ fn ctx() -> Arc<GpuContext> {
     .clone()
 }
 
+// An f32 KV cache: these compare logits with an f32 reference at a tight
+// tolerance (the f16 default rounds every cached K and V; the golden tests
+// check that it keeps the greedy tokens).
 fn options() -> LoadOptions {
-    LoadOptions { max_batch_tokens: 64, max_seqs: 4, block_size: 16, kv_cache_mib: 1 }
+    LoadOptions {
+        max_batch_tokens: 64,
+        max_seqs: 4,
+        block_size: 16,
+        kv_cache_mib: 1,
+        kv_cache_dtype: KvCacheDtype::F32,
+    }
 }
 
 fn load(dir: &Path) -> Decoder<LayerStack> {

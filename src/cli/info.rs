@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use clap::Args;
 use wgserve::formats::gguf::GgufFile;
-use wgserve::model::LoadOptions;
 use wgserve::model::architectures::Architecture;
 use wgserve::model::source::WeightSource;
 use wgserve::model::vocab::{chat_template_from_gguf, vocab_from_gguf};
+use wgserve::model::{KvCacheDtype, LoadOptions};
 use wgserve::text::Tokenizer;
 use wgserve::text::tokenizer::Vocab;
 
@@ -69,7 +69,20 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
             if let Ok(architecture) = architecture {
                 let options = LoadOptions { kv_cache_mib: 16, ..LoadOptions::default() };
                 match architecture.build(ctx, &source, &options) {
-                    Ok(_) => println!("loads: yes"),
+                    Ok(model) => {
+                        println!("loads: yes");
+                        let asked = args.model.load_options();
+                        let tokens = |kv_cache_dtype| {
+                            model.kv_cache_tokens(&LoadOptions { kv_cache_dtype, ..asked.clone() })
+                        };
+                        println!(
+                            "KV cache (--kv-cache-memory {} MiB): {} tokens in f16, {} in f32; --kv-cache-dtype {}",
+                            asked.kv_cache_mib,
+                            tokens(KvCacheDtype::F16),
+                            tokens(KvCacheDtype::F32),
+                            asked.kv_cache_dtype.name()
+                        );
+                    }
                     Err(e) => println!("loads: no: {e}"),
                 }
             }

@@ -23,9 +23,9 @@ use wgserve::engine::core::{EngineConfig, EngineCore};
 use wgserve::engine::scheduler::{DEFAULT_LONG_PREFILL_TOKEN_THRESHOLD, DEFAULT_MAX_NUM_PARTIAL_PREFILLS};
 use wgserve::gpu::GpuContext;
 use wgserve::gpu::kernels::KernelFamily;
-use wgserve::model::LoadOptions;
 use wgserve::model::bert::EncoderOptions;
 use wgserve::model::loader::{LoadedEncoder, LoadedModel, load_encoder, load_model};
+use wgserve::model::{KvCacheDtype, LoadOptions};
 
 #[derive(Parser)]
 #[command(name = "wgserve", version, about = "A portable LLM inference server on wgpu")]
@@ -60,6 +60,11 @@ pub struct ModelArgs {
     /// KV cache size in MiB (all layers, K and V).
     #[arg(long, default_value_t = 512)]
     kv_cache_memory: usize,
+    /// What the KV cache stores K and V as: `f16` (half the memory of
+    /// `f32`, so twice the tokens; the golden prompts stay token-exact)
+    /// or `f32`.
+    #[arg(long, value_enum, default_value = "f16")]
+    kv_cache_dtype: KvDtypeChoice,
     /// Most tokens in one forward step.
     #[arg(long, default_value_t = 512)]
     max_num_batched_tokens: usize,
@@ -86,6 +91,22 @@ pub struct ModelArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_NUM_PARTIAL_PREFILLS,
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_num_partial_prefills: usize,
+}
+
+/// `--kv-cache-dtype`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum KvDtypeChoice {
+    F32,
+    F16,
+}
+
+impl KvDtypeChoice {
+    fn dtype(self) -> KvCacheDtype {
+        match self {
+            KvDtypeChoice::F32 => KvCacheDtype::F32,
+            KvDtypeChoice::F16 => KvCacheDtype::F16,
+        }
+    }
 }
 
 /// `--kernel-family`.
@@ -126,6 +147,7 @@ impl ModelArgs {
             max_batch_tokens: self.max_num_batched_tokens,
             max_seqs: self.max_num_seqs,
             kv_cache_mib: self.kv_cache_memory,
+            kv_cache_dtype: self.kv_cache_dtype.dtype(),
             ..LoadOptions::default()
         }
     }

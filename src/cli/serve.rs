@@ -202,6 +202,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         first_backoff: Duration::from_secs(1),
     };
     let mut core = loaded.core;
+    let model = core.model();
+    eprintln!(
+        "KV cache: {} tokens ({} blocks of {}, {}, --kv-cache-memory {} MiB)",
+        model.num_kv_blocks() * model.block_size(),
+        model.num_kv_blocks(),
+        model.block_size(),
+        model.options().kv_cache_dtype.name(),
+        model.options().kv_cache_mib
+    );
     core.inject_faults(device_fault(args.inject_device_fault, 0));
     let options = WorkerOptions { max_waiting_requests: args.max_waiting_requests, restart: Some(restart) };
     let (engine, engine_thread) = EngineHandle::spawn_with(core, options);

@@ -42,6 +42,9 @@ pub trait CausalLm: Send {
     fn block_size(&self) -> usize;
     /// Blocks in the KV pool.
     fn num_kv_blocks(&self) -> usize;
+    /// Tokens a KV cache of `options` (its memory and dtype) would hold
+    /// for this model, on this adapter.
+    fn kv_cache_tokens(&self, options: &LoadOptions) -> usize;
     /// Rows of the logits: the ids the model can read and write.
     fn vocab_size(&self) -> usize;
     /// Longest sequence (prompt and generated tokens) the model takes.

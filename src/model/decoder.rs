@@ -93,8 +93,15 @@ impl DecoderBuffers {
             options.block_size,
             config.num_kv_heads,
             config.head_dim,
+            options.kv_cache_dtype,
         )?;
-        tracing::info!(num_blocks, block_size = options.block_size, "KV cache allocated");
+        tracing::info!(
+            num_blocks,
+            block_size = options.block_size,
+            tokens = num_blocks * options.block_size,
+            dtype = options.kv_cache_dtype.name(),
+            "KV cache allocated"
+        );
         Ok(Self { inputs, hidden: builder.activation("hidden", m * config.hidden_size)?, kv_cache })
     }
 }
@@ -280,6 +287,10 @@ impl<B: DecoderBody> Decoder<B> {
         self.buffers.kv_cache.num_blocks
     }
 
+    pub fn kv_cache_tokens(&self, options: &LoadOptions) -> usize {
+        options.num_kv_blocks(&self.config, self.ctx.max_storage_binding()) * options.block_size
+    }
+
     pub fn options(&self) -> &LoadOptions {
         &self.options
     }
@@ -358,6 +369,9 @@ impl<B: DecoderBody> CausalLm for Decoder<B> {
     }
     fn block_size(&self) -> usize {
         Decoder::block_size(self)
+    }
+    fn kv_cache_tokens(&self, options: &LoadOptions) -> usize {
+        Decoder::kv_cache_tokens(self, options)
     }
     fn num_kv_blocks(&self) -> usize {
         Decoder::num_kv_blocks(self)

@@ -24,6 +24,7 @@ pub mod source;
 pub mod vocab;
 pub mod weights;
 
+pub use crate::gpu::kv_cache::KvCacheDtype;
 use config::DecoderConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -53,11 +54,19 @@ pub struct LoadOptions {
     pub block_size: usize,
     /// Memory of the KV cache, all layers, K and V, in MiB.
     pub kv_cache_mib: usize,
+    /// What the KV cache stores each element as.
+    pub kv_cache_dtype: KvCacheDtype,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { max_batch_tokens: 512, max_seqs: 64, block_size: 16, kv_cache_mib: 512 }
+        Self {
+            max_batch_tokens: 512,
+            max_seqs: 64,
+            block_size: 16,
+            kv_cache_mib: 512,
+            kv_cache_dtype: KvCacheDtype::default(),
+        }
     }
 }
 
@@ -77,8 +86,12 @@ impl LoadOptions {
 
     /// Blocks that fit in `kv_cache_mib`, and in one storage binding per layer.
     pub fn num_kv_blocks(&self, config: &DecoderConfig, max_binding: u64) -> usize {
-        let per_layer =
-            crate::gpu::kv_cache::KvCache::block_bytes(self.block_size, config.num_kv_heads, config.head_dim);
+        let per_layer = crate::gpu::kv_cache::KvCache::block_bytes(
+            self.block_size,
+            config.num_kv_heads,
+            config.head_dim,
+            self.kv_cache_dtype,
+        );
         let budget = (self.kv_cache_mib as u64) << 20;
         let by_budget = budget / (per_layer * 2 * config.num_layers as u64);
         let by_binding = max_binding / per_layer;

@@ -4,6 +4,7 @@
 
 use super::{KernelBindings, KernelFamily};
 use crate::gpu::GpuBuffer;
+use crate::gpu::kv_cache::KvCacheDtype;
 use crate::gpu::pipelines::{BindingKind, KernelSpec};
 
 /// Largest head size the kernel's registers hold.
@@ -14,9 +15,9 @@ pub struct AttentionBindings<'a> {
     pub step: &'a GpuBuffer,
     /// [M, (Hq + 2 Hkv) D] f32, fused Q/K/V after RoPE; only Q is read.
     pub qkv: &'a GpuBuffer,
-    /// [slots, Hkv, D] f32, this layer's K pool (new tokens already written).
+    /// [slots, Hkv, D] of the cache's dtype, this layer's K pool (new tokens already written).
     pub k_cache: &'a GpuBuffer,
-    /// [slots, Hkv, D] f32, this layer's V pool.
+    /// [slots, Hkv, D] of the cache's dtype, this layer's V pool.
     pub v_cache: &'a GpuBuffer,
     /// [S, max_blocks_per_seq] u32, physical block of each logical block.
     pub block_tables: &'a GpuBuffer,
@@ -61,6 +62,7 @@ pub struct AttentionKey {
     /// window are never read.
     pub sliding_window: u32,
     pub pass: AttentionPass,
+    pub kv_dtype: KvCacheDtype,
 }
 
 /// Which of the attention kernels a dispatch runs.
@@ -144,6 +146,7 @@ impl AttentionKey {
                 ("SCALE", 1.0 / (self.head_dim as f64).sqrt()),
                 ("SLIDING_WINDOW", self.sliding_window as f64),
                 ("SPLITS", SPLITS as f64),
+                ("KV_HALF", if self.kv_dtype == KvCacheDtype::F16 { 1.0 } else { 0.0 }),
             ],
         }
     }

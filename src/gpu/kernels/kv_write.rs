@@ -2,6 +2,7 @@
 
 use super::{KernelBindings, groups};
 use crate::gpu::GpuBuffer;
+use crate::gpu::kv_cache::KvCacheDtype;
 use crate::gpu::pipelines::{BindingKind, KernelSpec};
 
 pub struct KvWriteBindings<'a> {
@@ -11,9 +12,9 @@ pub struct KvWriteBindings<'a> {
     pub qkv: &'a GpuBuffer,
     /// [M] u32, cache slot (block * block_size + offset) of each token.
     pub slot_mapping: &'a GpuBuffer,
-    /// [slots, Hkv, D] f32, this layer's K pool.
+    /// [slots, Hkv, D] of the cache's dtype, this layer's K pool.
     pub k_cache: &'a GpuBuffer,
-    /// [slots, Hkv, D] f32, this layer's V pool.
+    /// [slots, Hkv, D] of the cache's dtype, this layer's V pool.
     pub v_cache: &'a GpuBuffer,
 }
 
@@ -28,6 +29,7 @@ pub struct KvWriteKey {
     pub head_dim: u32,
     pub n_q_heads: u32,
     pub n_kv_heads: u32,
+    pub kv_dtype: KvCacheDtype,
 }
 
 impl KvWriteKey {
@@ -47,6 +49,7 @@ impl KvWriteKey {
                 ("HEAD_DIM", self.head_dim as f64),
                 ("N_Q_HEADS", self.n_q_heads as f64),
                 ("N_KV_HEADS", self.n_kv_heads as f64),
+                ("KV_HALF", if self.kv_dtype == KvCacheDtype::F16 { 1.0 } else { 0.0 }),
             ],
         }
     }

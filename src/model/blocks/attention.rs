@@ -126,7 +126,8 @@ impl PagedAttention {
             k_cache,
             v_cache,
         };
-        let kv_key = KvWriteKey { head_dim, n_q_heads, n_kv_heads };
+        let kv_dtype = buffers.kv_cache.dtype;
+        let kv_key = KvWriteKey { head_dim, n_q_heads, n_kv_heads, kv_dtype };
         let kv_write = Bound::bind(&ctx, cache, KernelKey::KvWrite(kv_key), &kv_bindings);
         // Each query over its sequence's cached K/V: -> attn [M, Hq D].
         let sliding_window = match mask {
@@ -155,6 +156,7 @@ impl PagedAttention {
                     block_size: buffers.kv_cache.block_size as u32,
                     sliding_window,
                     pass,
+                    kv_dtype,
                 };
                 if attention.iter().any(|(bound_pass, _)| *bound_pass == pass) {
                     continue;
