@@ -8,7 +8,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 WGSERVE := $(TARGET_DIR)/release/wgserve
 PROMPT ?= Explain in two sentences why the sky is blue.
 
-.PHONY: setup setup-test build lint test serve generate bench bench-embeddings soak reference embedding-reference tokenizer-reference gemma3-reference fuzz
+.PHONY: setup setup-test build lint test serve generate bench bench-embeddings bench-llamacpp soak reference embedding-reference tokenizer-reference gemma3-reference fuzz
 
 setup:
 	bash scripts/setup.sh
@@ -61,6 +61,15 @@ soak: build
 # Embedding throughput of the default embedding model.
 bench-embeddings: build
 	$(WGSERVE) bench --embeddings
+
+# llama.cpp's CPU backend and wgserve side by side on the default model, in
+# one run: llama-bench against `wgserve bench` (prompt 512, generation 64),
+# then llama-server and `wgserve serve` under the same load client; prints
+# figure | llama.cpp | wgserve | ratio and keeps it in .llamacpp/results/.
+# The first run builds llama.cpp (from PyPI's llama-cpp-python sdist, cmake
+# and ninja from PyPI) into .llamacpp/: minutes. Not part of `make test`.
+bench-llamacpp: build
+	WGSERVE=$(WGSERVE) bash scripts/bench-llamacpp.sh
 
 # Regenerates tests/fixtures/smollm2_reference.json with HF transformers.
 reference: setup
