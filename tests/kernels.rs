@@ -648,6 +648,11 @@ fn paged_attention_matches_cpu_on_a_varlen_batch() {
     let seqs = &[(0, 37), (5, 1), (50, 21), (70, 1), (16, 10)];
     let case = AttentionCase { head_dim: 64, hq: 9, hkv: 3, block_size: 16, sliding_window: 0, seqs };
     check_attention(&mut gpu, &mut rng, &case);
+    // Decodes deep into long contexts, up to 8,192 positions: each split
+    // span then holds hundreds of keys, at odd lengths and block edges.
+    let seqs = &[(8191, 1), (4095, 1), (4096, 1), (1000, 1), (2, 1)];
+    let case = AttentionCase { head_dim: 32, hq: 4, hkv: 2, block_size: 16, sliding_window: 0, seqs };
+    check_attention(&mut gpu, &mut rng, &case);
 }
 
 // Gemma 3 270M's head shape (4 query heads, 1 KV head, head_dim 256) with
