@@ -47,6 +47,12 @@ pub struct BenchArgs {
     /// Batch sizes of the aggregate generation figures.
     #[arg(long, value_delimiter = ',', default_values_t = [8usize, 32])]
     batches: Vec<usize>,
+    /// Context depths (prompt tokens) at which to measure the prompt rate
+    /// and the generation rate after it, instead of the other figures,
+    /// e.g. `--depths 100,1024,4096`; each is also given as a ratio to the
+    /// first.
+    #[arg(long, value_delimiter = ',')]
+    depths: Vec<usize>,
     /// Requests of the offline throughput run (0 skips it).
     #[arg(long, default_value_t = 64)]
     offline_requests: usize,
@@ -179,6 +185,9 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         return super::bench_profile::run(core.model(), args.prompt_tokens, &baselines);
     }
 
+    if !args.depths.is_empty() {
+        return depths(&mut core, &args, vocab);
+    }
     let timeline = run(&mut core, requests(1, args.prompt_tokens, 1, vocab))?;
     println!(
         "prompt, {} tokens: {:.1} tok/s",
@@ -193,6 +202,28 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.offline_requests > 0 {
         offline(&mut core, &args, vocab)?;
+    }
+    Ok(())
+}
+
+/// At each depth, one request: a prompt of that many tokens (its rate up
+/// to the first token), then `--gen-tokens` tokens (the decode rate after
+/// it). Each prompt differs, so none comes from the prefix cache.
+fn depths(core: &mut EngineCore, args: &BenchArgs, vocab: usize) -> anyhow::Result<()> {
+    let mut first: Option<(f64, f64)> = None;
+    for (salt, &depth) in args.depths.iter().enumerate() {
+        let depth = depth.max(1);
+        let params = SamplingParams { max_tokens: Some(args.gen_tokens.max(2)), ..SamplingParams::default() };
+        let timeline = run(core, vec![GenerateRequest::new(prompt(depth, 1000 + salt, vocab), params)])?;
+        let first_token = timeline.tokens[0].first().copied().unwrap_or(timeline.started);
+        let prompt_rate = depth as f64 / (first_token - timeline.started).as_secs_f64().max(1e-9);
+        let decode_rate = timeline.decode_rate();
+        let (prompt_base, decode_base) = *first.get_or_insert((prompt_rate, decode_rate));
+        println!(
+            "depth {depth}: prompt {prompt_rate:.1} tok/s ({:.2}x), then generation {decode_rate:.1} tok/s ({:.2}x)",
+            prompt_rate / prompt_base,
+            decode_rate / decode_base
+        );
     }
     Ok(())
 }
