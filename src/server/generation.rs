@@ -1,21 +1,12 @@
 //! The OpenAI completion requests (chat and legacy) as the engine's
-//! `GenerateRequest`, and the engine's outputs as OpenAI responses: one
-//! JSON document, or a server-sent-event body that owns its request stream
-//! (hyper dropping the body for a gone client drops the stream, which
-//! aborts the request in the engine).
+//! `GenerateRequest`, and the engine's outputs as one OpenAI JSON
+//! response (the streamed form is `sse.rs`).
 
-use std::collections::{BTreeMap, VecDeque};
-use std::convert::Infallible;
-use std::pin::Pin;
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::StatusCode;
-use hyper::body::Frame;
-use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -319,7 +310,7 @@ impl ResponseMeta {
 
     /// The `logprobs` of a choice for `tokens` (null unless asked for);
     /// `text_offset` is where the first token's text starts (legacy shape).
-    fn logprobs_json(&self, tokens: &[TokenOutput], text_offset: usize) -> Value {
+    pub(super) fn logprobs_json(&self, tokens: &[TokenOutput], text_offset: usize) -> Value {
         let Some(tokenizer) = &self.logprobs else { return Value::Null };
         let piece = |id: u32| tokenizer.decode(&[id], false).unwrap_or_default();
         match self.api {
@@ -365,7 +356,7 @@ impl ResponseMeta {
         }
     }
 
-    fn envelope(&self, chunk: bool, choices: Value) -> serde_json::Map<String, Value> {
+    pub(super) fn envelope(&self, chunk: bool, choices: Value) -> serde_json::Map<String, Value> {
         let mut map = serde_json::Map::new();
         map.insert("id".into(), json!(self.id));
         map.insert("object".into(), json!(self.object(chunk)));
@@ -383,7 +374,7 @@ struct UsageBody {
     total_tokens: usize,
 }
 
-fn usage_json(usage: &Usage) -> Value {
+pub(super) fn usage_json(usage: &Usage) -> Value {
     json!(UsageBody {
         prompt_tokens: usage.prompt_tokens,
         completion_tokens: usage.completion_tokens,
@@ -393,7 +384,7 @@ fn usage_json(usage: &Usage) -> Value {
 
 /// The final output's failure, if it is one: a request that failed alone
 /// is a 500 naming its cause; an engine failure a 503.
-fn finish_error(reason: FinishReason, error: Option<RequestError>) -> Option<ApiError> {
+pub(super) fn finish_error(reason: FinishReason, error: Option<RequestError>) -> Option<ApiError> {
     match (reason, error) {
         (FinishReason::Error, Some(e @ RequestError::Request(_))) => Some(ApiError::Internal(e.to_string())),
         (FinishReason::Error, Some(e @ RequestError::Engine(_))) => {
@@ -455,212 +446,9 @@ pub async fn collect(streams: Vec<Choice>, meta: ResponseMeta) -> Result<Respons
 }
 
 /// Each prompt counts once, however many choices it has.
-fn add_usage(total: &mut Usage, usage: &Usage, counts_prompt: bool) {
+pub(super) fn add_usage(total: &mut Usage, usage: &Usage, counts_prompt: bool) {
     if counts_prompt {
         total.prompt_tokens += usage.prompt_tokens;
     }
     total.completion_tokens += usage.completion_tokens;
-}
-
-/// A server-sent-event response that owns the choices' request streams.
-pub fn sse_response(choices: Vec<Choice>, meta: ResponseMeta, include_usage: bool) -> Response {
-    let n = choices.len();
-    let counts_prompt = choices.iter().map(|c| c.counts_prompt).collect();
-    let mut echoes = Vec::with_capacity(n);
-    let mut streams = Vec::with_capacity(n);
-    let mut latencies = Vec::with_capacity(n);
-    for choice in choices {
-        echoes.push(choice.echo);
-        streams.push(Some(choice.stream));
-        latencies.push(choice.latency);
-    }
-    let mut body = SseBody {
-        streams,
-        latencies,
-        counts_prompt,
-        meta,
-        include_usage,
-        queue: VecDeque::new(),
-        done: false,
-        text_offsets: vec![0; n],
-        usage: Usage::default(),
-    };
-    for (index, echo) in echoes.iter().enumerate() {
-        match body.meta.api {
-            Api::Chat => {
-                body.push_delta(index, json!({"role": "assistant", "content": ""}), Value::Null, None)
-            }
-            Api::Completion if !echo.is_empty() => body.push_text(index, echo, Value::Null, None),
-            Api::Completion => {}
-        }
-    }
-    let mut response = hyper::Response::new(body.boxed());
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
-}
-
-struct SseBody {
-    /// One per choice; `None` once its final output has been read.
-    streams: Vec<Option<RequestStream>>,
-    latencies: Vec<LatencyTracker>,
-    counts_prompt: Vec<bool>,
-    meta: ResponseMeta,
-    include_usage: bool,
-    /// Events ready to send.
-    queue: VecDeque<Bytes>,
-    done: bool,
-    /// Bytes of text sent so far per choice (legacy logprobs' `text_offset`).
-    text_offsets: Vec<usize>,
-    usage: Usage,
-}
-
-impl SseBody {
-    fn push_event(&mut self, value: &impl Serialize) {
-        let json = serde_json::to_string(value).unwrap_or_else(|e| {
-            json!({"error": {"message": format!("cannot encode a chunk: {e}"), "type": "server_error"}})
-                .to_string()
-        });
-        self.queue.push_back(Bytes::from(format!("data: {json}\n\n")));
-    }
-
-    fn push_choice(&mut self, choice: Value) {
-        let mut chunk = self.meta.envelope(true, json!([choice]));
-        if self.include_usage {
-            chunk.insert("usage".into(), Value::Null);
-        }
-        self.push_event(&chunk);
-    }
-
-    fn push_delta(&mut self, index: usize, delta: Value, logprobs: Value, finish: Option<FinishReason>) {
-        let reason = finish.map(FinishReason::as_str);
-        self.push_choice(
-            json!({"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": reason}),
-        );
-    }
-
-    fn push_text(&mut self, index: usize, text: &str, logprobs: Value, finish: Option<FinishReason>) {
-        self.text_offsets[index] += text.len();
-        match self.meta.api {
-            Api::Chat => self.push_delta(index, json!({"content": text}), logprobs, finish),
-            Api::Completion => {
-                let reason = finish.map(FinishReason::as_str);
-                self.push_choice(
-                    json!({"index": index, "text": text, "logprobs": logprobs, "finish_reason": reason}),
-                );
-            }
-        }
-    }
-
-    /// One token: a content chunk when it completes text, or always when
-    /// the client asked for logprobs (each token's own chunk).
-    fn push_token(&mut self, index: usize, token: TokenOutput) {
-        if self.meta.logprobs.is_some() {
-            let logprobs = self.meta.logprobs_json(std::slice::from_ref(&token), self.text_offsets[index]);
-            self.push_text(index, &token.text, logprobs, None);
-        } else if !token.text.is_empty() {
-            self.push_text(index, &token.text, Value::Null, None);
-        }
-    }
-
-    fn push_finish(
-        &mut self,
-        index: usize,
-        reason: FinishReason,
-        usage: Usage,
-        tail: String,
-        error: Option<RequestError>,
-    ) {
-        if let Some(e) = finish_error(reason, error) {
-            self.push_error(e);
-            return;
-        }
-        if !tail.is_empty() {
-            self.push_text(index, &tail, Value::Null, None);
-        }
-        match self.meta.api {
-            Api::Chat => self.push_delta(index, json!({}), Value::Null, Some(reason)),
-            Api::Completion => self.push_text(index, "", Value::Null, Some(reason)),
-        }
-        add_usage(&mut self.usage, &usage, self.counts_prompt[index]);
-        if self.streams.iter().all(Option::is_none) {
-            if self.include_usage {
-                let mut chunk = self.meta.envelope(true, json!([]));
-                chunk.insert("usage".into(), usage_json(&self.usage));
-                self.push_event(&chunk);
-            }
-            self.finish();
-        }
-    }
-
-    /// An error event, then the end: the other choices are aborted.
-    fn push_error(&mut self, e: ApiError) {
-        let code = e.status().as_u16();
-        self.push_event(&json!({"error": {"message": e.to_string(), "type": "server_error",
-            "param": null, "code": code}}));
-        self.finish();
-    }
-
-    fn finish(&mut self) {
-        self.queue.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
-        self.streams.clear();
-        self.done = true;
-    }
-}
-
-impl hyper::body::Body for SseBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let this = &mut *self;
-        loop {
-            if let Some(bytes) = this.queue.pop_front() {
-                return Poll::Ready(Some(Ok(Frame::data(bytes))));
-            }
-            if this.done {
-                return Poll::Ready(None);
-            }
-            // Every open stream is polled, so each has registered the waker
-            // before this returns Pending.
-            let mut progressed = false;
-            for index in 0..this.streams.len() {
-                if this.done {
-                    break;
-                }
-                let Some(stream) = this.streams[index].as_mut() else { continue };
-                match stream.poll_next(cx) {
-                    Poll::Pending => {}
-                    Poll::Ready(Some(RequestOutput::Token(token))) => {
-                        progressed = true;
-                        this.latencies[index].on_token();
-                        this.push_token(index, token);
-                    }
-                    Poll::Ready(Some(RequestOutput::Finished { reason, usage, text, error })) => {
-                        progressed = true;
-                        this.streams[index] = None;
-                        this.latencies[index].on_finish(reason);
-                        this.push_finish(index, reason, usage, text, error);
-                    }
-                    Poll::Ready(None) => {
-                        progressed = true;
-                        this.push_error(ApiError::Unavailable(
-                            "the engine stopped before the request finished".into(),
-                        ));
-                    }
-                }
-            }
-            if !progressed && this.queue.is_empty() {
-                return Poll::Pending;
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.done && self.queue.is_empty()
-    }
 }

@@ -37,6 +37,7 @@ pub mod openai;
 pub mod process_metrics;
 pub mod router;
 pub mod routes;
+pub mod sse;
 pub mod state;
 
 pub use accept::serve;

@@ -12,11 +12,10 @@ use crate::engine::request::GenerateRequest;
 
 use super::super::body::Response;
 use super::super::error::ApiError;
-use super::super::generation::{
-    Api, Choice, CompletionRequest, Prompt, ResponseMeta, collect, sse_response, submit_error,
-};
+use super::super::generation::{Api, Choice, CompletionRequest, Prompt, ResponseMeta, collect, submit_error};
 use super::super::json;
 use super::super::openai::chat_messages;
+use super::super::sse::sse_response;
 use super::super::state::{AppState, ServedModel};
 
 pub async fn chat(state: &Arc<AppState>, body: Bytes) -> Result<Response, ApiError> {
