@@ -103,6 +103,16 @@ impl AttentionPass {
         }
     }
 
+    /// Every pass some step of `family` runs.
+    pub fn all(family: KernelFamily) -> &'static [AttentionPass] {
+        match family {
+            KernelFamily::Gpu => &[AttentionPass::PerQuery],
+            KernelFamily::Cpu => {
+                &[AttentionPass::SplitKeys, AttentionPass::CombineSplits, AttentionPass::QueriesTogether]
+            }
+        }
+    }
+
     pub fn uses_partials(self) -> bool {
         matches!(self, AttentionPass::SplitKeys | AttentionPass::CombineSplits)
     }
@@ -161,5 +171,23 @@ impl AttentionKey {
             AttentionPass::CombineSplits => num_tokens * self.n_q_heads,
         };
         [invocations.div_ceil(8), 1, 1]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The model binds `all` once at load and records `for_step`'s passes
+    // from it: a pass missing there would be silently skipped.
+    #[test]
+    fn every_pass_a_step_runs_is_among_the_family_passes() {
+        for family in [KernelFamily::Cpu, KernelFamily::Gpu] {
+            for tokens in [1, MAX_SPLIT_TOKENS, MAX_SPLIT_TOKENS + 1, 512] {
+                for pass in AttentionPass::for_step(family, tokens) {
+                    assert!(AttentionPass::all(family).contains(pass), "{family:?} {tokens}: {pass:?}");
+                }
+            }
+        }
     }
 }

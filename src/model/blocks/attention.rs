@@ -72,7 +72,7 @@ pub struct PagedAttention {
     qk_norm: Option<Bound>,
     rope: Bound,
     kv_write: Bound,
-    /// Each pass of `AttentionPass::for_step` bound, in no order.
+    /// Each of the family's passes (`AttentionPass::all`), bound.
     attention: Vec<(AttentionPass, Bound)>,
     family: KernelFamily,
     output: ResidualProjection,
@@ -146,9 +146,9 @@ impl PagedAttention {
             out: &scratch.attn,
             partials: None,
         };
-        let mut attention: Vec<(AttentionPass, Bound)> = vec![];
-        for step_tokens in [1, u32::MAX] {
-            for &pass in AttentionPass::for_step(family, step_tokens) {
+        let attention = AttentionPass::all(family)
+            .iter()
+            .map(|&pass| {
                 let key = AttentionKey {
                     head_dim,
                     n_q_heads,
@@ -158,14 +158,11 @@ impl PagedAttention {
                     pass,
                     kv_dtype,
                 };
-                if attention.iter().any(|(bound_pass, _)| *bound_pass == pass) {
-                    continue;
-                }
                 let partials = pass.uses_partials().then_some(&scratch.attention_partials);
                 let bindings = AttentionBindings { partials, ..attention_bindings };
-                attention.push((pass, Bound::bind(&ctx, cache, KernelKey::Attention(key), &bindings)));
-            }
-        }
+                (pass, Bound::bind(&ctx, cache, KernelKey::Attention(key), &bindings))
+            })
+            .collect();
         // attn [M, Hq D] -> [M, H], into the residual stream.
         let output =
             ResidualProjection::new(builder, c, buffers, scratch, weights.output, &scratch.attn, residual)
