@@ -297,14 +297,9 @@ fn attention_gpu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
     for (var c = li; c < d4; c += ATT_KEYS) {
         q_shared[c] = qkv[t * row4 + head * d4 + c] * SCALE;
     }
-    let seq = token_seq[t];
     let pos = positions[t];
-    let table = seq * step.max_blocks_per_seq;
-    let num_slots = arrayLength(&k_cache) / (N_KV_HEADS * d4 * kv_words());
-    var first = 0u;
-    if (SLIDING_WINDOW > 0u && pos >= SLIDING_WINDOW) {
-        first = pos + 1u - SLIDING_WINDOW;
-    }
+    let table = token_seq[t] * step.max_blocks_per_seq;
+    let first = first_visible(pos);
     var running_max = -3.4e38;
     var denom = 0.0;
     var acc = vec4<f32>(0.0);
@@ -314,9 +309,7 @@ fn attention_gpu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
         var score = -3.4e38;
         var base = 0u;
         if (j <= pos) {
-            let block = block_tables[table + j / BLOCK_SIZE];
-            let slot = min(block * BLOCK_SIZE + j % BLOCK_SIZE, num_slots - 1u);
-            base = (slot * N_KV_HEADS + kv_head) * d4;
+            base = key_base(table, j, kv_head);
             var s4 = vec4<f32>(0.0);
             for (var c = 0u; c < d4; c++) {
                 s4 += q_shared[c] * k_vec4(base + c);
