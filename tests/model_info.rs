@@ -150,12 +150,24 @@ fn info_names_a_tensor_of_the_wrong_shape() {
 #[test]
 fn info_refuses_a_setting_that_changes_the_math() {
     let mut metadata = tiny_gemma3_metadata();
-    metadata.push(("gemma3.rope.scaling.type", GgufValue::String("linear".into())));
+    metadata.push(("gemma3.rope.scaling.type", GgufValue::String("yarn".into())));
     metadata.push(("gemma3.rope.scaling.factor", GgufValue::F32(8.0)));
     let out = info("scaling", &metadata, &tiny_gemma3_tensors());
     assert!(out.contains("architecture: not loadable: model config: gemma3.rope.scaling.type"), "{out}");
     assert!(out.contains("changes the math"), "{out}");
     assert!(out.contains("loads: no"), "{out}");
+    let mut metadata = tiny_gemma3_metadata();
+    metadata.push(("gemma3.final_logit_softcapping", GgufValue::F32(30.0)));
+    let out = info("softcap", &metadata, &tiny_gemma3_tensors());
+    assert!(out.contains("gemma3.final_logit_softcapping"), "{out}");
+    assert!(out.contains("loads: no"), "{out}");
+    // Linear scaling (Gemma 3 4B's) is carried out, and shown.
+    let mut metadata = tiny_gemma3_metadata();
+    metadata.push(("gemma3.rope.scaling.type", GgufValue::String("linear".into())));
+    metadata.push(("gemma3.rope.scaling.factor", GgufValue::F32(8.0)));
+    let out = info("linear", &metadata, &tiny_gemma3_tensors());
+    assert!(out.contains("RoPE scaling: linear, factor 8"), "{out}");
+    assert!(out.contains("loads: yes"), "{out}");
     // A neutral setting is no reason to refuse.
     let mut metadata = tiny_gemma3_metadata();
     metadata.push(("gemma3.rope.scaling.type", GgufValue::String("none".into())));
@@ -167,5 +179,10 @@ fn info_names_an_unknown_architecture_and_the_known_ones() {
     let mut metadata = tiny_gemma3_metadata();
     metadata[0].1 = GgufValue::String("mamba".into());
     let out = info("mamba", &metadata, &tiny_gemma3_tensors());
-    assert!(out.contains("architecture \"mamba\" is not supported (these are: llama, gemma3)"), "{out}");
+    assert!(
+        out.contains(
+            "architecture \"mamba\" is not supported (these are: llama, qwen2, qwen3, phi3, gemma3)"
+        ),
+        "{out}"
+    );
 }

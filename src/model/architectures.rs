@@ -9,27 +9,49 @@ use crate::gpu::GpuContext;
 use super::causal_lm::CausalLm;
 use super::config::DecoderConfig;
 use super::gemma3::Gemma3;
-use super::llama::Llama;
+use super::llama::{Llama, LlamaFamily};
 use super::source::WeightSource;
 use super::{LoadOptions, ModelError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Architecture {
     Llama,
+    /// The Llama layout with a sliding window; its GGUF files say `llama`.
+    Mistral,
+    Qwen2,
+    Qwen3,
+    Phi3,
     Gemma3,
 }
 
 impl Architecture {
     /// GGUF `general.architecture` names we load.
-    pub const GGUF_NAMES: [(&'static str, Architecture); 2] =
-        [("llama", Architecture::Llama), ("gemma3", Architecture::Gemma3)];
+    pub const GGUF_NAMES: [(&'static str, Architecture); 5] = [
+        ("llama", Architecture::Llama),
+        ("qwen2", Architecture::Qwen2),
+        ("qwen3", Architecture::Qwen3),
+        ("phi3", Architecture::Phi3),
+        ("gemma3", Architecture::Gemma3),
+    ];
+
+    /// Hugging Face `config.json` `architectures` classes we load.
+    pub const HF_CLASSES: [(&'static str, Architecture); 5] = [
+        ("LlamaForCausalLM", Architecture::Llama),
+        ("MistralForCausalLM", Architecture::Mistral),
+        ("Qwen2ForCausalLM", Architecture::Qwen2),
+        ("Qwen3ForCausalLM", Architecture::Qwen3),
+        ("Phi3ForCausalLM", Architecture::Phi3),
+    ];
 
     /// The architecture a weight file declares, or an error naming it and
     /// what would load instead.
     pub fn of(source: &WeightSource) -> Result<Self, ModelError> {
         let Some(gguf) = source.gguf() else {
-            // Hugging Face directories: `config.json` names the class, checked as it is read.
-            return Ok(Architecture::Llama);
+            let dir = source.hf_dir().unwrap_or(std::path::Path::new("."));
+            let path = dir.join("config.json");
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| ModelError::Config(format!("cannot read {}: {e}", path.display())))?;
+            return Self::of_hf_config(&text);
         };
         let name = gguf.get_str("general.architecture")?;
         match Self::GGUF_NAMES.iter().find(|(known, _)| *known == name) {
@@ -44,10 +66,47 @@ impl Architecture {
         }
     }
 
+    /// The architecture a `config.json` names in `architectures`; a config
+    /// without that list is taken for Llama, as the oldest checkpoints are.
+    pub fn of_hf_config(text: &str) -> Result<Self, ModelError> {
+        #[derive(serde::Deserialize)]
+        struct Classes {
+            architectures: Option<Vec<String>>,
+        }
+        let classes: Classes =
+            serde_json::from_str(text).map_err(|e| ModelError::Config(format!("config.json: {e}")))?;
+        let Some(names) = classes.architectures else { return Ok(Architecture::Llama) };
+        let found = names
+            .iter()
+            .find_map(|name| Self::HF_CLASSES.iter().find(|(class, _)| class == name).map(|&(_, a)| a));
+        found.ok_or_else(|| {
+            let known: Vec<&str> = Self::HF_CLASSES.iter().map(|(n, _)| *n).collect();
+            ModelError::Config(format!(
+                "architectures {names:?} are not supported from safetensors (these are: {})",
+                known.join(", ")
+            ))
+        })
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Architecture::Llama => "llama",
+            Architecture::Mistral => "mistral",
+            Architecture::Qwen2 => "qwen2",
+            Architecture::Qwen3 => "qwen3",
+            Architecture::Phi3 => "phi3",
             Architecture::Gemma3 => "gemma3",
+        }
+    }
+
+    /// The switches of a Llama-layout family; `None` for the others.
+    pub fn llama_family(self) -> Option<LlamaFamily> {
+        match self {
+            Architecture::Llama | Architecture::Mistral => Some(LlamaFamily::LLAMA),
+            Architecture::Qwen2 => Some(LlamaFamily::QWEN2),
+            Architecture::Qwen3 => Some(LlamaFamily::QWEN3),
+            Architecture::Phi3 => Some(LlamaFamily::PHI3),
+            Architecture::Gemma3 => None,
         }
     }
 
@@ -55,7 +114,6 @@ impl Architecture {
     /// why this file is not one we can run.
     pub fn describe(self, source: &WeightSource) -> Result<String, ModelError> {
         match self {
-            Architecture::Llama => Ok(describe_decoder(self, &Llama::config(source)?)),
             Architecture::Gemma3 => {
                 let gemma = Gemma3::config(source)?;
                 Ok(format!(
@@ -66,6 +124,18 @@ impl Architecture {
                     gemma.global_every,
                     gemma.local_rope_base
                 ))
+            }
+            _ => {
+                let config = Llama::config(source)?;
+                let mut text = describe_decoder(self, &config);
+                if let Some(window) = &config.sliding_window {
+                    let sliding = window.layers.iter().filter(|&&s| s).count();
+                    text += &format!(
+                        "\nsliding window: {} tokens on {sliding} of {} layers",
+                        window.tokens, config.num_layers
+                    );
+                }
+                Ok(text)
             }
         }
     }
@@ -90,8 +160,8 @@ impl Architecture {
         options: &LoadOptions,
     ) -> Result<Box<dyn CausalLm>, ModelError> {
         Ok(match self {
-            Architecture::Llama => Box::new(Llama::from_source(ctx, source, options)?),
             Architecture::Gemma3 => Box::new(Gemma3::from_source(ctx, source, options)?),
+            _ => Box::new(Llama::from_source(ctx, source, options)?),
         })
     }
 }
@@ -100,7 +170,7 @@ fn describe_decoder(architecture: Architecture, c: &DecoderConfig) -> String {
     format!(
         "architecture: {}, {} layers, hidden {}, intermediate {}\n\
          attention: {} heads, {} KV heads, head size {}, RoPE theta {} ({:?}), context {}\n\
-         vocabulary: {}, RMSNorm eps {:e}",
+         vocabulary: {}, RMSNorm eps {:e}{}",
         architecture.name(),
         c.num_layers,
         c.hidden_size,
@@ -112,6 +182,11 @@ fn describe_decoder(architecture: Architecture, c: &DecoderConfig) -> String {
         c.rope_style,
         c.max_position_embeddings,
         c.vocab_size,
-        c.rms_norm_eps
+        c.rms_norm_eps,
+        match &c.rope_scaling {
+            Some(scaling) =>
+                format!("\nRoPE scaling: {} (attention factor {})", scaling.kind, scaling.attention_factor),
+            None => String::new(),
+        }
     )
 }

@@ -1,14 +1,18 @@
 //! The hyperparameters every decoder architecture has, read from GGUF
 //! metadata (under the architecture's own key prefix) or a Hugging Face
-//! `config.json`. What only one architecture has (Gemma's sliding window)
-//! its own file reads.
+//! `config.json`, with the settings several families share: RoPE scaling
+//! and a sliding attention window. What only one architecture has
+//! (Gemma's local/global layer pattern) its own file reads.
 
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::formats::gguf::GgufFile;
 
 use super::ModelError;
+use super::blocks::attention::AttentionMask;
 use super::source::WeightSource;
+use super::weights::to_f32_vec;
 
 /// How RoPE pairs elements; it follows the weights' Q/K row order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,15 +23,37 @@ pub enum RopeStyle {
     Neox,
 }
 
-/// GGUF settings (after `{arch}.`) that change what a model computes.
-const MATH_SETTINGS: [&str; 7] = [
-    "rope.scaling.type",
-    "rope.scaling.factor",
-    "rope.freq_scale",
-    "attention.sliding_window",
+/// RoPE frequencies stretched for a longer context: frequency i is
+/// `base^(-2i/D) / factors[i]`, and cos and sin are multiplied by
+/// `attention_factor`. Linear scaling, Llama 3's ramp, a GGUF
+/// `rope_freqs` tensor and Phi-3's longrope factors all take this form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RopeScaling {
+    /// What the file asked for, as `wgserve info` shows it.
+    pub kind: String,
+    /// One divisor per frequency: `head_dim / 2` of them.
+    pub factors: Vec<f32>,
+    pub attention_factor: f32,
+}
+
+/// Attention within a window of recent tokens, on some or all layers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlidingWindow {
+    /// Keys a query sees: itself and the `tokens - 1` before it.
+    pub tokens: usize,
+    /// Per layer, whether it slides; the others see the whole context.
+    pub layers: Vec<bool>,
+}
+
+/// GGUF settings (after `{arch}.`) that change what a model computes and
+/// that `from_gguf` does not carry out itself (it reads RoPE scaling and
+/// the sliding window): an architecture that does says so to
+/// [`DecoderConfig::refuse_unhonoured`].
+const MATH_SETTINGS: [&str; 4] = [
     "attn_logit_softcapping",
     "final_logit_softcapping",
     "attention.scale",
+    "rope.scaling.yarn_log_multiplier",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -42,10 +68,46 @@ pub struct DecoderConfig {
     pub rms_norm_eps: f32,
     pub rope_theta: f32,
     pub rope_style: RopeStyle,
+    pub rope_scaling: Option<RopeScaling>,
+    pub sliding_window: Option<SlidingWindow>,
+    /// The longest sequence served: the model's context, or less where
+    /// its RoPE scaling is exact only within less (Phi-3's longrope).
     pub max_position_embeddings: usize,
     /// The output head is the token embedding table. GGUF says so by
     /// omitting `output.weight`; Hugging Face configs say it explicitly.
     pub tie_word_embeddings: Option<bool>,
+}
+
+/// The fields of a Hugging Face `config.json` the decoder families use.
+/// transformers 5 writes `rope_parameters` (with `rope_theta` inside)
+/// where earlier versions wrote `rope_theta` and `rope_scaling`; both load.
+#[derive(Deserialize)]
+struct HfConfig {
+    vocab_size: usize,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    num_key_value_heads: Option<usize>,
+    head_dim: Option<usize>,
+    rms_norm_eps: f32,
+    rope_theta: Option<f32>,
+    rope_scaling: Option<Value>,
+    rope_parameters: Option<Value>,
+    max_position_embeddings: usize,
+    /// Phi-3's longrope: the context its short factors were trained for.
+    original_max_position_embeddings: Option<usize>,
+    tie_word_embeddings: Option<bool>,
+    sliding_window: Option<usize>,
+    /// Qwen 2/3: the window is off unless this says so, and then only
+    /// from layer `max_window_layers` on.
+    use_sliding_window: Option<bool>,
+    max_window_layers: Option<usize>,
+    /// transformers 5: "full_attention" or "sliding_attention" per layer.
+    layer_types: Option<Vec<String>>,
+    hidden_act: Option<String>,
+    partial_rotary_factor: Option<f32>,
+    mlp_bias: Option<bool>,
 }
 
 impl DecoderConfig {
@@ -65,76 +127,84 @@ impl DecoderConfig {
         let arch = gguf.get_str("general.architecture")?;
         let key = |name: &str| format!("{arch}.{name}");
         let usize_of = |name: &str| -> Result<usize, ModelError> { Ok(gguf.get_u64(&key(name))? as usize) };
+        let optional_usize = |name: &str| -> Result<Option<usize>, ModelError> {
+            match gguf.get(&key(name)) {
+                None => Ok(None),
+                Some(value) => value
+                    .as_u64()
+                    .map(|v| Some(v as usize))
+                    .ok_or_else(|| ModelError::Config(format!("{} is not an integer", key(name)))),
+            }
+        };
         let hidden_size = usize_of("embedding_length")?;
         let num_heads = usize_of("attention.head_count")?;
-        let num_kv_heads = match gguf.get(&key("attention.head_count_kv")) {
-            Some(value) => value
-                .as_u64()
-                .ok_or_else(|| ModelError::Config("attention.head_count_kv is not an integer".into()))?
-                as usize,
-            None => num_heads,
-        };
+        let num_layers = usize_of("block_count")?;
         let vocab_size = match gguf.get(&key("vocab_size")) {
             Some(value) => value.as_u64().unwrap_or(0) as usize,
             None => gguf.get("tokenizer.ggml.tokens").and_then(|t| t.as_array()).map_or(0, |t| t.len()),
         };
+        // Gemma's and Qwen 3's heads are wider than hidden / heads; the GGUF says so.
+        let head_dim = optional_usize("attention.key_length")?.unwrap_or(hidden_size / num_heads.max(1));
+        if let Some(rotated) = optional_usize("rope.dimension_count")?
+            && rotated != head_dim
+        {
+            return Err(ModelError::Config(format!(
+                "{} = {rotated}: RoPE on part of a {head_dim}-wide head is not carried out",
+                key("rope.dimension_count")
+            )));
+        }
+        let mut max_position_embeddings = usize_of("context_length")?;
+        let rope_scaling = gguf_rope_scaling(gguf, arch, head_dim, &mut max_position_embeddings)?;
+        let sliding_window = optional_usize("attention.sliding_window")?
+            .map(|tokens| SlidingWindow { tokens, layers: vec![true; num_layers] });
         let config = Self {
             vocab_size,
             hidden_size,
             intermediate_size: usize_of("feed_forward_length")?,
-            num_layers: usize_of("block_count")?,
+            num_layers,
             num_heads,
-            num_kv_heads,
-            // Gemma's heads are wider than hidden / heads; the GGUF says so.
-            head_dim: match gguf.get(&key("attention.key_length")) {
-                Some(value) => value
-                    .as_u64()
-                    .ok_or_else(|| ModelError::Config("attention.key_length is not an integer".into()))?
-                    as usize,
-                None => hidden_size / num_heads.max(1),
-            },
+            num_kv_heads: optional_usize("attention.head_count_kv")?.unwrap_or(num_heads),
+            head_dim,
             rms_norm_eps: gguf.get_f64(&key("attention.layer_norm_rms_epsilon"))? as f32,
             rope_theta: gguf.get(&key("rope.freq_base")).and_then(|v| v.as_f64()).unwrap_or(10000.0) as f32,
             rope_style: RopeStyle::Interleaved,
-            max_position_embeddings: usize_of("context_length")?,
+            rope_scaling,
+            sliding_window,
+            max_position_embeddings,
             tie_word_embeddings: None,
         };
         config.validate()
     }
 
     pub fn from_hf_json(text: &str) -> Result<Self, ModelError> {
-        #[derive(Deserialize)]
-        struct HfConfig {
-            architectures: Option<Vec<String>>,
-            vocab_size: usize,
-            hidden_size: usize,
-            intermediate_size: usize,
-            num_hidden_layers: usize,
-            num_attention_heads: usize,
-            num_key_value_heads: Option<usize>,
-            head_dim: Option<usize>,
-            rms_norm_eps: f32,
-            rope_theta: Option<f32>,
-            max_position_embeddings: usize,
-            tie_word_embeddings: Option<bool>,
-            /// Llama 3's frequency scaling; refused until carried out.
-            rope_scaling: Option<serde_json::Value>,
-        }
         let hf: HfConfig =
             serde_json::from_str(text).map_err(|e| ModelError::Config(format!("config.json: {e}")))?;
-        if let Some(archs) = &hf.architectures
-            && !archs.iter().any(|a| a == "LlamaForCausalLM")
-        {
-            return Err(ModelError::Config(format!(
-                "architectures {archs:?} are not supported (LlamaForCausalLM is)"
-            )));
+        let refuse = |why: String| Err(ModelError::Config(format!("config.json: {why}")));
+        if let Some(act) = hf.hidden_act.as_deref().filter(|a| *a != "silu") {
+            return refuse(format!("hidden_act {act:?} is not carried out (silu is)"));
         }
-        if let Some(scaling) = hf.rope_scaling.as_ref().filter(|v| !v.is_null()) {
-            let shown: String = scaling.to_string().chars().take(80).collect();
-            return Err(ModelError::Config(format!(
-                "config.json rope_scaling = {shown} changes the math and wgserve does not carry it out"
-            )));
+        if let Some(part) = hf.partial_rotary_factor.filter(|p| *p != 1.0) {
+            return refuse(format!(
+                "partial_rotary_factor {part}: RoPE on part of a head is not carried out"
+            ));
         }
+        if hf.mlp_bias == Some(true) {
+            return refuse("mlp_bias = true is not carried out".into());
+        }
+        let head_dim = hf.head_dim.unwrap_or(hf.hidden_size / hf.num_attention_heads.max(1));
+        // transformers 5 keeps rope_theta inside rope_parameters.
+        let scaling = hf.rope_scaling.as_ref().or(hf.rope_parameters.as_ref()).filter(|v| !v.is_null());
+        let rope_theta = hf
+            .rope_theta
+            .or_else(|| scaling.and_then(|s| s["rope_theta"].as_f64()).map(|t| t as f32))
+            .unwrap_or(10000.0);
+        let mut max_position_embeddings = hf.max_position_embeddings;
+        let rope_scaling = match scaling {
+            Some(scaling) => {
+                hf_rope_scaling(scaling, &hf, rope_theta, head_dim, &mut max_position_embeddings)?
+            }
+            None => None,
+        };
         let config = Self {
             vocab_size: hf.vocab_size,
             hidden_size: hf.hidden_size,
@@ -142,11 +212,13 @@ impl DecoderConfig {
             num_layers: hf.num_hidden_layers,
             num_heads: hf.num_attention_heads,
             num_kv_heads: hf.num_key_value_heads.unwrap_or(hf.num_attention_heads),
-            head_dim: hf.head_dim.unwrap_or(hf.hidden_size / hf.num_attention_heads.max(1)),
+            head_dim,
             rms_norm_eps: hf.rms_norm_eps,
-            rope_theta: hf.rope_theta.unwrap_or(10000.0),
+            rope_theta,
             rope_style: RopeStyle::Neox,
-            max_position_embeddings: hf.max_position_embeddings,
+            rope_scaling,
+            sliding_window: hf_sliding_window(&hf)?,
+            max_position_embeddings,
             // transformers' default for Llama is untied.
             tie_word_embeddings: Some(hf.tie_word_embeddings.unwrap_or(false)),
         };
@@ -154,10 +226,9 @@ impl DecoderConfig {
     }
 
     /// Refuses a GGUF whose metadata sets something that changes the math
-    /// (RoPE scaling, soft-capping, a sliding window) unless the
-    /// architecture says it carries it out (`honoured`: key suffixes after
-    /// `{arch}.`). A setting that is present but neutral (scaling type
-    /// "none", factor 1) is fine.
+    /// (soft-capping, an attention scale, ...) unless the architecture says
+    /// it carries it out (`honoured`: key suffixes after `{arch}.`). A
+    /// setting that is present but neutral (a factor of 1) is fine.
     pub fn refuse_unhonoured(gguf: &GgufFile, honoured: &[&str]) -> Result<(), ModelError> {
         let arch = gguf.get_str("general.architecture")?;
         for suffix in MATH_SETTINGS {
@@ -168,9 +239,7 @@ impl DecoderConfig {
             let Some(value) = gguf.get(&key) else { continue };
             let neutral = match value.as_str() {
                 Some(text) => text == "none",
-                None => value.as_f64().is_some_and(|v| {
-                    (suffix.ends_with("factor") || suffix.ends_with("freq_scale")) && v == 1.0
-                }),
+                None => value.as_f64().is_some_and(|v| suffix.ends_with("factor") && v == 1.0),
             };
             if !neutral {
                 let shown: String = format!("{value:?}").chars().take(80).collect();
@@ -180,6 +249,16 @@ impl DecoderConfig {
             }
         }
         Ok(())
+    }
+
+    /// Which cached positions layer `layer`'s queries see.
+    pub fn attention_mask(&self, layer: usize) -> AttentionMask {
+        match &self.sliding_window {
+            Some(window) if window.layers.get(layer).copied().unwrap_or(false) => {
+                AttentionMask::SlidingWindow(window.tokens)
+            }
+            _ => AttentionMask::Causal,
+        }
     }
 
     /// Rejects shapes the kernels cannot run, with the reason.
@@ -205,11 +284,253 @@ impl DecoderConfig {
         if self.max_position_embeddings == 0 || self.max_position_embeddings > 1 << 20 {
             return fail(format!("context length {} is out of range", self.max_position_embeddings));
         }
+        if let Some(scaling) = &self.rope_scaling
+            && (scaling.factors.len() != self.head_dim / 2
+                || !scaling
+                    .factors
+                    .iter()
+                    .chain([&scaling.attention_factor])
+                    .all(|f| f.is_finite() && *f > 0.0))
+        {
+            return fail(format!(
+                "RoPE scaling {} needs {} positive factors, found {:?} (attention factor {})",
+                scaling.kind,
+                self.head_dim / 2,
+                &scaling.factors[..scaling.factors.len().min(8)],
+                scaling.attention_factor
+            ));
+        }
+        if let Some(window) = &self.sliding_window
+            && (window.tokens == 0 || window.layers.len() != self.num_layers)
+        {
+            return fail(format!(
+                "sliding window of {} tokens over {} layer flags for {} layers",
+                window.tokens,
+                window.layers.len(),
+                self.num_layers
+            ));
+        }
         Ok(self)
     }
 
     /// Width of the fused Q/K/V projection.
     pub fn qkv_size(&self) -> usize {
         (self.num_heads + 2 * self.num_kv_heads) * self.head_dim
+    }
+}
+
+/// RoPE scaling from GGUF metadata and tensors, as llama.cpp reads it: a
+/// linear factor (`rope.scaling.factor`, `rope.scale_linear`), the
+/// per-frequency `rope_freqs` tensor (Llama 3.1's ramp, precomputed by the
+/// converter), and Phi-3's `rope_factors_short` with its attention factor.
+/// Other scaling types (YaRN, ...) are refused. Phi-3's short factors are
+/// what transformers uses within the original context, so the context is
+/// capped there (`max_positions`): beyond it transformers switches to the
+/// long factors mid-sequence and llama.cpp picks by configured context, and
+/// neither is one fixed table.
+fn gguf_rope_scaling(
+    gguf: &GgufFile,
+    arch: &str,
+    head_dim: usize,
+    max_positions: &mut usize,
+) -> Result<Option<RopeScaling>, ModelError> {
+    let key = |name: &str| format!("{arch}.{name}");
+    let number = |name: &str| -> Result<Option<f64>, ModelError> {
+        match gguf.get(&key(name)) {
+            None => Ok(None),
+            Some(value) => value
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| ModelError::Config(format!("{} is not a number", key(name)))),
+        }
+    };
+    let mut kinds = Vec::new();
+    let mut factors = vec![1.0f32; head_dim / 2];
+    let scaling_type = match gguf.get(&key("rope.scaling.type")) {
+        None => "linear",
+        Some(_) => gguf.get_str(&key("rope.scaling.type"))?,
+    };
+    // llama.cpp's default type is linear: a bare factor stretches every frequency.
+    let linear =
+        match (number("rope.scaling.factor")?, number("rope.scale_linear")?, number("rope.freq_scale")?) {
+            (Some(factor), _, _) | (None, Some(factor), _) => factor,
+            (None, None, Some(scale)) if scale != 0.0 => 1.0 / scale,
+            _ => 1.0,
+        };
+    match scaling_type {
+        "none" => {}
+        "linear" if linear == 1.0 || linear == 0.0 => {}
+        "linear" => {
+            kinds.push(format!("linear, factor {linear}"));
+            factors.iter_mut().for_each(|f| *f *= linear as f32);
+        }
+        other => {
+            return Err(ModelError::Config(format!(
+                "{} = {other:?} changes the math and wgserve does not carry it out (linear scaling, \
+                 Llama 3's rope_freqs and Phi-3's longrope factors are)",
+                key("rope.scaling.type")
+            )));
+        }
+    }
+    let half = head_dim / 2;
+    let tensor = |name: &str| -> Result<Option<Vec<f32>>, ModelError> {
+        let Some(info) = gguf.tensor(name) else { return Ok(None) };
+        let values = to_f32_vec(name, info.supported_type()?, gguf.tensor_data(info))?;
+        if values.len() != half {
+            return Err(ModelError::InvalidTensor {
+                name: name.to_string(),
+                why: format!("{} values, expected {half} (one per RoPE frequency)", values.len()),
+            });
+        }
+        Ok(Some(values))
+    };
+    if let Some(freqs) = tensor("rope_freqs.weight")? {
+        kinds.push("per-frequency factors (rope_freqs)".to_string());
+        factors.iter_mut().zip(&freqs).for_each(|(f, g)| *f *= g);
+    }
+    let mut attention_factor = number("rope.scaling.attn_factor")?.unwrap_or(1.0) as f32;
+    match (tensor("rope_factors_short.weight")?, gguf.tensor("rope_factors_long.weight")) {
+        (Some(short), _) => {
+            let original = match gguf.get(&key("rope.scaling.original_context_length")) {
+                Some(value) => value.as_u64().ok_or_else(|| {
+                    ModelError::Config(format!(
+                        "{} is not an integer",
+                        key("rope.scaling.original_context_length")
+                    ))
+                })? as usize,
+                None => *max_positions,
+            };
+            if number("rope.scaling.attn_factor")?.is_none() {
+                attention_factor = longrope_attention_factor(*max_positions, original);
+            }
+            kinds.push(format!("longrope short factors within the original {original} positions"));
+            factors.iter_mut().zip(&short).for_each(|(f, s)| *f *= s);
+            *max_positions = (*max_positions).min(original);
+        }
+        (None, Some(_)) => {
+            return Err(ModelError::Config(
+                "rope_factors_long without rope_factors_short: longrope needs both".into(),
+            ));
+        }
+        (None, None) => {}
+    }
+    if attention_factor != 1.0 && kinds.is_empty() {
+        kinds.push(format!("attention factor {attention_factor}"));
+    }
+    Ok((!kinds.is_empty()).then(|| RopeScaling { kind: kinds.join(", "), factors, attention_factor }))
+}
+
+/// transformers' longrope attention factor where the config gives none:
+/// `sqrt(1 + ln(scale) / ln(original))` for a context `scale` times the
+/// original one, else 1.
+fn longrope_attention_factor(max_positions: usize, original: usize) -> f32 {
+    let scale = max_positions as f64 / original.max(1) as f64;
+    if scale <= 1.0 { 1.0 } else { (1.0 + scale.ln() / (original as f64).ln()).sqrt() as f32 }
+}
+
+/// RoPE scaling from a `config.json`'s `rope_scaling` (or transformers 5's
+/// `rope_parameters`), computed as transformers' `rope_utils` computes it.
+fn hf_rope_scaling(
+    scaling: &Value,
+    hf: &HfConfig,
+    base: f32,
+    head_dim: usize,
+    max_positions: &mut usize,
+) -> Result<Option<RopeScaling>, ModelError> {
+    let rope_type = scaling["rope_type"].as_str().or(scaling["type"].as_str()).unwrap_or("default");
+    let number = |name: &str| -> Result<f32, ModelError> {
+        scaling[name].as_f64().map(|v| v as f32).ok_or_else(|| {
+            ModelError::Config(format!("config.json: rope scaling {rope_type:?} needs a number {name:?}"))
+        })
+    };
+    let half = head_dim / 2;
+    let inv_freq: Vec<f32> = (0..half).map(|i| 1.0 / base.powf((2 * i) as f32 / head_dim as f32)).collect();
+    let (kind, factors, attention_factor) = match rope_type {
+        "default" => return Ok(None),
+        "linear" => {
+            let factor = number("factor")?;
+            (format!("linear, factor {factor}"), vec![factor; half], 1.0)
+        }
+        "llama3" => {
+            let factor = number("factor")?;
+            let (low, high) = (number("low_freq_factor")?, number("high_freq_factor")?);
+            let original = number("original_max_position_embeddings")?;
+            let (low_wavelen, high_wavelen) = (original / low, original / high);
+            let factors = inv_freq
+                .iter()
+                .map(|&freq| {
+                    let wavelen = 2.0 * std::f32::consts::PI / freq;
+                    if wavelen < high_wavelen {
+                        1.0
+                    } else if wavelen > low_wavelen {
+                        factor
+                    } else {
+                        let smooth = (original / wavelen - low) / (high - low);
+                        1.0 / ((1.0 - smooth) / factor + smooth)
+                    }
+                })
+                .collect();
+            (format!("llama3, factor {factor}, original context {original}"), factors, 1.0)
+        }
+        "longrope" | "su" => {
+            let short: Vec<f32> = scaling["short_factor"]
+                .as_array()
+                .map(|values| values.iter().filter_map(|v| v.as_f64()).map(|v| v as f32).collect())
+                .unwrap_or_default();
+            let original = hf
+                .original_max_position_embeddings
+                .or_else(|| scaling["original_max_position_embeddings"].as_u64().map(|v| v as usize))
+                .unwrap_or(*max_positions);
+            let attention_factor = match scaling["attention_factor"].as_f64() {
+                Some(given) => given as f32,
+                None => longrope_attention_factor(*max_positions, original),
+            };
+            *max_positions = (*max_positions).min(original);
+            (
+                format!("longrope short factors within the original {original} positions"),
+                short,
+                attention_factor,
+            )
+        }
+        other => {
+            return Err(ModelError::Config(format!(
+                "config.json: rope scaling {other:?} changes the math and wgserve does not carry it out \
+                 (linear, llama3 and longrope are)"
+            )));
+        }
+    };
+    Ok(Some(RopeScaling { kind, factors, attention_factor }))
+}
+
+/// Which layers attend within a window, as transformers decides: its own
+/// `layer_types` when the config lists them; else Qwen's
+/// `use_sliding_window` from layer `max_window_layers` on; else (Mistral,
+/// Phi-3) every layer when `sliding_window` is set.
+fn hf_sliding_window(hf: &HfConfig) -> Result<Option<SlidingWindow>, ModelError> {
+    let layers: Vec<bool> = match (&hf.layer_types, hf.use_sliding_window) {
+        (Some(types), _) => types
+            .iter()
+            .map(|t| match t.as_str() {
+                "full_attention" => Ok(false),
+                "sliding_attention" => Ok(true),
+                other => {
+                    Err(ModelError::Config(format!("config.json: layer type {other:?} is not carried out")))
+                }
+            })
+            .collect::<Result<_, _>>()?,
+        (None, Some(false)) => return Ok(None),
+        (None, Some(true)) => {
+            let first = hf.max_window_layers.unwrap_or(0);
+            (0..hf.num_hidden_layers).map(|layer| layer >= first).collect()
+        }
+        (None, None) if hf.sliding_window.is_none() => return Ok(None),
+        (None, None) => vec![true; hf.num_hidden_layers],
+    };
+    if !layers.contains(&true) {
+        return Ok(None);
+    }
+    match hf.sliding_window {
+        Some(tokens) => Ok(Some(SlidingWindow { tokens, layers })),
+        None => Err(ModelError::Config("config.json: sliding layers without a sliding_window size".into())),
     }
 }

@@ -66,8 +66,10 @@ impl Gemma3 {
                 return Err(ModelError::Config(format!("a {} model, not gemma3", architecture.name())));
             }
         };
-        DecoderConfig::refuse_unhonoured(gguf, &["attention.sliding_window"])?;
+        DecoderConfig::refuse_unhonoured(gguf, &[])?;
         let mut decoder = DecoderConfig::from_gguf(gguf)?;
+        // The window applies to the local layers only, by Gemma's own pattern.
+        decoder.sliding_window = None;
         // llama.cpp does not permute Gemma's Q/K rows: RoPE rotates halves.
         decoder.rope_style = RopeStyle::Neox;
         // The 27B scales queries by hidden / heads, not head size; the
@@ -101,8 +103,18 @@ impl Gemma3 {
         let buffers = DecoderBuffers::new(&b, c, options)?;
         let scratch = LayerScratch::new(&b, c, options)?;
         let max_positions = c.max_position_embeddings;
-        let global_rope = RopeTable::new(&b, c.head_dim, c.rope_theta, max_positions, c.rope_style)?;
-        let local_rope = RopeTable::new(&b, c.head_dim, gemma.local_rope_base, max_positions, c.rope_style)?;
+        // RoPE scaling (Gemma 3 4B and up: linear, factor 8) stretches the
+        // global layers only, as in transformers.
+        let global_rope = RopeTable::new(
+            &b,
+            c.head_dim,
+            c.rope_theta,
+            max_positions,
+            c.rope_style,
+            c.rope_scaling.as_ref(),
+        )?;
+        let local_rope =
+            RopeTable::new(&b, c.head_dim, gemma.local_rope_base, max_positions, c.rope_style, None)?;
 
         let token_embd = b.matrix("token_embd.weight", v, h)?;
         // token ids -> hidden [M, H], scaled by sqrt(H) (in f32, as transformers does).
@@ -115,7 +127,7 @@ impl Gemma3 {
             let post_attn_norm_w = b.vector(&name("post_attention_norm"), h)?;
             let ffn_norm_w = b.vector(&name("ffn_norm"), h)?;
             let post_ffn_norm_w = b.vector(&name("post_ffw_norm"), h)?;
-            let attention = AttentionWeights::load(&b, c, layer, true)?;
+            let attention = AttentionWeights::load(&b, c, layer, true, false)?;
             let mlp = MlpWeights::load(&b, c, layer)?;
             let (rope, mask) = if gemma.is_global(layer) {
                 (&global_rope, AttentionMask::Causal)

@@ -23,8 +23,10 @@ pub struct RawTensor<'a> {
     pub data: &'a [u8],
 }
 
-/// The Hugging Face name of a GGUF Llama tensor name.
-fn hf_name(gguf_name: &str) -> String {
+/// The Hugging Face names a GGUF tensor name may have, most common first:
+/// Phi-3 fuses Q/K/V into `qkv_proj` and gate/up into `gate_up_proj`,
+/// which GGUF calls `attn_qkv` and `ffn_up` (twice as many rows).
+fn hf_names(gguf_name: &str) -> Vec<String> {
     let global = match gguf_name {
         "token_embd.weight" => Some("model.embed_tokens.weight"),
         "output_norm.weight" => Some("model.norm.weight"),
@@ -32,23 +34,30 @@ fn hf_name(gguf_name: &str) -> String {
         _ => None,
     };
     if let Some(name) = global {
-        return name.to_string();
+        return vec![name.to_string()];
     }
-    let Some(rest) = gguf_name.strip_prefix("blk.") else { return gguf_name.to_string() };
-    let Some((layer, leaf)) = rest.split_once('.') else { return gguf_name.to_string() };
-    let hf_leaf = match leaf {
-        "attn_norm.weight" => "input_layernorm.weight",
-        "attn_q.weight" => "self_attn.q_proj.weight",
-        "attn_k.weight" => "self_attn.k_proj.weight",
-        "attn_v.weight" => "self_attn.v_proj.weight",
-        "attn_output.weight" => "self_attn.o_proj.weight",
-        "ffn_norm.weight" => "post_attention_layernorm.weight",
-        "ffn_gate.weight" => "mlp.gate_proj.weight",
-        "ffn_up.weight" => "mlp.up_proj.weight",
-        "ffn_down.weight" => "mlp.down_proj.weight",
-        other => other,
+    let Some(rest) = gguf_name.strip_prefix("blk.") else { return vec![gguf_name.to_string()] };
+    let Some((layer, leaf)) = rest.split_once('.') else { return vec![gguf_name.to_string()] };
+    let hf_leaves: &[&str] = match leaf {
+        "attn_norm.weight" => &["input_layernorm.weight"],
+        "attn_q.weight" => &["self_attn.q_proj.weight"],
+        "attn_k.weight" => &["self_attn.k_proj.weight"],
+        "attn_v.weight" => &["self_attn.v_proj.weight"],
+        "attn_q.bias" => &["self_attn.q_proj.bias"],
+        "attn_k.bias" => &["self_attn.k_proj.bias"],
+        "attn_v.bias" => &["self_attn.v_proj.bias"],
+        "attn_qkv.weight" => &["self_attn.qkv_proj.weight"],
+        "attn_q_norm.weight" => &["self_attn.q_norm.weight"],
+        "attn_k_norm.weight" => &["self_attn.k_norm.weight"],
+        "attn_output.weight" => &["self_attn.o_proj.weight"],
+        "attn_output.bias" => &["self_attn.o_proj.bias"],
+        "ffn_norm.weight" => &["post_attention_layernorm.weight"],
+        "ffn_gate.weight" => &["mlp.gate_proj.weight"],
+        "ffn_up.weight" => &["mlp.up_proj.weight", "mlp.gate_up_proj.weight"],
+        "ffn_down.weight" => &["mlp.down_proj.weight"],
+        other => return vec![format!("model.layers.{layer}.{other}")],
     };
-    format!("model.layers.{layer}.{hf_leaf}")
+    hf_leaves.iter().map(|hf_leaf| format!("model.layers.{layer}.{hf_leaf}")).collect()
 }
 
 impl WeightSource {
@@ -71,10 +80,10 @@ impl WeightSource {
                 Ok(Some(RawTensor { tensor_type, shape, data: gguf.tensor_data(info) }))
             }
             WeightSource::Safetensors { file, .. } => {
-                let hf = hf_name(name);
-                if !file.tensor_names().contains(&hf) {
+                let names = file.tensor_names();
+                let Some(hf) = hf_names(name).into_iter().find(|hf| names.contains(hf)) else {
                     return Ok(None);
-                }
+                };
                 let tensor = file.tensor(&hf)?;
                 Ok(Some(RawTensor {
                     tensor_type: tensor.tensor_type,
@@ -102,7 +111,11 @@ impl WeightSource {
     pub fn file_name(&self, name: &str) -> String {
         match self {
             WeightSource::Gguf(_) => name.to_string(),
-            WeightSource::Safetensors { .. } => hf_name(name),
+            WeightSource::Safetensors { file, .. } => {
+                let names = hf_names(name);
+                let stored = file.tensor_names();
+                names.iter().find(|hf| stored.contains(hf)).unwrap_or(&names[0]).clone()
+            }
         }
     }
 

@@ -31,18 +31,46 @@ pub struct AttentionWeights {
 }
 
 impl AttentionWeights {
-    /// Layer `layer`'s `attn_q`, `attn_k`, `attn_v` (stacked), `attn_output`
-    /// and, with `qk_norm`, `attn_q_norm` and `attn_k_norm` (GGUF names).
+    /// Layer `layer`'s Q/K/V projection (GGUF names): `attn_qkv` where the
+    /// file fuses them (Phi-3), else `attn_q`, `attn_k`, `attn_v` stacked;
+    /// their biases `attn_{q,k,v}.bias` where the file has them (Qwen 2
+    /// must: `qkv_bias_required`); `attn_output` with its bias if any; and,
+    /// with `qk_norm`, the per-head norms `attn_q_norm` and `attn_k_norm`.
     pub fn load(
         b: &ModelBuilder,
         c: &DecoderConfig,
         layer: usize,
         qk_norm: bool,
+        qkv_bias_required: bool,
     ) -> Result<Self, ModelError> {
         let name = |leaf: &str| format!("blk.{layer}.{leaf}.weight");
+        let bias = |leaf: &str| format!("blk.{layer}.{leaf}.bias");
         let (h, q_rows, kv_rows) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
-        let qkv_parts = [(name("attn_q"), q_rows), (name("attn_k"), kv_rows), (name("attn_v"), kv_rows)];
-        let qkv_parts: Vec<(&str, usize)> = qkv_parts.iter().map(|(n, rows)| (n.as_str(), *rows)).collect();
+        let fused_name = name("attn_qkv");
+        let qkv = if b.source.tensor(&fused_name)?.is_some() {
+            let qkv = b.matrix(&fused_name, c.qkv_size(), h)?;
+            match b.source.tensor(&bias("attn_qkv"))? {
+                Some(_) => {
+                    qkv.with_bias(&b.ctx, &fused_name, &b.f32_values(&bias("attn_qkv"), &[c.qkv_size()])?)?
+                }
+                None => qkv,
+            }
+        } else {
+            let parts = [("attn_q", q_rows), ("attn_k", kv_rows), ("attn_v", kv_rows)];
+            let weights: Vec<(String, usize)> =
+                parts.iter().map(|&(leaf, rows)| (name(leaf), rows)).collect();
+            let weights: Vec<(&str, usize)> = weights.iter().map(|(n, rows)| (n.as_str(), *rows)).collect();
+            let qkv = b.fused(&fused_name, &weights, h)?;
+            if qkv_bias_required || b.source.tensor(&bias("attn_q"))?.is_some() {
+                let mut values = Vec::with_capacity(c.qkv_size());
+                for (leaf, rows) in parts {
+                    values.extend(b.f32_values(&bias(leaf), &[rows])?);
+                }
+                qkv.with_bias(&b.ctx, &fused_name, &values)?
+            } else {
+                qkv
+            }
+        };
         let qk_norm = match qk_norm {
             true => Some((
                 b.vector(&name("attn_q_norm"), c.head_dim)?,
@@ -50,11 +78,13 @@ impl AttentionWeights {
             )),
             false => None,
         };
-        Ok(Self {
-            qkv: b.fused(&name("attn_qkv"), &qkv_parts, h)?,
-            qk_norm,
-            output: b.matrix(&name("attn_output"), h, q_rows)?,
-        })
+        let output_name = name("attn_output");
+        let output = b.matrix(&output_name, h, q_rows)?;
+        let output = match b.source.tensor(&bias("attn_output"))? {
+            Some(_) => output.with_bias(&b.ctx, &output_name, &b.f32_values(&bias("attn_output"), &[h])?)?,
+            None => output,
+        };
+        Ok(Self { qkv, qk_norm, output })
     }
 }
 

@@ -23,14 +23,17 @@ pub struct MlpWeights {
 }
 
 impl MlpWeights {
-    /// Layer `layer`'s `ffn_gate`, `ffn_up` (stacked) and `ffn_down` (GGUF names).
+    /// Layer `layer`'s `ffn_gate` and `ffn_up` stacked, or, in a file
+    /// without `ffn_gate` (Phi-3), `ffn_up` holding both; and `ffn_down`
+    /// (GGUF names).
     pub fn load(b: &ModelBuilder, c: &DecoderConfig, layer: usize) -> Result<Self, ModelError> {
         let name = |leaf: &str| format!("blk.{layer}.{leaf}.weight");
         let (h, i) = (c.hidden_size, c.intermediate_size);
-        Ok(Self {
-            gate_up: b.fused(&name("ffn_gate_up"), &[(&name("ffn_gate"), i), (&name("ffn_up"), i)], h)?,
-            down: b.matrix(&name("ffn_down"), h, i)?,
-        })
+        let gate_up = match b.source.tensor(&name("ffn_gate"))? {
+            Some(_) => b.fused(&name("ffn_gate_up"), &[(&name("ffn_gate"), i), (&name("ffn_up"), i)], h)?,
+            None => b.matrix(&name("ffn_up"), 2 * i, h)?,
+        };
+        Ok(Self { gate_up, down: b.matrix(&name("ffn_down"), h, i)? })
     }
 }
 
