@@ -72,6 +72,10 @@ pub(super) fn next_token(
     let mut text = String::new();
     if state.stop_token_ids.contains(&sampled.id) {
         state.stopped = true;
+    } else if tokenizer.id_to_token(sampled.id).is_none() {
+        // An output row past the tokenizer's vocabulary (Qwen pads 151,665
+        // tokens to 151,936 rows): a token without text, as transformers
+        // and vLLM decode it.
     } else {
         let delta = state.detokenizer.step(tokenizer, sampled.id)?;
         let result = state.stop.push(&delta);
