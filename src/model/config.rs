@@ -534,3 +534,96 @@ fn hf_sliding_window(hf: &HfConfig) -> Result<Option<SlidingWindow>, ModelError>
         None => Err(ModelError::Config("config.json: sliding layers without a sliding_window size".into())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn config(extra: Value) -> Result<DecoderConfig, ModelError> {
+        let mut json = json!({
+            "vocab_size": 256, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
+            "max_position_embeddings": 4096,
+        });
+        json.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        DecoderConfig::from_hf_json(&json.to_string())
+    }
+
+    fn error(extra: Value) -> String {
+        config(extra).expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn rope_settings_load_from_either_spelling() {
+        let llama3 = json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 64});
+        let classic = config(json!({"rope_theta": 500000.0, "rope_scaling": llama3})).unwrap();
+        let mut inside = llama3.clone();
+        inside["rope_theta"] = json!(500000.0);
+        let v5 = config(json!({"rope_parameters": inside})).unwrap();
+        assert_eq!(classic, v5);
+        assert_eq!(v5.rope_theta, 500000.0);
+        let factors = &v5.rope_scaling.as_ref().unwrap().factors;
+        // High frequencies kept, low ones divided by the factor, a ramp between.
+        assert_eq!(factors[0], 1.0);
+        assert_eq!(factors[7], 8.0);
+        assert!(factors.iter().any(|&f| f > 1.0 && f < 8.0), "{factors:?}");
+        let plain = config(json!({"rope_parameters": {"rope_type": "default", "rope_theta": 1e6}})).unwrap();
+        assert_eq!((plain.rope_theta, plain.rope_scaling), (1e6, None));
+        let linear = config(json!({"rope_scaling": {"type": "linear", "factor": 4.0}})).unwrap();
+        assert_eq!(linear.rope_scaling.unwrap().factors, vec![4.0; 8]);
+    }
+
+    #[test]
+    fn longrope_keeps_to_the_original_context_with_its_attention_factor() {
+        let short: Vec<f32> = (0..8).map(|i| 1.0 + i as f32 / 4.0).collect();
+        let longrope = json!({"type": "su", "short_factor": short, "long_factor": vec![3.0; 8]});
+        let c = config(json!({"rope_scaling": longrope, "original_max_position_embeddings": 1024})).unwrap();
+        assert_eq!(c.max_position_embeddings, 1024);
+        let scaling = c.rope_scaling.unwrap();
+        assert_eq!(scaling.factors, short);
+        let expected = (1.0 + 4f64.ln() / 1024f64.ln()).sqrt() as f32;
+        assert!((scaling.attention_factor - expected).abs() < 1e-6);
+        // Too few factors for the head is an error, not a short table.
+        let bad = json!({"type": "longrope", "short_factor": [1.0, 2.0], "long_factor": [1.0, 2.0]});
+        assert!(error(json!({"rope_scaling": bad})).contains("positive factors"));
+    }
+
+    #[test]
+    fn settings_that_change_the_math_are_refused_by_name() {
+        for (extra, named) in [
+            (json!({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}), "yarn"),
+            (json!({"rope_scaling": {"type": "dynamic", "factor": 2.0}}), "dynamic"),
+            (json!({"partial_rotary_factor": 0.5}), "partial_rotary_factor"),
+            (json!({"hidden_act": "gelu"}), "gelu"),
+            (json!({"mlp_bias": true}), "mlp_bias"),
+            (json!({"layer_types": ["full_attention", "chunked_attention", "full_attention"]}), "chunked"),
+        ] {
+            let message = error(extra.clone());
+            assert!(message.contains(named), "{extra}: {message}");
+        }
+    }
+
+    #[test]
+    fn sliding_windows_follow_each_familys_switches() {
+        let layers = |c: DecoderConfig| c.sliding_window.map(|w| (w.tokens, w.layers));
+        // Mistral and Phi-3: a window size means every layer.
+        assert_eq!(layers(config(json!({"sliding_window": 8})).unwrap()), Some((8, vec![true; 3])));
+        // Qwen: off unless switched on, then from max_window_layers on.
+        let off = json!({"sliding_window": 32768, "use_sliding_window": false, "max_window_layers": 1});
+        assert_eq!(layers(config(off).unwrap()), None);
+        let on = json!({"sliding_window": 16, "use_sliding_window": true, "max_window_layers": 1});
+        assert_eq!(layers(config(on).unwrap()), Some((16, vec![false, true, true])));
+        // transformers 5's layer_types decide when present.
+        let typed = json!({"sliding_window": 16,
+            "layer_types": ["sliding_attention", "full_attention", "sliding_attention"]});
+        let c = config(typed).unwrap();
+        assert_eq!(c.attention_mask(0), AttentionMask::SlidingWindow(16));
+        assert_eq!(c.attention_mask(1), AttentionMask::Causal);
+        let untyped = json!({"layer_types": ["sliding_attention", "full_attention", "full_attention"]});
+        assert!(error(untyped).contains("sliding_window"));
+        assert_eq!(layers(config(json!({})).unwrap()), None);
+    }
+}
