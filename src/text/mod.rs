@@ -4,6 +4,8 @@
 //! out of a GGUF, a template source string).
 //!
 //! - [`tokenizer`]: text <-> token ids, wrapping the `tokenizers` crate.
+//! - [`pre_tokenizers`]: the split rules of byte-level BPE vocabularies,
+//!   by the name GGUF gives them (`qwen2`, `llama-bpe`, ...).
 //! - [`spm`]: SentencePiece vocabularies (Gemma, Llama 2) as a `tokenizers`
 //!   pipeline with byte fallback.
 //! - [`chat_template`]: the model's own Jinja chat template, rendered with
@@ -18,6 +20,7 @@
 pub mod builtin_templates;
 pub mod chat_template;
 pub mod detokenizer;
+pub mod pre_tokenizers;
 pub mod spm;
 pub mod template_limits;
 pub mod tokenizer;
@@ -35,7 +38,10 @@ pub enum TextError {
     Load { path: String, message: String },
     #[error("invalid vocabulary: {0}")]
     InvalidVocab(String),
-    #[error("unsupported pre-tokenizer {0:?} (supported: smollm, default, gpt2)")]
+    #[error(
+        "unsupported pre-tokenizer (GGUF `tokenizer.ggml.pre`) {0:?}; supported: {names}",
+        names = pre_tokenizers::supported_names().join(", ")
+    )]
     UnsupportedPreTokenizer(String),
     #[error("tokenizer: {0}")]
     Tokenizer(String),

@@ -9,13 +9,12 @@
 
 use std::path::Path;
 
+use tokenizers::decoders::byte_level::ByteLevel;
 use tokenizers::models::bpe::{BPE, Vocab as TokenToId};
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::digits::Digits;
-use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::{AddedToken, PreTokenizerWrapper, TruncationParams};
+use tokenizers::{AddedToken, TruncationParams};
 
 use super::TextError;
+use super::pre_tokenizers::bpe_pipeline;
 use super::spm::{self, SpmVocab};
 
 /// GGUF token types (`tokenizer.ggml.token_type`), as llama.cpp numbers them.
@@ -132,7 +131,7 @@ impl Tokenizer {
                 )));
             }
         }
-        let pre_tokenizer = pre_tokenizer_for(&vocab.pre)?;
+        let pipeline = bpe_pipeline(&vocab.pre)?;
 
         // Some GGUF vocabularies repeat a string (e.g. padding entries); the
         // first id keeps the string so that encoding stays deterministic.
@@ -152,11 +151,13 @@ impl Tokenizer {
         // byte fallback.
         let bpe = BPE::builder()
             .vocab_and_merges(token_to_id, merges)
+            .ignore_merges(pipeline.ignore_merges)
             .build()
             .map_err(|e| TextError::InvalidVocab(e.to_string()))?;
 
         let mut inner = tokenizers::Tokenizer::new(bpe);
-        inner.with_pre_tokenizer(Some(pre_tokenizer));
+        inner.with_normalizer(pipeline.normalizer);
+        inner.with_pre_tokenizer(Some(pipeline.pre_tokenizer));
         inner.with_decoder(Some(ByteLevel::default()));
         inner.add_special_tokens(&added_tokens(&vocab));
 
@@ -248,20 +249,6 @@ impl Tokenizer {
             }
         }
         ids
-    }
-}
-
-/// The pre-tokenizer named by GGUF's `tokenizer.ggml.pre`.
-fn pre_tokenizer_for(pre: &str) -> Result<PreTokenizerWrapper, TextError> {
-    // GPT-2's regex split, then bytes -> unicode; no prefix space is added
-    // (llama.cpp and HF agree on that for these models).
-    let byte_level = ByteLevel::new(false, true, true);
-    match pre {
-        // SmolLM's tokenizer.json: every digit is its own pre-token before
-        // the byte-level split ("2024" -> 2,0,2,4).
-        "smollm" => Ok(Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into()),
-        "default" | "gpt2" | "" => Ok(byte_level.into()),
-        other => Err(TextError::UnsupportedPreTokenizer(other.to_string())),
     }
 }
 
@@ -402,7 +389,7 @@ mod tests {
     #[test]
     fn bad_inputs_are_errors() {
         assert!(matches!(
-            Tokenizer::from_bpe_vocab(tiny_vocab("llama-bpe")),
+            Tokenizer::from_bpe_vocab(tiny_vocab("nonesuch")),
             Err(TextError::UnsupportedPreTokenizer(_))
         ));
         let mut vocab = tiny_vocab("gpt2");
