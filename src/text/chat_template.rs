@@ -107,12 +107,34 @@ impl ChatTemplate {
         self.render_measured(messages, add_generation_prompt).map(|r| r.text).map_err(TextError::from)
     }
 
+    /// [`ChatTemplate::render`] with extra template variables, as
+    /// transformers' `apply_chat_template(**kwargs)` passes them (Qwen 3's
+    /// `enable_thinking`, a `date_string`). They cannot replace `messages`,
+    /// `add_generation_prompt` or the special tokens.
+    pub fn render_with(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        kwargs: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<String, TextError> {
+        self.render_inner(messages, add_generation_prompt, kwargs).map(|r| r.text).map_err(TextError::from)
+    }
+
     /// [`ChatTemplate::render`] with the fuel it used, to measure real
     /// templates against the limits.
     pub fn render_measured(
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
+    ) -> Result<Rendered, RenderError> {
+        self.render_inner(messages, add_generation_prompt, &serde_json::Map::new())
+    }
+
+    fn render_inner(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        kwargs: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Rendered, RenderError> {
         // The fuel depends on the conversation; a clone of the environment
         // shares the compiled template (an `Arc`), so it costs little.
@@ -126,6 +148,7 @@ impl ChatTemplate {
             add_generation_prompt => add_generation_prompt,
             bos_token => &self.bos_token,
             eos_token => &self.eos_token,
+            ..Value::from_serialize(kwargs)
         };
         let fuel_used = match template.render_captured_to(context, &mut out) {
             Ok(captured) => captured.state().fuel_levels().map_or(0, |(used, _)| used),

@@ -76,7 +76,7 @@ impl Detokenizer {
                 new_text.get(prefix_text.len()..).filter(|_| new_text.starts_with(&prefix_text))
         {
             let delta = delta.to_string();
-            self.advance(self.ids.len());
+            self.advance(tokenizer, self.ids.len())?;
             return Ok(delta);
         }
         if self.ids.len() - self.read_offset > MAX_HELD_TOKENS {
@@ -105,7 +105,7 @@ impl Detokenizer {
             None => (last, tokenizer.decode(&window[..last - self.prefix_offset], self.skip_special)?),
         };
         let delta = text.strip_prefix(prefix_text).unwrap_or_default().to_string();
-        self.advance(split);
+        self.advance(tokenizer, split)?;
         Ok(delta)
     }
 
@@ -117,18 +117,30 @@ impl Detokenizer {
             tokenizer.decode(&window[..self.read_offset - self.prefix_offset], self.skip_special)?;
         let new_text = tokenizer.decode(window, self.skip_special)?;
         let delta = new_text.strip_prefix(&prefix_text).unwrap_or_default().to_string();
-        self.advance(self.ids.len());
+        self.advance(tokenizer, self.ids.len())?;
         Ok(delta)
     }
 
     /// Marks `ids[..read_to]` as emitted and drops ids no longer needed as
-    /// context, so memory stays bounded on long generations.
-    fn advance(&mut self, read_to: usize) {
+    /// context, so memory stays bounded on long generations. The context
+    /// must not start inside a character: SentencePiece's byte fallback
+    /// decodes a run of byte tokens as a whole, and a run that starts with
+    /// a stray continuation byte becomes U+FFFD throughout, so the window
+    /// would never stop ending in U+FFFD.
+    fn advance(&mut self, tokenizer: &Tokenizer, read_to: usize) -> Result<(), TextError> {
         self.read_offset = read_to;
-        let keep_from = self.read_offset.saturating_sub(CONTEXT_TOKENS);
+        let mut keep_from = self.read_offset.saturating_sub(CONTEXT_TOKENS);
+        while keep_from < self.read_offset
+            && tokenizer
+                .decode(&self.ids[keep_from..self.read_offset], self.skip_special)?
+                .starts_with(REPLACEMENT)
+        {
+            keep_from += 1;
+        }
         self.ids.drain(..keep_from);
         self.read_offset -= keep_from;
         self.prefix_offset = 0;
+        Ok(())
     }
 }
 

@@ -13,8 +13,9 @@ use tokenizers::decoders::fuse::Fuse;
 use tokenizers::decoders::sequence::Sequence as DecoderSequence;
 use tokenizers::decoders::strip::Strip;
 use tokenizers::models::bpe::{BPE, Vocab as TokenToId};
+use tokenizers::normalizers::prepend::Prepend;
 use tokenizers::normalizers::replace::Replace;
-use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
+use tokenizers::normalizers::utils::Sequence as NormalizerSequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{AddedToken, DecoderWrapper, SplitDelimiterBehavior};
 
@@ -32,8 +33,9 @@ pub enum SpmStyle {
     /// ranked by the token's position in the file (its scores do not follow
     /// the merge order); tokens of only spaces are stored as real spaces.
     Gemma,
-    /// Llama 2, Mistral: a `Metaspace` pre-tokenizer that prepends `▁` to
-    /// the first word when the file asks (`add_space_prefix`); merges ranked
+    /// Llama 2, Mistral, Phi-3: spaces become `▁` and every stretch of text
+    /// between added tokens gets a `▁` in front when the file asks
+    /// (`add_space_prefix`), as sentencepiece's dummy prefix; merges ranked
     /// by score.
     Llama,
 }
@@ -102,10 +104,19 @@ pub(crate) fn build(vocab: &SpmVocab) -> Result<tokenizers::Tokenizer, TextError
             inner.with_pre_tokenizer(Some(split));
         }
         SpmStyle::Llama => {
-            let scheme = if vocab.add_space_prefix { PrependScheme::First } else { PrependScheme::Never };
-            inner.with_pre_tokenizer(Some(Metaspace::new(SPACE, scheme, false)));
+            // SentencePiece's dummy prefix: every stretch of text between
+            // added tokens gets a `▁` in front, even one that starts with a
+            // space (" " -> "▁▁"), as sentencepiece and llama.cpp encode.
+            // A `Metaspace` pre-tokenizer would skip the `▁` there, and
+            // with `prepend_scheme = first` after every added token too.
+            let replace =
+                Replace::new(" ", space.as_str()).map_err(|e| TextError::Tokenizer(e.to_string()))?;
             if vocab.add_space_prefix {
+                let prepend = Prepend::new(space.clone());
+                inner.with_normalizer(Some(NormalizerSequence::new(vec![prepend.into(), replace.into()])));
                 decoders.push(Strip::new(' ', 1, 0).into());
+            } else {
+                inner.with_normalizer(Some(replace));
             }
         }
     }

@@ -74,6 +74,9 @@ pub struct Tokenizer {
     /// Prepend BOS ourselves on `encode(.., true)`. Only for GGUF vocabularies:
     /// a `tokenizer.json` does it in its own post-processor.
     add_bos: bool,
+    /// Drop the BOS a `tokenizer.json`'s post-processor adds, where
+    /// `tokenizer_config.json` says `add_bos_token = false`.
+    drop_bos: bool,
     /// Counted once: the `tokenizers` crate counts by cloning the whole
     /// vocabulary into a map (~4 ms for 49k tokens), and error paths and
     /// request validation ask for it per request.
@@ -88,7 +91,7 @@ impl Tokenizer {
         let inner = tokenizers::Tokenizer::from_file(path)
             .map_err(|e| TextError::Load { path: path.display().to_string(), message: e.to_string() })?;
         let vocab_size = inner.get_vocab_size(true);
-        Ok(Self { inner, bos_id: None, eos_id: None, add_bos: false, vocab_size })
+        Ok(Self { inner, bos_id: None, eos_id: None, add_bos: false, drop_bos: false, vocab_size })
     }
 
     /// Truncates every encoding to at most `max_tokens` ids, the special
@@ -109,6 +112,20 @@ impl Tokenizer {
         self.bos_id = bos_id;
         self.eos_id = eos_id;
         self
+    }
+
+    /// Makes `encode(.., true)` start with BOS or not, whatever the
+    /// `tokenizer.json`'s post-processor does: `tokenizer_config.json`'s
+    /// `add_bos_token` decides, as in transformers. Call after
+    /// [`Tokenizer::with_special_ids`]; without a BOS id it changes nothing.
+    pub fn with_add_bos(mut self, add_bos: bool) -> Result<Self, TextError> {
+        let Some(bos) = self.bos_id else { return Ok(self) };
+        self.add_bos = false;
+        self.drop_bos = false;
+        let post_processor_adds = self.encode("", true)?.first() == Some(&bos);
+        self.add_bos = add_bos && !post_processor_adds;
+        self.drop_bos = !add_bos && post_processor_adds;
+        Ok(self)
     }
 
     /// Builds a GPT-2 style byte-level BPE tokenizer from a GGUF vocabulary.
@@ -162,7 +179,14 @@ impl Tokenizer {
         inner.add_special_tokens(&added_tokens(&vocab));
 
         let vocab_size = inner.get_vocab_size(true);
-        Ok(Self { inner, bos_id: vocab.bos_id, eos_id: vocab.eos_id, add_bos: vocab.add_bos, vocab_size })
+        Ok(Self {
+            inner,
+            bos_id: vocab.bos_id,
+            eos_id: vocab.eos_id,
+            add_bos: vocab.add_bos,
+            drop_bos: false,
+            vocab_size,
+        })
     }
 
     /// Builds a SentencePiece tokenizer (byte fallback, `▁` spaces) from a
@@ -170,7 +194,14 @@ impl Tokenizer {
     pub fn from_spm_vocab(vocab: SpmVocab) -> Result<Self, TextError> {
         let inner = spm::build(&vocab)?;
         let vocab_size = inner.get_vocab_size(true);
-        Ok(Self { inner, bos_id: vocab.bos_id, eos_id: vocab.eos_id, add_bos: vocab.add_bos, vocab_size })
+        Ok(Self {
+            inner,
+            bos_id: vocab.bos_id,
+            eos_id: vocab.eos_id,
+            add_bos: vocab.add_bos,
+            drop_bos: false,
+            vocab_size,
+        })
     }
 
     /// The tokenizer of either kind of GGUF vocabulary.
@@ -188,7 +219,10 @@ impl Tokenizer {
     pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>, TextError> {
         let encoding =
             self.inner.encode_fast(text, add_special).map_err(|e| TextError::Tokenizer(e.to_string()))?;
-        let ids = encoding.get_ids();
+        let mut ids = encoding.get_ids();
+        if let (Some(bos), true, true) = (self.bos_id, add_special, self.drop_bos) {
+            ids = ids.strip_prefix(&[bos]).unwrap_or(ids);
+        }
         match self.bos_id {
             Some(bos) if add_special && self.add_bos => {
                 let mut with_bos = Vec::with_capacity(ids.len() + 1);
