@@ -28,12 +28,21 @@ pub mod token_type {
 }
 
 /// End-of-turn tokens of common chat formats: ChatML's `<|im_end|>`,
-/// Llama 3's `<|eot_id|>`, Phi's `<|end|>`, Gemma's `<end_of_turn>`, and
-/// GPT-2's `<|endoftext|>`. A generation ends on them as on EOS when the
+/// Llama 3's `<|eot_id|>`, `<|eom_id|>` and `<|end_of_text|>` (the base
+/// model's end, which the instruct models' generation_config also stops
+/// on), Phi's `<|end|>`, Gemma's `<end_of_turn>`, and GPT-2's
+/// `<|endoftext|>`. A generation ends on them as on EOS when the
 /// vocabulary has them, whether or not the model file names them (as
 /// llama.cpp's end-of-generation set does): a chat reply ends with its turn.
-pub const END_OF_TURN_TOKENS: [&str; 5] =
-    ["<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"];
+pub const END_OF_TURN_TOKENS: [&str; 7] = [
+    "<|endoftext|>",
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|end_of_text|>",
+    "<|end|>",
+    "<end_of_turn>",
+];
 
 /// A byte-level BPE vocabulary as a GGUF file describes it
 /// (`tokenizer.ggml.model = "gpt2"`).
