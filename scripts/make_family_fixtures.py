@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Tiny random models of five LLM families, with references from HF transformers.
+"""Tiny random models of six LLM families, with references from HF transformers.
 
 Run through scripts/make_family_fixtures.sh (it makes the venv). Everything is
 built offline and from fixed seeds; a second run writes byte-identical files.
 
 For each family in qwen2, qwen3, llama3, mistral, phi3 it writes
-tests/fixtures/families/<family>/:
+tests/fixtures/families/<family>/ as below; gemma3 differs (see its own
+section further down: GGUF only, no hf/ and no model-q4_k.gguf):
   hf/               what save_pretrained writes (config.json, float16
                     model.safetensors, generation_config.json, tokenizer.json,
                     tokenizer_config.json with the chat template); the
@@ -98,6 +99,47 @@ llama-cpp-python 0.3.36 sdist):
     for every case (the *_sentencepiece ids for mistral and phi3). On the
     Q4_K files it quantizes activations to Q8_K, so late greedy steps with
     gaps below ~0.1 may flip.
+
+gemma3 (wgserve loads Gemma 3 from GGUF only) writes model-f16.gguf and
+reference.json; the float16 checkpoint it converts lives in a scratch hf/.
+It proves two things against transformers' Gemma3ForCausalLM:
+  - Linear RoPE scaling on the global layers only: rope_parameters
+    full_attention = linear, factor 8, theta 1e6 (as Gemma 3 4B+),
+    sliding_attention = default, theta 1e4, unscaled. llama.cpp's converter
+    writes gemma3.rope.scaling.type = "linear", rope.scaling.factor = 8,
+    rope.freq_base = 1e6 and rope.freq_base_swa = 1e4 from config.json
+    (TextModel.set_gguf_parameters reads rope_parameters["full_attention"];
+    asserted, nothing added), and llama.cpp applies the scale to non-SWA
+    layers only (rope_freq_scale_train_swa = 1), as transformers does.
+  - The layer pattern: 6 layers, layer 5 global (transformers' default
+    sliding_window_pattern 6; config.json holds layer_types). The converter
+    writes no gemma3.attention.sliding_window_pattern; llama.cpp too then
+    assumes every 6th layer global. sliding_window 8: the two long prompts
+    (36 and 48 tokens) cross it.
+  Shape: hidden 64, ffn 128, 4 heads x 32 (wider than 64 / 4), 2 KV heads,
+  query_pre_attn_scalar = head_dim (llama.cpp scales by 1/sqrt(head_dim)),
+  no soft-capping, gelu_pytorch_tanh, tied output, vocabulary = tokenizer.
+  The converter stores each RMSNorm weight as 1 + w, adding the 1 in
+  float16; round_gemma3_to_f16 picks w so that this is exact, and the
+  reference runs on the GGUF's tensors (norms minus 1), asserted equal to
+  the checkpoint's bit for bit. Random weights as above, except that the
+  embedding is N(0, 0.0625/hidden) and the final norm's 1 + w about 7:
+  Gemma scales the input embedding by sqrt(hidden) and ties the head to it,
+  and a large embedding makes greedy decoding repeat the last token.
+  "variant_logit_diffs" records, per prompt, how far the reference's logits
+  move (teacher-forced, at the recorded positions) without the RoPE
+  scaling, with it on every layer, without the window and with every layer
+  sliding; each must exceed 0.05. Tokenizer: SentencePiece BPE as Gemma's
+  (no dummy prefix, byte fallback, <pad> <eos> <bos> <unk> = 0-3, then the
+  control pieces <mask> <start_of_turn> <end_of_turn>), tokenizer.json as
+  google/gemma-3-*'s; its ids equal sentencepiece's on each text segment
+  between special pieces (asserted). The chat template is wgserve's
+  src/text/chat_templates/gemma3.jinja, also written into the GGUF
+  (tokenizer.chat_template), as an -it model's. No model-q4_k.gguf: Q4_K
+  needs rows of 256, and 6 layers that wide (the fewest with a global
+  layer) do not fit the fixture's 1.5 MB; the Gemma 3 270M Q4_K_M golden
+  test covers Q4_K. transformers' own GGUF loader (recorded in gguf_check)
+  reads neither the rope.scaling keys nor a query_pre_attn_scalar.
 """
 
 import argparse
@@ -117,8 +159,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 from fixture_json import write_fixture  # noqa: E402
 
-FAMILIES = ["qwen2", "qwen3", "llama3", "mistral", "phi3"]
+FAMILIES = ["qwen2", "qwen3", "llama3", "mistral", "phi3", "gemma3"]
 TEMPLATES_SUBDIR = "models/templates"
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_NEW_TOKENS = 16
 NUM_LOGIT_STEPS = 3
 SEED = 1234
@@ -376,7 +419,33 @@ SPECS = {
         "vocab_multiple": 64,
         "architecture": "Phi3ForCausalLM",
     },
+    "gemma3": {
+        "tokenizer": "gemma",
+        # wgserve's built-in copy of google/gemma-3-*-it's template
+        "template_repo_file": "src/text/chat_templates/gemma3.jinja",
+        "added_tokens": [],
+        "tokenizer_class": "GemmaTokenizer",
+        "bos": "<bos>",
+        "eos": "<eos>",
+        "pad": "<pad>",
+        "unk": "<unk>",
+        "add_bos": True,
+        "config_bos": "<bos>",
+        "generation_eos": ["<eos>", "<end_of_turn>"],
+        "vocab_multiple": 1,
+        "architecture": "Gemma3ForCausalLM",
+        "gguf_only": True,  # wgserve loads Gemma 3 from GGUF only: no hf/
+    },
 }
+
+# Gemma's SentencePiece ids: <pad> <eos> <bos> <unk> first, then control
+# pieces (real Gemma 3: <mask> 4, <start_of_turn> 105, <end_of_turn> 106).
+GEMMA_SPECIAL_IDS = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3}
+GEMMA_CONTROL_SYMBOLS = ["<mask>", "<start_of_turn>", "<end_of_turn>"]
+GEMMA_EXTRA_TOKENIZER_CASES = [
+    "<start_of_turn>user\nHi there<end_of_turn>\n<start_of_turn>model\n",
+    "<bos>text after bos and <eos> and <pad><mask>",
+]
 
 BPE_VOCAB_SIZE = 640  # byte alphabet + merges, before the added tokens
 SPM_VOCAB_SIZE = 900  # incl. <unk> <s> </s> and the 256 byte pieces
@@ -394,9 +463,8 @@ def find_llama_cpp(explicit):
     """The llama.cpp tree of the llama-cpp-python 0.3.36 sdist: the given
     path, the one scripts/bench-llamacpp.sh unpacks, or a fresh download
     (pip download --no-binary, the sdist is on PyPI)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     candidates = [explicit] if explicit else []
-    candidates.append(os.path.join(root, ".llamacpp/llama_cpp_python-0.3.36/vendor/llama.cpp"))
+    candidates.append(os.path.join(REPO_ROOT, ".llamacpp/llama_cpp_python-0.3.36/vendor/llama.cpp"))
     for path in candidates:
         if path and os.path.isfile(os.path.join(path, "convert_hf_to_gguf.py")):
             return path
@@ -411,6 +479,9 @@ def find_llama_cpp(explicit):
 
 
 def read_template(llama_cpp, spec):
+    if "template_repo_file" in spec:
+        with open(os.path.join(REPO_ROOT, spec["template_repo_file"]), encoding="utf-8") as f:
+            return f.read()
     if spec["template_file"] is None:
         return MISTRAL_TEMPLATE
     with open(os.path.join(llama_cpp, TEMPLATES_SUBDIR, spec["template_file"]), encoding="utf-8") as f:
@@ -461,10 +532,18 @@ def build_bpe_tokenizer(spec):
     return tok
 
 
-def train_spm():
-    """A SentencePiece BPE model configured as Llama 2 / Mistral / Phi-3's."""
+def train_spm(gemma=False):
+    """A SentencePiece BPE model configured as Llama 2 / Mistral / Phi-3's,
+    or with gemma as Gemma's: no dummy prefix, <pad> <eos> <bos> <unk> as
+    ids 0-3 and the control pieces GEMMA_CONTROL_SYMBOLS after them."""
     import sentencepiece as spm
 
+    if gemma:
+        ids = dict(pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>", eos_piece="<eos>",
+                   bos_piece="<bos>", unk_piece="<unk>", control_symbols=GEMMA_CONTROL_SYMBOLS)
+        assert {k: ids[k.strip("<>") + "_id"] for k in GEMMA_SPECIAL_IDS} == GEMMA_SPECIAL_IDS
+    else:
+        ids = dict(unk_id=0, bos_id=1, eos_id=2, pad_id=-1)
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(CORPUS * 3),
@@ -473,22 +552,19 @@ def train_spm():
         vocab_size=SPM_VOCAB_SIZE,
         byte_fallback=True,
         split_digits=True,
-        add_dummy_prefix=True,
+        add_dummy_prefix=not gemma,
         normalization_rule_name="identity",
         remove_extra_whitespaces=False,
         allow_whitespace_only_pieces=True,
         split_by_unicode_script=True,
         split_by_whitespace=True,
         character_coverage=0.9995,
-        unk_id=0,
-        bos_id=1,
-        eos_id=2,
-        pad_id=-1,
         unk_surface=" \u2047 ",
         num_threads=1,
         shuffle_input_sentence=False,
         hard_vocab_limit=False,
         minloglevel=2,
+        **ids,
     )
     return model.getvalue()
 
@@ -524,6 +600,51 @@ def build_spm_tokenizer(spec, model_proto):
         single="<s>:0 $A:0", pair="<s>:0 $A:0 <s>:1 $B:1", special_tokens=[("<s>", 1)]
     )
     return tok, sp
+
+
+def build_gemma_tokenizer(model_proto):
+    """The tokenizer.json of google/gemma-3-*: BPE with byte fallback over
+    the sentencepiece vocabulary, normalizer Replace(" ", "▁") (no dummy
+    prefix), no pre-tokenizer, every piece before the byte pieces a special
+    added token, a <bos> post-processor."""
+    import sentencepiece as spm
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, processors
+    from transformers.convert_slow_tokenizer import generate_merges
+
+    sp = spm.SentencePieceProcessor(model_proto=model_proto)
+    vocab = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
+    merges = generate_merges(vocab, {p: sp.get_score(i) for p, i in vocab.items()})
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", fuse_unk=True, byte_fallback=True))
+    tok.normalizer = normalizers.Replace(" ", "▁")
+    tok.pre_tokenizer = None
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    specials = list(GEMMA_SPECIAL_IDS) + GEMMA_CONTROL_SYMBOLS
+    assert [vocab[t] for t in specials] == list(range(len(specials))), specials
+    tok.add_special_tokens([
+        AddedToken(t, special=True, normalized=False, lstrip=False, rstrip=False) for t in specials
+    ])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos>:0 $A:0", pair="<bos>:0 $A:0 <bos>:1 $B:1", special_tokens=[("<bos>", vocab["<bos>"])]
+    )
+    return tok, sp
+
+
+def gemma_segment_ids(sp, text, add_bos):
+    """sentencepiece ids with Gemma's special pieces matched whole in the
+    text and each text segment between them encoded alone (no dummy
+    prefix): what llama.cpp computes from the GGUF."""
+    specials = list(GEMMA_SPECIAL_IDS) + GEMMA_CONTROL_SYMBOLS
+    ids = [GEMMA_SPECIAL_IDS["<bos>"]] if add_bos else []
+    rest = text
+    while rest:
+        hits = [(rest.find(t), t) for t in specials if t in rest]
+        if not hits:
+            ids += sp.encode(rest)
+            break
+        pos, token = min(hits)
+        ids += sp.encode(rest[:pos]) + [sp.piece_to_id(token)]
+        rest = rest[pos + len(token):]
+    return ids
 
 
 def write_tokenizer_files(spec, tok, template, hf_dir, spm_proto):
@@ -571,6 +692,14 @@ def check_tokenizer(spec, hf_tok, raw_tok, sp):
     we built must agree with sentencepiece on text without special-token
     strings (AutoTokenizer's LlamaTokenizer differs on leading spaces, see
     spm_ids)."""
+    if spec["tokenizer"] == "gemma":
+        for text in tokenizer_cases(spec) + CORPUS:
+            ids = hf_tok.encode(text, add_special_tokens=False)
+            assert ids == raw_tok.encode(text, add_special_tokens=False).ids, text
+            assert ids == gemma_segment_ids(sp, text, False), (text, ids, gemma_segment_ids(sp, text, False))
+            assert hf_tok.encode(text, add_special_tokens=True) == gemma_segment_ids(sp, text, True), text
+            assert hf_tok.decode(ids) == text, (text, hf_tok.decode(ids))
+        return
     specials = [c for c, _ in spec["added_tokens"]] + ["<s>", "</s>", "<unk>"]
     for text in TOKENIZER_CASES + CORPUS:
         raw_ids = raw_tok.encode(text, add_special_tokens=False).ids
@@ -595,9 +724,13 @@ def spm_ids(raw_tok, text, add_special_tokens):
     return raw_tok.encode(text, add_special_tokens=add_special_tokens).ids
 
 
+def tokenizer_cases(spec):
+    return TOKENIZER_CASES + (GEMMA_EXTRA_TOKENIZER_CASES if spec["tokenizer"] == "gemma" else [])
+
+
 def tokenizer_section(spec, hf_tok, raw_tok):
     cases = []
-    for text in TOKENIZER_CASES:
+    for text in tokenizer_cases(spec):
         case = {
             "text": text,
             "ids_with_special": hf_tok.encode(text, add_special_tokens=True),
@@ -612,6 +745,11 @@ def tokenizer_section(spec, hf_tok, raw_tok):
         "add_bos": spec["add_bos"],
         "cases": cases,
     }
+    if spec["tokenizer"] == "gemma":
+        section["note"] = (
+            "ids equal sentencepiece's (no dummy prefix) on each text segment between special "
+            "pieces matched whole, as llama.cpp computes them from the GGUF (asserted)."
+        )
     if spec["tokenizer"] == "spm":
         section["note"] = (
             "ids/ids_with_special: AutoTokenizer of hf/ (transformers 5 LlamaTokenizer, "
@@ -725,14 +863,22 @@ def randomize(model, seed):
 
     gen = torch.Generator().manual_seed(seed)
     hidden = model.config.hidden_size
+    gemma = model.config.model_type == "gemma3_text"
     for name, param in sorted(model.named_parameters()):
         shape = param.shape
-        if "norm" in name:
-            value = 1.0 + 0.2 * torch.randn(shape, generator=gen)
+        if gemma and name == "model.norm.weight":
+            # Gemma ties the head to the embedding, which enters scaled by
+            # sqrt(hidden): a small embedding keeps each token's own row
+            # from dominating the residual (greedy would repeat the last
+            # token); the final norm (1 + w, about 3) spreads the logits.
+            value = 6.0 + 0.2 * torch.randn(shape, generator=gen)
+        elif "norm" in name:
+            # Gemma's RMSNorm scales by (1 + w): its w are centred on 0.
+            value = (0.0 if gemma else 1.0) + 0.2 * torch.randn(shape, generator=gen)
         elif name.endswith("bias"):
             value = 0.5 * torch.randn(shape, generator=gen)
         elif "embed_tokens" in name or "lm_head" in name:
-            value = (3.0 / math.sqrt(hidden)) * torch.randn(shape, generator=gen)
+            value = ((0.25 if gemma else 3.0) / math.sqrt(hidden)) * torch.randn(shape, generator=gen)
         else:
             gain = 1.5 if any(k in name for k in ("q_proj", "k_proj", "qkv_proj")) else 1.0
             if any(k in name for k in ("o_proj", "down_proj")):
@@ -900,6 +1046,8 @@ def load_gguf_values(model, values, arch):
             w = unpermute(w, cfg.num_attention_heads)
         if arch == "llama" and name.endswith("k_proj.weight"):
             w = unpermute(w, cfg.num_key_value_heads)
+        if arch == "gemma3" and key.endswith("norm.weight"):
+            w = w - np.float32(1.0)  # the converter stored 1 + w (exact: see round_gemma3_to_f16)
         assert w.shape == tuple(param.shape), (name, w.shape, param.shape)
         state[name] = torch.from_numpy(np.ascontiguousarray(w))
     model.load_state_dict(state, strict=False)
@@ -1010,7 +1158,7 @@ def gguf_scalars(path):
     return out
 
 
-def check_gguf_f16(family, fam_dir, model, hf_tok):
+def check_gguf_f16(family, fam_dir, model, hf_tok, extra_keys=()):
     """Checks what llama.cpp's converter wrote into model-f16.gguf.
     1. gguf-py reads it; with the llama Q/K permutation undone (unpermute),
        every tensor must equal the safetensors weight bit for bit.
@@ -1046,7 +1194,7 @@ def check_gguf_f16(family, fam_dir, model, hf_tok):
         assert name in ours, (family, name)
         assert torch.equal(param.data, ours[name].data), (family, name)
     notes = []
-    for key in ("rope_parameters", "sliding_window", "original_max_position_embeddings", "head_dim"):
+    for key in ("rope_parameters", "sliding_window", "original_max_position_embeddings", "head_dim", *extra_keys):
         a, b = getattr(loaded.config, key, None), getattr(model.config, key, None)
         if a != b:
             notes.append(f"{key}: gguf loader {a!r}, ours {b!r}")
@@ -1200,7 +1348,245 @@ def make_models(family, spec, hf_tok, hf_dir, fam_dir, llama_cpp):
 
 
 def gguf_arch(family):
-    return {"qwen2": "qwen2", "qwen3": "qwen3", "llama3": "llama", "mistral": "llama", "phi3": "phi3"}[family]
+    return {"qwen2": "qwen2", "qwen3": "qwen3", "llama3": "llama", "mistral": "llama", "phi3": "phi3",
+            "gemma3": "gemma3"}[family]
+
+
+# ---------------------------------------------------------------- gemma3
+
+# The tiny Gemma 3: 6 layers so that layer 5 is the one global layer of
+# transformers' default pattern (every 6th), heads wider than hidden / heads.
+GEMMA3_SHAPE = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 6,
+                "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32}
+GEMMA3_ROPE = {
+    # Gemma 3 4B+: linear factor 8 on the global layers only.
+    "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1_000_000.0},
+    "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0},
+}
+GEMMA3_SLIDING_WINDOW = 8
+MIN_VARIANT_LOGIT_DIFF = 0.05  # the test must be able to tell each variant from the reference
+
+
+def make_gemma3_config(spec, hf_tok, rope=None, **overrides):
+    import copy
+
+    from transformers import Gemma3TextConfig
+
+    ids = {t: hf_tok.convert_tokens_to_ids(t) for t in (spec["bos"], spec["eos"], spec["pad"])}
+    args = dict(
+        vocab_size=len(hf_tok),
+        rms_norm_eps=1e-6,
+        max_position_embeddings=256,
+        bos_token_id=ids[spec["bos"]],
+        eos_token_id=ids[spec["eos"]],
+        pad_token_id=ids[spec["pad"]],
+        hidden_activation="gelu_pytorch_tanh",
+        query_pre_attn_scalar=GEMMA3_SHAPE["head_dim"],
+        final_logit_softcapping=None,
+        attn_logit_softcapping=None,
+        sliding_window=GEMMA3_SLIDING_WINDOW,
+        rope_parameters=copy.deepcopy(rope or GEMMA3_ROPE),
+        tie_word_embeddings=True,
+        attention_dropout=0.0,
+        **GEMMA3_SHAPE,
+    )
+    args.update(overrides)
+    config = Gemma3TextConfig(**args)
+    config.architectures = [spec["architecture"]]
+    return config
+
+
+def round_gemma3_to_f16(model):
+    """f16 rounding such that the GGUF holds exactly these weights: the
+    converter adds Gemma's 1 to each norm weight in float16, so 1 + w is
+    kept in [0.5, 4) and rounded to f16 first; w = (1 + w) - 1 is then an
+    f16 value too, and f16(w) + 1 is exact."""
+    import torch
+
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("norm.weight"):
+                scale = (1.0 + param).clamp(0.5, 7.99).half().float()
+                param.copy_(scale - 1.0)
+                assert torch.equal(param.half().float() + 1.0, scale), name
+            else:
+                param.copy_(param.half().float())
+
+
+def gemma3_rope_facts(model):
+    """What transformers' rotary embedding uses per layer type."""
+    import torch
+
+    rotary = model.model.rotary_emb
+    cfg = model.config
+    facts = {
+        "layer_types": list(cfg.layer_types),
+        "global_layers": [i for i, t in enumerate(cfg.layer_types) if t == "full_attention"],
+        "inv_freq_global": f32_list(rotary.full_attention_inv_freq),
+        "inv_freq_local": f32_list(rotary.sliding_attention_inv_freq),
+        "attention_scaling_global": float(rotary.full_attention_attention_scaling),
+        "attention_scaling_local": float(rotary.sliding_attention_attention_scaling),
+        "sliding_window": cfg.sliding_window,
+        "rule": (
+            "global (full_attention) layers: inv_freq = theta_global^(-2i/d) / factor (linear), "
+            "no window; local (sliding_attention) layers: inv_freq = theta_local^(-2i/d), unscaled, "
+            "keys with q - k >= sliding_window masked (a query sees itself and the window - 1 before it); "
+            "attention scores scaled by query_pre_attn_scalar^-0.5; embeddings times sqrt(hidden)"
+        ),
+    }
+    head_dim = cfg.head_dim
+    exponent = torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim
+    full, local = GEMMA3_ROPE["full_attention"], GEMMA3_ROPE["sliding_attention"]
+    assert torch.equal(rotary.full_attention_inv_freq, 1.0 / (full["rope_theta"] ** exponent) / full["factor"])
+    assert torch.equal(rotary.sliding_attention_inv_freq, 1.0 / (local["rope_theta"] ** exponent))
+    return facts
+
+
+def gemma3_variants(spec, hf_tok):
+    """Configs that differ from the reference in one way a wrong
+    implementation could: each must move the logits by more than
+    MIN_VARIANT_LOGIT_DIFF somewhere, so the Rust test can tell."""
+    import copy
+
+    no_scaling = copy.deepcopy(GEMMA3_ROPE)
+    no_scaling["full_attention"] = {"rope_type": "default", "rope_theta": GEMMA3_ROPE["full_attention"]["rope_theta"]}
+    scaled_everywhere = copy.deepcopy(GEMMA3_ROPE)
+    scaled_everywhere["sliding_attention"] = {"rope_type": "linear", "factor": GEMMA3_ROPE["full_attention"]["factor"],
+                                              "rope_theta": GEMMA3_ROPE["sliding_attention"]["rope_theta"]}
+    layers = GEMMA3_SHAPE["num_hidden_layers"]
+    return {
+        "without_rope_scaling": make_gemma3_config(spec, hf_tok, rope=no_scaling),
+        "rope_scaling_on_all_layers": make_gemma3_config(spec, hf_tok, rope=scaled_everywhere),
+        "without_sliding_window": make_gemma3_config(spec, hf_tok, sliding_window=256),
+        "all_layers_sliding": make_gemma3_config(spec, hf_tok, layer_types=["sliding_attention"] * layers),
+    }
+
+
+def variant_logit_diffs(model, prompts, variants):
+    """Largest |logit difference| between the reference and each variant
+    (same weights) over the recorded positions of every prompt (last prompt
+    position and the NUM_LOGIT_STEPS decode steps, teacher-forced with the
+    reference's greedy tokens)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    def recorded_logits(m, prompt):
+        ids = prompt["ids"] + prompt["greedy"][:NUM_LOGIT_STEPS]
+        with torch.no_grad():
+            out = m(input_ids=torch.tensor([ids]), use_cache=False).logits[0]
+        return out[len(prompt["ids"]) - 1:]
+
+    reference = [recorded_logits(model, p) for p in prompts]
+    for prompt, logits in zip(prompts, reference):
+        recorded = torch.tensor([prompt["logits_last_prompt"]] + prompt["logits_steps"])
+        assert torch.allclose(logits, recorded, atol=1e-4)
+    out = {}
+    for name, config in variants.items():
+        variant = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+        variant.load_state_dict(model.state_dict())
+        per_prompt = [float(str(np.float32((recorded_logits(variant, p) - r).abs().max())))
+                      for p, r in zip(prompts, reference)]
+        assert max(per_prompt) > MIN_VARIANT_LOGIT_DIFF, (name, per_prompt)
+        out[name] = {"max_abs_logit_diff": max(per_prompt), "per_prompt": per_prompt}
+    return out
+
+
+def make_gemma3_models(family, spec, hf_tok, hf_dir, fam_dir, llama_cpp):
+    """The tiny Gemma 3: a float16 checkpoint in the scratch hf_dir,
+    converted by llama.cpp to model-f16.gguf (the only committed model
+    file), and the reference of transformers' Gemma3ForCausalLM on the
+    GGUF's weights (equal to the checkpoint's bit for bit, asserted)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = make_gemma3_config(spec, hf_tok)
+    model, seed = random_model(config, hf_tok, SEED + 1000 * FAMILIES.index(family), round_gemma3_to_f16)
+    round_gemma3_to_f16(model)
+    model.generation_config = generation_config(spec, hf_tok, config)
+    model.half().save_pretrained(hf_dir)
+    with open(os.path.join(hf_dir, "config.json"), encoding="utf-8") as f:
+        saved_config = json.load(f)
+    checkpoint = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
+    f16_gguf = os.path.join(fam_dir, "model-f16.gguf")
+    with tempfile.TemporaryDirectory() as tmp:
+        converted = os.path.join(tmp, "model-f16.gguf")
+        convert_to_gguf(llama_cpp, spec, hf_dir, converted, "f16")
+        copy_gguf(converted, f16_gguf, {}, quantize=False)
+    gguf_check = check_gguf_f16(family, fam_dir, checkpoint, hf_tok,
+                                extra_keys=("layer_types", "query_pre_attn_scalar", "final_logit_softcapping"))
+
+    # The reference runs on the GGUF's tensors (norms minus the stored 1).
+    import gguf
+
+    values = {t.name: np.array(t.data, dtype=np.float32) for t in gguf.GGUFReader(f16_gguf).tensors}
+    ref = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+    load_gguf_values(ref, values, gguf_arch(family))
+    ref.generation_config = checkpoint.generation_config
+    prompts = prompt_references(ref, hf_tok, family)
+    assert max(len(p["ids"]) for p in prompts) > 4 * GEMMA3_SLIDING_WINDOW
+    metadata = gguf_scalars(f16_gguf)
+    arch = gguf_arch(family)
+    scaling_keys = {k: metadata.get(f"{arch}.rope.scaling.{k}") for k in ("type", "factor")}
+    assert scaling_keys == {"type": "linear", "factor": GEMMA3_ROPE["full_attention"]["factor"]}, scaling_keys
+    pattern_key = f"{arch}.attention.sliding_window_pattern"
+
+    cfg = ref.config
+    return {
+        "config": {
+            "architecture": spec["architecture"],
+            "gguf_architecture": arch,
+            "hidden_size": cfg.hidden_size,
+            "intermediate_size": cfg.intermediate_size,
+            "num_hidden_layers": cfg.num_hidden_layers,
+            "num_attention_heads": cfg.num_attention_heads,
+            "num_key_value_heads": cfg.num_key_value_heads,
+            "head_dim": cfg.head_dim,
+            "vocab_size": cfg.vocab_size,
+            "tokenizer_len": len(hf_tok),
+            "rms_norm_eps": cfg.rms_norm_eps,
+            "max_position_embeddings": cfg.max_position_embeddings,
+            "rope_parameters": cfg.rope_parameters,
+            "sliding_window": cfg.sliding_window,
+            "layer_types": list(cfg.layer_types),
+            "query_pre_attn_scalar": cfg.query_pre_attn_scalar,
+            "final_logit_softcapping": cfg.final_logit_softcapping,
+            "attn_logit_softcapping": cfg.attn_logit_softcapping,
+            "hidden_activation": cfg.hidden_activation,
+            "embedding_scale": float(str(np.float32(math.sqrt(cfg.hidden_size)))),
+            "tie_word_embeddings": cfg.tie_word_embeddings,
+            "attention_bias": False,
+            "bos_token_id": cfg.bos_token_id,
+            "eos_token_id": cfg.eos_token_id,
+            "pad_token_id": cfg.pad_token_id,
+            "generation_eos_token_ids": [hf_tok.convert_tokens_to_ids(t) for t in spec["generation_eos"]],
+            "checkpoint_config_json": {k: saved_config.get(k) for k in
+                                       ("rope_parameters", "layer_types", "sliding_window", "sliding_window_pattern")},
+            "gguf_layer_pattern": {
+                "key": pattern_key,
+                "value": metadata.get(pattern_key),
+                "note": (
+                    "llama.cpp's Gemma3Model converter writes no layer pattern (config.json's layer_types "
+                    "is not read); llama.cpp then assumes every 6th layer global (load_swa_pattern(ml, 6)), "
+                    "as transformers' default sliding_window_pattern 6 and wgserve do"
+                ),
+            },
+            "rope_effective": gemma3_rope_facts(ref),
+        },
+        "models": {
+            "f16": {
+                "files": ["model-f16.gguf"],
+                "seed": seed,
+                "gguf_metadata": metadata,
+                "gguf_check": gguf_check,
+                "variant_logit_diffs": variant_logit_diffs(ref, prompts, gemma3_variants(spec, hf_tok)),
+                "prompts": prompts,
+            },
+        },
+        "q4_k_note": (
+            "no model-q4_k.gguf for gemma3: Q4_K needs rows of 256, and 6 layers that wide (the fewest "
+            "with a global layer) take about 1.2 MB of Q4_K plus a 0.25 MB Q8_0 embedding"
+        ),
+    }
 
 
 # ---------------------------------------------------------------- main
@@ -1214,6 +1600,11 @@ def make_tokenizer(family, spec, llama_cpp, hf_dir):
         raw = build_bpe_tokenizer(spec)
         hf_tok = write_tokenizer_files(spec, raw, template, hf_dir, None)
         check_tokenizer(spec, hf_tok, raw, None)
+    elif spec["tokenizer"] == "gemma":
+        proto = train_spm(gemma=True)
+        raw, sp = build_gemma_tokenizer(proto)
+        hf_tok = write_tokenizer_files(spec, raw, template, hf_dir, proto)
+        check_tokenizer(spec, hf_tok, raw, sp)
     else:
         proto = train_spm()
         raw, sp = build_spm_tokenizer(spec, proto)
@@ -1238,18 +1629,23 @@ def main():
     for family in args.families.split(","):
         spec = SPECS[family]
         fam_dir = os.path.join(args.out_dir, family)
-        hf_dir = os.path.join(fam_dir, "hf")
-        if os.path.isdir(hf_dir):
-            shutil.rmtree(hf_dir)
-        hf_tok, raw_tok, template = make_tokenizer(family, spec, llama_cpp, hf_dir)
-        fixture = {
-            "family": family,
-            "generator": versions(),
-            "tokenizer": tokenizer_section(spec, hf_tok, raw_tok),
-            "chat": chat_section(family, spec, hf_tok, raw_tok),
-        }
-        if not args.tokenizers_only:
-            fixture.update(make_models(family, spec, hf_tok, hf_dir, fam_dir, llama_cpp))
+        os.makedirs(fam_dir, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            # A GGUF-only family's checkpoint lives in a scratch hf/ (same
+            # basename, so the converter writes the same general.* keys).
+            hf_dir = os.path.join(tmp if spec.get("gguf_only") else fam_dir, "hf")
+            if os.path.isdir(hf_dir):
+                shutil.rmtree(hf_dir)
+            hf_tok, raw_tok, template = make_tokenizer(family, spec, llama_cpp, hf_dir)
+            fixture = {
+                "family": family,
+                "generator": versions(),
+                "tokenizer": tokenizer_section(spec, hf_tok, raw_tok),
+                "chat": chat_section(family, spec, hf_tok, raw_tok),
+            }
+            if not args.tokenizers_only:
+                make = make_gemma3_models if family == "gemma3" else make_models
+                fixture.update(make(family, spec, hf_tok, hf_dir, fam_dir, llama_cpp))
         write_fixture(os.path.join(fam_dir, "reference.json"), fixture)
 
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Makes tests/fixtures/families/<family>/ for qwen2, qwen3, llama3, mistral
-# and phi3: a tokenizer of the family's configuration trained offline on a
-# small multilingual corpus, a tiny random model (hf/ with float16
-# safetensors, model-f16.gguf, a wider model-q4_k.gguf) and reference.json
-# with transformers' token ids, chat renderings, greedy ids and logits.
-# See scripts/make_family_fixtures.py for every decision.
+# Makes tests/fixtures/families/<family>/ for qwen2, qwen3, llama3, mistral,
+# phi3 and gemma3: a tokenizer of the family's configuration trained offline
+# on a small multilingual corpus, a tiny random model (hf/ with float16
+# safetensors, model-f16.gguf, a wider model-q4_k.gguf; gemma3: only
+# model-f16.gguf, 6 layers with linear RoPE scaling on the global one) and
+# reference.json with transformers' token ids, chat renderings, greedy ids
+# and logits. See scripts/make_family_fixtures.py for every decision.
 #
 # Runs in the venv of scripts/make_reference.sh (.venv-reference/, made by
 # it when missing), adding sentencepiece and protobuf. The GGUFs come from
@@ -13,7 +14,7 @@
 # the Python script fetches the sdist with `pip download --no-binary`.
 # Deterministic: a second run writes byte-identical files.
 #
-# Usage: scripts/make_family_fixtures.sh [--families qwen2,phi3] [--tokenizers-only]
+# Usage: scripts/make_family_fixtures.sh [--families qwen2,gemma3] [--tokenizers-only]
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"

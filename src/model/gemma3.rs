@@ -36,7 +36,9 @@ pub struct Gemma3Config {
     pub local_rope_base: f32,
 }
 
-/// transformers' and llama.cpp's values; the GGUF does not carry them.
+/// transformers' and llama.cpp's values where the GGUF does not carry them
+/// (no converter writes the pattern; newer ones write the local base as
+/// `gemma3.rope.freq_base_swa`).
 const GLOBAL_EVERY: usize = 6;
 const LOCAL_ROPE_BASE: f32 = 10_000.0;
 
@@ -83,12 +85,15 @@ impl Gemma3 {
         if sliding_window == 0 {
             return Err(ModelError::Config("gemma3.attention.sliding_window is 0".into()));
         }
-        Ok(Gemma3Config {
-            decoder,
-            sliding_window,
-            global_every: GLOBAL_EVERY,
-            local_rope_base: LOCAL_ROPE_BASE,
-        })
+        // Newer converters write the local base; older files leave it to the default.
+        let local_rope_base = match gguf.get("gemma3.rope.freq_base_swa") {
+            Some(value) => value
+                .as_f64()
+                .ok_or_else(|| ModelError::Config("gemma3.rope.freq_base_swa is not a number".into()))?
+                as f32,
+            None => LOCAL_ROPE_BASE,
+        };
+        Ok(Gemma3Config { decoder, sliding_window, global_every: GLOBAL_EVERY, local_rope_base })
     }
 
     pub fn from_source(
