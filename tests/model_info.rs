@@ -186,3 +186,41 @@ fn info_names_an_unknown_architecture_and_the_known_ones() {
         "{out}"
     );
 }
+
+/// `wgserve info` of each family's fixture (tests/golden_families.rs
+/// proves them), from a Hugging Face directory and from GGUF: the
+/// architecture, what sets it apart, its tokenizer and where it stops.
+#[test]
+fn info_describes_each_family() {
+    let families = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/families");
+    let info_of = |file: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_wgserve"))
+            .args(["info", "--model"])
+            .arg(families.join(file))
+            .output();
+        String::from_utf8(output.unwrap().stdout).unwrap()
+    };
+    for (file, expected) in [
+        ("qwen2/hf", &["architecture: qwen2", "tokenizer: tokenizer.json", "642 <|im_end|>"][..]),
+        ("qwen3/model-f16.gguf", &["architecture: qwen3", "head size 32", "pre-tokenizer \"qwen2\""]),
+        (
+            "llama3/model-f16.gguf",
+            &[
+                "RoPE scaling: per-frequency factors (rope_freqs)",
+                "pre-tokenizer \"llama-bpe\"",
+                "<|eot_id|>",
+            ],
+        ),
+        ("mistral/hf", &["architecture: mistral", "sliding window: 8 tokens on 2 of 2 layers"]),
+        (
+            "phi3/model-q4_k.gguf",
+            &["architecture: phi3", "context 64", "longrope short factors", "SentencePiece", "903 <|end|>"],
+        ),
+        ("gemma3/model-f16.gguf", &["architecture: gemma3", "RoPE scaling: linear, factor 8"]),
+    ] {
+        let out = info_of(file);
+        for line in expected.iter().chain(&["chat template: from the file", "loads: yes"]) {
+            assert!(out.contains(line), "{file}: no {line:?} in\n{out}");
+        }
+    }
+}

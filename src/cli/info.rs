@@ -6,10 +6,10 @@ use anyhow::Context;
 use clap::Args;
 use wgserve::formats::gguf::GgufFile;
 use wgserve::model::architectures::Architecture;
+use wgserve::model::loader::{gguf_text, hf_text};
 use wgserve::model::source::WeightSource;
-use wgserve::model::vocab::{chat_template_from_gguf, vocab_from_gguf};
+use wgserve::model::vocab::vocab_from_gguf;
 use wgserve::model::{KvCacheDtype, LoadOptions};
-use wgserve::text::Tokenizer;
 use wgserve::text::tokenizer::Vocab;
 
 use super::{ModelArgs, open_gpu};
@@ -33,31 +33,7 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
         Ok(summary) => println!("{summary}"),
         Err(e) => println!("architecture: not loadable: {e}"),
     }
-    if let Some(gguf) = source.gguf() {
-        let vocab = vocab_from_gguf(gguf).map_err(|e| e.to_string());
-        let kind = match &vocab {
-            Ok(Vocab::Bpe(_)) => "byte-level BPE",
-            Ok(Vocab::SentencePiece(_)) => "SentencePiece",
-            Err(_) => "",
-        };
-        match vocab.and_then(|v| Tokenizer::from_vocab(v).map_err(|e| e.to_string())) {
-            Ok(t) => println!(
-                "tokenizer: {kind}, {} tokens, BOS {:?} (added: {}), EOS {:?}",
-                t.vocab_size(),
-                t.bos_id(),
-                t.adds_bos(),
-                t.eos_id()
-            ),
-            Err(e) => println!("tokenizer: not loadable: {e}"),
-        }
-        let in_file = gguf.get("tokenizer.chat_template").is_some();
-        match chat_template_from_gguf(gguf) {
-            Ok(Some(_)) if in_file => println!("chat template: from the file"),
-            Ok(Some(_)) => println!("chat template: none in the file; the family's published one is used"),
-            Ok(None) => println!("chat template: none (the chat routes answer 400; /v1/completions works)"),
-            Err(e) => println!("chat template: not usable: {e}"),
-        }
-    }
+    print_text(&source);
     if let Some(gguf) = source.gguf() {
         print_gguf_tensors(gguf);
     }
@@ -90,6 +66,48 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
         Err(e) => println!("GPU: {e}"),
     }
     Ok(())
+}
+
+/// The tokenizer, chat template and end-of-generation tokens, as the
+/// server would load them.
+fn print_text(source: &WeightSource) {
+    let (kind, text, template_in_file) = match source {
+        WeightSource::Gguf(gguf) => {
+            let kind = match vocab_from_gguf(gguf) {
+                Ok(Vocab::Bpe(bpe)) => format!("byte-level BPE (pre-tokenizer {:?})", bpe.pre),
+                Ok(Vocab::SentencePiece(_)) => "SentencePiece".to_string(),
+                Err(_) => String::new(),
+            };
+            (kind, gguf_text(gguf), gguf.get("tokenizer.chat_template").is_some())
+        }
+        WeightSource::Safetensors { dir, .. } => ("tokenizer.json".to_string(), hf_text(dir), true),
+    };
+    let text = match text {
+        Ok(text) => text,
+        Err(e) => {
+            println!("tokenizer: not loadable: {e}");
+            return;
+        }
+    };
+    let t = &text.tokenizer;
+    println!(
+        "tokenizer: {kind}, {} tokens, BOS {:?} (added: {}), EOS {:?}",
+        t.vocab_size(),
+        t.bos_id(),
+        t.adds_bos(),
+        t.eos_id()
+    );
+    let named: Vec<String> = text
+        .stop_token_ids
+        .iter()
+        .map(|&id| format!("{id} {}", t.id_to_token(id).unwrap_or_default()))
+        .collect();
+    println!("generation ends on: {}", named.join(", "));
+    match (&text.chat_template, template_in_file) {
+        (Some(_), true) => println!("chat template: from the file"),
+        (Some(_), false) => println!("chat template: none in the file; the family's published one is used"),
+        (None, _) => println!("chat template: none (the chat routes answer 400; /v1/completions works)"),
+    }
 }
 
 fn print_gguf_tensors(gguf: &GgufFile) {
