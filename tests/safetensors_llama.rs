@@ -25,6 +25,7 @@ use common::cpu_llama::{TinyConfig, TinyLlama};
 use common::gpu::assert_close;
 use common::temp_dir::TempDir;
 use wgserve::formats::TensorType;
+use wgserve::formats::safetensors::{self, SafetensorsFile};
 use wgserve::gpu::GpuContext;
 use wgserve::model::batch::BatchInputs;
 use wgserve::model::blocks::layer::LayerStack;
@@ -314,4 +315,45 @@ fn untied_checkpoint_without_lm_head_is_an_error() {
     let message = load_err(&dir.0);
     assert_mentions(&message, &["missing"]);
     names_tensor(&message, "lm_head.weight");
+}
+
+/// Splits `dir`'s model.safetensors into two shards (every other tensor)
+/// with a model.safetensors.index.json, as large checkpoints come.
+fn shard(dir: &Path) {
+    let whole = SafetensorsFile::open(&dir.join("model.safetensors")).unwrap();
+    let mut weight_map = serde_json::Map::new();
+    for (part, file) in
+        ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"].iter().enumerate()
+    {
+        let names: Vec<&String> = whole.tensor_names().iter().skip(part).step_by(2).collect();
+        let tensors: Vec<(&str, _)> = names.iter().map(|n| (n.as_str(), whole.tensor(n).unwrap())).collect();
+        safetensors::write_file(&dir.join(file), &tensors).unwrap();
+        for name in names {
+            weight_map.insert(name.clone(), (*file).into());
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    std::fs::remove_file(dir.join("model.safetensors")).unwrap();
+}
+
+#[test]
+fn sharded_checkpoint_matches_the_single_file() {
+    let (_, dir) = valid_dir("sharded");
+    let mut batch = BatchInputs::default();
+    batch.push_sequence(&[4, 8, 15, 16, 23, 42], 0, &[0], 16);
+    let single = logits(&load(&dir.0), &batch);
+    shard(&dir.0);
+    assert_eq!(logits(&load(&dir.0), &batch), single);
+
+    // The index names files beside it, nothing else.
+    let index = dir.0.join("model.safetensors.index.json");
+    let good = std::fs::read_to_string(&index).unwrap();
+    for bad in ["../model-00001-of-00002.safetensors", "/etc/passwd", "config.json"] {
+        let escaped = good.replacen("model-00002-of-00002.safetensors", bad, 1);
+        std::fs::write(&index, escaped).unwrap();
+        assert_mentions(&load_err(&dir.0), &["model.safetensors.index.json", bad]);
+    }
+    std::fs::write(&index, good.replace("model-00002-of-00002", "model-00003-of-00002")).unwrap();
+    assert_mentions(&load_err(&dir.0), &["model-00003-of-00002.safetensors"]);
 }

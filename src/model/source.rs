@@ -1,6 +1,7 @@
 //! Where weights come from: a GGUF file or a Hugging Face directory
-//! (config.json + model.safetensors). Tensors are asked for by their GGUF
-//! names; for safetensors the name maps to the Hugging Face one.
+//! (config.json + model.safetensors, or the shards that
+//! model.safetensors.index.json lists). Tensors are asked for by their
+//! GGUF names; for safetensors the name maps to the Hugging Face one.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +13,11 @@ use super::ModelError;
 
 pub enum WeightSource {
     Gguf(GgufFile),
-    Safetensors { dir: PathBuf, file: SafetensorsFile },
+    /// One file, or each shard of a split checkpoint.
+    Safetensors {
+        dir: PathBuf,
+        shards: Vec<SafetensorsFile>,
+    },
 }
 
 /// A tensor's bytes as stored, with its shape outermost first
@@ -61,13 +66,23 @@ fn hf_names(gguf_name: &str) -> Vec<String> {
 }
 
 impl WeightSource {
-    /// Opens a `.gguf` file, or a directory holding `model.safetensors`.
+    /// Opens a `.gguf` file, or a directory holding `model.safetensors` or
+    /// the shards its `model.safetensors.index.json` names.
     pub fn open(path: &Path) -> Result<Self, ModelError> {
-        if path.is_dir() {
-            let file = SafetensorsFile::open(&path.join("model.safetensors"))?;
-            return Ok(WeightSource::Safetensors { dir: path.to_path_buf(), file });
+        if !path.is_dir() {
+            return Ok(WeightSource::Gguf(GgufFile::open(path)?));
         }
-        Ok(WeightSource::Gguf(GgufFile::open(path)?))
+        let single = path.join("model.safetensors");
+        let index = path.join("model.safetensors.index.json");
+        let shards = if !single.exists() && index.exists() {
+            shard_names(&index)?
+                .iter()
+                .map(|name| SafetensorsFile::open(&path.join(name)))
+                .collect::<Result<_, _>>()?
+        } else {
+            vec![SafetensorsFile::open(&single)?]
+        };
+        Ok(WeightSource::Safetensors { dir: path.to_path_buf(), shards })
     }
 
     /// The tensor of that GGUF name, or `None` when the file lacks it.
@@ -79,12 +94,12 @@ impl WeightSource {
                 let shape = info.dims.iter().rev().map(|&d| d as usize).collect();
                 Ok(Some(RawTensor { tensor_type, shape, data: gguf.tensor_data(info) }))
             }
-            WeightSource::Safetensors { file, .. } => {
-                let names = file.tensor_names();
-                let Some(hf) = hf_names(name).into_iter().find(|hf| names.contains(hf)) else {
-                    return Ok(None);
-                };
-                let tensor = file.tensor(&hf)?;
+            WeightSource::Safetensors { shards, .. } => {
+                let found = hf_names(name).into_iter().find_map(|hf| {
+                    shards.iter().find(|shard| shard.tensor_names().contains(&hf)).map(|shard| (shard, hf))
+                });
+                let Some((shard, hf)) = found else { return Ok(None) };
+                let tensor = shard.tensor(&hf)?;
                 Ok(Some(RawTensor {
                     tensor_type: tensor.tensor_type,
                     shape: tensor.shape,
@@ -111,10 +126,10 @@ impl WeightSource {
     pub fn file_name(&self, name: &str) -> String {
         match self {
             WeightSource::Gguf(_) => name.to_string(),
-            WeightSource::Safetensors { file, .. } => {
+            WeightSource::Safetensors { shards, .. } => {
                 let names = hf_names(name);
-                let stored = file.tensor_names();
-                names.iter().find(|hf| stored.contains(hf)).unwrap_or(&names[0]).clone()
+                let stored = |hf: &&String| shards.iter().any(|shard| shard.tensor_names().contains(hf));
+                names.iter().find(stored).unwrap_or(&names[0]).clone()
             }
         }
     }
@@ -133,4 +148,31 @@ impl WeightSource {
             WeightSource::Safetensors { dir, .. } => Some(dir),
         }
     }
+}
+
+/// The shard files of a split checkpoint, each once, in name order: the
+/// values of the index's `weight_map`. The index is input from strangers:
+/// a shard must be a plain file name in the checkpoint's directory.
+fn shard_names(index: &Path) -> Result<Vec<String>, ModelError> {
+    let fail = |why: String| ModelError::Config(format!("{}: {why}", index.display()));
+    let text = std::fs::read_to_string(index).map_err(|e| fail(e.to_string()))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
+    let map = json["weight_map"].as_object().ok_or_else(|| fail("no `weight_map` object".into()))?;
+    let mut names = Vec::new();
+    for (tensor, file) in map {
+        let file = file.as_str().ok_or_else(|| fail(format!("`{tensor}` maps to a non-string")))?;
+        let plain = Path::new(file).file_name().is_some_and(|name| name == file) && file != "..";
+        if !plain || !file.ends_with(".safetensors") {
+            return Err(fail(format!(
+                "`{tensor}` maps to {file:?}, not a .safetensors file beside the index"
+            )));
+        }
+        names.push(file.to_string());
+    }
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        return Err(fail("the `weight_map` is empty".into()));
+    }
+    Ok(names)
 }

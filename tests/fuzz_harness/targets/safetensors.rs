@@ -128,7 +128,7 @@ fn run(input: &[u8]) -> Result<String, String> {
         outcomes.push(outcome(&result));
     }
     if let Ok(config) = llama {
-        let source = WeightSource::Safetensors { dir: PathBuf::new(), file };
+        let source = WeightSource::Safetensors { dir: PathBuf::new(), shards: vec![file] };
         let (h, v) = (config.hidden_size, config.vocab_size);
         let mut wanted =
             vec![("token_embd.weight".to_string(), vec![v, h]), ("output_norm.weight".into(), vec![h])];
