@@ -63,23 +63,31 @@ what main() asserts at run time:
 """
 
 import argparse
-import importlib.metadata
 import json
 import os
 import sys
 
 import gguf
 import numpy as np
-import tokenizers
 import torch
-import transformers
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 sys.path.insert(0, os.path.dirname(__file__))
 from fixture_json import write_fixture  # noqa: E402
+from greedy_reference import (  # noqa: E402
+    NUM_NEW_TOKENS,
+    chat_cases,
+    greedy,
+    gguf_field,
+    load_model,
+    min_top2_logit_gap,
+    open_gguf,
+    prompt_record,
+    render_chat,
+    shared_chat,
+    versions,
+)
 
-NUM_NEW_TOKENS = 32
-TOP_K_FIRST = 10
 SLIDING_WINDOW = 512
 MIN_LONG_PROMPT_TOKENS = 600
 DEBUG_PROMPT_TOKENS = 6
@@ -180,42 +188,14 @@ PROMPTS = [
 # sends them; the template maps assistant -> model and folds a system
 # message into the first user turn.
 CHAT_CASES = [
-    {
-        "name": "system_user",
-        "messages": [
-            {"role": "system", "content": "You are a helpful assistant."},
-            {"role": "user", "content": "Hello!"},
-        ],
-    },
+    shared_chat("system_user"),
     {
         "name": "user_only",
         "messages": [{"role": "user", "content": "Write a haiku about the sea."}],
     },
-    {
-        "name": "multi_turn",
-        "messages": [
-            {"role": "user", "content": "Hi! Can you help me with math?"},
-            {"role": "assistant", "content": "Of course. What do you need?"},
-            {"role": "user", "content": "What is 17 + 25?"},
-        ],
-    },
-    {
-        "name": "system_multi_turn_ends_with_assistant",
-        "messages": [
-            {"role": "system", "content": "Réponds en français."},
-            {"role": "user", "content": "Bonjour, ça va ?"},
-            {"role": "assistant", "content": "Très bien, merci ! Et vous ?"},
-        ],
-    },
-    {
-        "name": "whitespace_unicode_code",
-        "messages": [
-            {"role": "system", "content": "  Be exact.  \n"},
-            {"role": "user", "content": "\n  日本語で答えて 🤖: what does\n\n```python\nprint( 'a  b' )\n```\nprint?  \n"},
-            {"role": "assistant", "content": "  It prints `a  b`.\n\n"},
-            {"role": "user", "content": "<b>And</b> \"quotes\" & {{ braces }}?"},
-        ],
-    },
+    shared_chat("multi_turn"),
+    shared_chat("system_multi_turn_ends_with_assistant"),
+    shared_chat("whitespace_unicode_code"),
 ]
 # Roles that do not alternate: the template raises, and so must ours.
 CHAT_ERROR_CASES = [
@@ -231,11 +211,6 @@ CHAT_ERROR_CASES = [
         "messages": [{"role": "assistant", "content": "I speak first."}],
     },
 ]
-
-
-def gguf_field(reader, key):
-    field = reader.fields.get(key)
-    return None if field is None else field.contents()
 
 
 def chat_template_source(reader, repo_root):
@@ -296,32 +271,6 @@ def check_loader(model, reader):
 
 
 @torch.no_grad()
-def greedy(model, prompt_ids):
-    """Greedy decode exactly NUM_NEW_TOKENS tokens; EOS does not stop it."""
-    input_ids = torch.tensor([prompt_ids], dtype=torch.long)
-    past = None
-    generated, gaps, top1_logits = [], [], []
-    first_top = None
-    for step in range(NUM_NEW_TOKENS):
-        out = model(input_ids=input_ids, past_key_values=past, use_cache=True)
-        past = out.past_key_values
-        logits = out.logits[0, -1].to(torch.float32)
-        top = torch.topk(logits, TOP_K_FIRST)
-        # argmax picks the first maximal index, as a greedy sampler does on a tie.
-        next_id = int(torch.argmax(logits))
-        gaps.append(float(top.values[0] - top.values[1]))
-        top1_logits.append(float(top.values[0]))
-        if step == 0:
-            first_top = {
-                "ids": [int(i) for i in top.indices],
-                "logits": [float(v) for v in top.values],
-            }
-        generated.append(next_id)
-        input_ids = torch.tensor([[next_id]], dtype=torch.long)
-    return generated, gaps, top1_logits, first_top
-
-
-@torch.no_grad()
 def check_without_cache(model, prompt_ids, generated, top1_logits):
     """One uncached forward over prompt + generated must pick the same tokens
     (this checks transformers' sliding-window cache, too)."""
@@ -334,44 +283,7 @@ def check_without_cache(model, prompt_ids, generated, top1_logits):
     return float(np.abs(tail.max(dim=-1).values.numpy() - np.array(top1_logits)).max())
 
 
-def render_chat(tok, template, messages, add_generation_prompt):
-    text = tok.apply_chat_template(
-        messages,
-        chat_template=template,
-        tokenize=False,
-        add_generation_prompt=add_generation_prompt,
-    )
-    ids = tok.apply_chat_template(
-        messages,
-        chat_template=template,
-        tokenize=True,
-        return_dict=False,
-        add_generation_prompt=add_generation_prompt,
-    )
-    if hasattr(ids, "tolist"):
-        ids = ids.tolist()
-    if ids and isinstance(ids[0], list):
-        ids = ids[0]
-    plain = tok(text, add_special_tokens=False)["input_ids"]
-    if ids != plain:
-        sys.exit(f"apply_chat_template ids differ from tokenizing its text: {ids[:8]} vs {plain[:8]}")
-    return text, ids
-
-
 def chat_template_fixture(tok, template, template_source, gguf_name, versions):
-    cases = []
-    for case in CHAT_CASES:
-        for agp in (True, False):
-            text, ids = render_chat(tok, template, case["messages"], agp)
-            cases.append(
-                {
-                    "name": case["name"],
-                    "messages": case["messages"],
-                    "add_generation_prompt": agp,
-                    "rendered": text,
-                    "ids": ids,
-                }
-            )
     errors = []
     for case in CHAT_ERROR_CASES:
         try:
@@ -390,7 +302,7 @@ def chat_template_fixture(tok, template, template_source, gguf_name, versions):
         "eos_token": tok.eos_token,
         "ids_note": "apply_chat_template(tokenize=True): the rendered text tokenized "
         "without adding special tokens (the template writes <bos> itself)",
-        "cases": cases,
+        "cases": chat_cases(tok, template, CHAT_CASES),
         "error_cases": errors,
     }
 
@@ -519,32 +431,20 @@ def main():
     parser.add_argument("--debug-dir")
     args = parser.parse_args()
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
     repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    model_dir, gguf_name = os.path.split(os.path.abspath(args.gguf))
-    reader = gguf.GGUFReader(args.gguf)
+    model_dir, gguf_name, reader = open_gguf(args.gguf)
     add_bos = gguf_field(reader, "tokenizer.ggml.add_bos_token")
     eot_id = gguf_field(reader, "tokenizer.ggml.eot_token_id")
     template, template_source = chat_template_source(reader, repo_root)
-    versions = {
-        "transformers": transformers.__version__,
-        "torch": torch.__version__,
-        "tokenizers": tokenizers.__version__,
-        "gguf": importlib.metadata.version("gguf"),
-        "numpy": np.__version__,
-        "python": sys.version.split()[0],
-    }
+    made_with = versions()
 
     tok = AutoTokenizer.from_pretrained(model_dir, gguf_file=gguf_name)
-    chat = chat_template_fixture(tok, template, template_source, gguf_name, versions)
+    chat = chat_template_fixture(tok, template, template_source, gguf_name, made_with)
     chat["end_of_turn_id"] = tok.convert_tokens_to_ids("<end_of_turn>")
     chat["gguf_eot_token_id"] = eot_id
     write_fixture(args.chat_out, chat)
 
-    model = AutoModelForCausalLM.from_pretrained(
-        model_dir, gguf_file=gguf_name, dtype=torch.float32, attn_implementation="eager"
-    )
-    model.eval()
+    model = load_model(model_dir, gguf_name, attn_implementation="eager")
     loader_checks = check_loader(model, reader)
     print(json.dumps(loader_checks), file=sys.stderr)
 
@@ -560,26 +460,11 @@ def main():
                 sys.exit(f"{p['name']}: expected BOS and the text's ids, got {ids[:4]}")
         if p["name"] == "raw_long" and len(ids) < MIN_LONG_PROMPT_TOKENS:
             sys.exit(f"raw_long has only {len(ids)} tokens; make it longer")
-        generated, gaps, top1, first_top = greedy(model, ids)
+        run = greedy(model, ids)
+        generated, gaps, top1, _ = run
         uncached_diff = check_without_cache(model, ids, generated, top1)
-        rec = {"name": p["name"], "kind": p["kind"]}
-        if p["kind"] == "chat":
-            rec["messages"] = p["messages"]
-            rec["add_generation_prompt"] = True
-        rec.update(
-            {
-                "prompt": text,
-                "prompt_ids": ids,
-                "num_prompt_tokens": len(ids),
-                "generated_ids": generated,
-                "generated_text": tok.decode(generated, skip_special_tokens=False),
-                "top2_logit_gaps": [round(g, 5) for g in gaps],
-                "top1_logits": [round(v, 5) for v in top1],
-                "min_top2_logit_gap": round(min(gaps), 5),
-                "first_step_top10": first_top,
-                "max_top1_diff_uncached": round(uncached_diff, 6),
-            }
-        )
+        rec = prompt_record(p, text, ids, tok, run)
+        rec["max_top1_diff_uncached"] = round(uncached_diff, 6)
         records.append(rec)
         print(
             f"{p['name']}: {len(ids)} prompt tokens, min gap {min(gaps):.4f}, "
@@ -591,7 +476,7 @@ def main():
         "model": "gemma-3-270m Q4_K_M GGUF, dequantized to float32 by transformers",
         "gguf_file": gguf_name,
         "made_by": "scripts/make_gemma3_reference.py (via scripts/make_gemma3_reference.sh)",
-        "versions": versions,
+        "versions": made_with,
         "device": "cpu",
         "attn_implementation": "eager",
         "tokenizer_add_bos_token": add_bos,
@@ -601,7 +486,7 @@ def main():
         "num_new_tokens": NUM_NEW_TOKENS,
         "decoding": "greedy argmax over float32 logits, EOS does not stop; each "
         "prompt's greedy run also checked against one uncached forward",
-        "min_top2_logit_gap": round(min(r["min_top2_logit_gap"] for r in records), 5),
+        "min_top2_logit_gap": min_top2_logit_gap(records),
         "prompts": records,
     }
     write_fixture(args.out, fixture)

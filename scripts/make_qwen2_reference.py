@@ -23,23 +23,28 @@ Writes
 """
 
 import argparse
-import importlib.metadata
 import os
 import sys
 import unicodedata
 
-import gguf
-import numpy as np
-import tokenizers
-import torch
-import transformers
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 sys.path.insert(0, os.path.dirname(__file__))
 from fixture_json import write_fixture  # noqa: E402
+from greedy_reference import (  # noqa: E402
+    NUM_NEW_TOKENS,
+    chat_cases,
+    greedy,
+    gguf_field,
+    load_model,
+    min_top2_logit_gap,
+    open_gguf,
+    prompt_record,
+    render_chat,
+    shared_chat,
+    versions,
+)
 
-NUM_NEW_TOKENS = 32
-TOP_K_FIRST = 10
 NFC_NOTE = (
     "Qwen's own tokenizer.json NFC-normalizes the text first; transformers' "
     "GGUF converter (and llama.cpp) do not, so `ids` differ from Qwen's for "
@@ -80,33 +85,13 @@ TOKENIZER_TEXTS = [
 ]
 
 CHAT_CASES = [
-    {
-        "name": "system_user",
-        "messages": [
-            {"role": "system", "content": "You are a helpful assistant."},
-            {"role": "user", "content": "Hello!"},
-        ],
-    },
+    shared_chat("system_user"),
     {
         "name": "user_only_default_system",
         "messages": [{"role": "user", "content": "Write a Python function that reverses a string."}],
     },
-    {
-        "name": "multi_turn",
-        "messages": [
-            {"role": "user", "content": "Hi! Can you help me with math?"},
-            {"role": "assistant", "content": "Of course. What do you need?"},
-            {"role": "user", "content": "What is 17 + 25?"},
-        ],
-    },
-    {
-        "name": "system_multi_turn_ends_with_assistant",
-        "messages": [
-            {"role": "system", "content": "Réponds en français."},
-            {"role": "user", "content": "Bonjour, ça va ?"},
-            {"role": "assistant", "content": "Très bien, merci ! Et vous ?"},
-        ],
-    },
+    shared_chat("multi_turn"),
+    shared_chat("system_multi_turn_ends_with_assistant"),
     {
         "name": "late_system_message",
         "messages": [
@@ -116,15 +101,7 @@ CHAT_CASES = [
             {"role": "user", "content": "Second question?"},
         ],
     },
-    {
-        "name": "whitespace_unicode_code",
-        "messages": [
-            {"role": "system", "content": "  Be exact.  \n"},
-            {"role": "user", "content": "\n  日本語で答えて 🤖: what does\n\n```python\nprint( 'a  b' )\n```\nprint?  \n"},
-            {"role": "assistant", "content": "  It prints `a  b`.\n\n"},
-            {"role": "user", "content": "<b>And</b> \"quotes\" & {{ braces }}?"},
-        ],
-    },
+    shared_chat("whitespace_unicode_code"),
 ]
 
 PROMPTS = [
@@ -165,32 +142,6 @@ PROMPTS = [
 ]
 
 
-def gguf_field(reader, key):
-    field = reader.fields.get(key)
-    return None if field is None else field.contents()
-
-
-def render_chat(tok, template, messages, add_generation_prompt):
-    text = tok.apply_chat_template(
-        messages, chat_template=template, tokenize=False, add_generation_prompt=add_generation_prompt
-    )
-    ids = tok.apply_chat_template(
-        messages,
-        chat_template=template,
-        tokenize=True,
-        return_dict=False,
-        add_generation_prompt=add_generation_prompt,
-    )
-    if hasattr(ids, "tolist"):
-        ids = ids.tolist()
-    if ids and isinstance(ids[0], list):
-        ids = ids[0]
-    plain = tok(text, add_special_tokens=False)["input_ids"]
-    if ids != plain:
-        sys.exit(f"apply_chat_template ids differ from tokenizing its text: {ids[:8]} vs {plain[:8]}")
-    return text, ids
-
-
 def tokenizer_fixture(tok, gguf_name, versions, add_bos):
     cases = []
     for name, text in TOKENIZER_TEXTS:
@@ -224,19 +175,6 @@ def tokenizer_fixture(tok, gguf_name, versions, add_bos):
 
 
 def chat_template_fixture(tok, template, gguf_name, versions):
-    cases = []
-    for case in CHAT_CASES:
-        for agp in (True, False):
-            text, ids = render_chat(tok, template, case["messages"], agp)
-            cases.append(
-                {
-                    "name": case["name"],
-                    "messages": case["messages"],
-                    "add_generation_prompt": agp,
-                    "rendered": text,
-                    "ids": ids,
-                }
-            )
     return {
         "gguf_file": gguf_name,
         "made_by": MADE_BY,
@@ -248,37 +186,12 @@ def chat_template_fixture(tok, template, gguf_name, versions):
         "end_of_turn_id": tok.convert_tokens_to_ids("<|im_end|>"),
         "ids_note": "apply_chat_template(tokenize=True): the rendered text tokenized "
         "without adding special tokens",
-        "cases": cases,
+        "cases": chat_cases(tok, template, CHAT_CASES),
     }
 
 
-@torch.no_grad()
-def greedy(model, prompt_ids):
-    """Greedy decode exactly NUM_NEW_TOKENS tokens; EOS does not stop it."""
-    input_ids = torch.tensor([prompt_ids], dtype=torch.long)
-    past = None
-    generated, gaps, top1_logits = [], [], []
-    first_top = None
-    for step in range(NUM_NEW_TOKENS):
-        out = model(input_ids=input_ids, past_key_values=past, use_cache=True)
-        past = out.past_key_values
-        logits = out.logits[0, -1].to(torch.float32)
-        top = torch.topk(logits, TOP_K_FIRST)
-        next_id = int(torch.argmax(logits))
-        gaps.append(float(top.values[0] - top.values[1]))
-        top1_logits.append(float(top.values[0]))
-        if step == 0:
-            first_top = {"ids": [int(i) for i in top.indices], "logits": [float(v) for v in top.values]}
-        generated.append(next_id)
-        input_ids = torch.tensor([[next_id]], dtype=torch.long)
-    return generated, gaps, top1_logits, first_top
-
-
 def golden_fixture(model_dir, gguf_name, tok, template, versions, add_bos):
-    model = AutoModelForCausalLM.from_pretrained(
-        model_dir, gguf_file=gguf_name, dtype=torch.float32, attn_implementation="eager"
-    )
-    model.eval()
+    model = load_model(model_dir, gguf_name, attn_implementation="eager")
     records = []
     for p in PROMPTS:
         if p["kind"] == "chat":
@@ -286,26 +199,10 @@ def golden_fixture(model_dir, gguf_name, tok, template, versions, add_bos):
         else:
             text = p["text"]
             ids = tok(text, add_special_tokens=True)["input_ids"]
-        generated, gaps, top1, first_top = greedy(model, ids)
-        rec = {"name": p["name"], "kind": p["kind"]}
-        if p["kind"] == "chat":
-            rec["messages"] = p["messages"]
-            rec["add_generation_prompt"] = True
-        rec.update(
-            {
-                "prompt": text,
-                "prompt_ids": ids,
-                "num_prompt_tokens": len(ids),
-                "generated_ids": generated,
-                "generated_text": tok.decode(generated, skip_special_tokens=False),
-                "top2_logit_gaps": [round(g, 5) for g in gaps],
-                "top1_logits": [round(v, 5) for v in top1],
-                "min_top2_logit_gap": round(min(gaps), 5),
-                "first_step_top10": first_top,
-            }
-        )
+        run = greedy(model, ids)
+        rec = prompt_record(p, text, ids, tok, run)
         records.append(rec)
-        print(f"{p['name']}: {len(ids)} prompt tokens, min gap {min(gaps):.4f}: "
+        print(f"{p['name']}: {len(ids)} prompt tokens, min gap {min(run[1]):.4f}: "
               f"{rec['generated_text']!r}", file=sys.stderr)
     config = model.config
     return {
@@ -329,7 +226,7 @@ def golden_fixture(model_dir, gguf_name, tok, template, versions, add_bos):
         },
         "num_new_tokens": NUM_NEW_TOKENS,
         "decoding": "greedy argmax over float32 logits, EOS does not stop",
-        "min_top2_logit_gap": round(min(r["min_top2_logit_gap"] for r in records), 5),
+        "min_top2_logit_gap": min_top2_logit_gap(records),
         "prompts": records,
     }
 
@@ -342,27 +239,17 @@ def main():
     parser.add_argument("--golden-out")
     args = parser.parse_args()
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    model_dir, gguf_name = os.path.split(os.path.abspath(args.gguf))
-    reader = gguf.GGUFReader(args.gguf)
+    model_dir, gguf_name, reader = open_gguf(args.gguf)
     add_bos = gguf_field(reader, "tokenizer.ggml.add_bos_token")
     template = gguf_field(reader, "tokenizer.chat_template")
     if template is None:
         sys.exit("the GGUF has no tokenizer.chat_template")
-    versions = {
-        "transformers": transformers.__version__,
-        "torch": torch.__version__,
-        "tokenizers": tokenizers.__version__,
-        "gguf": importlib.metadata.version("gguf"),
-        "numpy": np.__version__,
-        "python": sys.version.split()[0],
-    }
-
+    made_with = versions()
     tok = AutoTokenizer.from_pretrained(model_dir, gguf_file=gguf_name)
-    write_fixture(args.tokenizer_out, tokenizer_fixture(tok, gguf_name, versions, add_bos))
-    write_fixture(args.chat_out, chat_template_fixture(tok, template, gguf_name, versions))
+    write_fixture(args.tokenizer_out, tokenizer_fixture(tok, gguf_name, made_with, add_bos))
+    write_fixture(args.chat_out, chat_template_fixture(tok, template, gguf_name, made_with))
     if args.golden_out:
-        write_fixture(args.golden_out, golden_fixture(model_dir, gguf_name, tok, template, versions, add_bos))
+        write_fixture(args.golden_out, golden_fixture(model_dir, gguf_name, tok, template, made_with, add_bos))
 
 
 if __name__ == "__main__":

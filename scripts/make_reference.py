@@ -27,23 +27,25 @@ fixture are the original tokenizer's. The fixture's "tokenizer_note" and
 """
 
 import argparse
-import importlib.metadata
 import json
-import os
 import sys
 
-import gguf
-import numpy as np
-import tokenizers
-import torch
-import transformers
 from tokenizers import pre_tokenizers
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from fixture_json import write_fixture
+from greedy_reference import (
+    CONVERSATIONS,
+    NUM_NEW_TOKENS,
+    greedy,
+    gguf_field,
+    load_model,
+    min_top2_logit_gap,
+    open_gguf,
+    prompt_record,
+    versions,
+)
 
-NUM_NEW_TOKENS = 32
-TOP_K_FIRST = 10
 # The first is the brief's probe. The others put several spaces before a
 # digit: the original splits digits off first, so the spaces form their own
 # pre-token ("ĠĠ"), where a plain ByteLevel split gives "Ġ" + "Ġ1".
@@ -95,11 +97,7 @@ PROMPTS = [
     {
         "name": "chat_multi_turn",
         "kind": "chat",
-        "messages": [
-            {"role": "user", "content": "Hi! Can you help me with math?"},
-            {"role": "assistant", "content": "Of course. What do you need?"},
-            {"role": "user", "content": "What is 17 + 25?"},
-        ],
+        "messages": CONVERSATIONS["multi_turn"],
     },
     {
         "name": "raw_english",
@@ -134,20 +132,6 @@ def original_pre_tokenizer():
             ),
         ]
     )
-
-
-def gguf_string(reader, key):
-    field = reader.fields.get(key)
-    if field is None:
-        return None
-    return bytes(field.parts[field.data[0]]).decode("utf-8")
-
-
-def gguf_scalar(reader, key):
-    field = reader.fields.get(key)
-    if field is None:
-        return None
-    return field.parts[field.data[0]].tolist()[0]
 
 
 def check_and_fix_digits(tok):
@@ -197,46 +181,16 @@ def check_and_fix_digits(tok):
     return note, probes
 
 
-@torch.no_grad()
-def greedy(model, prompt_ids):
-    """Greedy decode exactly NUM_NEW_TOKENS tokens; EOS does not stop it."""
-    input_ids = torch.tensor([prompt_ids], dtype=torch.long)
-    past = None
-    generated, gaps, top1_logits = [], [], []
-    first_top = None
-    for step in range(NUM_NEW_TOKENS):
-        out = model(input_ids=input_ids, past_key_values=past, use_cache=True)
-        past = out.past_key_values
-        logits = out.logits[0, -1].to(torch.float32)
-        top = torch.topk(logits, TOP_K_FIRST)
-        # torch.topk sorts descending; argmax picks the first maximal index,
-        # which is what a greedy sampler does on an exact tie.
-        next_id = int(torch.argmax(logits))
-        gaps.append(float(top.values[0] - top.values[1]))
-        top1_logits.append(float(top.values[0]))
-        if step == 0:
-            first_top = {
-                "ids": [int(i) for i in top.indices],
-                "logits": [float(v) for v in top.values],
-            }
-        generated.append(next_id)
-        input_ids = torch.tensor([[next_id]], dtype=torch.long)
-    return generated, gaps, top1_logits, first_top
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--gguf", required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    model_dir, gguf_name = os.path.split(os.path.abspath(args.gguf))
-
-    reader = gguf.GGUFReader(args.gguf)
-    chat_template = gguf_string(reader, "tokenizer.chat_template")
-    pre = gguf_string(reader, "tokenizer.ggml.pre")
-    add_bos = gguf_scalar(reader, "tokenizer.ggml.add_bos_token")
+    model_dir, gguf_name, reader = open_gguf(args.gguf)
+    chat_template = gguf_field(reader, "tokenizer.chat_template")
+    pre = gguf_field(reader, "tokenizer.ggml.pre")
+    add_bos = gguf_field(reader, "tokenizer.ggml.add_bos_token")
     if chat_template is None:
         sys.exit("the GGUF has no tokenizer.chat_template")
 
@@ -245,10 +199,7 @@ def main():
     print(note, file=sys.stderr)
     print(json.dumps(probes, ensure_ascii=False), file=sys.stderr)
 
-    model = AutoModelForCausalLM.from_pretrained(
-        model_dir, gguf_file=gguf_name, dtype=torch.float32
-    )
-    model.eval()
+    model = load_model(model_dir, gguf_name)
 
     records = []
     for p in PROMPTS:
@@ -268,27 +219,11 @@ def main():
             sys.exit(f"{p['name']}: the tokenizer added special tokens: {ids[:3]}")
         if p["name"] == "raw_long" and len(ids) < 300:
             sys.exit(f"raw_long has only {len(ids)} tokens; make it longer")
-        generated, gaps, top1, first_top = greedy(model, ids)
-        rec = {"name": p["name"], "kind": p["kind"]}
-        if p["kind"] == "chat":
-            rec["messages"] = p["messages"]
-            rec["add_generation_prompt"] = True
-        rec.update(
-            {
-                "prompt": text,
-                "prompt_ids": ids,
-                "num_prompt_tokens": len(ids),
-                "generated_ids": generated,
-                "generated_text": tok.decode(generated, skip_special_tokens=False),
-                "top2_logit_gaps": [round(g, 5) for g in gaps],
-                "top1_logits": [round(v, 5) for v in top1],
-                "min_top2_logit_gap": round(min(gaps), 5),
-                "first_step_top10": first_top,
-            }
-        )
+        run = greedy(model, ids)
+        rec = prompt_record(p, text, ids, tok, run)
         records.append(rec)
         print(
-            f"{p['name']}: {len(ids)} prompt tokens, min gap {min(gaps):.4f}: "
+            f"{p['name']}: {len(ids)} prompt tokens, min gap {min(run[1]):.4f}: "
             f"{rec['generated_text']!r}",
             file=sys.stderr,
         )
@@ -297,14 +232,7 @@ def main():
         "model": "SmolLM2-135M-Instruct Q4_1 GGUF, dequantized to float32 by transformers",
         "gguf_file": gguf_name,
         "made_by": "scripts/make_reference.py (via scripts/make_reference.sh)",
-        "versions": {
-            "transformers": transformers.__version__,
-            "torch": torch.__version__,
-            "tokenizers": tokenizers.__version__,
-            "gguf": importlib.metadata.version("gguf"),
-            "numpy": np.__version__,
-            "python": sys.version.split()[0],
-        },
+        "versions": versions(),
         "device": "cpu",
         "tokenizer_ggml_pre": pre,
         "tokenizer_add_bos_token": add_bos,
@@ -312,7 +240,7 @@ def main():
         "digit_probes": probes,
         "num_new_tokens": NUM_NEW_TOKENS,
         "decoding": "greedy argmax over float32 logits, EOS does not stop",
-        "min_top2_logit_gap": round(min(r["min_top2_logit_gap"] for r in records), 5),
+        "min_top2_logit_gap": min_top2_logit_gap(records),
         "prompts": records,
     }
     write_fixture(args.out, fixture)
