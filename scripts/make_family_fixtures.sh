@@ -20,10 +20,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$root/.venv-reference"
 
-"$root/scripts/make_reference.sh" --setup-only
-if ! "$venv/bin/python" -c "import sentencepiece, google.protobuf" 2>/dev/null; then
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check sentencepiece protobuf
-fi
+"$root/scripts/make_reference.sh" --setup-only --sentencepiece
 
 mkdir -p "$root/tests/fixtures/families"
 CUDA_VISIBLE_DEVICES="" PYTHONHASHSEED=0 "$venv/bin/python" "$root/scripts/make_family_fixtures.py" \

@@ -18,10 +18,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$root/.venv-reference"
 
-"$root/scripts/make_reference.sh" --setup-only
-if ! "$venv/bin/python" -c "import sentencepiece, google.protobuf" 2>/dev/null; then
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check sentencepiece protobuf
-fi
+"$root/scripts/make_reference.sh" --setup-only --sentencepiece
 
 gguf="$root/models/gemma3-270m/gemma-3-270m-q4_k_m.gguf"
 if [[ ! -f "$gguf" ]]; then

@@ -15,7 +15,9 @@
 # Where a CPU-only index is reachable, set TORCH_INDEX_URL to it and pip
 # installs the small CPU-only wheel from there instead.
 #
-# Usage: scripts/make_reference.sh [--setup-only]
+# Usage: scripts/make_reference.sh [--setup-only [--sentencepiece]]
+# (--sentencepiece also installs sentencepiece and protobuf, which
+# transformers' Gemma and Llama tokenizer classes import.)
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -42,6 +44,10 @@ if ! "$venv/bin/python" -c "import transformers, gguf, numpy, tokenizers, accele
 fi
 
 if [[ "${1:-}" == "--setup-only" ]]; then
+    if [[ "${2:-}" == "--sentencepiece" ]] &&
+        ! "$venv/bin/python" -c "import sentencepiece, google.protobuf" 2>/dev/null; then
+        "${pip[@]}" sentencepiece protobuf
+    fi
     exit 0
 fi
 
