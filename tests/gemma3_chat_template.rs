@@ -18,8 +18,11 @@ use wgserve::model::vocab::{chat_template_from_gguf, end_of_turn_ids_from_gguf, 
 use wgserve::text::builtin_templates::GEMMA3;
 use wgserve::text::{ChatMessage, ChatTemplate, TextError, Tokenizer};
 
+#[path = "common/chat_fixture.rs"]
+mod chat_fixture;
 #[path = "common/gguf_writer.rs"]
 mod gguf_writer;
+use chat_fixture::{ChatCase, assert_none_differ, chat_case_failures};
 use gguf_writer::build_gguf;
 
 #[derive(Deserialize)]
@@ -29,17 +32,8 @@ struct Fixture {
     bos_token: String,
     end_of_turn_id: u32,
     gguf_eot_token_id: Option<u32>,
-    cases: Vec<Case>,
+    cases: Vec<ChatCase>,
     error_cases: Vec<ErrorCase>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    name: String,
-    messages: Vec<ChatMessage>,
-    add_generation_prompt: bool,
-    rendered: String,
-    ids: Vec<u32>,
 }
 
 #[derive(Deserialize)]
@@ -88,27 +82,8 @@ fn renders_and_tokenizes_as_transformers_does() {
     assert_eq!(fixture.chat_template, expected_source);
     assert_eq!(fixture.bos_token, "<bos>");
     assert_eq!(fixture.cases.len(), 10);
-    let mut failures = Vec::new();
-    for case in &fixture.cases {
-        let label = format!("{} (add_generation_prompt = {})", case.name, case.add_generation_prompt);
-        let rendered = template.render(&case.messages, case.add_generation_prompt).expect("renders");
-        if rendered != case.rendered {
-            failures.push(format!("{label}: rendered {rendered:?}\n  transformers {:?}", case.rendered));
-            continue;
-        }
-        // As the chat route encodes it: the template wrote <bos> already.
-        let ids = tokenizer.encode(&rendered, false).expect("encodes");
-        if ids != case.ids {
-            failures.push(format!("{label}: ids {ids:?}\n  transformers {:?}", case.ids));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} differ:\n{}",
-        failures.len(),
-        fixture.cases.len(),
-        failures.join("\n")
-    );
+    // As the chat route encodes it: the template wrote <bos> already.
+    assert_none_differ(&chat_case_failures(&template, &tokenizer, &fixture.cases), fixture.cases.len());
 }
 
 #[test]

@@ -14,7 +14,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use wgserve::formats::gguf::GgufFile;
 use wgserve::model::vocab::{chat_template_from_gguf, end_of_turn_ids_from_gguf, vocab_from_gguf};
-use wgserve::text::{ChatMessage, ChatTemplate, Detokenizer, Tokenizer};
+use wgserve::text::{ChatTemplate, Detokenizer, Tokenizer};
+
+#[path = "common/chat_fixture.rs"]
+mod chat_fixture;
+use chat_fixture::{ChatCase, assert_none_differ, chat_case_failures};
 
 #[derive(Deserialize)]
 struct TokenizerFixture {
@@ -40,15 +44,6 @@ struct ChatFixture {
     chat_template: String,
     end_of_turn_id: u32,
     cases: Vec<ChatCase>,
-}
-
-#[derive(Deserialize)]
-struct ChatCase {
-    name: String,
-    messages: Vec<ChatMessage>,
-    add_generation_prompt: bool,
-    rendered: String,
-    ids: Vec<u32>,
 }
 
 const MODEL_DIR: &str = "models/qwen2.5-coder-0.5b";
@@ -94,13 +89,7 @@ fn encodes_every_text_as_qwens_tokenizer_does() {
         assert_eq!(case.ids_with_special, case.ids, "{}", case.name);
         assert_eq!(tokenizer.encode(&case.text, true).expect("encodes"), ids, "{}", case.name);
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} differ:\n{}",
-        failures.len(),
-        fixture.cases.len(),
-        failures.join("\n")
-    );
+    assert_none_differ(&failures, fixture.cases.len());
 }
 
 #[test]
@@ -146,26 +135,7 @@ fn renders_and_tokenizes_conversations_as_transformers_does() {
     let (fixture, tokenizer, template, gguf) = template_and_tokenizer();
     assert_eq!(fixture.chat_template, gguf.get_str("tokenizer.chat_template").expect("template"));
     assert_eq!(fixture.cases.len(), 12);
-    let mut failures = Vec::new();
-    for case in &fixture.cases {
-        let label = format!("{} (add_generation_prompt = {})", case.name, case.add_generation_prompt);
-        let rendered = template.render(&case.messages, case.add_generation_prompt).expect("renders");
-        if rendered != case.rendered {
-            failures.push(format!("{label}: rendered {rendered:?}\n  transformers {:?}", case.rendered));
-            continue;
-        }
-        let ids = tokenizer.encode(&rendered, false).expect("encodes");
-        if ids != case.ids {
-            failures.push(format!("{label}: ids {ids:?}\n  transformers {:?}", case.ids));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} differ:\n{}",
-        failures.len(),
-        fixture.cases.len(),
-        failures.join("\n")
-    );
+    assert_none_differ(&chat_case_failures(&template, &tokenizer, &fixture.cases), fixture.cases.len());
 }
 
 #[test]

@@ -93,14 +93,19 @@ pub struct Tokenizer {
 }
 
 impl Tokenizer {
+    /// Wraps a built `tokenizers` pipeline; the BOS is dropped by nobody.
+    fn new(inner: tokenizers::Tokenizer, bos_id: Option<u32>, eos_id: Option<u32>, add_bos: bool) -> Self {
+        let vocab_size = inner.get_vocab_size(true);
+        Self { inner, bos_id, eos_id, add_bos, drop_bos: false, vocab_size }
+    }
+
     /// Loads a Hugging Face `tokenizer.json`. BOS/EOS are not known from that
     /// file alone (they live in `tokenizer_config.json`); set them with
     /// [`Tokenizer::with_special_ids`].
     pub fn from_file(path: &Path) -> Result<Self, TextError> {
         let inner = tokenizers::Tokenizer::from_file(path)
             .map_err(|e| TextError::Load { path: path.display().to_string(), message: e.to_string() })?;
-        let vocab_size = inner.get_vocab_size(true);
-        Ok(Self { inner, bos_id: None, eos_id: None, add_bos: false, drop_bos: false, vocab_size })
+        Ok(Self::new(inner, None, None, false))
     }
 
     /// Truncates every encoding to at most `max_tokens` ids, the special
@@ -186,31 +191,14 @@ impl Tokenizer {
         inner.with_pre_tokenizer(Some(pipeline.pre_tokenizer));
         inner.with_decoder(Some(ByteLevel::default()));
         inner.add_special_tokens(&added_tokens(&vocab));
-
-        let vocab_size = inner.get_vocab_size(true);
-        Ok(Self {
-            inner,
-            bos_id: vocab.bos_id,
-            eos_id: vocab.eos_id,
-            add_bos: vocab.add_bos,
-            drop_bos: false,
-            vocab_size,
-        })
+        Ok(Self::new(inner, vocab.bos_id, vocab.eos_id, vocab.add_bos))
     }
 
     /// Builds a SentencePiece tokenizer (byte fallback, `▁` spaces) from a
     /// GGUF vocabulary; see [`super::spm`].
     pub fn from_spm_vocab(vocab: SpmVocab) -> Result<Self, TextError> {
         let inner = spm::build(&vocab)?;
-        let vocab_size = inner.get_vocab_size(true);
-        Ok(Self {
-            inner,
-            bos_id: vocab.bos_id,
-            eos_id: vocab.eos_id,
-            add_bos: vocab.add_bos,
-            drop_bos: false,
-            vocab_size,
-        })
+        Ok(Self::new(inner, vocab.bos_id, vocab.eos_id, vocab.add_bos))
     }
 
     /// The tokenizer of either kind of GGUF vocabulary.
