@@ -139,6 +139,7 @@ impl DecoderConfig {
         let hidden_size = usize_of("embedding_length")?;
         let num_heads = usize_of("attention.head_count")?;
         let num_layers = usize_of("block_count")?;
+        check_num_layers(num_layers)?;
         let vocab_size = match gguf.get(&key("vocab_size")) {
             Some(value) => value.as_u64().unwrap_or(0) as usize,
             None => gguf.get("tokenizer.ggml.tokens").and_then(|t| t.as_array()).map_or(0, |t| t.len()),
@@ -154,6 +155,7 @@ impl DecoderConfig {
             )));
         }
         let mut max_position_embeddings = usize_of("context_length")?;
+        check_head_dim(head_dim)?;
         let rope_scaling = gguf_rope_scaling(gguf, arch, head_dim, &mut max_position_embeddings)?;
         let sliding_window = optional_usize("attention.sliding_window")?
             .map(|tokens| SlidingWindow { tokens, layers: vec![true; num_layers] });
@@ -192,6 +194,7 @@ impl DecoderConfig {
             return refuse("mlp_bias = true is not carried out".into());
         }
         let head_dim = hf.head_dim.unwrap_or(hf.hidden_size / hf.num_attention_heads.max(1));
+        check_num_layers(hf.num_hidden_layers)?;
         // transformers 5 keeps rope_theta inside rope_parameters.
         let scaling = hf.rope_scaling.as_ref().or(hf.rope_parameters.as_ref()).filter(|v| !v.is_null());
         let rope_theta = hf
@@ -199,6 +202,7 @@ impl DecoderConfig {
             .or_else(|| scaling.and_then(|s| s["rope_theta"].as_f64()).map(|t| t as f32))
             .unwrap_or(10000.0);
         let mut max_position_embeddings = hf.max_position_embeddings;
+        check_head_dim(head_dim)?;
         let rope_scaling = match scaling {
             Some(scaling) => {
                 hf_rope_scaling(scaling, &hf, rope_theta, head_dim, &mut max_position_embeddings)?
@@ -273,11 +277,7 @@ impl DecoderConfig {
                 self.num_heads, self.num_kv_heads
             ));
         }
-        if !self.head_dim.is_multiple_of(4)
-            || self.head_dim as u32 > crate::gpu::kernels::attention::MAX_HEAD_DIM
-        {
-            return fail(format!("head size {} is not a multiple of 4 up to 256", self.head_dim));
-        }
+        check_head_dim(self.head_dim)?;
         if !self.hidden_size.is_multiple_of(32) || !self.intermediate_size.is_multiple_of(32) {
             return fail("hidden and intermediate sizes must be multiples of 32".into());
         }
@@ -317,6 +317,27 @@ impl DecoderConfig {
     pub fn qkv_size(&self) -> usize {
         (self.num_heads + 2 * self.num_kv_heads) * self.head_dim
     }
+}
+
+/// The deepest models have about 130 layers; a file claiming billions must
+/// not size anything by that claim.
+const MAX_LAYERS: usize = 1024;
+
+fn check_num_layers(num_layers: usize) -> Result<(), ModelError> {
+    if num_layers == 0 || num_layers > MAX_LAYERS {
+        return Err(ModelError::Config(format!("{num_layers} layers is out of range (1..={MAX_LAYERS})")));
+    }
+    Ok(())
+}
+
+/// Head sizes the attention kernels run; checked before anything is sized
+/// by one (a stranger's file may claim a head of 2^32 elements).
+fn check_head_dim(head_dim: usize) -> Result<(), ModelError> {
+    let max = crate::gpu::kernels::attention::MAX_HEAD_DIM as usize;
+    if head_dim == 0 || !head_dim.is_multiple_of(4) || head_dim > max {
+        return Err(ModelError::Config(format!("head size {head_dim} is not a multiple of 4 up to {max}")));
+    }
+    Ok(())
 }
 
 /// RoPE scaling from GGUF metadata and tensors, as llama.cpp reads it: a
@@ -604,6 +625,15 @@ mod tests {
             let message = error(extra.clone());
             assert!(message.contains(named), "{extra}: {message}");
         }
+    }
+
+    #[test]
+    fn sizes_claimed_by_a_stranger_are_checked_before_anything_is_allocated() {
+        assert!(
+            error(json!({"head_dim": 1u64 << 33, "rope_scaling": {"type": "linear", "factor": 2.0}}))
+                .contains("head size")
+        );
+        assert!(error(json!({"num_hidden_layers": 1u64 << 40, "sliding_window": 4})).contains("layers"));
     }
 
     #[test]
