@@ -17,6 +17,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+use wgserve::engine::constraint::GrammarCompiler;
 use wgserve::engine::core::EngineCore;
 use wgserve::engine::embedding::EmbeddingHandle;
 use wgserve::engine::fault::FaultPlan;
@@ -211,6 +212,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         model.options().kv_cache_dtype.name(),
         model.options().kv_cache_mib
     );
+    let grammar = GrammarCompiler::new(core.tokenizer(), model.vocab_size(), core.eos_token_ids());
+    if let Err(e) = &grammar {
+        eprintln!("structured output (response_format, tools) is off for this model: {e}");
+    }
     core.inject_faults(device_fault(args.inject_device_fault, 0));
     let options = WorkerOptions { max_waiting_requests: args.max_waiting_requests, restart: Some(restart) };
     let (engine, engine_thread) = EngineHandle::spawn_with(core, options);
@@ -226,7 +231,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         state.set_embedding(ServedEmbedding::new(handle.clone(), encoder.tokenizer.into(), names));
         (handle, thread)
     });
-    state.set_ready(ServedModel::new(engine.clone(), loaded.tokenizer.into(), loaded.chat_template, names));
+    let served = ServedModel::new(engine.clone(), loaded.tokenizer.into(), loaded.chat_template, names);
+    state.set_ready(served.with_grammar(grammar));
     println!("wgserve listening on http://{addr}");
 
     tokio::select! {

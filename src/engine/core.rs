@@ -38,6 +38,9 @@ pub enum EngineError {
     QueueFull { waiting: usize },
     #[error(transparent)]
     Text(#[from] TextError),
+    /// The request's grammar failed it (a request's own error).
+    #[error("structured output: {0}")]
+    Constraint(String),
     #[error("injected fault: {0}")]
     InjectedFault(String),
     #[error("the engine has failed: {0}")]
@@ -166,6 +169,11 @@ impl EngineCore {
         self.runner.model()
     }
 
+    /// The ids that end every generation that does not ignore EOS.
+    pub fn eos_token_ids(&self) -> &[u32] {
+        &self.eos_token_ids
+    }
+
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
     }
@@ -191,7 +199,7 @@ impl EngineCore {
         let mut seq = Sequence::new(id, request.prompt, max_tokens);
         seq.shares_prompt_with = request.shares_prompt_with;
         self.scheduler.add(seq)?;
-        self.requests.insert(id, RequestState::new(params, &self.eos_token_ids));
+        self.requests.insert(id, RequestState::new(params, &self.eos_token_ids, request.constraint));
         Ok(())
     }
 
@@ -236,9 +244,10 @@ impl EngineCore {
         if output.is_empty() {
             return Ok(Vec::new());
         }
-        let needs_logits = output.scheduled.iter().any(|s| {
-            s.sample && self.requests.get(&s.seq_id).is_some_and(|r| r.sampler.params().needs_logits())
-        });
+        let needs_logits = output
+            .scheduled
+            .iter()
+            .any(|s| s.sample && self.requests.get(&s.seq_id).is_some_and(RequestState::needs_logits));
         if self.faults.fails_device_at(self.metrics.steps + 1) {
             return Err(EngineError::InjectedFault("the device was lost (injected)".into()));
         }

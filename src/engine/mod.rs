@@ -12,6 +12,7 @@
 //!   (an encoder needs no scheduler: one pass answers each batch).
 
 pub mod block_manager;
+pub mod constraint;
 pub mod core;
 pub mod embedding;
 mod engine_thread;

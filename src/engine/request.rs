@@ -2,6 +2,7 @@
 //! time: a stream of tokens (with their text and optional logprobs), then
 //! exactly one final message with the finish reason and usage counts.
 
+use super::constraint::Constraint;
 use super::sampler::SamplingParams;
 use super::scheduler::SchedulerConfig;
 
@@ -16,11 +17,13 @@ pub struct GenerateRequest {
     /// client request, `n`): this one waits until that one has computed
     /// the prompt, then shares its KV blocks instead of computing them.
     pub shares_prompt_with: Option<RequestId>,
+    /// What the output must be (a JSON schema, a regex, ...), compiled.
+    pub constraint: Option<Constraint>,
 }
 
 impl GenerateRequest {
     pub fn new(prompt: Vec<u32>, params: SamplingParams) -> Self {
-        Self { prompt, params, shares_prompt_with: None }
+        Self { prompt, params, shares_prompt_with: None, constraint: None }
     }
 
     /// Everything the engine can check before a request is queued: the

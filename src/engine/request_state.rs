@@ -6,6 +6,7 @@
 use crate::model::causal_lm::ForwardOutput;
 use crate::text::{Detokenizer, Tokenizer};
 
+use super::constraint::Constraint;
 use super::core::EngineError;
 use super::request::{FinishReason, TokenOutput};
 use super::sampler::{Sampler, SamplingParams};
@@ -18,13 +19,17 @@ pub(super) struct RequestState {
     pub(super) stop: StopMatcher,
     pub(super) stop_token_ids: Vec<u32>,
     pub(super) stopped: bool,
+    /// Where its output stands in the grammar it must follow.
+    pub(super) constraint: Option<Constraint>,
+    /// The constrained row, reused step to step.
+    masked: Vec<f32>,
 }
 
 impl RequestState {
     /// A request ends on its own stop ids and, unless it ignores EOS, on
     /// the model's end-of-generation ids (EOS and end-of-turn tokens such
     /// as Gemma's `<end_of_turn>`).
-    pub(super) fn new(params: SamplingParams, eos_token_ids: &[u32]) -> Self {
+    pub(super) fn new(params: SamplingParams, eos_token_ids: &[u32], constraint: Option<Constraint>) -> Self {
         let mut stop_token_ids = params.stop_token_ids.clone();
         if !params.ignore_eos {
             stop_token_ids.extend(eos_token_ids);
@@ -35,7 +40,15 @@ impl RequestState {
             detokenizer: Detokenizer::new(true),
             stop_token_ids,
             stopped: false,
+            constraint,
+            masked: Vec::new(),
         }
+    }
+
+    /// Its sampling reads the logits on the CPU: a sampler that is not
+    /// plain greedy, or a grammar's mask.
+    pub(super) fn needs_logits(&self) -> bool {
+        self.sampler.params().needs_logits() || self.constraint.is_some()
     }
 }
 
@@ -66,9 +79,22 @@ pub(super) fn next_token(
             let row_logits = logits
                 .get(row * vocab..(row + 1) * vocab)
                 .ok_or_else(|| EngineError::Failed(format!("no logits for row {row}")))?;
-            state.sampler.sample(row_logits, seq.prompt(), seq.generated())
+            match &mut state.constraint {
+                Some(constraint) => {
+                    state.masked.clear();
+                    state.masked.extend_from_slice(row_logits);
+                    constraint.mask(&mut state.masked).map_err(constraint_error)?;
+                    state.sampler.sample(&state.masked, seq.prompt(), seq.generated())
+                }
+                None => state.sampler.sample(row_logits, seq.prompt(), seq.generated()),
+            }
         }
     };
+    if let Some(constraint) = &mut state.constraint
+        && !state.stop_token_ids.contains(&sampled.id)
+    {
+        constraint.consume(sampled.id).map_err(constraint_error)?;
+    }
     let mut text = String::new();
     if state.stop_token_ids.contains(&sampled.id) {
         state.stopped = true;
@@ -82,7 +108,16 @@ pub(super) fn next_token(
         text = result.emit;
         state.stopped = result.stopped;
     }
+    // A complete grammar that allows nothing more (a closed JSON object)
+    // ends the output, as an end-of-sequence token would.
+    if state.constraint.as_ref().is_some_and(Constraint::is_finished) {
+        state.stopped = true;
+    }
     Ok(TokenOutput { id: sampled.id, text, logprob: sampled.logprob, top_logprobs: sampled.top_logprobs })
+}
+
+fn constraint_error(cause: String) -> EngineError {
+    EngineError::Constraint(cause)
 }
 
 /// The finish reason of a request the scheduler ended, and the text held
@@ -172,7 +207,7 @@ mod tests {
         let reply = tokenizer.encode("Paris.", false)?;
         let sampled: Vec<u32> = reply.iter().copied().chain([5, 4]).collect();
 
-        let mut state = RequestState::new(SamplingParams::default(), &eos_ids);
+        let mut state = RequestState::new(SamplingParams::default(), &eos_ids, None);
         let (taken, text, stopped) = run(&mut state, &tokenizer, &sampled);
         assert!(stopped);
         assert_eq!(taken, [reply.as_slice(), &[5]].concat(), "nothing after <end_of_turn>");
@@ -180,7 +215,7 @@ mod tests {
 
         // ignore_eos lets it run on, through <end_of_turn>, as vLLM does.
         let params = SamplingParams { ignore_eos: true, ..SamplingParams::default() };
-        let mut state = RequestState::new(params, &eos_ids);
+        let mut state = RequestState::new(params, &eos_ids, None);
         let (taken, _, stopped) = run(&mut state, &tokenizer, &sampled);
         assert!(!stopped);
         assert_eq!(taken, sampled);

@@ -10,6 +10,7 @@ use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::engine::constraint::OutputConstraint;
 use crate::engine::core::EngineError;
 use crate::engine::request::{FinishReason, InvalidRequest, RequestError, RequestOutput, TokenOutput, Usage};
 use crate::engine::sampler::{MAX_TOP_LOGPROBS, SamplingParams};
@@ -20,6 +21,7 @@ use super::body::Response;
 use super::error::ApiError;
 use super::metrics::LatencyTracker;
 use super::openai::ChatMessageParam;
+use super::structured::{ConstraintFields, ResponseFormat, StructuredOutputs};
 
 /// The most choices one request may ask for (`n`).
 pub const MAX_CHOICES: u64 = 16;
@@ -62,6 +64,13 @@ pub struct CompletionRequest {
     /// vLLM's extension: generate past end-of-sequence tokens.
     #[serde(default)]
     pub ignore_eos: bool,
+    pub response_format: Option<ResponseFormat>,
+    /// vLLM's structured-output extensions, new and old spellings.
+    pub structured_outputs: Option<StructuredOutputs>,
+    pub guided_json: Option<Value>,
+    pub guided_regex: Option<String>,
+    pub guided_choice: Option<Vec<String>>,
+    pub guided_grammar: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -233,6 +242,22 @@ impl CompletionRequest {
             n @ 1..=MAX_CHOICES => Ok(n as usize),
             n => Err(ApiError::invalid(format!("`n` must be in 1..={MAX_CHOICES}, got {n}"), "n")),
         }
+    }
+
+    /// What the output must be, if anything, and the field that says so.
+    pub fn output_constraint(&self) -> Result<Option<(OutputConstraint, String)>, ApiError> {
+        ConstraintFields {
+            response_format: self.response_format.as_ref(),
+            structured_outputs: self.structured_outputs.as_ref(),
+            guided: StructuredOutputs {
+                json: self.guided_json.clone(),
+                regex: self.guided_regex.clone(),
+                choice: self.guided_choice.clone(),
+                grammar: self.guided_grammar.clone(),
+                json_object: false,
+            },
+        }
+        .constraint()
     }
 
     pub fn include_usage(&self) -> bool {

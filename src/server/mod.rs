@@ -39,6 +39,7 @@ pub mod router;
 pub mod routes;
 pub mod sse;
 pub mod state;
+pub mod structured;
 
 pub use accept::serve;
 pub use conn_timeouts::ConnectionTimeouts;

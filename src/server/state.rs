@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::engine::constraint::GrammarCompiler;
 use crate::engine::embedding::EmbeddingHandle;
 use crate::engine::worker::EngineHandle;
 use crate::text::{ChatTemplate, Tokenizer};
@@ -76,6 +77,9 @@ pub struct ServedModel {
     /// Unix seconds, for the `created` field of model objects.
     pub created: u64,
     pub metrics: ServerMetrics,
+    /// Compiles requests' output constraints (JSON schemas, ...), or why
+    /// this model's tokenizer cannot carry them.
+    pub grammar: Result<Arc<GrammarCompiler>, String>,
 }
 
 impl ServedModel {
@@ -88,7 +92,13 @@ impl ServedModel {
     ) -> Self {
         let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let metrics = ServerMetrics::new(&names[0], engine.clone());
-        Self { engine, tokenizer, chat_template, names, created, metrics }
+        let grammar = Err("structured output is not set up for this model".to_string());
+        Self { engine, tokenizer, chat_template, names, created, metrics, grammar }
+    }
+
+    pub fn with_grammar(mut self, grammar: Result<GrammarCompiler, String>) -> Self {
+        self.grammar = grammar.map(Arc::new);
+        self
     }
 
     pub fn max_model_len(&self) -> usize {

@@ -400,7 +400,7 @@ mod tests {
         let out = t.render(&[ChatMessage::new("user", "<b> & \"é\"")], false)?;
         assert_eq!(
             out,
-            "[{\"content\": \"<b> & \\\"é\\\"\", \"role\": \"user\"}]|{\n  \"content\": \"<b> & \\\"é\\\"\",\n  \"role\": \"user\"\n}"
+            "[{\"role\": \"user\", \"content\": \"<b> & \\\"é\\\"\"}]|{\n  \"role\": \"user\",\n  \"content\": \"<b> & \\\"é\\\"\"\n}"
         );
         Ok(())
     }

@@ -23,6 +23,7 @@ pub mod detokenizer;
 pub mod pre_tokenizers;
 pub mod spm;
 pub mod template_limits;
+pub mod token_bytes;
 pub mod tokenizer;
 
 pub use chat_template::{ChatMessage, ChatTemplate};

@@ -77,7 +77,7 @@ pub enum Vocab {
 /// thread and the HTTP handlers that tokenize).
 #[derive(Clone)]
 pub struct Tokenizer {
-    inner: tokenizers::Tokenizer,
+    pub(super) inner: tokenizers::Tokenizer,
     bos_id: Option<u32>,
     eos_id: Option<u32>,
     /// Prepend BOS ourselves on `encode(.., true)`. Only for GGUF vocabularies:

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::engine::constraint::Constraint;
 use crate::engine::request::GenerateRequest;
 
 use super::super::body::Response;
@@ -27,6 +28,7 @@ pub async fn chat(state: &Arc<AppState>, body: Bytes) -> Result<Response, ApiErr
         request.messages.take().ok_or_else(|| ApiError::invalid("`messages` is required", "messages"))?;
     let messages = chat_messages(&messages)?;
     let params = request.sampling_params(Api::Chat)?;
+    let constraint = compile(model, &request).await?;
     let template = model
         .chat_template
         .clone()
@@ -40,8 +42,8 @@ pub async fn chat(state: &Arc<AppState>, body: Bytes) -> Result<Response, ApiErr
         .map_err(|e| ApiError::invalid(e.to_string(), "messages"))?;
     // The template writes any special tokens the model expects.
     let prompt = encode(model, text, false).await?;
-    let inputs =
-        vec![Input { request: GenerateRequest::new(prompt, params), echo: String::new(), token_param: None }];
+    let generate = GenerateRequest { constraint, ..GenerateRequest::new(prompt, params) };
+    let inputs = vec![Input { request: generate, echo: String::new(), token_param: None }];
     run(model, Api::Chat, name, inputs, &request, arrived).await
 }
 
@@ -52,6 +54,7 @@ pub async fn completion(state: &Arc<AppState>, body: Bytes) -> Result<Response, 
     let name = model_name(model, &request)?;
     let prompts = request.prompt.take().ok_or_else(|| ApiError::invalid("`prompt` is required", "prompt"))?;
     let params = request.sampling_params(Api::Completion)?;
+    let constraint = compile(model, &request).await?;
     let mut inputs = Vec::new();
     let prompts = prompts.prompts()?;
     let num_prompts = prompts.len();
@@ -74,7 +77,11 @@ pub async fn completion(state: &Arc<AppState>, body: Bytes) -> Result<Response, 
                 (tokens, echo, Some(param))
             }
         };
-        inputs.push(Input { request: GenerateRequest::new(prompt, params.clone()), echo, token_param });
+        let generate = GenerateRequest {
+            constraint: constraint.clone(),
+            ..GenerateRequest::new(prompt, params.clone())
+        };
+        inputs.push(Input { request: generate, echo, token_param });
     }
     run(model, Api::Completion, name, inputs, &request, arrived).await
 }
@@ -88,6 +95,19 @@ fn model_name(model: &ServedModel, request: &CompletionRequest) -> Result<String
         }
         None => Ok(model.names[0].clone()),
     }
+}
+
+/// The request's output constraint compiled for this model, on the blocking
+/// pool (a large schema takes a while); a 400 naming the field when it
+/// does not compile or the model cannot carry one.
+async fn compile(model: &ServedModel, request: &CompletionRequest) -> Result<Option<Constraint>, ApiError> {
+    let Some((constraint, param)) = request.output_constraint()? else { return Ok(None) };
+    let compiler = model.grammar.clone().map_err(|why| ApiError::invalid(why, param.as_str()))?;
+    tokio::task::spawn_blocking(move || compiler.compile(&constraint))
+        .await
+        .map_err(|e| ApiError::Internal(format!("grammar task failed: {e}")))?
+        .map(Some)
+        .map_err(|why| ApiError::invalid(format!("`{param}` does not compile: {why}"), param.as_str()))
 }
 
 /// Tokenizes on the blocking pool: a 4 MiB prompt must not stall the accept loop.
