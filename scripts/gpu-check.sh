@@ -70,7 +70,7 @@ command -v nvidia-smi >/dev/null 2>&1 &&
 
 say "kernel and golden tests, GPU family"
 TESTS=(--test kernels --test large_tensors)
-[ "$QUICK" = 1 ] || TESTS+=(--test golden --test golden_gemma3)
+[ "$QUICK" = 1 ] || TESTS+=(--test golden --test golden_gemma3 --test golden_qwen2 --test golden_families)
 WGSERVE_KERNELS=gpu cargo test --release "${TESTS[@]}" -- --test-threads=1 2>&1 |
   tee "$LOG_DIR/tests.txt" | grep -E '^test |test result|panicked' || true
 grep -q 'FAILED\|panicked' "$LOG_DIR/tests.txt" && TESTS_OK=no || TESTS_OK=yes
