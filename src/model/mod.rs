@@ -20,6 +20,7 @@ pub mod llama;
 pub mod loader;
 pub mod matmul;
 pub mod quant_pack;
+pub mod rope_scaling;
 pub mod source;
 pub mod vocab;
 pub mod weights;
