@@ -95,10 +95,7 @@ impl WeightSource {
                 Ok(Some(RawTensor { tensor_type, shape, data: gguf.tensor_data(info) }))
             }
             WeightSource::Safetensors { shards, .. } => {
-                let found = hf_names(name).into_iter().find_map(|hf| {
-                    shards.iter().find(|shard| shard.tensor_names().contains(&hf)).map(|shard| (shard, hf))
-                });
-                let Some((shard, hf)) = found else { return Ok(None) };
+                let Some((shard, hf)) = stored(shards, name) else { return Ok(None) };
                 let tensor = shard.tensor(&hf)?;
                 Ok(Some(RawTensor {
                     tensor_type: tensor.tensor_type,
@@ -126,11 +123,10 @@ impl WeightSource {
     pub fn file_name(&self, name: &str) -> String {
         match self {
             WeightSource::Gguf(_) => name.to_string(),
-            WeightSource::Safetensors { shards, .. } => {
-                let names = hf_names(name);
-                let stored = |hf: &&String| shards.iter().any(|shard| shard.tensor_names().contains(hf));
-                names.iter().find(stored).unwrap_or(&names[0]).clone()
-            }
+            WeightSource::Safetensors { shards, .. } => match stored(shards, name) {
+                Some((_, hf)) => hf,
+                None => hf_names(name).swap_remove(0),
+            },
         }
     }
 
@@ -148,6 +144,13 @@ impl WeightSource {
             WeightSource::Safetensors { dir, .. } => Some(dir),
         }
     }
+}
+
+/// The shard holding the tensor of that GGUF name, and its name there.
+fn stored<'a>(shards: &'a [SafetensorsFile], name: &str) -> Option<(&'a SafetensorsFile, String)> {
+    hf_names(name).into_iter().find_map(|hf| {
+        shards.iter().find(|shard| shard.tensor_names().contains(&hf)).map(|shard| (shard, hf))
+    })
 }
 
 /// The shard files of a split checkpoint, each once, in name order: the
