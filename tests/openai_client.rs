@@ -6,23 +6,13 @@
 
 mod common;
 
-use std::process::Command;
-
+use common::openai_client::run_check;
 use common::server::Server;
 
 #[test]
 fn the_official_openai_python_client_works_unmodified() {
     let server = Server::start(&["--api-key", "client-key", "--served-model-name", "smol"]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai_client/run.sh");
-    let output = Command::new("bash")
-        .arg(script)
-        .arg(format!("http://{}/v1", server.addr))
-        .args(["client-key", "smol", "all-MiniLM-L6-v2"])
-        .output()
-        .expect("cannot run tests/openai_client/run.sh");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the openai client check failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains(": ok"), "{stdout}");
-    println!("{stdout}");
+    let args =
+        [format!("http://{}/v1", server.addr), "client-key".into(), "smol".into(), "all-MiniLM-L6-v2".into()];
+    println!("{}", run_check("check.py", &args));
 }

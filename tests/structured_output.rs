@@ -7,24 +7,12 @@
 
 mod common;
 
-use std::process::Command;
-
+use common::openai_client::run_check;
 use common::server::Server;
 
 #[test]
 fn every_constrained_answer_validates_against_its_schema() {
     let server = Server::start(&["--api-key", "client-key", "--served-model-name", "smol"]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai_client/run.sh");
-    let output = Command::new("bash")
-        .arg(script)
-        .env("CHECK", "structured.py")
-        .arg(format!("http://{}/v1", server.addr))
-        .args(["client-key", "smol"])
-        .output()
-        .expect("cannot run tests/openai_client/run.sh");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the structured-output check failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains(": ok"), "{stdout}");
-    println!("{stdout}");
+    let args = [format!("http://{}/v1", server.addr), "client-key".into(), "smol".into()];
+    println!("{}", run_check("structured.py", &args));
 }
