@@ -108,6 +108,16 @@ impl<'a> ModelBuilder<'a> {
         Ok(GpuMatrix::stack(&self.ctx, label, packed)?.with_bias(&self.ctx, label, &bias)?)
     }
 
+    /// `matrix` with the bias `name` (one value per row) where the file
+    /// stores one.
+    pub fn with_bias_if_stored(&self, matrix: GpuMatrix, name: &str) -> Result<GpuMatrix, ModelError> {
+        if self.source.tensor(name)?.is_none() {
+            return Ok(matrix);
+        }
+        let bias = self.f32_values(name, &[matrix.rows])?;
+        Ok(matrix.with_bias(&self.ctx, name, &bias)?)
+    }
+
     /// A zeroed activation buffer of `elements` f32 (or u32) values.
     pub fn activation(&self, label: &str, elements: usize) -> Result<GpuBuffer, ModelError> {
         Ok(GpuBuffer::storage_zeroed(&self.ctx, label, (elements * 4) as u64)?)

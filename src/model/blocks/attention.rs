@@ -49,12 +49,7 @@ impl AttentionWeights {
         let fused_name = name("attn_qkv");
         let qkv = if b.source.tensor(&fused_name)?.is_some() {
             let qkv = b.matrix(&fused_name, c.qkv_size(), h)?;
-            match b.source.tensor(&bias("attn_qkv"))? {
-                Some(_) => {
-                    qkv.with_bias(&b.ctx, &fused_name, &b.f32_values(&bias("attn_qkv"), &[c.qkv_size()])?)?
-                }
-                None => qkv,
-            }
+            b.with_bias_if_stored(qkv, &bias("attn_qkv"))?
         } else {
             let parts = [("attn_q", q_rows), ("attn_k", kv_rows), ("attn_v", kv_rows)];
             let weights: Vec<(String, usize)> =
@@ -78,12 +73,8 @@ impl AttentionWeights {
             )),
             false => None,
         };
-        let output_name = name("attn_output");
-        let output = b.matrix(&output_name, h, q_rows)?;
-        let output = match b.source.tensor(&bias("attn_output"))? {
-            Some(_) => output.with_bias(&b.ctx, &output_name, &b.f32_values(&bias("attn_output"), &[h])?)?,
-            None => output,
-        };
+        let output =
+            b.with_bias_if_stored(b.matrix(&name("attn_output"), h, q_rows)?, &bias("attn_output"))?;
         Ok(Self { qkv, qk_norm, output })
     }
 }
