@@ -15,6 +15,7 @@ use llguidance::{Matcher, ParserFactory};
 use serde_json::{Value, json};
 
 use crate::text::Tokenizer;
+use crate::text::tool_calls::ToolCallFormat;
 
 /// What a request's output must be.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +31,86 @@ pub enum OutputConstraint {
     /// Text of this Lark grammar (llguidance's dialect, which also reads
     /// the GBNF of llama.cpp's grammars).
     Grammar(String),
+    /// Calls of the request's tools in the model family's form.
+    ToolCalls(ToolGrammar),
+}
+
+/// What tool calls a request allows, in which form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolGrammar {
+    pub format: ToolCallFormat,
+    pub functions: Vec<FunctionSpec>,
+    pub mode: ToolMode,
+}
+
+/// A callable function: its name (`[A-Za-z0-9_-]`, checked by the server)
+/// and the JSON schema of its arguments object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionSpec {
+    pub name: String,
+    pub parameters: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolMode {
+    /// Text, or (where the form allows, after some text) calls; once a
+    /// call starts it is held to the form.
+    Auto { parallel: bool },
+    /// At least one call (exactly one unless `parallel`), nothing else.
+    Required { parallel: bool },
+    /// One call of `functions[index]`.
+    Named(usize),
+}
+
+impl ToolGrammar {
+    /// The grammar in llguidance's Lark: one rule per function whose
+    /// arguments are its schema (`%json`), calls in the family's
+    /// literals, and for `Auto` free text that cannot contain the start
+    /// of a call (so a call, once begun, is parsed as one).
+    fn lark(&self) -> String {
+        let format = self.format;
+        let mut rules = Vec::new();
+        let quote = |text: &str| Value::String(text.to_string()).to_string();
+        for (i, function) in self.functions.iter().enumerate() {
+            let head = quote(&format.call_head(&function.name));
+            rules.push(format!("body_{i}: {head} args_{i} \"}}\""));
+            rules.push(format!("args_{i}: %json {}", one_line(function.parameters.clone())));
+        }
+        let bodies: Vec<String> = (0..self.functions.len()).map(|i| format!("body_{i}")).collect();
+        rules.push(format!("body: {}", bodies.join(" | ")));
+        let open = format.call_open();
+        let close = quote(format.call_close());
+        let call_of = |body: &str| match open {
+            "" => format!("{body} {close}"),
+            open => format!("{} {body} {close}", quote(open)),
+        };
+        rules.push(format!("call: {}", call_of("body")));
+        let more_calls = |parallel: bool| match format.call_separator() {
+            Some(separator) if parallel => format!("({} call)*", quote(separator)),
+            _ => String::new(),
+        };
+        let start = match self.mode {
+            ToolMode::Named(index) => call_of(&format!("body_{index}")),
+            ToolMode::Required { parallel } => format!("call {}", more_calls(parallel)),
+            ToolMode::Auto { parallel } => {
+                let trigger = format.trigger();
+                let escaped_trigger = escape_regex(trigger);
+                if format.text_before_calls() {
+                    let rest_of_open = quote(open.strip_prefix(trigger).unwrap_or(open));
+                    rules.push(format!("FREE: /(?s:.*)/ & ~/(?s:.*){escaped_trigger}(?s:.*)/"));
+                    rules.push(format!("before_calls[lazy]: /(?s:.*){escaped_trigger}/"));
+                    format!("FREE | before_calls {rest_of_open} body {close} {}", more_calls(parallel))
+                } else {
+                    // The answer is text or a call: text may not begin
+                    // the way a call does.
+                    rules.push(format!("FREE: /(?s:.*)/ & ~/{escaped_trigger}(?s:.*)/"));
+                    format!("FREE | call")
+                }
+            }
+        };
+        rules.insert(0, format!("start: {start}"));
+        rules.join("\n")
+    }
 }
 
 impl OutputConstraint {
@@ -47,6 +128,7 @@ impl OutputConstraint {
                 TopLevelGrammar::from_regex(&alternatives.join("|"))
             }
             OutputConstraint::Grammar(lark) => TopLevelGrammar::from_lark(lark.clone()),
+            OutputConstraint::ToolCalls(tools) => TopLevelGrammar::from_lark(tools.lark()),
         }
     }
 }
@@ -156,7 +238,9 @@ impl Constraint {
     /// Sets the logits of the tokens the grammar does not allow next to
     /// -inf; ids past the mask (none, for a mask of the model's rows) too.
     pub fn mask(&mut self, logits: &mut [f32]) -> Result<(), String> {
-        let allowed = self.matcher.compute_mask().map_err(|e| e.to_string())?;
+        // A grammar that has just completed stops the parser while the
+        // mask is computed; the output may then only end.
+        let allowed = self.matcher.compute_mask_or_eos().map_err(|e| e.to_string())?;
         for (id, logit) in logits.iter_mut().enumerate() {
             if id >= allowed.len() || !allowed.is_allowed(id as TokenId) {
                 *logit = f32::NEG_INFINITY;

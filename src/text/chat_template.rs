@@ -23,19 +23,28 @@ use super::TextError;
 use super::template_limits::{
     CappedWriter, LimitHit, MAX_OUTPUT_BYTES, MAX_RECURSION, fuel_for, probe_conversations,
 };
+use super::tool_calls::{TemplateToolCall, TemplateTools, messages_without_tool_fields};
 
 const TEMPLATE_NAME: &str = "chat";
 
-/// One message of a conversation, as the template sees it.
+/// One message of a conversation, as the template sees it. The tool
+/// fields are absent (not null) when unset: templates test `'tool_calls'
+/// in message`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub role: String,
     pub content: String,
+    /// An assistant's calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<TemplateToolCall>>,
+    /// The call a `tool` message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl ChatMessage {
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self { role: role.into(), content: content.into() }
+        Self { role: role.into(), content: content.into(), tool_calls: None, tool_call_id: None }
     }
 }
 
@@ -47,6 +56,7 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,
     eos_token: String,
+    tools: TemplateTools,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -78,7 +88,12 @@ impl ChatTemplate {
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", tojson);
         env.add_template_owned(TEMPLATE_NAME, source.to_string()).map_err(template_error)?;
-        let template = Self { env, bos_token: bos_token.into(), eos_token: eos_token.into() };
+        let template = Self {
+            env,
+            bos_token: bos_token.into(),
+            eos_token: eos_token.into(),
+            tools: TemplateTools::of_template(source),
+        };
         template.probe()?;
         Ok(template)
     }
@@ -105,6 +120,38 @@ impl ChatTemplate {
     /// header that starts the assistant's turn.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, TextError> {
         self.render_measured(messages, add_generation_prompt).map(|r| r.text).map_err(TextError::from)
+    }
+
+    /// What this template does with tools.
+    pub fn tools(&self) -> TemplateTools {
+        self.tools
+    }
+
+    /// The prompt for a conversation that may carry tools (the function
+    /// definitions, OpenAI's `tools` entries) and earlier calls: a template
+    /// that knows tools gets them as transformers passes them (`tools`, and
+    /// `tool_calls` with parsed arguments); one that ignores them gets them
+    /// written into its messages.
+    pub fn render_chat(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[serde_json::Value],
+        add_generation_prompt: bool,
+    ) -> Result<String, TextError> {
+        let has_tool_fields = messages.iter().any(|m| m.tool_calls.is_some() || m.tool_call_id.is_some());
+        match self.tools {
+            _ if tools.is_empty() && !has_tool_fields => self.render(messages, add_generation_prompt),
+            TemplateTools::Ignores => {
+                self.render(&messages_without_tool_fields(messages, tools), add_generation_prompt)
+            }
+            TemplateTools::Renders(_) | TemplateTools::Unsupported(_) => {
+                let mut kwargs = serde_json::Map::new();
+                if !tools.is_empty() {
+                    kwargs.insert("tools".into(), serde_json::Value::Array(tools.to_vec()));
+                }
+                self.render_with(messages, add_generation_prompt, &kwargs)
+            }
+        }
     }
 
     /// [`ChatTemplate::render`] with extra template variables, as
@@ -226,6 +273,14 @@ fn tojson(value: Value, kwargs: Kwargs) -> Result<Value, Error> {
     let mut out = String::new();
     write_python_json(&json, indent, 0, &mut out);
     Ok(Value::from_safe_string(out))
+}
+
+/// `value` as Python's `json.dumps` prints it (`", "` and `": "`), the
+/// spacing models see in their templates and write in their calls.
+pub fn python_json(value: &serde_json::Value) -> String {
+    let mut out = String::new();
+    write_python_json(value, None, 0, &mut out);
+    out
 }
 
 fn write_python_json(v: &serde_json::Value, indent: Option<usize>, depth: usize, out: &mut String) {
