@@ -104,7 +104,7 @@ impl ToolGrammar {
                     // The answer is text or a call: text may not begin
                     // the way a call does.
                     rules.push(format!("FREE: /(?s:.*)/ & ~/{escaped_trigger}(?s:.*)/"));
-                    format!("FREE | call")
+                    "FREE | call".to_string()
                 }
             }
         };
