@@ -1,8 +1,11 @@
-//! The tool-call grammar against real vocabularies (SmolLM2's and
-//! Qwen2.5's, whose `<tool_call>` is one token): each valid call text,
-//! tokenized as the model would write it, is allowed token by token and
-//! may end there; text that strays from the form or the schema is cut off
-//! at the first token that strays. No GPU.
+//! Tool calls without a GPU. Templates: conversations with tools, calls
+//! and results rendered as transformers renders them with Qwen2.5's and
+//! Llama 3.1's own templates (tests/fixtures/tool_chat_templates.json, made
+//! by scripts/make_tool_chat_reference.py). Grammar: against real
+//! vocabularies (SmolLM2's, and Qwen2.5's, whose `<tool_call>` is one
+//! token), each valid call text, tokenized as the model would write it, is
+//! allowed token by token and may end there; text that strays from the
+//! form or the schema is cut off at the first token that strays.
 
 use std::path::Path;
 
@@ -12,8 +15,57 @@ use wgserve::engine::constraint::{
 };
 use wgserve::formats::gguf::GgufFile;
 use wgserve::model::loader::gguf_text;
-use wgserve::text::Tokenizer;
-use wgserve::text::tool_calls::ToolCallFormat;
+use wgserve::text::tool_calls::{TemplateTools, ToolCallFormat};
+use wgserve::text::{ChatMessage, ChatTemplate, Tokenizer};
+
+#[derive(serde::Deserialize)]
+struct TemplateFixture {
+    tools: Vec<Value>,
+    templates: Vec<TemplateCases>,
+}
+
+#[derive(serde::Deserialize)]
+struct TemplateCases {
+    name: String,
+    chat_template: String,
+    bos_token: String,
+    eos_token: String,
+    cases: Vec<TemplateCase>,
+}
+
+#[derive(serde::Deserialize)]
+struct TemplateCase {
+    name: String,
+    messages: Vec<ChatMessage>,
+    add_generation_prompt: bool,
+    rendered: String,
+}
+
+#[test]
+fn templates_render_tools_calls_and_results_as_transformers_does() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tool_chat_templates.json");
+    let fixture: TemplateFixture =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("fixture parses");
+    let mut formats = Vec::new();
+    for template in &fixture.templates {
+        let chat = ChatTemplate::new(&template.chat_template, &template.bos_token, &template.eos_token)
+            .expect("compiles");
+        formats.push((template.name.as_str(), chat.tools()));
+        for case in &template.cases {
+            let rendered = chat
+                .render_chat(&case.messages, &fixture.tools, case.add_generation_prompt)
+                .expect("renders");
+            assert_eq!(rendered, case.rendered, "{} {}", template.name, case.name);
+        }
+    }
+    assert_eq!(
+        formats,
+        [
+            ("qwen2.5", TemplateTools::Renders(ToolCallFormat::Hermes)),
+            ("llama3.1", TemplateTools::Renders(ToolCallFormat::Llama3Json))
+        ]
+    );
+}
 
 struct Vocabulary {
     tokenizer: Tokenizer,
