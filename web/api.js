@@ -74,12 +74,40 @@ export async function listModels(apiKey) {
 }
 
 /**
- * POST /v1/chat/completions with `stream: true`: calls onDelta(text) for
- * each piece of the answer as it arrives; resolves to {finishReason,
- * usage} at `data: [DONE]`. Aborting `signal` closes the connection,
- * which makes the server abort the request.
+ * A stored message as the API takes it: an answer's tool calls go back as
+ * its `tool_calls` (content may then be null), so the model sees them.
  */
-export async function streamChat({ apiKey, body, signal, onDelta }) {
+export function wireMessage({ role, content, toolCalls }) {
+  if (!toolCalls?.length) return { role, content };
+  return { role, content: content || null, tool_calls: toolCalls };
+}
+
+/**
+ * Folds one chunk's `delta.tool_calls` into `calls`, whole calls in
+ * OpenAI's shape: a call's first delta brings its id and name, later
+ * deltas with the same index pieces of its arguments to append.
+ */
+export function mergeToolCallDeltas(calls, deltas) {
+  for (const delta of deltas) {
+    const index = Number.isInteger(delta.index) ? delta.index : calls.length;
+    calls[index] ??= { id: '', type: 'function', function: { name: '', arguments: '' } };
+    const call = calls[index];
+    if (delta.id) call.id = delta.id;
+    if (delta.type) call.type = delta.type;
+    if (delta.function?.name) call.function.name = delta.function.name;
+    if (delta.function?.arguments) call.function.arguments += delta.function.arguments;
+  }
+  return calls;
+}
+
+/**
+ * POST /v1/chat/completions with `stream: true`: calls onDelta(text) for
+ * each piece of the answer as it arrives, and onToolCalls(calls) with the
+ * tool calls so far each time a piece of one arrives; resolves to
+ * {finishReason, usage} at `data: [DONE]`. Aborting `signal` closes the
+ * connection, which makes the server abort the request.
+ */
+export async function streamChat({ apiKey, body, signal, onDelta, onToolCalls }) {
   const response = await request('/v1/chat/completions', {
     apiKey,
     signal,
@@ -89,6 +117,7 @@ export async function streamChat({ apiKey, body, signal, onDelta }) {
   let buffer = '';
   let finishReason = null;
   let usage = null;
+  const toolCalls = [];
   for (;;) {
     let chunk;
     try {
@@ -117,6 +146,10 @@ export async function streamChat({ apiKey, body, signal, onDelta }) {
       if (message.usage) usage = message.usage;
       for (const choice of message.choices ?? []) {
         if (choice.delta?.content) onDelta(choice.delta.content);
+        if (Array.isArray(choice.delta?.tool_calls)) {
+          mergeToolCallDeltas(toolCalls, choice.delta.tool_calls);
+          onToolCalls(toolCalls.filter(Boolean)); // no holes, should indexes skip
+        }
         if (choice.finish_reason) finishReason = choice.finish_reason;
       }
     }

@@ -3,7 +3,7 @@
 // One answer streams at a time; Stop aborts its request, which closes the
 // connection, and the server then aborts the sequence.
 
-import { ApiError, listModels, streamChat } from './api.js';
+import { ApiError, listModels, streamChat, wireMessage } from './api.js';
 import { fillIcons, icon } from './icons.js';
 import { MetricsStrip } from './metrics.js';
 import { ConversationStore, DEFAULT_SETTINGS, loadSettings, saveSettings } from './store.js';
@@ -189,7 +189,7 @@ async function generate(conversation) {
   hideBanner();
   const messages = [];
   if (settings.systemPrompt.trim()) messages.push({ role: 'system', content: settings.systemPrompt });
-  for (const m of conversation.messages) if (m.content) messages.push({ role: m.role, content: m.content });
+  for (const m of conversation.messages) if (m.content || m.toolCalls?.length) messages.push(wireMessage(m));
   const message = store.append(conversation, { role: 'assistant', content: '', status: 'streaming' });
   generation = { conversationId: conversation.id, message, controller: new AbortController() };
   setGenerating(true);
@@ -213,6 +213,12 @@ async function generate(conversation) {
         message.content += text;
         scheduleAnswerRender();
       },
+      onToolCalls(calls) {
+        clock.firstTokenAt ??= performance.now();
+        clock.pieces += 1;
+        message.toolCalls = calls;
+        scheduleAnswerRender();
+      },
     });
     clock.usage = usage;
     message.status = finishReason === 'length' ? 'length' : 'done';
@@ -229,7 +235,7 @@ async function generate(conversation) {
   message.stats = answerStats({ ...clock, endedAt: performance.now() });
   // A request that failed before any token leaves nothing worth keeping;
   // the banner says why and offers a retry.
-  if (message.status === 'error' && !message.content) {
+  if (message.status === 'error' && !message.content && !message.toolCalls?.length) {
     conversation.messages = conversation.messages.filter((m) => m !== message);
   }
   generation = null;
@@ -380,9 +386,11 @@ ui.conversations.addEventListener('dblclick', (event) => {
 ui.thread.addEventListener('click', async (event) => {
   const button = event.target.closest('.copy-code, .copy-message');
   if (!button) return;
+  const message = store.active?.messages.find((m) => m.id === button.closest('.message').dataset.id);
   const source = button.classList.contains('copy-code')
     ? button.closest('.code-block').querySelector('code').textContent
-    : store.active?.messages.find((m) => m.id === button.closest('.message').dataset.id)?.content ?? '';
+    // An answer of tool calls only copies as its calls.
+    : message?.content || (message?.toolCalls ? JSON.stringify(message.toolCalls, null, 2) : '');
   try {
     await navigator.clipboard.writeText(source);
     button.textContent = 'Copied';

@@ -2,8 +2,10 @@
 // they survive a reload. Nothing here talks to the server.
 //
 // A conversation: {id, title, createdAt, updatedAt, messages}; a message:
-// {id, role: 'user'|'assistant', content, status?, stats?, error?}, where
-// status is 'done', 'stopped', 'error' or 'length' for answers.
+// {id, role: 'user'|'assistant', content, status?, stats?, error?,
+// toolCalls?}, where status is 'done', 'stopped', 'error' or 'length' for
+// answers, and toolCalls an answer's tool calls in OpenAI's shape
+// ([{id, type: 'function', function: {name, arguments}}]).
 
 const CONVERSATIONS_KEY = 'wgserve.conversations.v1';
 const SETTINGS_KEY = 'wgserve.settings.v1';

@@ -1,6 +1,9 @@
 // The messages of one conversation as DOM: user text as plain text, model
-// answers as (safe) markdown, and under each answer its stats line.
+// answers as (safe) markdown, or as a JSON block when the whole answer is a
+// JSON document, then the answer's tool calls as blocks (blocks.js), and
+// under each answer its stats line.
 
+import { jsonDocument, renderJson, renderToolCalls } from './blocks.js';
 import { renderMarkdown } from './markdown.js';
 
 /** An <li> for `message`; `streaming` marks the answer being generated. */
@@ -15,6 +18,9 @@ export function messageElement(message, streaming) {
   bubble.append(content);
   item.append(bubble);
   if (message.role === 'assistant') {
+    const toolCalls = document.createElement('div');
+    toolCalls.className = 'tool-calls';
+    bubble.append(toolCalls);
     const meta = document.createElement('div');
     meta.className = 'meta';
     const stats = document.createElement('span');
@@ -34,10 +40,16 @@ export function messageElement(message, streaming) {
 export function updateMessageElement(item, message, streaming) {
   const content = item.querySelector('.content');
   if (message.role === 'assistant') {
-    renderMarkdown(message.content, content);
+    const toolCalls = message.toolCalls ?? [];
+    const json = jsonDocument(message.content);
+    if (json) renderJson(message.id, json, content);
+    else renderMarkdown(message.content, content);
+    // An answer that is only tool calls has no text to show (nor a caret).
+    content.hidden = message.content === '' && toolCalls.length > 0;
+    renderToolCalls(message.id, toolCalls, item.querySelector('.tool-calls'));
     item.classList.toggle('streaming', streaming);
     item.setAttribute('aria-busy', String(streaming)); // no reading of every partial render
-    item.classList.toggle('waiting', streaming && message.content === '');
+    item.classList.toggle('waiting', streaming && message.content === '' && toolCalls.length === 0);
     item.dataset.status = streaming ? 'streaming' : message.status ?? 'done';
     item.querySelector('.stats').textContent = streaming ? 'generating…' : statsText(message);
   } else {

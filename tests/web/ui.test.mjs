@@ -15,6 +15,8 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 // The page's own parser, so it is also checked against the real exposition.
 import { parseMetrics, total } from '../../web/metrics.js';
+import { jsonSummary, prettyJson } from '../../web/blocks.js';
+import { mergeToolCallDeltas, wireMessage } from '../../web/api.js';
 
 const url = process.argv[2]?.replace(/\/$/, '');
 const apiKey = process.env.WGSERVE_API_KEY ?? '';
@@ -92,6 +94,30 @@ async function sendMessage(text) {
 async function waitForAnswerEnd() {
   await page.waitForSelector('#thread .message.assistant:not(.streaming)', { timeout: ANSWER_DEADLINE });
   await $('#send').waitFor();
+}
+
+/**
+ * The body of a streamed answer as the server sends it: a chunk with the
+ * role, one chunk per delta, one with the finish reason, the usage, [DONE].
+ */
+function cannedStream(deltas, { finishReason = 'stop', usage }) {
+  const chunk = (choices, extra = {}) => `data: ${JSON.stringify({
+    id: 'chatcmpl-canned', object: 'chat.completion.chunk', created: 0, model: 'smol', choices, ...extra })}\n\n`;
+  return [{ role: 'assistant', content: '' }, ...deltas]
+    .map((delta) => chunk([{ index: 0, delta, finish_reason: null }])).join('')
+    + chunk([{ index: 0, delta: {}, finish_reason: finishReason }])
+    + chunk([], { usage })
+    + 'data: [DONE]\n\n';
+}
+
+/** Answers the next chat request with `body`; resolves to the request's JSON. */
+async function answerNextWith(body) {
+  let sent;
+  await page.route('**/v1/chat/completions', (route) => {
+    sent = route.request().postDataJSON();
+    return route.fulfill({ status: 200, headers: { 'content-type': 'text/event-stream' }, body });
+  }, { times: 1 });
+  return () => sent;
 }
 
 async function shot(name) {
@@ -256,18 +282,8 @@ step('model output with markup renders as text, markdown as markdown (canned str
     '```js\nconsole.log("<b>not bold</b>");\n```\n\n',
     '[a link](javascript:window.pwned=3) and ![a picture](http://127.0.0.1:9/p.png)',
   ];
-  const chunk = (delta, extra = {}) => `data: ${JSON.stringify({
-    id: 'chatcmpl-canned', object: 'chat.completion.chunk', created: 0, model: 'smol',
-    choices: [{ index: 0, delta, finish_reason: null }], ...extra })}\n\n`;
-  const body = chunk({ role: 'assistant', content: '' })
-    + pieces.map((content) => chunk({ content })).join('')
-    + `data: ${JSON.stringify({ id: 'chatcmpl-canned', object: 'chat.completion.chunk', created: 0, model: 'smol',
-      choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\n`
-    + `data: ${JSON.stringify({ id: 'chatcmpl-canned', object: 'chat.completion.chunk', created: 0, model: 'smol',
-      choices: [], usage: { prompt_tokens: 12, completion_tokens: 64, total_tokens: 76 } })}\n\n`
-    + 'data: [DONE]\n\n';
-  await page.route('**/v1/chat/completions',
-    (route) => route.fulfill({ status: 200, headers: { 'content-type': 'text/event-stream' }, body }), { times: 1 });
+  await answerNextWith(cannedStream(pieces.map((content) => ({ content })),
+    { usage: { prompt_tokens: 12, completion_tokens: 64, total_tokens: 76 } }));
   await $('#new-chat').click();
   await sendMessage('Show me some markup.');
   await waitForAnswerEnd();
@@ -289,6 +305,98 @@ step('model output with markup renders as text, markdown as markdown (canned str
   assert.equal(await content.locator('a', { hasText: 'a picture' }).getAttribute('href'), 'http://127.0.0.1:9/p.png');
   assert.match(await answer.locator('.stats').textContent(), /^64 tokens/);
   await shot('web-ui-markdown.png');
+});
+
+step('tool calls stream in as closed blocks that open by click or keyboard, and survive a reload', async () => {
+  // OpenAI's streamed shape: a call's first delta has its id and name,
+  // later ones pieces of its arguments under the same index.
+  const args = (index, text) => ({ tool_calls: [{ index, function: { arguments: text } }] });
+  const call = (index, id, name, text) =>
+    ({ tool_calls: [{ index, id, type: 'function', function: { name, arguments: text } }] });
+  await answerNextWith(cannedStream([
+    { content: 'Let me look that up.' },
+    call(0, 'call_weather', 'get_weather', ''), args(0, '{"city": '), args(0, '"Paris", "unit": "celsius"}'),
+    call(1, 'call_time', 'get_time', '{"zone":'), args(1, ' "Europe/Paris"}'),
+    call(2, 'call_raw', 'lookup', 'city=Par'), args(2, 'is'),
+  ], { finishReason: 'tool_calls', usage: { prompt_tokens: 20, completion_tokens: 30, total_tokens: 50 } }));
+  await $('#new-chat').click();
+  await sendMessage('What is the weather in Paris?');
+  await waitForAnswerEnd();
+
+  const calls = answer.locator('.tool-calls details.tool-call');
+  const summaries = ['Tool call: get_weather', 'Tool call: get_time', 'Tool call: lookup'];
+  assert.deepEqual(await calls.locator('summary').allTextContents(), summaries);
+  assert.deepEqual(await calls.evaluateAll((all) => all.map((d) => d.open)), [false, false, false], 'blocks start closed');
+  assert.equal(await calls.first().locator('code').isVisible(), false);
+  assert.equal((await answer.locator('.content').textContent()).trim(), 'Let me look that up.');
+  assert.equal(await answer.getAttribute('data-status'), 'done');
+  assert.match(await answer.locator('.stats').textContent(), /^30 tokens/);
+
+  await calls.first().locator('summary').click();
+  assert.equal(await calls.first().locator('code').isVisible(), true, 'a click opens the block');
+  assert.equal(await calls.first().locator('code').textContent(), '{\n  "city": "Paris",\n  "unit": "celsius"\n}');
+  assert.equal(await calls.first().locator('.code-bar span').textContent(), 'json');
+  await calls.nth(1).locator('summary').focus();
+  await page.keyboard.press('Enter');
+  assert.equal(await calls.nth(1).locator('code').isVisible(), true, 'Enter opens the block');
+  assert.equal(await calls.nth(1).locator('code').textContent(), '{\n  "zone": "Europe/Paris"\n}');
+  await calls.nth(2).locator('summary').click();
+  assert.equal(await calls.nth(2).locator('code').textContent(), 'city=Paris', 'arguments that do not parse, as sent');
+  assert.equal(await calls.nth(2).locator('.code-bar span').textContent(), 'text');
+  await calls.first().locator('summary').click();
+  assert.equal(await calls.first().locator('code').isVisible(), false, 'a second click closes it');
+  await shot('web-ui-tools.png');
+
+  await page.reload();
+  await answer.waitFor();
+  assert.deepEqual(await calls.locator('summary').allTextContents(), summaries);
+  assert.equal((await answer.locator('.content').textContent()).trim(), 'Let me look that up.');
+});
+
+step('a JSON answer is a closed block summed up by its keys; the tool calls went back with the request', async () => {
+  const reply = { city: 'Paris', temperature_c: 18, conditions: ['cloudy', 'light rain'] };
+  const text = JSON.stringify(reply);
+  const request = await answerNextWith(cannedStream([{ content: text.slice(0, 20) }, { content: text.slice(20) }],
+    { usage: { prompt_tokens: 60, completion_tokens: 25, total_tokens: 85 } }));
+  await sendMessage('Answer in JSON.');
+  await waitForAnswerEnd();
+
+  const block = answer.locator('.content details.json-answer');
+  assert.equal(await block.locator('summary').textContent(), 'JSON · 3 keys');
+  assert.equal(await block.evaluate((d) => d.open), false);
+  assert.equal(await answer.locator('.content p').count(), 0, 'not rendered as markdown');
+  await block.locator('summary').focus();
+  await page.keyboard.press('Space');
+  assert.equal(await block.locator('code').isVisible(), true, 'Space opens the block');
+  assert.equal(await block.locator('code').textContent(), JSON.stringify(reply, null, 2));
+
+  // The earlier answer goes back with its calls in OpenAI's shape; the page
+  // has no tools of its own to offer.
+  const sent = request();
+  assert.equal('tools' in sent, false);
+  assert.deepEqual(sent.messages.find((m) => m.role === 'assistant'), {
+    role: 'assistant',
+    content: 'Let me look that up.',
+    tool_calls: [
+      { id: 'call_weather', type: 'function', function: { name: 'get_weather', arguments: '{"city": "Paris", "unit": "celsius"}' } },
+      { id: 'call_time', type: 'function', function: { name: 'get_time', arguments: '{"zone": "Europe/Paris"}' } },
+      { id: 'call_raw', type: 'function', function: { name: 'lookup', arguments: 'city=Paris' } },
+    ],
+  });
+  await shot('web-ui-json.png');
+});
+
+step('the block helpers: summaries, arguments, deltas folded by index, the wire shape', async () => {
+  assert.equal(jsonSummary([1]), 'JSON · 1 item');
+  assert.equal(jsonSummary({}), 'JSON · 0 keys');
+  assert.equal(prettyJson('{"a":[1]}'), '{\n  "a": [\n    1\n  ]\n}');
+  assert.equal(prettyJson('{"a": '), null, 'arguments mid-stream do not parse');
+  const calls = mergeToolCallDeltas([], [{ index: 1, id: 'b', type: 'function', function: { name: 'f', arguments: '{' } }]);
+  mergeToolCallDeltas(calls, [{ index: 1, function: { arguments: '}' } }, { index: 0, id: 'a', function: { name: 'g' } }]);
+  assert.deepEqual(calls.map((c) => [c.id, c.function.name, c.function.arguments]), [['a', 'g', ''], ['b', 'f', '{}']]);
+  assert.deepEqual(wireMessage({ role: 'assistant', content: '', toolCalls: calls }),
+    { role: 'assistant', content: null, tool_calls: calls });
+  assert.deepEqual(wireMessage({ role: 'user', content: 'hi', status: 'done' }), { role: 'user', content: 'hi' });
 });
 
 step('at phone width the conversation list is a drawer', async () => {

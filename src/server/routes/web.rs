@@ -45,6 +45,7 @@ const ASSETS: &[WebFile] = &[
     web_file!("api.js", "text/javascript; charset=utf-8"),
     web_file!("store.js", "text/javascript; charset=utf-8"),
     web_file!("thread.js", "text/javascript; charset=utf-8"),
+    web_file!("blocks.js", "text/javascript; charset=utf-8"),
     web_file!("markdown.js", "text/javascript; charset=utf-8"),
     web_file!("icons.js", "text/javascript; charset=utf-8"),
     web_file!("metrics.js", "text/javascript; charset=utf-8"),
