@@ -284,3 +284,69 @@ fn a_request_whose_sampler_panics_ends_alone_and_the_batch_goes_on() {
     assert_eq!(core.metrics().requests_failed, 1);
     core.check_invariants().unwrap();
 }
+
+#[test]
+fn constrained_requests_keep_their_grammar_through_preemption() {
+    use wgserve::engine::constraint::{
+        FunctionSpec, GrammarCompiler, OutputConstraint, ToolGrammar, ToolMode,
+    };
+    use wgserve::text::tool_calls::{ToolCallFormat, ToolCallReader};
+
+    let mut small = engine(8, false);
+    let compiler =
+        GrammarCompiler::new(small.tokenizer(), small.vocab_size(), small.tokenizer().eos_id().as_slice())
+            .expect("grammar compiler");
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {"topic": {"type": "string", "maxLength": 12}, "stars": {"type": "integer", "minimum": 1, "maximum": 5}},
+        "required": ["topic", "stars"],
+        "additionalProperties": false
+    });
+    let tools = OutputConstraint::ToolCalls(ToolGrammar {
+        format: ToolCallFormat::Hermes,
+        functions: vec![FunctionSpec { name: "rate".into(), parameters: schema.clone() }],
+        mode: ToolMode::Required { parallel: false },
+    });
+    // Every other request is constrained, alternately to a JSON schema and
+    // to a tool call; the others are free text batched with them.
+    let requests: Vec<GenerateRequest> = topic_prompts(&small)
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let constraint = match i % 4 {
+                1 => Some(OutputConstraint::JsonSchema(schema.clone())),
+                3 => Some(tools.clone()),
+                _ => None,
+            };
+            GenerateRequest { constraint: constraint.map(|c| compiler.compile(&c).unwrap()), ..greedy(p, 40) }
+        })
+        .collect();
+    let expected = alone(&mut small, &requests);
+    let got = staggered(&mut small, &requests, 0);
+    assert!(small.metrics().scheduler.num_preemptions > 0, "no preemption happened: {:?}", small.metrics());
+    assert_eq!(got, expected);
+    for (i, ids) in got.iter().enumerate() {
+        let text = small.tokenizer().decode(ids, true).unwrap();
+        let arguments = match i % 4 {
+            1 => text,
+            3 => {
+                let mut reader = ToolCallReader::new(ToolCallFormat::Hermes);
+                reader.push(&text);
+                let (_, calls) = reader.parsed(true);
+                assert!(
+                    calls.len() == 1 && calls[0].complete && calls[0].name == "rate",
+                    "request {i}: {text:?}"
+                );
+                calls[0].arguments.clone()
+            }
+            _ => continue,
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(&arguments).unwrap_or_else(|e| panic!("{i}: {e}: {arguments}"));
+        assert!(
+            value["topic"].is_string() && (1..=5).contains(&value["stars"].as_i64().unwrap()),
+            "{i}: {value}"
+        );
+    }
+    assert_no_blocks_used(&small);
+}

@@ -90,13 +90,17 @@ pub(super) fn next_token(
             }
         }
     };
+    // A grammar that completed while its mask was computed allowed only an
+    // end token: the output ends there, whatever the request's stop ids.
+    let grammar_ended = state.constraint.as_ref().is_some_and(Constraint::is_finished);
     if let Some(constraint) = &mut state.constraint
+        && !grammar_ended
         && !state.stop_token_ids.contains(&sampled.id)
     {
         constraint.consume(sampled.id).map_err(constraint_error)?;
     }
     let mut text = String::new();
-    if state.stop_token_ids.contains(&sampled.id) {
+    if grammar_ended || state.stop_token_ids.contains(&sampled.id) {
         state.stopped = true;
     } else if tokenizer.id_to_token(sampled.id).is_none() {
         // An output row past the tokenizer's vocabulary (Qwen pads 151,665
