@@ -10,7 +10,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use llguidance::api::TopLevelGrammar;
-use llguidance::toktrie::{TokEnv, TokRxInfo, TokTrie, TokenId, TokenizerEnv};
+use llguidance::toktrie::{SimpleVob, TokEnv, TokRxInfo, TokTrie, TokenId, TokenizerEnv};
 use llguidance::{Matcher, ParserFactory};
 use serde_json::{Value, json};
 
@@ -211,7 +211,7 @@ impl GrammarCompiler {
         let matcher = Matcher::new(Ok(parser));
         match matcher.get_error() {
             Some(error) => Err(error),
-            None => Ok(Constraint { matcher }),
+            None => Ok(Constraint { matcher, prepared: None }),
         }
     }
 }
@@ -219,12 +219,15 @@ impl GrammarCompiler {
 /// One output's place in its grammar.
 pub struct Constraint {
     matcher: Matcher,
+    /// The mask of the next token, computed ahead while the device runs
+    /// the step that produces its logits.
+    prepared: Option<Result<SimpleVob, String>>,
 }
 
 impl Clone for Constraint {
     /// Each choice of `n` walks its own way through the grammar.
     fn clone(&self) -> Self {
-        Self { matcher: self.matcher.deep_clone() }
+        Self { matcher: self.matcher.deep_clone(), prepared: None }
     }
 }
 
@@ -238,9 +241,10 @@ impl Constraint {
     /// Sets the logits of the tokens the grammar does not allow next to
     /// -inf; ids past the mask (none, for a mask of the model's rows) too.
     pub fn mask(&mut self, logits: &mut [f32]) -> Result<(), String> {
-        // A grammar that has just completed stops the parser while the
-        // mask is computed; the output may then only end.
-        let allowed = self.matcher.compute_mask_or_eos().map_err(|e| e.to_string())?;
+        let allowed = match self.prepared.take() {
+            Some(prepared) => prepared?,
+            None => self.allowed_next()?,
+        };
         for (id, logit) in logits.iter_mut().enumerate() {
             if id >= allowed.len() || !allowed.is_allowed(id as TokenId) {
                 *logit = f32::NEG_INFINITY;
@@ -249,8 +253,23 @@ impl Constraint {
         Ok(())
     }
 
+    /// Computes the next mask now (on another thread while the device
+    /// runs the step), for `mask` to apply; an error waits there too.
+    pub fn prepare_mask(&mut self) {
+        let allowed = catch_unwind(AssertUnwindSafe(|| self.allowed_next()))
+            .unwrap_or_else(|_| Err("the grammar engine panicked computing a mask".into()));
+        self.prepared = Some(allowed);
+    }
+
+    fn allowed_next(&mut self) -> Result<SimpleVob, String> {
+        // A grammar that has just completed stops the parser while the
+        // mask is computed; the output may then only end.
+        self.matcher.compute_mask_or_eos().map_err(|e| e.to_string())
+    }
+
     /// Moves past the sampled token.
     pub fn consume(&mut self, id: u32) -> Result<(), String> {
+        self.prepared = None;
         self.matcher.consume_token(id).map_err(|e| e.to_string())
     }
 

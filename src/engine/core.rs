@@ -9,7 +9,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
 use crate::model::ModelError;
-use crate::model::causal_lm::{CausalLm, Output};
+use crate::model::causal_lm::{CausalLm, ForwardOutput, Output};
 use crate::text::{TextError, Tokenizer};
 
 use super::fault::FaultPlan;
@@ -19,8 +19,8 @@ use super::request::{
 use super::request_state::{RequestState, SampleContext, finish_text, next_token};
 use super::runner::ModelRunner;
 use super::scheduler::{
-    DEFAULT_LONG_PREFILL_TOKEN_THRESHOLD, DEFAULT_MAX_NUM_PARTIAL_PREFILLS, SampledToken, Scheduler,
-    SchedulerConfig, SchedulerError, SchedulerMetrics,
+    DEFAULT_LONG_PREFILL_TOKEN_THRESHOLD, DEFAULT_MAX_NUM_PARTIAL_PREFILLS, SampledToken, ScheduledSeq,
+    Scheduler, SchedulerConfig, SchedulerError, SchedulerMetrics,
 };
 use super::sequence::Sequence;
 use super::worker::panic_detail;
@@ -251,9 +251,8 @@ impl EngineCore {
         if self.faults.fails_device_at(self.metrics.steps + 1) {
             return Err(EngineError::InjectedFault("the device was lost (injected)".into()));
         }
-        let forward = self
-            .runner
-            .execute(&output.scheduled, if needs_logits { Output::Logits } else { Output::TokenIds })?;
+        let wanted = if needs_logits { Output::Logits } else { Output::TokenIds };
+        let forward = execute_with_masks(&mut self.runner, &mut self.requests, &output.scheduled, wanted)?;
         let vocab_size = self.runner.model().vocab_size();
         let mut outputs = Vec::new();
         let mut sampled = Vec::new();
@@ -388,4 +387,36 @@ fn usage_of(seq: &Sequence) -> Usage {
         completion_tokens: seq.num_generated(),
         cached_tokens: seq.num_cached_tokens,
     }
+}
+/// Runs the forward pass; meanwhile, on another thread, the constrained
+/// requests that sample this step compute their next masks (they depend
+/// only on tokens already chosen), so a grammar costs its request little
+/// more than the mask's application and the others nothing.
+fn execute_with_masks(
+    runner: &mut ModelRunner,
+    requests: &mut HashMap<RequestId, RequestState>,
+    scheduled: &[ScheduledSeq],
+    wanted: Output,
+) -> Result<ForwardOutput, EngineError> {
+    let mut constrained: Vec<&mut RequestState> = Vec::new();
+    let sampling: std::collections::HashSet<RequestId> =
+        scheduled.iter().filter(|s| s.sample).map(|s| s.seq_id).collect();
+    for (id, state) in requests.iter_mut() {
+        if state.constraint.is_some() && sampling.contains(id) {
+            constrained.push(state);
+        }
+    }
+    if constrained.is_empty() {
+        return Ok(runner.execute(scheduled, wanted)?);
+    }
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for state in constrained {
+                if let Some(constraint) = &mut state.constraint {
+                    constraint.prepare_mask();
+                }
+            }
+        });
+        Ok(runner.execute(scheduled, wanted)?)
+    })
 }
