@@ -16,7 +16,8 @@
 //! (`bench_embeddings.rs`); with `--kernels`, the matvec of every weight
 //! format on random weights (`bench_kernels.rs`); with `--profile`, after
 //! the baseline, where a decode and a prefill step spend their time
-//! (`bench_profile.rs`).
+//! (`bench_profile.rs`); with `--structured`, what a grammar costs a step
+//! (`bench_structured.rs`).
 
 use std::time::{Duration, Instant};
 
@@ -70,6 +71,10 @@ pub struct BenchArgs {
     /// kernel kind instead of the throughput figures.
     #[arg(long)]
     profile: bool,
+    /// Measure what constrained decoding (structured output, tool calls)
+    /// costs per step, against free requests, at batch 1 and `--batches`.
+    #[arg(long)]
+    structured: bool,
     /// Rows of the `--kernels` matrix.
     #[arg(long, default_value_t = 4096, requires = "kernels")]
     kernel_rows: usize,
@@ -94,7 +99,7 @@ pub struct BenchArgs {
 }
 
 /// A deterministic prompt of ordinary tokens (no control tokens).
-fn prompt(len: usize, salt: usize, vocab: usize) -> Vec<u32> {
+pub(super) fn prompt(len: usize, salt: usize, vocab: usize) -> Vec<u32> {
     (0..len).map(|i| (1000 + (i * 7919 + salt * 104_729) % (vocab - 1000)) as u32).collect()
 }
 
@@ -110,12 +115,12 @@ fn requests(count: usize, prompt_len: usize, new_tokens: usize, vocab: usize) ->
 }
 
 /// When each token arrived, per request.
-struct Timeline {
+pub(super) struct Timeline {
     started: Instant,
     tokens: Vec<Vec<Instant>>,
 }
 
-fn run(core: &mut EngineCore, requests: Vec<GenerateRequest>) -> anyhow::Result<Timeline> {
+pub(super) fn run(core: &mut EngineCore, requests: Vec<GenerateRequest>) -> anyhow::Result<Timeline> {
     let mut tokens = vec![Vec::new(); requests.len()];
     let started = Instant::now();
     core.generate_all(requests, |id, output| {
@@ -133,7 +138,7 @@ impl Timeline {
 
     /// Tokens per second once every request has its first token (all
     /// prompts done): the decode rate of the whole batch.
-    fn decode_rate(&self) -> f64 {
+    pub(super) fn decode_rate(&self) -> f64 {
         let all_started = self.tokens.iter().filter_map(|t| t.first()).max().copied().unwrap_or(self.started);
         let count = self.tokens.iter().flatten().filter(|&&t| t > all_started).count();
         count as f64 / (self.end() - all_started).as_secs_f64().max(1e-9)
@@ -172,6 +177,9 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     let mut core = args.model.engine(loaded)?;
     // Warm-up: first dispatches of each pipeline pay for driver-side setup.
     run(&mut core, requests(1, 16, 4, vocab))?;
+    if args.structured {
+        return super::bench_structured::run_structured(&mut core, args.gen_tokens, &args.batches, vocab);
+    }
 
     let weight_bytes = core.model().matmul_weight_bytes();
     let copy_rate = 1.0 / copy_seconds(core.model().gpu(), weight_bytes)?;

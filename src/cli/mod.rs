@@ -5,6 +5,7 @@ mod bench;
 mod bench_embeddings;
 mod bench_kernels;
 mod bench_profile;
+mod bench_structured;
 mod embed;
 mod generate;
 mod info;
