@@ -1,14 +1,14 @@
 //! The OpenAI completion requests (chat and legacy) as the engine's
-//! `GenerateRequest`, and the engine's outputs as one OpenAI JSON
-//! response (the streamed form is `sse.rs`).
+//! `GenerateRequest`, and the engine's outputs as the typed response
+//! shapes of `openai::response`: one JSON document here, the streamed
+//! chunks in `sse.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hyper::StatusCode;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::engine::constraint::OutputConstraint;
 use crate::engine::core::EngineError;
@@ -17,84 +17,21 @@ use crate::engine::sampler::{MAX_TOP_LOGPROBS, SamplingParams};
 use crate::engine::worker::RequestStream;
 use crate::text::Tokenizer;
 
-use super::body::Response;
+use super::body::{Response, json_response};
 use super::error::ApiError;
 use super::metrics::LatencyTracker;
-use super::openai::ChatMessageParam;
-use super::structured::{ConstraintFields, ResponseFormat, StructuredOutputs};
+use super::openai::request::{CompletionRequest, PromptInput, StopInput};
+use super::openai::response::{
+    self, AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatLogprobs, ChunkChoice,
+    StreamUsage, TextChoice, TextCompletion, TextLogprobs,
+};
+use super::structured::{ConstraintFields, StructuredOutputs};
 
 /// The most choices one request may ask for (`n`).
 pub const MAX_CHOICES: u64 = 16;
 
 /// The OpenAI default temperature (the engine's default is greedy).
 const DEFAULT_TEMPERATURE: f32 = 1.0;
-
-/// The fields of `/v1/chat/completions` and `/v1/completions` (each route
-/// checks which of `messages` and `prompt` it needs). Unknown fields are
-/// ignored, as OpenAI's server does.
-#[derive(Debug, Deserialize)]
-pub struct CompletionRequest {
-    pub model: Option<String>,
-    pub messages: Option<Vec<ChatMessageParam>>,
-    pub prompt: Option<PromptInput>,
-    #[serde(default)]
-    pub echo: bool,
-    #[serde(default)]
-    pub stream: bool,
-    pub stream_options: Option<StreamOptions>,
-    pub n: Option<u64>,
-    pub temperature: Option<f32>,
-    pub top_p: Option<f32>,
-    /// vLLM's convention: -1 (or 0) is off.
-    pub top_k: Option<i64>,
-    pub min_p: Option<f32>,
-    pub seed: Option<u64>,
-    pub presence_penalty: Option<f32>,
-    pub frequency_penalty: Option<f32>,
-    pub repetition_penalty: Option<f32>,
-    /// Token ids (as JSON object keys) to biases.
-    pub logit_bias: Option<BTreeMap<String, f32>>,
-    /// A bool in chat; in the legacy API, how many alternatives (0..=20).
-    pub logprobs: Option<Value>,
-    pub top_logprobs: Option<u64>,
-    pub max_tokens: Option<u64>,
-    pub max_completion_tokens: Option<u64>,
-    pub stop: Option<StopInput>,
-    pub stop_token_ids: Option<Vec<u32>>,
-    /// vLLM's extension: generate past end-of-sequence tokens.
-    #[serde(default)]
-    pub ignore_eos: bool,
-    pub response_format: Option<ResponseFormat>,
-    /// vLLM's structured-output extensions, new and old spellings.
-    pub structured_outputs: Option<StructuredOutputs>,
-    pub guided_json: Option<Value>,
-    pub guided_regex: Option<String>,
-    pub guided_choice: Option<Vec<String>>,
-    pub guided_grammar: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct StreamOptions {
-    #[serde(default)]
-    pub include_usage: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum StopInput {
-    One(String),
-    Many(Vec<String>),
-}
-
-/// A legacy prompt: text or token ids, alone or in a list.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum PromptInput {
-    Text(String),
-    Texts(Vec<String>),
-    Tokens(Vec<u32>),
-    TokenLists(Vec<Vec<u32>>),
-}
 
 /// One legacy prompt.
 pub enum Prompt {
@@ -325,86 +262,47 @@ impl ResponseMeta {
         Self { api, id: format!("{prefix}-{request_id:016x}{created:x}"), created, model, logprobs }
     }
 
-    fn object(&self, chunk: bool) -> &'static str {
-        match (self.api, chunk) {
-            (Api::Chat, false) => "chat.completion",
-            (Api::Chat, true) => "chat.completion.chunk",
-            (Api::Completion, _) => "text_completion",
-        }
+    /// A chat choice's `logprobs` for `tokens`, if the client asked.
+    pub(super) fn chat_logprobs(&self, tokens: &[TokenOutput]) -> Option<ChatLogprobs> {
+        let tokenizer = self.logprobs.as_deref()?;
+        Some(ChatLogprobs::new(tokens, |id| token_text(tokenizer, id)))
     }
 
-    /// The `logprobs` of a choice for `tokens` (null unless asked for);
-    /// `text_offset` is where the first token's text starts (legacy shape).
-    pub(super) fn logprobs_json(&self, tokens: &[TokenOutput], text_offset: usize) -> Value {
-        let Some(tokenizer) = &self.logprobs else { return Value::Null };
-        let piece = |id: u32| tokenizer.decode(&[id], false).unwrap_or_default();
-        match self.api {
-            Api::Chat => {
-                let entry = |id: u32, logprob: Option<f32>| {
-                    let token = piece(id);
-                    json!({"token": token, "logprob": logprob, "bytes": token.as_bytes()})
-                };
-                let content: Vec<Value> = tokens
-                    .iter()
-                    .map(|t| {
-                        let mut e = entry(t.id, t.logprob);
-                        let top: Vec<Value> =
-                            t.top_logprobs.iter().map(|&(id, lp)| entry(id, Some(lp))).collect();
-                        e["top_logprobs"] = json!(top);
-                        e
-                    })
-                    .collect();
-                json!({"content": content})
-            }
-            Api::Completion => {
-                let mut offset = text_offset;
-                let mut offsets = Vec::with_capacity(tokens.len());
-                for t in tokens {
-                    offsets.push(offset);
-                    offset += t.text.len();
-                }
-                let top: Vec<Value> = tokens
-                    .iter()
-                    .map(|t| {
-                        let map: serde_json::Map<String, Value> =
-                            t.top_logprobs.iter().map(|&(id, lp)| (piece(id), json!(lp))).collect();
-                        Value::Object(map)
-                    })
-                    .collect();
-                json!({
-                    "tokens": tokens.iter().map(|t| piece(t.id)).collect::<Vec<_>>(),
-                    "token_logprobs": tokens.iter().map(|t| t.logprob).collect::<Vec<_>>(),
-                    "top_logprobs": top,
-                    "text_offset": offsets,
-                })
-            }
-        }
+    /// A legacy choice's `logprobs` for `tokens`, if the client asked;
+    /// `text_offset` is where the first token's text starts.
+    pub(super) fn text_logprobs(&self, tokens: &[TokenOutput], text_offset: usize) -> Option<TextLogprobs> {
+        let tokenizer = self.logprobs.as_deref()?;
+        Some(TextLogprobs::new(tokens, text_offset, |id| token_text(tokenizer, id)))
     }
 
-    pub(super) fn envelope(&self, chunk: bool, choices: Value) -> serde_json::Map<String, Value> {
-        let mut map = serde_json::Map::new();
-        map.insert("id".into(), json!(self.id));
-        map.insert("object".into(), json!(self.object(chunk)));
-        map.insert("created".into(), json!(self.created));
-        map.insert("model".into(), json!(self.model));
-        map.insert("choices".into(), choices);
-        map
+    fn chat_completion(&self, choices: Vec<ChatChoice>, usage: response::Usage) -> ChatCompletion {
+        let (id, created, model) = (self.id.clone(), self.created, self.model.clone());
+        ChatCompletion { id, object: ChatCompletion::OBJECT, created, model, choices, usage }
+    }
+
+    pub(super) fn chat_chunk(
+        &self,
+        choices: Vec<ChunkChoice>,
+        usage: Option<StreamUsage>,
+    ) -> ChatCompletionChunk {
+        let (id, created, model) = (self.id.clone(), self.created, self.model.clone());
+        ChatCompletionChunk { id, object: ChatCompletionChunk::OBJECT, created, model, choices, usage }
+    }
+
+    /// A whole legacy response or one of its chunks (the same shape).
+    pub(super) fn text_completion(
+        &self,
+        choices: Vec<TextChoice>,
+        usage: Option<StreamUsage>,
+    ) -> TextCompletion {
+        let (id, created, model) = (self.id.clone(), self.created, self.model.clone());
+        TextCompletion { id, object: TextCompletion::OBJECT, created, model, choices, usage }
     }
 }
 
-#[derive(Serialize)]
-struct UsageBody {
-    prompt_tokens: usize,
-    completion_tokens: usize,
-    total_tokens: usize,
-}
-
-pub(super) fn usage_json(usage: &Usage) -> Value {
-    json!(UsageBody {
-        prompt_tokens: usage.prompt_tokens,
-        completion_tokens: usage.completion_tokens,
-        total_tokens: usage.prompt_tokens + usage.completion_tokens,
-    })
+/// A token's own text, as logprobs show it.
+fn token_text(tokenizer: &Tokenizer, id: u32) -> String {
+    tokenizer.decode(&[id], false).unwrap_or_default()
 }
 
 /// The final output's failure, if it is one: a request that failed alone
@@ -421,53 +319,83 @@ pub(super) fn finish_error(reason: FinishReason, error: Option<RequestError>) ->
 }
 
 /// Runs the choices to the end and answers with one JSON document.
-/// `echo` is text put before each completion (legacy `echo`).
-pub async fn collect(streams: Vec<Choice>, meta: ResponseMeta) -> Result<Response, ApiError> {
-    let mut choices = Vec::with_capacity(streams.len());
+pub async fn collect(choices: Vec<Choice>, meta: ResponseMeta) -> Result<Response, ApiError> {
+    let mut finished = Vec::with_capacity(choices.len());
     let mut total = Usage::default();
     // The engine runs every choice at once; reading them in turn only
     // buffers the later ones' outputs meanwhile.
-    for (index, Choice { mut stream, echo, counts_prompt, mut latency }) in streams.into_iter().enumerate() {
-        let mut text = echo.clone();
-        let mut tokens = Vec::new();
-        loop {
-            match stream.next().await {
-                Some(RequestOutput::Token(token)) => {
-                    latency.on_token();
-                    text.push_str(&token.text);
-                    if meta.logprobs.is_some() {
-                        tokens.push(token);
-                    }
+    for choice in choices {
+        finished.push(run_to_end(choice, meta.logprobs.is_some(), &mut total).await?);
+    }
+    let usage = response::Usage::from(&total);
+    let response = match meta.api {
+        Api::Chat => {
+            let choices = finished
+                .into_iter()
+                .enumerate()
+                .map(|(index, choice)| ChatChoice {
+                    index,
+                    logprobs: meta.chat_logprobs(&choice.tokens),
+                    message: AssistantMessage::new(choice.text),
+                    finish_reason: choice.reason.as_str(),
+                })
+                .collect();
+            json_response(StatusCode::OK, &meta.chat_completion(choices, usage))
+        }
+        Api::Completion => {
+            let choices = finished
+                .into_iter()
+                .enumerate()
+                .map(|(index, choice)| TextChoice {
+                    index,
+                    logprobs: meta.text_logprobs(&choice.tokens, choice.echo_len),
+                    text: choice.text,
+                    finish_reason: Some(choice.reason.as_str()),
+                })
+                .collect();
+            json_response(StatusCode::OK, &meta.text_completion(choices, Some(StreamUsage::Total(usage))))
+        }
+    };
+    Ok(response)
+}
+
+/// A choice run to the end: its text (echo included), where the
+/// completion starts in it, and its tokens if logprobs are asked for.
+struct Finished {
+    text: String,
+    echo_len: usize,
+    tokens: Vec<TokenOutput>,
+    reason: FinishReason,
+}
+
+async fn run_to_end(choice: Choice, keep_tokens: bool, total: &mut Usage) -> Result<Finished, ApiError> {
+    let Choice { mut stream, echo, counts_prompt, mut latency } = choice;
+    let echo_len = echo.len();
+    let mut text = echo;
+    let mut tokens = Vec::new();
+    loop {
+        match stream.next().await {
+            Some(RequestOutput::Token(token)) => {
+                latency.on_token();
+                text.push_str(&token.text);
+                if keep_tokens {
+                    tokens.push(token);
                 }
-                Some(RequestOutput::Finished { reason, usage, text: tail, error }) => {
-                    latency.on_finish(reason);
-                    if let Some(e) = finish_error(reason, error) {
-                        return Err(e);
-                    }
-                    text.push_str(&tail);
-                    add_usage(&mut total, &usage, counts_prompt);
-                    let logprobs = meta.logprobs_json(&tokens, echo.len());
-                    choices.push(match meta.api {
-                        Api::Chat => {
-                            json!({"index": index, "message": {"role": "assistant", "content": text},
-                            "logprobs": logprobs, "finish_reason": reason.as_str()})
-                        }
-                        Api::Completion => json!({"index": index, "text": text, "logprobs": logprobs,
-                            "finish_reason": reason.as_str()}),
-                    });
-                    break;
+            }
+            Some(RequestOutput::Finished { reason, usage, text: tail, error }) => {
+                latency.on_finish(reason);
+                if let Some(e) = finish_error(reason, error) {
+                    return Err(e);
                 }
-                None => {
-                    return Err(ApiError::Unavailable(
-                        "the engine stopped before the request finished".into(),
-                    ));
-                }
+                text.push_str(&tail);
+                add_usage(total, &usage, counts_prompt);
+                return Ok(Finished { text, echo_len, tokens, reason });
+            }
+            None => {
+                return Err(ApiError::Unavailable("the engine stopped before the request finished".into()));
             }
         }
     }
-    let mut body = meta.envelope(false, json!(choices));
-    body.insert("usage".into(), usage_json(&total));
-    Ok(super::body::json_response(StatusCode::OK, &body))
 }
 
 /// Each prompt counts once, however many choices it has.

@@ -10,8 +10,10 @@
 //! - [`router`]: the one route table (404, 405, OPTIONS).
 //! - [`error`]: the one error type, rendered as OpenAI's error object.
 //! - [`body`]: the one response body type.
+//! - [`openai`]: OpenAI's request and response shapes, and chat message
+//!   validation.
 //! - [`generation`]: completion requests as engine requests, outputs as
-//!   OpenAI responses and server-sent events.
+//!   OpenAI responses; [`sse`]: the streamed form's event framing.
 //! - [`embedding`]: the embeddings request's inputs and the response
 //!   (floats or base64).
 //! - [`json`]: body reading with a size limit, JSON parsing naming fields.

@@ -1,6 +1,8 @@
 //! The streamed form of a completion response: a server-sent-event body
 //! that owns its choices' request streams (hyper dropping the body for a
 //! gone client drops the streams, which aborts the requests in the engine).
+//! This file is the framing and the order of events; the chunks' shapes
+//! are `openai::response`, filled by `ResponseMeta`.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -12,15 +14,16 @@ use http_body_util::BodyExt;
 use hyper::body::Frame;
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::engine::request::{FinishReason, RequestError, RequestOutput, TokenOutput, Usage};
 use crate::engine::worker::RequestStream;
 
 use super::body::Response;
 use super::error::ApiError;
-use super::generation::{Api, Choice, ResponseMeta, add_usage, finish_error, usage_json};
+use super::generation::{Api, Choice, ResponseMeta, add_usage, finish_error};
 use super::metrics::LatencyTracker;
+use super::openai::response::{self, ChatLogprobs, ChunkChoice, Delta, StreamError, StreamUsage, TextChoice};
 
 /// A server-sent-event response that owns the choices' request streams.
 pub fn sse_response(choices: Vec<Choice>, meta: ResponseMeta, include_usage: bool) -> Response {
@@ -47,10 +50,8 @@ pub fn sse_response(choices: Vec<Choice>, meta: ResponseMeta, include_usage: boo
     };
     for (index, echo) in echoes.iter().enumerate() {
         match body.meta.api {
-            Api::Chat => {
-                body.push_delta(index, json!({"role": "assistant", "content": ""}), Value::Null, None)
-            }
-            Api::Completion if !echo.is_empty() => body.push_text(index, echo, Value::Null, None),
+            Api::Chat => body.push_delta(index, Delta::start(), None, None),
+            Api::Completion if !echo.is_empty() => body.push_text(index, echo, None, None),
             Api::Completion => {}
         }
     }
@@ -85,30 +86,47 @@ impl SseBody {
         self.queue.push_back(Bytes::from(format!("data: {json}\n\n")));
     }
 
-    fn push_choice(&mut self, choice: Value) {
-        let mut chunk = self.meta.envelope(true, json!([choice]));
-        if self.include_usage {
-            chunk.insert("usage".into(), Value::Null);
-        }
+    /// `null` on each chunk before the last if the client asked for usage.
+    fn pending_usage(&self) -> Option<StreamUsage> {
+        self.include_usage.then_some(StreamUsage::Pending)
+    }
+
+    fn push_delta(
+        &mut self,
+        index: usize,
+        delta: Delta,
+        logprobs: Option<ChatLogprobs>,
+        finish: Option<FinishReason>,
+    ) {
+        let finish_reason = finish.map(FinishReason::as_str);
+        let choice = ChunkChoice { index, delta, logprobs, finish_reason };
+        let chunk = self.meta.chat_chunk(vec![choice], self.pending_usage());
         self.push_event(&chunk);
     }
 
-    fn push_delta(&mut self, index: usize, delta: Value, logprobs: Value, finish: Option<FinishReason>) {
-        let reason = finish.map(FinishReason::as_str);
-        self.push_choice(
-            json!({"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": reason}),
-        );
-    }
-
-    fn push_text(&mut self, index: usize, text: &str, logprobs: Value, finish: Option<FinishReason>) {
+    /// More text of choice `index`; `token` is the one it completes, if
+    /// its logprobs are to be shown.
+    fn push_text(
+        &mut self,
+        index: usize,
+        text: &str,
+        token: Option<&TokenOutput>,
+        finish: Option<FinishReason>,
+    ) {
+        let text_offset = self.text_offsets[index];
         self.text_offsets[index] += text.len();
+        let tokens = token.map(std::slice::from_ref);
         match self.meta.api {
-            Api::Chat => self.push_delta(index, json!({"content": text}), logprobs, finish),
+            Api::Chat => {
+                let logprobs = tokens.and_then(|tokens| self.meta.chat_logprobs(tokens));
+                self.push_delta(index, Delta::content(text), logprobs, finish);
+            }
             Api::Completion => {
-                let reason = finish.map(FinishReason::as_str);
-                self.push_choice(
-                    json!({"index": index, "text": text, "logprobs": logprobs, "finish_reason": reason}),
-                );
+                let logprobs = tokens.and_then(|tokens| self.meta.text_logprobs(tokens, text_offset));
+                let finish_reason = finish.map(FinishReason::as_str);
+                let choice = TextChoice { index, text: text.to_string(), logprobs, finish_reason };
+                let chunk = self.meta.text_completion(vec![choice], self.pending_usage());
+                self.push_event(&chunk);
             }
         }
     }
@@ -117,10 +135,9 @@ impl SseBody {
     /// the client asked for logprobs (each token's own chunk).
     fn push_token(&mut self, index: usize, token: TokenOutput) {
         if self.meta.logprobs.is_some() {
-            let logprobs = self.meta.logprobs_json(std::slice::from_ref(&token), self.text_offsets[index]);
-            self.push_text(index, &token.text, logprobs, None);
+            self.push_text(index, &token.text, Some(&token), None);
         } else if !token.text.is_empty() {
-            self.push_text(index, &token.text, Value::Null, None);
+            self.push_text(index, &token.text, None, None);
         }
     }
 
@@ -137,18 +154,20 @@ impl SseBody {
             return;
         }
         if !tail.is_empty() {
-            self.push_text(index, &tail, Value::Null, None);
+            self.push_text(index, &tail, None, None);
         }
         match self.meta.api {
-            Api::Chat => self.push_delta(index, json!({}), Value::Null, Some(reason)),
-            Api::Completion => self.push_text(index, "", Value::Null, Some(reason)),
+            Api::Chat => self.push_delta(index, Delta::default(), None, Some(reason)),
+            Api::Completion => self.push_text(index, "", None, Some(reason)),
         }
         add_usage(&mut self.usage, &usage, self.counts_prompt[index]);
         if self.streams.iter().all(Option::is_none) {
             if self.include_usage {
-                let mut chunk = self.meta.envelope(true, json!([]));
-                chunk.insert("usage".into(), usage_json(&self.usage));
-                self.push_event(&chunk);
+                let total = StreamUsage::Total(response::Usage::from(&self.usage));
+                match self.meta.api {
+                    Api::Chat => self.push_event(&self.meta.chat_chunk(vec![], Some(total))),
+                    Api::Completion => self.push_event(&self.meta.text_completion(vec![], Some(total))),
+                }
             }
             self.finish();
         }
@@ -156,9 +175,7 @@ impl SseBody {
 
     /// An error event, then the end: the other choices are aborted.
     fn push_error(&mut self, e: ApiError) {
-        let code = e.status().as_u16();
-        self.push_event(&json!({"error": {"message": e.to_string(), "type": "server_error",
-            "param": null, "code": code}}));
+        self.push_event(&StreamError::new(e.to_string(), e.status().as_u16()));
         self.finish();
     }
 

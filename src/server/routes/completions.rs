@@ -1,7 +1,8 @@
 //! `POST /v1/chat/completions` and `POST /v1/completions`: parse and
 //! validate into a `GenerateRequest`, submit it, shape the answer (one
-//! JSON document, or server-sent events with `stream`). The shapes and the
-//! parameter mapping live in `generation`.
+//! JSON document, or server-sent events with `stream`). The shapes live in
+//! `openai`, the parameter mapping and the response building in
+//! `generation` and `sse`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,9 +14,9 @@ use crate::engine::request::GenerateRequest;
 
 use super::super::body::Response;
 use super::super::error::ApiError;
-use super::super::generation::{Api, Choice, CompletionRequest, Prompt, ResponseMeta, collect, submit_error};
+use super::super::generation::{Api, Choice, Prompt, ResponseMeta, collect, submit_error};
 use super::super::json;
-use super::super::openai::chat_messages;
+use super::super::openai::{CompletionRequest, chat_messages};
 use super::super::sse::sse_response;
 use super::super::state::{AppState, ServedModel};
 

@@ -15,9 +15,9 @@ use std::sync::OnceLock;
 use wgserve::engine::sampler::Sampler;
 use wgserve::engine::stop::StopMatcher;
 use wgserve::server::embedding::{EmbeddingRequest, parse_inputs};
-use wgserve::server::generation::{Api, CompletionRequest};
+use wgserve::server::generation::Api;
 use wgserve::server::json;
-use wgserve::server::openai::chat_messages;
+use wgserve::server::openai::{CompletionRequest, chat_messages};
 use wgserve::text::ChatTemplate;
 
 use super::super::Target;

@@ -1,14 +1,12 @@
-//! OpenAI request types shared by several routes, and their conversion to
-//! what the text module takes, validated as OpenAI's API validates them:
-//! known roles, `content` where the role requires it, content parts of
-//! known types that the role may carry, `name` a string.
-
-use serde::Deserialize;
-use serde_json::Value;
+//! Chat messages as the text module takes them, validated as OpenAI's
+//! API validates them: known roles, `content` where the role requires it,
+//! content parts of known types that the role may carry, `name` a string.
+//! Used by the chat route and by `/tokenize`.
 
 use crate::text::ChatMessage;
 
-use super::error::ApiError;
+use super::super::error::ApiError;
+use super::request::{ChatMessageParam, ContentPart, MessageContent};
 
 /// Roles a chat message may have.
 const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
@@ -16,41 +14,6 @@ const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
 /// Content part types OpenAI knows; which of them a role may carry is in
 /// `part_allowed`.
 const PART_TYPES: [&str; 6] = ["text", "image_url", "input_audio", "file", "refusal", "image"];
-
-#[derive(Debug, Deserialize)]
-pub struct ChatMessageParam {
-    pub role: String,
-    #[serde(default)]
-    pub content: Option<MessageContent>,
-    /// A participant's name; only its type is checked (templates ignore it).
-    #[serde(default)]
-    pub name: Option<String>,
-    /// An assistant's earlier tool calls (kept only to say they are not
-    /// supported yet).
-    #[serde(default)]
-    pub tool_calls: Option<Value>,
-    /// The call a `tool` message answers.
-    #[serde(default)]
-    pub tool_call_id: Option<String>,
-}
-
-/// A string, or a list of typed parts.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum MessageContent {
-    Text(String),
-    Parts(Vec<ContentPart>),
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ContentPart {
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default)]
-    pub text: Option<String>,
-    #[serde(default)]
-    pub refusal: Option<String>,
-}
 
 /// Validated messages for the chat template: at least one, each valid.
 pub fn chat_messages(messages: &[ChatMessageParam]) -> Result<Vec<ChatMessage>, ApiError> {
@@ -150,7 +113,7 @@ fn text_of_parts(role: &str, parts: &[ContentPart], message_index: usize) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn param_of(messages: Value) -> Option<String> {
         let messages: Vec<ChatMessageParam> = match serde_json::from_value(messages) {
