@@ -16,6 +16,7 @@ use crate::engine::request::{FinishReason, InvalidRequest, RequestError, Request
 use crate::engine::sampler::{MAX_TOP_LOGPROBS, SamplingParams};
 use crate::engine::worker::RequestStream;
 use crate::text::Tokenizer;
+use crate::text::tool_calls::{ToolCallFormat, ToolCallReader};
 
 use super::body::{Response, json_response};
 use super::error::ApiError;
@@ -23,7 +24,7 @@ use super::metrics::LatencyTracker;
 use super::openai::request::{CompletionRequest, PromptInput, StopInput};
 use super::openai::response::{
     self, AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatLogprobs, ChunkChoice,
-    StreamUsage, TextChoice, TextCompletion, TextLogprobs,
+    FunctionCall, StreamUsage, TextChoice, TextCompletion, TextLogprobs, ToolCall,
 };
 use super::structured::{ConstraintFields, StructuredOutputs};
 
@@ -250,6 +251,9 @@ pub struct ResponseMeta {
     pub model: String,
     /// Set when the client asked for logprobs: renders the token strings.
     pub logprobs: Option<Arc<Tokenizer>>,
+    /// Set when the chat request may call tools: the form its calls are
+    /// read from the text in.
+    pub tool_format: Option<ToolCallFormat>,
 }
 
 impl ResponseMeta {
@@ -259,7 +263,43 @@ impl ResponseMeta {
             Api::Chat => "chatcmpl",
             Api::Completion => "cmpl",
         };
-        Self { api, id: format!("{prefix}-{request_id:016x}{created:x}"), created, model, logprobs }
+        let id = format!("{prefix}-{request_id:016x}{created:x}");
+        Self { api, id, created, model, logprobs, tool_format: None }
+    }
+
+    /// The id of call `call` of choice `choice`, unique as the response's.
+    pub(super) fn call_id(&self, choice: usize, call: usize) -> String {
+        let unique = self.id.split_once('-').map_or(self.id.as_str(), |(_, rest)| rest);
+        format!("call_{unique}{choice:02x}{call:02x}")
+    }
+
+    /// A finished chat choice's message and finish reason: with tools,
+    /// the calls read from its text, and answer text only if there is any.
+    fn chat_answer(
+        &self,
+        choice: usize,
+        text: String,
+        reason: FinishReason,
+    ) -> (AssistantMessage, &'static str) {
+        let Some(format) = self.tool_format else { return (AssistantMessage::new(text), reason.as_str()) };
+        let mut reader = ToolCallReader::new(format);
+        reader.push(&text);
+        let (content, calls) = reader.parsed(true);
+        if calls.is_empty() {
+            return (AssistantMessage::new(content), reason.as_str());
+        }
+        let tool_calls = calls
+            .into_iter()
+            .enumerate()
+            .map(|(i, call)| ToolCall {
+                id: self.call_id(choice, i),
+                kind: "function",
+                function: FunctionCall { name: call.name, arguments: call.arguments },
+            })
+            .collect();
+        let content = (!content.trim().is_empty()).then_some(content);
+        let message = AssistantMessage { role: "assistant", content, tool_calls: Some(tool_calls) };
+        (message, finish_with_calls(reason))
     }
 
     /// A chat choice's `logprobs` for `tokens`, if the client asked.
@@ -300,6 +340,15 @@ impl ResponseMeta {
     }
 }
 
+/// The finish reason of a choice that made calls: OpenAI's `tool_calls`
+/// where the model ended its turn; a cut-off (`length`) stays one.
+pub(super) fn finish_with_calls(reason: FinishReason) -> &'static str {
+    match reason {
+        FinishReason::Stop => "tool_calls",
+        other => other.as_str(),
+    }
+}
+
 /// A token's own text, as logprobs show it.
 fn token_text(tokenizer: &Tokenizer, id: u32) -> String {
     tokenizer.decode(&[id], false).unwrap_or_default()
@@ -333,11 +382,10 @@ pub async fn collect(choices: Vec<Choice>, meta: ResponseMeta) -> Result<Respons
             let choices = finished
                 .into_iter()
                 .enumerate()
-                .map(|(index, choice)| ChatChoice {
-                    index,
-                    logprobs: meta.chat_logprobs(&choice.tokens),
-                    message: AssistantMessage::new(choice.text),
-                    finish_reason: choice.reason.as_str(),
+                .map(|(index, choice)| {
+                    let logprobs = meta.chat_logprobs(&choice.tokens);
+                    let (message, finish_reason) = meta.chat_answer(index, choice.text, choice.reason);
+                    ChatChoice { index, logprobs, message, finish_reason }
                 })
                 .collect();
             json_response(StatusCode::OK, &meta.chat_completion(choices, usage))

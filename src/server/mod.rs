@@ -42,6 +42,7 @@ pub mod routes;
 pub mod sse;
 pub mod state;
 pub mod structured;
+pub mod tools;
 
 pub use accept::serve;
 pub use conn_timeouts::ConnectionTimeouts;

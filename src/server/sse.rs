@@ -18,12 +18,16 @@ use serde_json::json;
 
 use crate::engine::request::{FinishReason, RequestError, RequestOutput, TokenOutput, Usage};
 use crate::engine::worker::RequestStream;
+use crate::text::tool_calls::{ToolCallEvent, ToolCallReader};
 
 use super::body::Response;
 use super::error::ApiError;
-use super::generation::{Api, Choice, ResponseMeta, add_usage, finish_error};
+use super::generation::{Api, Choice, ResponseMeta, add_usage, finish_error, finish_with_calls};
 use super::metrics::LatencyTracker;
-use super::openai::response::{self, ChatLogprobs, ChunkChoice, Delta, StreamError, StreamUsage, TextChoice};
+use super::openai::response::{
+    self, ChatLogprobs, ChunkChoice, Delta, FunctionCallDelta, StreamError, StreamUsage, TextChoice,
+    ToolCallDelta,
+};
 
 /// A server-sent-event response that owns the choices' request streams.
 pub fn sse_response(choices: Vec<Choice>, meta: ResponseMeta, include_usage: bool) -> Response {
@@ -37,7 +41,9 @@ pub fn sse_response(choices: Vec<Choice>, meta: ResponseMeta, include_usage: boo
         streams.push(Some(choice.stream));
         latencies.push(choice.latency);
     }
+    let readers = vec![meta.tool_format.map(ToolCallReader::new); n];
     let mut body = SseBody {
+        readers,
         streams,
         latencies,
         counts_prompt,
@@ -75,6 +81,9 @@ struct SseBody {
     /// Bytes of text sent so far per choice (legacy logprobs' `text_offset`).
     text_offsets: Vec<usize>,
     usage: Usage,
+    /// Per choice, when the request may call tools: what reads the calls
+    /// out of the text as it comes.
+    readers: Vec<Option<ToolCallReader>>,
 }
 
 impl SseBody {
@@ -134,7 +143,11 @@ impl SseBody {
     /// One token: a content chunk when it completes text, or always when
     /// the client asked for logprobs (each token's own chunk).
     fn push_token(&mut self, index: usize, token: TokenOutput) {
-        if self.meta.logprobs.is_some() {
+        if let Some(reader) = self.readers[index].as_mut() {
+            let events = reader.push(&token.text);
+            let logprobs = self.meta.chat_logprobs(std::slice::from_ref(&token));
+            self.push_tool_events(index, events, logprobs);
+        } else if self.meta.logprobs.is_some() {
             self.push_text(index, &token.text, Some(&token), None);
         } else if !token.text.is_empty() {
             self.push_text(index, &token.text, None, None);
@@ -153,11 +166,28 @@ impl SseBody {
             self.push_error(e);
             return;
         }
-        if !tail.is_empty() {
+        let mut finish_reason = reason.as_str();
+        if let Some(reader) = self.readers[index].as_mut() {
+            let mut events = reader.push(&tail);
+            events.extend(reader.finish());
+            if reader.calls_started() > 0 {
+                finish_reason = finish_with_calls(reason);
+            }
+            self.push_tool_events(index, events, None);
+        } else if !tail.is_empty() {
             self.push_text(index, &tail, None, None);
         }
         match self.meta.api {
-            Api::Chat => self.push_delta(index, Delta::default(), None, Some(reason)),
+            Api::Chat => {
+                let choice = ChunkChoice {
+                    index,
+                    delta: Delta::default(),
+                    logprobs: None,
+                    finish_reason: Some(finish_reason),
+                };
+                let chunk = self.meta.chat_chunk(vec![choice], self.pending_usage());
+                self.push_event(&chunk);
+            }
             Api::Completion => self.push_text(index, "", None, Some(reason)),
         }
         add_usage(&mut self.usage, &usage, self.counts_prompt[index]);
@@ -170,6 +200,40 @@ impl SseBody {
                 }
             }
             self.finish();
+        }
+    }
+
+    /// What the tool-call reader found, as deltas: text as `content`, a
+    /// call's start with its id, type and name, then its arguments in
+    /// fragments (OpenAI's stream). A token's logprobs ride on its first
+    /// delta, or on an empty one when it completed nothing yet.
+    fn push_tool_events(
+        &mut self,
+        index: usize,
+        events: Vec<ToolCallEvent>,
+        mut logprobs: Option<ChatLogprobs>,
+    ) {
+        for event in events {
+            let call = |call: usize, id: Option<String>, name: Option<String>, arguments: String| Delta {
+                tool_calls: Some(vec![ToolCallDelta {
+                    index: call,
+                    kind: id.as_ref().map(|_| "function"),
+                    id,
+                    function: FunctionCallDelta { name, arguments: Some(arguments) },
+                }]),
+                ..Delta::default()
+            };
+            let delta = match event {
+                ToolCallEvent::Content(text) => Delta::content(&text),
+                ToolCallEvent::CallStart { index: i, name } => {
+                    call(i, Some(self.meta.call_id(index, i)), Some(name), String::new())
+                }
+                ToolCallEvent::Arguments { index: i, fragment } => call(i, None, None, fragment),
+            };
+            self.push_delta(index, delta, logprobs.take(), None);
+        }
+        if logprobs.is_some() {
+            self.push_delta(index, Delta::content(""), logprobs, None);
         }
     }
 

@@ -241,6 +241,11 @@ impl ToolCallReader {
         self.events(true)
     }
 
+    /// How many calls have begun (their names are complete).
+    pub fn calls_started(&self) -> usize {
+        self.arguments_sent.len()
+    }
+
     /// The answer text and the calls read so far.
     pub fn parsed(&self, finished: bool) -> (String, Vec<ParsedCall>) {
         let scan = scan(self.format, &self.text, finished);

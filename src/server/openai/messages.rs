@@ -3,7 +3,10 @@
 //! content parts of known types that the role may carry, `name` a string.
 //! Used by the chat route and by `/tokenize`.
 
+use serde_json::Value;
+
 use crate::text::ChatMessage;
+use crate::text::tool_calls::{TemplateFunction, TemplateToolCall};
 
 use super::super::error::ApiError;
 use super::request::{ChatMessageParam, ContentPart, MessageContent};
@@ -31,12 +34,16 @@ fn chat_message(message: &ChatMessageParam, i: usize) -> Result<ChatMessage, Api
             format!("messages[{i}].role"),
         ));
     }
-    if message.tool_calls.is_some() {
-        return Err(ApiError::invalid(
-            "tool calls in messages are not supported yet",
-            format!("messages[{i}].tool_calls"),
-        ));
-    }
+    let tool_calls = match &message.tool_calls {
+        None | Some(Value::Null) => None,
+        Some(_) if role != "assistant" => {
+            return Err(ApiError::invalid(
+                "only an `assistant` message may carry `tool_calls`",
+                format!("messages[{i}].tool_calls"),
+            ));
+        }
+        Some(calls) => Some(tool_calls(calls, i)?),
+    };
     if role == "tool" && message.tool_call_id.is_none() {
         return Err(ApiError::invalid(
             "a `tool` message needs `tool_call_id`, the id of the call it answers",
@@ -45,6 +52,7 @@ fn chat_message(message: &ChatMessageParam, i: usize) -> Result<ChatMessage, Api
     }
     let content = match &message.content {
         // OpenAI: only an assistant message with tool calls may omit it.
+        None if tool_calls.is_some() => String::new(),
         None => {
             return Err(ApiError::invalid(
                 format!("`content` is required in a `{role}` message"),
@@ -54,7 +62,43 @@ fn chat_message(message: &ChatMessageParam, i: usize) -> Result<ChatMessage, Api
         Some(MessageContent::Text(text)) => text.clone(),
         Some(MessageContent::Parts(parts)) => text_of_parts(role, parts, i)?,
     };
-    Ok(ChatMessage::new(role, content))
+    let tool_call_id = if role == "tool" { message.tool_call_id.clone() } else { None };
+    Ok(ChatMessage { tool_calls, tool_call_id, ..ChatMessage::new(role, content) })
+}
+
+/// An assistant's earlier calls as templates read them: OpenAI's argument
+/// strings parsed into the objects transformers passes (as vLLM does).
+fn tool_calls(calls: &Value, i: usize) -> Result<Vec<TemplateToolCall>, ApiError> {
+    let Value::Array(calls) = calls else {
+        return Err(ApiError::invalid("`tool_calls` must be a list", format!("messages[{i}].tool_calls")));
+    };
+    let mut parsed = Vec::with_capacity(calls.len());
+    for (j, call) in calls.iter().enumerate() {
+        let param = |field: &str| format!("messages[{i}].tool_calls[{j}]{field}");
+        let string = |field: &str, value: Option<&Value>| match value {
+            Some(Value::String(s)) => Ok(s.clone()),
+            _ => Err(ApiError::invalid(format!("`{}` must be a string", &field[1..]), param(field))),
+        };
+        let id = string(".id", call.get("id"))?;
+        if call.get("type").is_some_and(|kind| kind != "function") {
+            return Err(ApiError::invalid(
+                "only calls of `type: \"function\"` are supported",
+                param(".type"),
+            ));
+        }
+        let function = call.get("function");
+        let name = string(".function.name", function.and_then(|f| f.get("name")))?;
+        let arguments = string(".function.arguments", function.and_then(|f| f.get("arguments")))?;
+        let arguments: Value = serde_json::from_str(&arguments).map_err(|e| {
+            ApiError::invalid(format!("`arguments` must be a JSON text: {e}"), param(".function.arguments"))
+        })?;
+        parsed.push(TemplateToolCall {
+            id,
+            kind: "function".into(),
+            function: TemplateFunction { name, arguments },
+        });
+    }
+    Ok(parsed)
 }
 
 /// Whether a `role` message may carry parts of type `kind`, as OpenAI's
@@ -134,9 +178,17 @@ mod tests {
             {"role": "developer", "content": [{"type": "text", "text": "Rules."}]},
             {"role": "user", "content": "Hi", "name": "ann"},
             {"role": "assistant", "content": [{"type": "refusal", "refusal": "No."}]},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{\"a\": [1]}"}}
+            ]},
             {"role": "tool", "content": "42", "tool_call_id": "call_1"},
         ]);
-        assert_eq!(param_of(ok), None);
+        assert_eq!(param_of(ok.clone()), None);
+        let messages: Vec<ChatMessageParam> = serde_json::from_value(ok).unwrap();
+        let messages = chat_messages(&messages).unwrap();
+        let call = &messages[4].tool_calls.as_ref().unwrap()[0];
+        assert_eq!((call.function.name.as_str(), &call.function.arguments), ("f", &json!({"a": [1]})));
+        assert_eq!(messages[5].tool_call_id.as_deref(), Some("call_1"));
     }
 
     #[test]
@@ -155,7 +207,20 @@ mod tests {
             (json!([{"role": "user", "content": [{"type": "image_url"}]}]), "messages[0].content[0]"),
             (json!([{"role": "user", "content": [{"type": "text"}]}]), "messages[0].content[0].text"),
             (json!([{"role": "tool", "content": "1"}]), "messages[0].tool_call_id"),
-            (json!([{"role": "assistant", "content": null, "tool_calls": []}]), "messages[0].tool_calls"),
+            (json!([{"role": "user", "content": "a", "tool_calls": []}]), "messages[0].tool_calls"),
+            (json!([{"role": "assistant", "tool_calls": {}}]), "messages[0].tool_calls"),
+            (
+                json!([{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]}]),
+                "messages[0].tool_calls[0].id",
+            ),
+            (
+                json!([{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": {}}}]}]),
+                "messages[0].tool_calls[0].function.arguments",
+            ),
+            (
+                json!([{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{x"}}]}]),
+                "messages[0].tool_calls[0].function.arguments",
+            ),
         ];
         for (messages, param) in cases {
             assert_eq!(param_of(messages.clone()).as_deref(), Some(param), "{messages}");

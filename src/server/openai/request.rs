@@ -51,6 +51,10 @@ pub struct CompletionRequest {
     pub guided_regex: Option<String>,
     pub guided_choice: Option<Vec<String>>,
     pub guided_grammar: Option<String>,
+    /// Functions the model may call (chat only); validated by `tools.rs`.
+    pub tools: Option<Vec<Value>>,
+    pub tool_choice: Option<Value>,
+    pub parallel_tool_calls: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,8 +88,8 @@ pub struct ChatMessageParam {
     /// A participant's name; only its type is checked (templates ignore it).
     #[serde(default)]
     pub name: Option<String>,
-    /// An assistant's earlier tool calls (kept only to say they are not
-    /// supported yet).
+    /// An assistant's earlier tool calls, checked field by field in
+    /// `messages.rs` (so that an error names the field).
     #[serde(default)]
     pub tool_calls: Option<Value>,
     /// The call a `tool` message answers.

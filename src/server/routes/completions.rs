@@ -9,8 +9,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::engine::constraint::Constraint;
+use crate::engine::constraint::{Constraint, OutputConstraint};
 use crate::engine::request::GenerateRequest;
+use crate::text::tool_calls::{TemplateTools, ToolCallFormat};
 
 use super::super::body::Response;
 use super::super::error::ApiError;
@@ -19,6 +20,7 @@ use super::super::json;
 use super::super::openai::{CompletionRequest, chat_messages};
 use super::super::sse::sse_response;
 use super::super::state::{AppState, ServedModel};
+use super::super::tools::ToolRequest;
 
 pub async fn chat(state: &Arc<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let arrived = Instant::now();
@@ -29,15 +31,39 @@ pub async fn chat(state: &Arc<AppState>, body: Bytes) -> Result<Response, ApiErr
         request.messages.take().ok_or_else(|| ApiError::invalid("`messages` is required", "messages"))?;
     let messages = chat_messages(&messages)?;
     let params = request.sampling_params(Api::Chat)?;
-    let constraint = compile(model, &request).await?;
     let template = model
         .chat_template
         .clone()
         .ok_or_else(|| ApiError::invalid("this model has no chat template", "messages"))?;
+    let tools = ToolRequest::parse(
+        request.tools.as_deref(),
+        request.tool_choice.as_ref(),
+        request.parallel_tool_calls,
+    )?;
+    let tool_format = match &tools {
+        Some(tools) if tools.calls_allowed() => match template.tools() {
+            TemplateTools::Unsupported(why) => return Err(ApiError::invalid(why, "tools")),
+            support => support.format(),
+        },
+        _ => None,
+    };
+    let output_constraint = match (request.output_constraint()?, &tools, tool_format) {
+        (Some((_, param)), Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                format!("`{param}` cannot be combined with tool calls (`tool_choice: \"none\"` allows it)"),
+                param,
+            ));
+        }
+        (Some(constraint), _, _) => Some(constraint),
+        (None, Some(tools), Some(format)) => tools.constraint(format).map(|c| (c, "tools".to_string())),
+        (None, _, _) => None,
+    };
+    let constraint = compile(model, output_constraint).await?;
+    let definitions = tools.map(|t| t.definitions).unwrap_or_default();
     // On the blocking pool: a long chat may spend its whole fuel budget
     // (text/template_limits.rs), which must not stall the accept loop.
     // Hitting a limit is the request's 400 ("chat template: stopped ...").
-    let text = tokio::task::spawn_blocking(move || template.render(&messages, true))
+    let text = tokio::task::spawn_blocking(move || template.render_chat(&messages, &definitions, true))
         .await
         .map_err(|e| ApiError::Internal(format!("chat template task failed: {e}")))?
         .map_err(|e| ApiError::invalid(e.to_string(), "messages"))?;
@@ -45,7 +71,7 @@ pub async fn chat(state: &Arc<AppState>, body: Bytes) -> Result<Response, ApiErr
     let prompt = encode(model, text, false).await?;
     let generate = GenerateRequest { constraint, ..GenerateRequest::new(prompt, params) };
     let inputs = vec![Input { request: generate, echo: String::new(), token_param: None }];
-    run(model, Api::Chat, name, inputs, &request, arrived).await
+    run(model, Api::Chat, name, inputs, &request, arrived, tool_format).await
 }
 
 pub async fn completion(state: &Arc<AppState>, body: Bytes) -> Result<Response, ApiError> {
@@ -55,7 +81,10 @@ pub async fn completion(state: &Arc<AppState>, body: Bytes) -> Result<Response, 
     let name = model_name(model, &request)?;
     let prompts = request.prompt.take().ok_or_else(|| ApiError::invalid("`prompt` is required", "prompt"))?;
     let params = request.sampling_params(Api::Completion)?;
-    let constraint = compile(model, &request).await?;
+    if request.tools.is_some() || request.tool_choice.is_some() {
+        return Err(ApiError::invalid("tools are called through /v1/chat/completions", "tools"));
+    }
+    let constraint = compile(model, request.output_constraint()?).await?;
     let mut inputs = Vec::new();
     let prompts = prompts.prompts()?;
     let num_prompts = prompts.len();
@@ -84,7 +113,7 @@ pub async fn completion(state: &Arc<AppState>, body: Bytes) -> Result<Response, 
         };
         inputs.push(Input { request: generate, echo, token_param });
     }
-    run(model, Api::Completion, name, inputs, &request, arrived).await
+    run(model, Api::Completion, name, inputs, &request, arrived, None).await
 }
 
 /// The name to report: the one asked for (404 if unknown), or the first.
@@ -101,8 +130,11 @@ fn model_name(model: &ServedModel, request: &CompletionRequest) -> Result<String
 /// The request's output constraint compiled for this model, on the blocking
 /// pool (a large schema takes a while); a 400 naming the field when it
 /// does not compile or the model cannot carry one.
-async fn compile(model: &ServedModel, request: &CompletionRequest) -> Result<Option<Constraint>, ApiError> {
-    let Some((constraint, param)) = request.output_constraint()? else { return Ok(None) };
+async fn compile(
+    model: &ServedModel,
+    constraint: Option<(OutputConstraint, String)>,
+) -> Result<Option<Constraint>, ApiError> {
+    let Some((constraint, param)) = constraint else { return Ok(None) };
     let compiler = model.grammar.clone().map_err(|why| ApiError::invalid(why, param.as_str()))?;
     tokio::task::spawn_blocking(move || compiler.compile(&constraint))
         .await
@@ -138,6 +170,7 @@ async fn run(
     inputs: Vec<Input>,
     request: &CompletionRequest,
     arrived: Instant,
+    tool_format: Option<ToolCallFormat>,
 ) -> Result<Response, ApiError> {
     let n = request.num_choices()?;
     let logprobs = inputs[0].request.params.logprobs.then(|| model.tokenizer.clone());
@@ -157,7 +190,7 @@ async fn run(
             choices.push(Choice { stream, echo: echo.clone(), counts_prompt: i == 0, latency });
         }
     }
-    let meta = ResponseMeta::new(api, choices[0].stream.id(), name, logprobs);
+    let meta = ResponseMeta { tool_format, ..ResponseMeta::new(api, choices[0].stream.id(), name, logprobs) };
     if request.stream {
         Ok(sse_response(choices, meta, request.include_usage()))
     } else {

@@ -15,6 +15,7 @@ use super::super::error::ApiError;
 use super::super::json;
 use super::super::openai::{ChatMessageParam, chat_messages};
 use super::super::state::AppState;
+use super::super::tools::ToolRequest;
 
 #[derive(Debug, Deserialize)]
 struct TokenizeRequest {
@@ -26,6 +27,9 @@ struct TokenizeRequest {
     add_special_tokens: Option<bool>,
     #[serde(default = "default_true")]
     add_generation_prompt: bool,
+    /// Function tools, rendered as the chat route renders them (vLLM's
+    /// `/tokenize` takes them too, to count a prompt with tools).
+    tools: Option<Vec<serde_json::Value>>,
 }
 
 fn default_true() -> bool {
@@ -64,12 +68,15 @@ pub async fn tokenize(state: &Arc<AppState>, body: Bytes) -> Result<Response, Ap
                 .clone()
                 .ok_or_else(|| ApiError::invalid("this model has no chat template", "messages"))?;
             let (messages, add_generation_prompt) = (chat_messages(messages)?, request.add_generation_prompt);
+            let tools = ToolRequest::parse(request.tools.as_deref(), None, None)?;
+            let definitions = tools.map(|t| t.definitions).unwrap_or_default();
             // On the blocking pool, as in the chat route: a render may run long.
-            let rendered =
-                tokio::task::spawn_blocking(move || template.render(&messages, add_generation_prompt))
-                    .await
-                    .map_err(|e| ApiError::Internal(format!("chat template task failed: {e}")))?
-                    .map_err(|e| ApiError::invalid(e.to_string(), "messages"))?;
+            let rendered = tokio::task::spawn_blocking(move || {
+                template.render_chat(&messages, &definitions, add_generation_prompt)
+            })
+            .await
+            .map_err(|e| ApiError::Internal(format!("chat template task failed: {e}")))?
+            .map_err(|e| ApiError::invalid(e.to_string(), "messages"))?;
             (rendered, request.add_special_tokens.unwrap_or(false))
         }
         _ => return Err(ApiError::invalid("give exactly one of `prompt` and `messages`", "prompt")),
