@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use crate::engine::constraint::{Constraint, OutputConstraint};
 use crate::engine::request::GenerateRequest;
+use crate::text::ChatTemplate;
 use crate::text::tool_calls::{TemplateTools, ToolCallFormat};
 
 use super::super::body::Response;
@@ -40,24 +41,7 @@ pub async fn chat(state: &Arc<AppState>, body: Bytes) -> Result<Response, ApiErr
         request.tool_choice.as_ref(),
         request.parallel_tool_calls,
     )?;
-    let tool_format = match &tools {
-        Some(tools) if tools.calls_allowed() => match template.tools() {
-            TemplateTools::Unsupported(why) => return Err(ApiError::invalid(why, "tools")),
-            support => support.format(),
-        },
-        _ => None,
-    };
-    let output_constraint = match (request.output_constraint()?, &tools, tool_format) {
-        (Some((_, param)), Some(_), Some(_)) => {
-            return Err(ApiError::invalid(
-                format!("`{param}` cannot be combined with tool calls (`tool_choice: \"none\"` allows it)"),
-                param,
-            ));
-        }
-        (Some(constraint), _, _) => Some(constraint),
-        (None, Some(tools), Some(format)) => tools.constraint(format).map(|c| (c, "tools".to_string())),
-        (None, _, _) => None,
-    };
+    let (output_constraint, tool_format) = chat_constraint(&request, &template, tools.as_ref())?;
     let constraint = compile(model, output_constraint).await?;
     let definitions = tools.map(|t| t.definitions).unwrap_or_default();
     // On the blocking pool: a long chat may spend its whole fuel budget
@@ -125,6 +109,30 @@ fn model_name(model: &ServedModel, request: &CompletionRequest) -> Result<String
         }
         None => Ok(model.names[0].clone()),
     }
+}
+
+/// What a chat request's output is held to, with the field that asks,
+/// and the form its tool calls are read in: the calls of its tools (unless
+/// `tool_choice` is `none`) or its `response_format`, not both.
+fn chat_constraint(
+    request: &CompletionRequest,
+    template: &ChatTemplate,
+    tools: Option<&ToolRequest>,
+) -> Result<(Option<(OutputConstraint, String)>, Option<ToolCallFormat>), ApiError> {
+    let requested = request.output_constraint()?;
+    let Some(tools) = tools.filter(|t| t.calls_allowed()) else { return Ok((requested, None)) };
+    if let Some((_, param)) = requested {
+        return Err(ApiError::invalid(
+            format!("`{param}` cannot be combined with tool calls (`tool_choice: \"none\"` allows it)"),
+            param,
+        ));
+    }
+    let format = match template.tools() {
+        TemplateTools::Unsupported(why) => return Err(ApiError::invalid(why, "tools")),
+        support => support.format(),
+    };
+    let constraint = format.and_then(|format| tools.constraint(format)).map(|c| (c, "tools".to_string()));
+    Ok((constraint, format))
 }
 
 /// The request's output constraint compiled for this model, on the blocking
