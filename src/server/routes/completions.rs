@@ -111,6 +111,9 @@ fn model_name(model: &ServedModel, request: &CompletionRequest) -> Result<String
     }
 }
 
+/// A constraint and the request field that asks for it (named in errors).
+type FieldConstraint = (OutputConstraint, String);
+
 /// What a chat request's output is held to, with the field that asks,
 /// and the form its tool calls are read in: the calls of its tools (unless
 /// `tool_choice` is `none`) or its `response_format`, not both.
@@ -118,7 +121,7 @@ fn chat_constraint(
     request: &CompletionRequest,
     template: &ChatTemplate,
     tools: Option<&ToolRequest>,
-) -> Result<(Option<(OutputConstraint, String)>, Option<ToolCallFormat>), ApiError> {
+) -> Result<(Option<FieldConstraint>, Option<ToolCallFormat>), ApiError> {
     let requested = request.output_constraint()?;
     let Some(tools) = tools.filter(|t| t.calls_allowed()) else { return Ok((requested, None)) };
     if let Some((_, param)) = requested {
@@ -140,7 +143,7 @@ fn chat_constraint(
 /// does not compile or the model cannot carry one.
 async fn compile(
     model: &ServedModel,
-    constraint: Option<(OutputConstraint, String)>,
+    constraint: Option<FieldConstraint>,
 ) -> Result<Option<Constraint>, ApiError> {
     let Some((constraint, param)) = constraint else { return Ok(None) };
     let compiler = model.grammar.clone().map_err(|why| ApiError::invalid(why, param.as_str()))?;
