@@ -12,7 +12,8 @@
 #      SHA-256 checked);
 #   6. makes sure python3 can make venvs (the tests run the openai client);
 #   7. for the web UI's browser test: Node.js, npm and Debian's Chromium,
-#      and playwright-core from npm into tests/web/node_modules (git-ignored).
+#      and playwright-core from npm into tests/web/node_modules (git-ignored);
+#   8. for the balancer test: Debian's HAProxy.
 # Safe to run again: each step skips what is already in place, and a run with
 # everything present touches nothing (no apt, no network).
 set -euo pipefail
@@ -295,6 +296,19 @@ setup_browser_test() {
   cp "$dir/package-lock.json" "$dir/node_modules/.wgserve-installed-lock"
 }
 
+# --- 8. Balancer test ---------------------------------------------------------
+
+# tests/haproxy.rs runs two replicas behind Debian's HAProxy with the
+# shipped deploy/haproxy/haproxy.cfg.
+setup_balancer_test() {
+  if [ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null 2>&1; then
+    log "haproxy already installed"
+    return
+  fi
+  log "installing haproxy for the balancer test"
+  apt_install haproxy || die "the balancer test needs HAProxy: install Debian's haproxy package by hand"
+}
+
 check_rust
 setup_vulkan
 for spec in "${MODELS[@]}"; do
@@ -305,5 +319,6 @@ if [ "${1:-}" = "--test" ]; then
   fetch_qwen2_test_model
   ensure_venv
   setup_browser_test
+  setup_balancer_test
 fi
 log "ready"

@@ -191,9 +191,20 @@ fn tokenize_and_detokenize() {
 }
 
 #[test]
-fn sigterm_finishes_short_requests_aborts_long_ones_with_a_final_chunk_and_exits_zero() {
-    let mut server = Server::start(&["--shutdown-grace", "5", "--served-model-name", "smol"]);
+fn sigterm_drains_finishes_short_requests_aborts_long_ones_with_a_final_chunk_and_exits_zero() {
+    let agent_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let agent_port = agent_port.to_string();
+    let mut server =
+        Server::start(&["--shutdown-grace", "5", "--served-model-name", "smol", "--agent-port", &agent_port]);
     assert_eq!(server.request("GET", "/health", &[], b"").status, 200);
+    let agent = || {
+        let mut line = String::new();
+        TcpStream::connect(("127.0.0.1", agent_port.parse::<u16>().unwrap()))
+            .and_then(|mut stream| stream.read_to_string(&mut line))
+            .map(|_| line)
+            .unwrap_or_else(|e| format!("no answer: {e}"))
+    };
+    assert_eq!(agent(), "up ready 100%\n");
     // An idle keep-alive connection must not hold the shutdown up.
     let mut idle = TcpStream::connect(&server.addr).unwrap();
     idle.write_all(format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr).as_bytes()).unwrap();
@@ -212,6 +223,19 @@ fn sigterm_finishes_short_requests_aborts_long_ones_with_a_final_chunk_and_exits
     short.read_until_contents(0);
     let status = Command::new("kill").args(["-TERM", &server.pid()]).status().unwrap();
     assert!(status.success());
+    // Draining while the long one runs: still answering, so that a
+    // balancer sees the replica leave; new work is refused.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while server.request("GET", "/health", &[], b"").status == 200 {
+        assert!(Instant::now() < deadline, "/health still 200 after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let health = server.request("GET", "/health", &[], b"").error(503);
+    assert!(health["message"].as_str().unwrap().contains("draining"), "{health}");
+    let refused = server.post("/v1/chat/completions", &chat_request(json!({"max_tokens": 2})));
+    assert!(refused.error(503)["message"].as_str().unwrap().contains("draining"));
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert_eq!(agent(), "drain\n");
 
     let short = short.finish();
     assert_eq!(short.last().unwrap()["choices"][0]["finish_reason"], "length");

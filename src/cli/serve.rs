@@ -3,7 +3,7 @@
 //! own thread (and the embedding model, on a GPU device of its own); then
 //! starts the engine thread and the embedding worker and prints
 //! `wgserve listening on http://HOST:PORT` on stdout. On SIGINT/SIGTERM it
-//! stops accepting, lets open requests finish for `--shutdown-grace`,
+//! drains (/health 503, new requests refused), lets open requests finish for `--shutdown-grace`,
 //! aborts the rest (each gets a final chunk), stops the engine and exits 0.
 //! Progress goes to stderr.
 
@@ -59,8 +59,16 @@ pub struct ServeArgs {
     /// public or all-address bind only when a name is given.
     #[arg(long = "allowed-host", value_name = "NAME", value_parser = wgserve::server::guard::parse_allowed_host)]
     allowed_hosts: Vec<String>,
+    /// Answer HAProxy agent checks on this port (same address): one line
+    /// per connection, `up ready N%` with a weight from the free KV cache
+    /// and the waiting requests, `drain` while shutting down, `down` while
+    /// loading or failed.
+    #[arg(long, value_name = "PORT")]
+    agent_port: Option<u16>,
     /// On SIGINT/SIGTERM, how long in-flight requests may run on before
-    /// they are aborted (each still gets a final chunk).
+    /// they are aborted (each still gets a final chunk). Meanwhile the
+    /// server drains: /health answers 503 and new requests get 503, until
+    /// no generation is left.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_seconds)]
     shutdown_grace: f64,
     /// A client must send a whole request head within this many seconds of
@@ -172,6 +180,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             addr.ip()
         );
     }
+    if let Some(port) = args.agent_port {
+        let agent = TcpListener::bind((args.host.as_str(), port))
+            .await
+            .with_context(|| format!("cannot listen for agent checks on {}:{port}", args.host))?;
+        eprintln!("answering HAProxy agent checks on {}", agent.local_addr()?);
+        tokio::spawn(wgserve::server::agent::serve_agent(agent, state.clone()));
+    }
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(wgserve::server::serve(listener, state.clone(), async {
         let _ = stopped.await;
@@ -251,7 +266,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     eprintln!(
-        "shutting down: no new connections; open ones get {:?} to finish",
+        "shutting down: draining (/health 503, new requests refused); requests in flight get {:?} to finish",
         state.options.shutdown_grace
     );
     let _ = stop.send(());

@@ -1,9 +1,10 @@
 //! The accept loop: one task per connection (HTTP/1.1), at most
 //! `max_connections` of them (beyond, a quick 503), each closed when idle
 //! or slow to send a request head (`conn_timeouts`), until the shutdown
-//! future resolves; then stop accepting and give open connections a
-//! bounded time to finish, after which their requests are aborted. The
-//! caller stops the engine afterwards in any case.
+//! future resolves; then drain: answer on (`/health` 503, new work 503)
+//! until no generation is left, stop accepting, and give open connections
+//! what is left of the grace period to finish, after which their requests
+//! are aborted. The caller stops the engine afterwards in any case.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -35,6 +36,9 @@ const FINAL_CHUNK_TIMEOUT: Duration = Duration::from_secs(5);
 /// tasks and file descriptors.
 const MAX_REFUSALS_IN_FLIGHT: usize = 64;
 
+/// How often a draining server checks whether its generations are done.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+
 /// How long a refused client gets to send the request head it is answered.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -43,26 +47,40 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl F
     let graceful = GracefulShutdown::new();
     let open_slots = Arc::new(Semaphore::new(state.options.max_connections));
     let refusal_slots = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT));
+    let accept = |accepted: std::io::Result<(TcpStream, std::net::SocketAddr)>| async {
+        match accepted {
+            Ok((stream, _peer)) => match open_slots.clone().try_acquire_owned() {
+                Ok(slot) => serve_connection(stream, &state, &graceful, slot),
+                Err(_) => refuse_connection(stream, &refusal_slots, state.options.max_connections),
+            },
+            // Out of file descriptors and the like: back off, keep serving.
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
     let mut shutdown = pin!(shutdown);
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => match open_slots.clone().try_acquire_owned() {
-                    Ok(slot) => serve_connection(stream, &state, &graceful, slot),
-                    Err(_) => refuse_connection(stream, &refusal_slots, state.options.max_connections),
-                },
-                // Out of file descriptors and the like: back off, keep serving.
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
+            accepted = listener.accept() => accept(accepted).await,
             () = &mut shutdown => break,
+        }
+    }
+    // Draining: still answering, so that a balancer sees /health say 503
+    // (and new work refused) rather than a replica gone, until no
+    // generation is left or the grace period is over.
+    state.start_draining();
+    let deadline = tokio::time::Instant::now() + state.options.shutdown_grace;
+    while !state.engine_idle() && tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            accepted = listener.accept() => accept(accepted).await,
+            () = tokio::time::sleep(DRAIN_POLL) => {}
         }
     }
     drop(listener);
     let mut drained = pin!(graceful.shutdown());
-    if tokio::time::timeout(state.options.shutdown_grace, &mut drained).await.is_ok() {
+    if tokio::time::timeout_at(deadline, &mut drained).await.is_ok() {
         return;
     }
     // Grace is over: stopping the engine ends every open request with

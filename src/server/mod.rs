@@ -25,6 +25,7 @@
 //! - [`routes`]: one file per group of endpoints; handlers stay thin.
 
 pub mod accept;
+pub mod agent;
 pub mod auth;
 pub mod body;
 pub mod conn_timeouts;

@@ -45,6 +45,12 @@ impl Endpoint {
                 | Endpoint::Embeddings
         )
     }
+
+    /// Starts engine work, which a draining server refuses (503, for the
+    /// balancer to send elsewhere).
+    fn is_new_work(self) -> bool {
+        matches!(self, Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Embeddings)
+    }
 }
 
 struct Route {
@@ -122,6 +128,9 @@ async fn dispatch(state: &Arc<AppState>, request: Request<Incoming>) -> Result<R
         guard::check_json_content_type(request.headers())?;
     }
     let limit = state.options.max_body_bytes;
+    if state.is_draining() && route.endpoint.is_new_work() {
+        return Err(ApiError::Unavailable(health::DRAINING.into()));
+    }
     match route.endpoint {
         Endpoint::Health => health::get(state),
         Endpoint::Metrics => metrics::get(state),

@@ -4,6 +4,7 @@
 //! its tokenizer).
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -151,6 +152,9 @@ pub struct AppState {
     embedding: OnceLock<ServedEmbedding>,
     /// What the server is doing before the model is ready (for /health).
     loading_status: Mutex<String>,
+    /// Set on SIGTERM: /health says 503 and new work is refused, so that
+    /// balancers send it elsewhere while the requests in flight finish.
+    draining: AtomicBool,
 }
 
 impl AppState {
@@ -164,11 +168,28 @@ impl AppState {
             model: OnceLock::new(),
             embedding: OnceLock::new(),
             loading_status: Mutex::new("starting".into()),
+            draining: AtomicBool::new(false),
         })
     }
 
     pub fn set_loading_status(&self, status: impl Into<String>) {
         *self.loading_status.lock().unwrap_or_else(PoisonError::into_inner) = status.into();
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Whether no generation is running or waiting (true before loading).
+    pub fn engine_idle(&self) -> bool {
+        self.model.get().is_none_or(|model| {
+            let scheduler = model.engine.metrics().scheduler;
+            scheduler.num_running + scheduler.num_waiting == 0
+        })
     }
 
     /// Makes the model available to handlers; later calls are ignored.

@@ -41,7 +41,10 @@ impl Server {
             .arg("serve")
             .arg("--model")
             .arg(model)
-            .args(["--port", "0", "--kv-cache-memory", "64"])
+            // A free port unless the test names one (a replica restarted
+            // where its balancer expects it).
+            .args(if extra_args.contains(&"--port") { &[][..] } else { &["--port", "0"][..] })
+            .args(["--kv-cache-memory", "64"])
             .args(extra_args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -1,5 +1,7 @@
 //! `GET /health`: 200 when the engine is ready; 503 with the cause while
-//! loading, after an engine failure (its first cause) or once stopped.
+//! loading, while draining (after SIGTERM, so that balancers send new
+//! requests elsewhere), after an engine failure (its first cause) or once
+//! stopped.
 
 use hyper::StatusCode;
 use serde_json::json;
@@ -11,7 +13,11 @@ use super::super::error::ApiError;
 use super::super::state::AppState;
 
 pub fn get(state: &AppState) -> Result<Response, ApiError> {
-    match state.model()?.engine.health() {
+    let health = state.model()?.engine.health();
+    if state.is_draining() {
+        return Err(ApiError::Unavailable(DRAINING.into()));
+    }
+    match health {
         Health::Ready => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
         Health::Restarting(cause) => {
             Err(ApiError::Unavailable(format!("the engine is restarting after a failure: {cause}")))
@@ -20,6 +26,8 @@ pub fn get(state: &AppState) -> Result<Response, ApiError> {
         Health::Stopped => Err(ApiError::Unavailable("the engine has stopped".into())),
     }
 }
+
+pub const DRAINING: &str = "the server is shutting down (draining): send new requests to another replica";
 
 #[cfg(test)]
 mod tests {
