@@ -34,14 +34,17 @@ override BLOCK_SIZE: u32 = 16u;
 override SCALE: f32;              // 1 / sqrt(HEAD_DIM)
 override SLIDING_WINDOW: u32 = 0u; // keys per query; 0 = all earlier positions
 override SPLITS: u32 = 8u;
-override KV_HALF: bool = false;   // the caches hold f16 pairs (pack2x16float), else f32 bits        // attention_split: spans each query's keys are cut into
+override KV_DTYPE: u32 = 0u;      // the caches' rows: 0 f32 bits, 1 f16 pairs, 2 q8_0 (see kv_write.wgsl)
+
+const KV_F16 = 1u;
+const KV_Q8_0 = 2u;
 
 const MAX_D4: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;      // [M, (N_Q_HEADS + 2 N_KV_HEADS) HEAD_DIM] f32
-@group(0) @binding(2) var<storage, read> k_cache: array<u32>;  // [slots, N_KV_HEADS, HEAD_DIM] f32 or f16 pairs (KV_HALF)
-@group(0) @binding(3) var<storage, read> v_cache: array<u32>;  // [slots, N_KV_HEADS, HEAD_DIM] f32 or f16 pairs (KV_HALF)
+@group(0) @binding(2) var<storage, read> k_cache: array<u32>;  // [slots, N_KV_HEADS, row_words()] rows of KV_DTYPE
+@group(0) @binding(3) var<storage, read> v_cache: array<u32>;  // [slots, N_KV_HEADS, row_words()] rows of KV_DTYPE
 @group(0) @binding(4) var<storage, read> block_tables: array<u32>;   // [S, max_blocks_per_seq]
 @group(0) @binding(5) var<storage, read> token_seq: array<u32>;      // [M] sequence of each token
 @group(0) @binding(6) var<storage, read> positions: array<u32>;      // [M] position of each token
@@ -55,14 +58,37 @@ var<private> acc: array<vec4<f32>, MAX_D4>;
 
 // ---- the cache's elements ----
 //
-// Offsets into the caches count vec4s of elements; a vec4 is 2 words in
-// f16 pairs and 4 in f32 bits.
-fn kv_words() -> u32 {
-    return select(4u, 2u, KV_HALF);
+// Offsets into the caches count vec4s of elements, row * HEAD_DIM / 4 + i
+// for vec4 i of a row (one slot, one KV head); a vec4 is 4 words in f32
+// bits, 2 in f16 pairs, and in q8_0 one word of codes (the row's first
+// HEAD_DIM / 4 words) times a scale from the row's last words.
+fn row_words() -> u32 {
+    let d4 = HEAD_DIM / 4u;
+    return select(select(4u * d4, 2u * d4, KV_DTYPE == KV_F16), d4 + (HEAD_DIM + 63u) / 64u, KV_DTYPE == KV_Q8_0);
+}
+
+// q8_0 vec4 i of a row: its word of 4 signed codes times its group's
+// (i / 8) f16 scale, in half (i / 8) % 2 of a scale word.
+fn dequantize_q8_0(codes: u32, scales: u32, i: u32) -> vec4<f32> {
+    let c = vec4<i32>(bitcast<i32>(codes)) << vec4<u32>(24u, 16u, 8u, 0u) >> vec4<u32>(24u);
+    return vec4<f32>(c) * unpack2x16float(scales)[(i / 8u) % 2u];
+}
+
+// Where vec4 `at` of the caches has its word of codes and its scale word.
+fn q8_0_words(at: u32) -> vec2<u32> {
+    let d4 = HEAD_DIM / 4u;
+    let row = at / d4;
+    let i = at % d4;
+    let start = row * row_words();
+    return vec2<u32>(start + i, start + d4 + i / 16u);
 }
 
 fn k_vec4(at: u32) -> vec4<f32> {
-    if (KV_HALF) {
+    if (KV_DTYPE == KV_Q8_0) {
+        let w = q8_0_words(at);
+        return dequantize_q8_0(k_cache[w.x], k_cache[w.y], at % (HEAD_DIM / 4u));
+    }
+    if (KV_DTYPE == KV_F16) {
         return vec4<f32>(unpack2x16float(k_cache[2u * at]), unpack2x16float(k_cache[2u * at + 1u]));
     }
     let w = 4u * at;
@@ -70,7 +96,11 @@ fn k_vec4(at: u32) -> vec4<f32> {
 }
 
 fn v_vec4(at: u32) -> vec4<f32> {
-    if (KV_HALF) {
+    if (KV_DTYPE == KV_Q8_0) {
+        let w = q8_0_words(at);
+        return dequantize_q8_0(v_cache[w.x], v_cache[w.y], at % (HEAD_DIM / 4u));
+    }
+    if (KV_DTYPE == KV_F16) {
         return vec4<f32>(unpack2x16float(v_cache[2u * at]), unpack2x16float(v_cache[2u * at + 1u]));
     }
     let w = 4u * at;
@@ -88,7 +118,7 @@ fn first_visible(pos: u32) -> u32 {
 // Where key j of a sequence lives: its head's offset (in vec4s) in the caches.
 fn key_base(table: u32, j: u32, kv_head: u32) -> u32 {
     let d4 = HEAD_DIM / 4u;
-    let num_slots = arrayLength(&k_cache) / (N_KV_HEADS * d4 * kv_words());
+    let num_slots = arrayLength(&k_cache) / (N_KV_HEADS * row_words());
     let block = block_tables[table + j / BLOCK_SIZE];
     let slot = min(block * BLOCK_SIZE + j % BLOCK_SIZE, num_slots - 1u);
     return (slot * N_KV_HEADS + kv_head) * d4;

@@ -1,6 +1,16 @@
 // Writes the new tokens' K and V into the paged cache at their slots.
-// Cache layout per layer: [num_blocks * BLOCK_SIZE (= slots), N_KV_HEADS,
-// HEAD_DIM] elements, f32 bits or (KV_HALF) f16 pairs, pack2x16float.
+// Cache layout per layer: [num_blocks * BLOCK_SIZE (= slots), N_KV_HEADS]
+// rows of HEAD_DIM elements, in u32 words by KV_DTYPE:
+//   0 (f32): HEAD_DIM words of f32 bits;
+//   1 (f16): HEAD_DIM / 2 words of f16 pairs (pack2x16float);
+//   2 (q8_0): HEAD_DIM / 4 words of codes (4 signed bytes, element 4i + j
+//      in byte j of word i), then ceil(HEAD_DIM / 64) words of f16 scales
+//      (group g of 32 elements in half g % 2 of word g / 2). llama.cpp's
+//      q8_0: d = max|x| / 127, code = round(x / d), x ~ code * d.
+//
+// f32 and f16: an invocation per (token, vec4 of the token's K/V heads).
+// q8_0: an invocation per (token, scale word), i.e. per pair of groups, so
+// that each scale word has one writer.
 
 struct Step {
     num_tokens: u32,
@@ -9,19 +19,26 @@ struct Step {
     _pad: u32,
 }
 
-override HEAD_DIM: u32;
+override HEAD_DIM: u32;           // q8_0: a multiple of 32
 override N_Q_HEADS: u32;
 override N_KV_HEADS: u32;
-override KV_HALF: bool = false;
+override KV_DTYPE: u32 = 0u;      // 0 f32, 1 f16, 2 q8_0 (as above)
+
+const KV_F16 = 1u;
+const KV_Q8_0 = 2u;
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;          // [M, (N_Q_HEADS + 2 N_KV_HEADS) HEAD_DIM] f32
 @group(0) @binding(2) var<storage, read> slot_mapping: array<u32>;       // [M]
-@group(0) @binding(3) var<storage, read_write> k_cache: array<u32>; // [slots, N_KV_HEADS, HEAD_DIM]
-@group(0) @binding(4) var<storage, read_write> v_cache: array<u32>; // [slots, N_KV_HEADS, HEAD_DIM]
+@group(0) @binding(3) var<storage, read_write> k_cache: array<u32>; // [slots, N_KV_HEADS, row words of KV_DTYPE]
+@group(0) @binding(4) var<storage, read_write> v_cache: array<u32>; // [slots, N_KV_HEADS, row words of KV_DTYPE]
 
 @compute @workgroup_size(64)
 fn kv_write(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (KV_DTYPE == KV_Q8_0) {
+        write_q8_0(gid.x, gid.y);
+        return;
+    }
     let kv4 = N_KV_HEADS * HEAD_DIM / 4u;
     let e = gid.x;
     let t = gid.y;
@@ -32,7 +49,7 @@ fn kv_write(@builtin(global_invocation_id) gid: vec3<u32>) {
     let dst = slot * kv4 + e; // in vec4s
     let k = qkv[k_at];
     let v = qkv[k_at + kv4];
-    if (KV_HALF) {
+    if (KV_DTYPE == KV_F16) {
         if (2u * dst + 1u >= arrayLength(&k_cache)) { return; }
         k_cache[2u * dst] = pack2x16float(k.xy);
         k_cache[2u * dst + 1u] = pack2x16float(k.zw);
@@ -47,4 +64,89 @@ fn kv_write(@builtin(global_invocation_id) gid: vec3<u32>) {
         k_cache[4u * dst + i] = kb[i];
         v_cache[4u * dst + i] = vb[i];
     }
+}
+
+// ---- q8_0 ----
+
+// The f16 bits nearest a finite x >= 0 (ties to even), the largest finite
+// f16 above its range. Done by hand, not with pack2x16float, whose
+// rounding WGSL leaves to the adapter: the stored scales are then the same
+// bits everywhere, those of a CPU's f32 -> f16 conversion.
+fn f16_bits(x: f32) -> u32 {
+    let b = bitcast<u32>(x);
+    let e = i32(b >> 23u) - 127;
+    if (e > 15) { return 0x7bffu; }
+    var h = 0u;
+    if (e >= -14) {
+        // Normal: the exponent rebiased, the mantissa cut to 10 bits.
+        h = (u32(e + 15) << 10u) | ((b & 0x7fffffu) >> 13u);
+        let rest = b & 0x1fffu;
+        if (rest > 0x1000u || (rest == 0x1000u && (h & 1u) == 1u)) { h += 1u; }
+    } else if (e >= -25) {
+        // Subnormal: x / 2^-24 = significand * 2^(e + 1), rounded.
+        let m = (b & 0x7fffffu) | 0x800000u;
+        let shift = u32(-(e + 1));
+        h = m >> shift;
+        let rest = m & ((1u << shift) - 1u);
+        let tie = 1u << (shift - 1u);
+        if (rest > tie || (rest == tie && (h & 1u) == 1u)) { h += 1u; }
+    }
+    return min(h, 0x7bffu);
+}
+
+var<private> codes: array<u32, 8>;
+
+// The 32 elements from vec4 `src` of qkv: their codes into `codes`, and
+// their scale's f16 bits returned. Codes are taken against the f16 scale,
+// the one attention will multiply by.
+fn quantize_group(src: u32) -> u32 {
+    var amax = 0.0;
+    for (var i = 0u; i < 8u; i++) {
+        let a = abs(qkv[src + i]);
+        amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
+    }
+    let bits = f16_bits(amax / 127.0);
+    let d = unpack2x16float(bits).x;
+    for (var i = 0u; i < 8u; i++) {
+        var c = vec4<i32>(0);
+        if (d > 0.0) {
+            c = vec4<i32>(clamp(round(qkv[src + i] / d), vec4<f32>(-127.0), vec4<f32>(127.0)));
+        }
+        let b = bitcast<vec4<u32>>(c) & vec4<u32>(0xffu);
+        codes[i] = b.x | (b.y << 8u) | (b.z << 16u) | (b.w << 24u);
+    }
+    return bits;
+}
+
+// Invocation (scale word w of KV head h, token t): groups 2w and 2w + 1 (if
+// any) of K and of V.
+fn write_q8_0(e: u32, t: u32) {
+    let scale_words = (HEAD_DIM + 63u) / 64u;
+    let d4 = HEAD_DIM / 4u;
+    let groups = HEAD_DIM / 32u;
+    let kv_head = e / scale_words;
+    let w = e % scale_words;
+    if (kv_head >= N_KV_HEADS || t >= step.num_tokens) { return; }
+    let row_words = d4 + scale_words;
+    let dst = (slot_mapping[t] * N_KV_HEADS + kv_head) * row_words;
+    if (dst + row_words > arrayLength(&k_cache)) { return; }
+    let row4 = (N_Q_HEADS + 2u * N_KV_HEADS) * d4;
+    let k_src = t * row4 + (N_Q_HEADS + kv_head) * d4;
+    let v_src = k_src + N_KV_HEADS * d4;
+    var k_scales = 0u;
+    var v_scales = 0u;
+    for (var part = 0u; part < 2u; part++) {
+        let g = 2u * w + part;
+        if (g >= groups) { break; }
+        k_scales |= quantize_group(k_src + 8u * g) << (16u * part);
+        for (var i = 0u; i < 8u; i++) {
+            k_cache[dst + 8u * g + i] = codes[i];
+        }
+        v_scales |= quantize_group(v_src + 8u * g) << (16u * part);
+        for (var i = 0u; i < 8u; i++) {
+            v_cache[dst + 8u * g + i] = codes[i];
+        }
+    }
+    k_cache[dst + d4 + w] = k_scales;
+    v_cache[dst + d4 + w] = v_scales;
 }

@@ -402,14 +402,61 @@ fn f16_words(values: &[f32]) -> Vec<u32> {
         .collect()
 }
 
-/// A KV cache's words read back as f32 values.
-fn cache_values(words: &[u32], dtype: KvCacheDtype) -> Vec<f32> {
+/// f32 rows of `head_dim` as the rows of a KV cache in
+/// `KvCacheDtype::Q8_0`, quantized as kv_write does: per group of 32,
+/// d = f16(max|x| / 127) and code = x / d rounded to nearest even (0 where
+/// d is 0), codes first, then the scales two to a word.
+fn q8_0_words(values: &[f32], head_dim: usize) -> Vec<u32> {
+    let mut words = Vec::new();
+    for row in values.chunks_exact(head_dim) {
+        let mut codes = vec![0u32; head_dim / 4];
+        let mut scales = vec![0u32; head_dim.div_ceil(64)];
+        for (g, group) in row.chunks_exact(32).enumerate() {
+            let amax = group.iter().fold(0f32, |m, x| m.max(x.abs()));
+            let d = f16::from_f32(amax / 127.0);
+            scales[g / 2] |= (d.to_bits() as u32) << (16 * (g % 2));
+            let d = d.to_f32();
+            for (j, &x) in group.iter().enumerate() {
+                let code = if d > 0.0 { (x / d).round_ties_even().clamp(-127.0, 127.0) as i8 } else { 0 };
+                let e = 32 * g + j;
+                codes[e / 4] |= (code as u8 as u32) << (8 * (e % 4));
+            }
+        }
+        words.extend(codes);
+        words.extend(scales);
+    }
+    words
+}
+
+/// f32 values as the words of a KV cache of `dtype`: what kv_write stores.
+fn cache_words(values: &[f32], dtype: KvCacheDtype, head_dim: usize) -> Vec<u32> {
+    match dtype {
+        KvCacheDtype::F32 => values.iter().map(|v| v.to_bits()).collect(),
+        KvCacheDtype::F16 => f16_words(values),
+        KvCacheDtype::Q8_0 => q8_0_words(values, head_dim),
+    }
+}
+
+/// A KV cache's words (rows of `head_dim` elements) read back as f32 values.
+fn cache_values(words: &[u32], dtype: KvCacheDtype, head_dim: usize) -> Vec<f32> {
     match dtype {
         KvCacheDtype::F32 => words.iter().map(|&w| f32::from_bits(w)).collect(),
         KvCacheDtype::F16 => words
             .iter()
-            .flat_map(|&w| [w as u16, (w >> 16) as u16].map(|h| half::f16::from_bits(h).to_f32()))
+            .flat_map(|&w| [w as u16, (w >> 16) as u16].map(|h| f16::from_bits(h).to_f32()))
             .collect(),
+        KvCacheDtype::Q8_0 => {
+            let mut values = Vec::new();
+            for row in words.chunks_exact(dtype.row_words(head_dim)) {
+                let (codes, scales) = row.split_at(head_dim / 4);
+                for e in 0..head_dim {
+                    let code = (codes[e / 4] >> (8 * (e % 4))) as u8 as i8;
+                    let scale = f16::from_bits((scales[e / 64] >> (16 * (e / 32 % 2))) as u16);
+                    values.push(code as f32 * scale.to_f32());
+                }
+            }
+            values
+        }
     }
 }
 
@@ -432,14 +479,14 @@ fn kv_write_places_keys_and_values_at_their_slots() {
                 kv_dtype,
             };
             let step = gpu.step(m as u32, 1, 1);
-            let words = slots * kv * kv_dtype.bytes_per_element() / 4;
+            let words = slots * hkv * kv_dtype.row_words(head_dim);
             let (qb, sb, kc, vc) =
                 (gpu.f32s(&qkv), gpu.u32s(&slot_mapping), gpu.zeros(words), gpu.zeros(words));
             let bindings =
                 KvWriteBindings { step: &step, qkv: &qb, slot_mapping: &sb, k_cache: &kc, v_cache: &vc };
             gpu.run(KernelKey::KvWrite(key), &bindings.in_binding_order(), key.workgroups(m as u32));
-            let got_k = cache_values(&gpu.read_u32(&kc, words), kv_dtype);
-            let got_v = cache_values(&gpu.read_u32(&vc, words), kv_dtype);
+            let got_k = cache_values(&gpu.read_u32(&kc, words), kv_dtype, head_dim);
+            let got_v = cache_values(&gpu.read_u32(&vc, words), kv_dtype, head_dim);
             let (mut want_k, mut want_v) = (vec![0f32; slots * kv], vec![0f32; slots * kv]);
             for t in 0..m {
                 let s = slot_mapping[t] as usize;
@@ -458,6 +505,68 @@ fn kv_write_places_keys_and_values_at_their_slots() {
                         assert!((g - w).abs() <= w.abs() / 1024.0 + 1e-7, "{what}: element {i}: {g} for {w}");
                     }
                 }
+            }
+        }
+    }
+}
+
+// q8_0 rows bit for bit against the CPU quantizer: heads of one group (a
+// half-filled scale word), of three (an odd count), SmolLM2's and Gemma
+// 3's; groups of zeros (scale 0), of values so small that the scale is a
+// subnormal f16, and of large ones; slots at block edges and the last.
+#[test]
+fn kv_write_quantizes_q8_0_rows_as_the_cpu_does() {
+    let mut gpu = Harness::new();
+    let mut rng = StdRng::seed_from_u64(10);
+    let kv_dtype = KvCacheDtype::Q8_0;
+    for (head_dim, hq, hkv) in [(32usize, 2usize, 2usize), (96, 3, 1), (64, 9, 3), (256, 4, 1)] {
+        let (m, slots) = (6usize, 48usize);
+        let row = (hq + 2 * hkv) * head_dim;
+        let kv = hkv * head_dim;
+        let mut qkv = random_f32(&mut rng, m * row, 1.0);
+        for (g, group) in qkv.chunks_exact_mut(32).enumerate() {
+            let scale = [1.0, 0.0, 1e-4, 300.0, 0.02][g % 5];
+            group.iter_mut().for_each(|x| *x *= scale);
+        }
+        let slot_mapping: Vec<u32> = vec![17, 15, 16, 47, 0, 31];
+        let key =
+            KvWriteKey { head_dim: head_dim as u32, n_q_heads: hq as u32, n_kv_heads: hkv as u32, kv_dtype };
+        let step = gpu.step(m as u32, 1, 1);
+        let slot_words = hkv * kv_dtype.row_words(head_dim);
+        let words = slots * slot_words;
+        let (qb, sb, kc, vc) = (gpu.f32s(&qkv), gpu.u32s(&slot_mapping), gpu.zeros(words), gpu.zeros(words));
+        let bindings =
+            KvWriteBindings { step: &step, qkv: &qb, slot_mapping: &sb, k_cache: &kc, v_cache: &vc };
+        gpu.run(KernelKey::KvWrite(key), &bindings.in_binding_order(), key.workgroups(m as u32));
+        let (got_k, got_v) = (gpu.read_u32(&kc, words), gpu.read_u32(&vc, words));
+        let (mut want_k, mut want_v) = (vec![0u32; words], vec![0u32; words]);
+        for t in 0..m {
+            let s = slot_mapping[t] as usize;
+            let k = &qkv[t * row + hq * head_dim..][..kv];
+            let v = &qkv[t * row + (hq + hkv) * head_dim..][..kv];
+            want_k[s * slot_words..][..slot_words].copy_from_slice(&q8_0_words(k, head_dim));
+            want_v[s * slot_words..][..slot_words].copy_from_slice(&q8_0_words(v, head_dim));
+            // The twin itself: each value within half a scale of its own,
+            // plus what rounding the scale to f16 (coarse where subnormal)
+            // moves the largest codes by.
+            for (values, words) in [(k, &want_k), (v, &want_v)] {
+                let back = cache_values(&words[s * slot_words..][..slot_words], kv_dtype, head_dim);
+                for (e, (&x, &y)) in values.iter().zip(&back).enumerate() {
+                    let group = &values[e / 32 * 32..][..32];
+                    let d = group.iter().fold(0f32, |m, x| m.max(x.abs())) / 127.0;
+                    let d16 = f16::from_f32(d).to_f32();
+                    let bound = 0.5 * d16 + 127.0 * (d - d16).abs() + 1e-9;
+                    assert!((x - y).abs() <= bound, "D={head_dim} element {e}: {y} for {x}");
+                }
+            }
+        }
+        for (name, got, want) in [("k", &got_k, &want_k), ("v", &got_v, &want_v)] {
+            for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
+                let (slot, at) = (i / slot_words, i % slot_words);
+                assert_eq!(
+                    g, w,
+                    "{name} cache D={head_dim} Hkv={hkv}: slot {slot}, word {at}: {g:#010x} for {w:#010x}"
+                );
             }
         }
     }
@@ -488,7 +597,7 @@ fn check_attention(gpu: &mut Harness, rng: &mut StdRng, case: &AttentionCase) {
         &[AttentionPass::QueriesTogether],
     ];
     for passes in ways {
-        for kv_dtype in [KvCacheDtype::F32, KvCacheDtype::F16] {
+        for kv_dtype in [KvCacheDtype::F32, KvCacheDtype::F16, KvCacheDtype::Q8_0] {
             check_attention_passes(gpu, rng, case, passes, kv_dtype);
         }
     }
@@ -531,13 +640,19 @@ fn check_attention_passes(
     for v in k_cache[poison * block_size * kv..].iter_mut().chain(&mut v_cache[poison * block_size * kv..]) {
         *v = f32::NAN;
     }
-    // The reference reads what the cache holds: in f16, the values rounded.
-    let cache_words = |values: &[f32]| match kv_dtype {
-        KvCacheDtype::F32 => values.iter().map(|v| v.to_bits()).collect::<Vec<u32>>(),
-        KvCacheDtype::F16 => f16_words(values),
-    };
-    let (k_words, v_words) = (cache_words(&k_cache), cache_words(&v_cache));
-    let (k_cache, v_cache) = (cache_values(&k_words, kv_dtype), cache_values(&v_words, kv_dtype));
+    // The reference reads what the cache holds: in f16, the values rounded;
+    // in q8_0, quantized. q8_0's poison: NaN scales (its quantizer, as
+    // max() does, would skip the NaN values).
+    let (mut k_words, mut v_words) =
+        (cache_words(&k_cache, kv_dtype, head_dim), cache_words(&v_cache, kv_dtype, head_dim));
+    if kv_dtype == KvCacheDtype::Q8_0 {
+        let poison_words = poison * block_size * hkv * kv_dtype.row_words(head_dim);
+        for w in k_words[poison_words..].iter_mut().chain(&mut v_words[poison_words..]) {
+            *w = 0x7e00_7e00;
+        }
+    }
+    let (k_cache, v_cache) =
+        (cache_values(&k_words, kv_dtype, head_dim), cache_values(&v_words, kv_dtype, head_dim));
     let (mut token_seq, mut positions) = (vec![], vec![]);
     for (s, &(first, n)) in seqs.iter().enumerate() {
         for p in first..first + n {

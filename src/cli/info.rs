@@ -58,6 +58,13 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
                             tokens(KvCacheDtype::F32),
                             asked.kv_cache_dtype.name()
                         );
+                        // Its own line: the one above is a format scripts read.
+                        match tokens(KvCacheDtype::Q8_0) {
+                            0 => println!(
+                                "KV cache in q8_0: not for this model (head_dim not a multiple of 32)"
+                            ),
+                            n => println!("KV cache in q8_0: {n} tokens (lossy 8-bit codes, a scale per 32)"),
+                        }
                     }
                     Err(e) => println!("loads: no: {e}"),
                 }

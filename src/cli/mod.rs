@@ -61,9 +61,11 @@ pub struct ModelArgs {
     /// KV cache size in MiB (all layers, K and V).
     #[arg(long, default_value_t = 512)]
     kv_cache_memory: usize,
-    /// What the KV cache stores K and V as: `f16` (half the memory of
-    /// `f32`, so twice the tokens; the golden prompts stay token-exact)
-    /// or `f32`.
+    /// What the KV cache stores K and V as: `f16` (IEEE halves: twice the
+    /// tokens of `f32`; the golden prompts stay token-exact), `f32` (full
+    /// precision), or `q8_0` (8-bit codes and an f16 scale per 32
+    /// elements, as llama.cpp's: about 1.9x the tokens of f16, lossy;
+    /// needs a head_dim that is a multiple of 32).
     #[arg(long, value_enum, default_value = "f16")]
     kv_cache_dtype: KvDtypeChoice,
     /// Most tokens in one forward step.
@@ -99,6 +101,8 @@ pub struct ModelArgs {
 enum KvDtypeChoice {
     F32,
     F16,
+    #[value(name = "q8_0")]
+    Q8_0,
 }
 
 impl KvDtypeChoice {
@@ -106,6 +110,7 @@ impl KvDtypeChoice {
         match self {
             KvDtypeChoice::F32 => KvCacheDtype::F32,
             KvDtypeChoice::F16 => KvCacheDtype::F16,
+            KvDtypeChoice::Q8_0 => KvCacheDtype::Q8_0,
         }
     }
 }

@@ -72,6 +72,7 @@ impl DecoderBuffers {
         options: &LoadOptions,
     ) -> Result<Self, ModelError> {
         options.validate()?;
+        options.check_kv_cache_dtype(config)?;
         let ctx = &builder.ctx;
         let (m, s) = (options.max_batch_tokens, options.max_seqs);
         let step_size = std::mem::size_of::<StepParams>() as u64;

@@ -85,8 +85,26 @@ impl LoadOptions {
         config.max_position_embeddings.div_ceil(self.block_size)
     }
 
-    /// Blocks that fit in `kv_cache_mib`, and in one storage binding per layer.
+    /// Refuses a KV cache dtype that cannot hold this model's heads.
+    pub(crate) fn check_kv_cache_dtype(&self, config: &DecoderConfig) -> Result<(), ModelError> {
+        let dtype = self.kv_cache_dtype;
+        if !dtype.supports_head_dim(config.head_dim) {
+            return Err(ModelError::Config(format!(
+                "--kv-cache-dtype {} stores heads in groups of {} elements; this model's head_dim is {}: use f16 or f32",
+                dtype.name(),
+                crate::gpu::kv_cache::Q8_0_GROUP,
+                config.head_dim
+            )));
+        }
+        Ok(())
+    }
+
+    /// Blocks that fit in `kv_cache_mib`, and in one storage binding per
+    /// layer; 0 where the dtype cannot hold this model's heads.
     pub fn num_kv_blocks(&self, config: &DecoderConfig, max_binding: u64) -> usize {
+        if !self.kv_cache_dtype.supports_head_dim(config.head_dim) {
+            return 0;
+        }
         let per_layer = crate::gpu::kv_cache::KvCache::block_bytes(
             self.block_size,
             config.num_kv_heads,

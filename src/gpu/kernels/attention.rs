@@ -15,9 +15,9 @@ pub struct AttentionBindings<'a> {
     pub step: &'a GpuBuffer,
     /// [M, (Hq + 2 Hkv) D] f32, fused Q/K/V after RoPE; only Q is read.
     pub qkv: &'a GpuBuffer,
-    /// [slots, Hkv, D] of the cache's dtype, this layer's K pool (new tokens already written).
+    /// [slots, Hkv, row words] u32, rows of the cache's dtype: this layer's K pool (new tokens already written).
     pub k_cache: &'a GpuBuffer,
-    /// [slots, Hkv, D] of the cache's dtype, this layer's V pool.
+    /// [slots, Hkv, row words] u32, rows of the cache's dtype: this layer's V pool.
     pub v_cache: &'a GpuBuffer,
     /// [S, max_blocks_per_seq] u32, physical block of each logical block.
     pub block_tables: &'a GpuBuffer,
@@ -156,7 +156,7 @@ impl AttentionKey {
                 ("SCALE", 1.0 / (self.head_dim as f64).sqrt()),
                 ("SLIDING_WINDOW", self.sliding_window as f64),
                 ("SPLITS", SPLITS as f64),
-                ("KV_HALF", if self.kv_dtype == KvCacheDtype::F16 { 1.0 } else { 0.0 }),
+                ("KV_DTYPE", self.kv_dtype.shader_code()),
             ],
         }
     }

@@ -12,9 +12,9 @@ pub struct KvWriteBindings<'a> {
     pub qkv: &'a GpuBuffer,
     /// [M] u32, cache slot (block * block_size + offset) of each token.
     pub slot_mapping: &'a GpuBuffer,
-    /// [slots, Hkv, D] of the cache's dtype, this layer's K pool.
+    /// [slots, Hkv, row words] u32, rows of the cache's dtype: this layer's K pool.
     pub k_cache: &'a GpuBuffer,
-    /// [slots, Hkv, D] of the cache's dtype, this layer's V pool.
+    /// [slots, Hkv, row words] u32, rows of the cache's dtype: this layer's V pool.
     pub v_cache: &'a GpuBuffer,
 }
 
@@ -49,12 +49,18 @@ impl KvWriteKey {
                 ("HEAD_DIM", self.head_dim as f64),
                 ("N_Q_HEADS", self.n_q_heads as f64),
                 ("N_KV_HEADS", self.n_kv_heads as f64),
-                ("KV_HALF", if self.kv_dtype == KvCacheDtype::F16 { 1.0 } else { 0.0 }),
+                ("KV_DTYPE", self.kv_dtype.shader_code()),
             ],
         }
     }
 
     pub fn workgroups(&self, num_tokens: u32) -> [u32; 3] {
-        [groups(self.n_kv_heads * self.head_dim / 4), num_tokens, 1]
+        let per_token = match self.kv_dtype {
+            // A vec4 of the token's K/V heads each.
+            KvCacheDtype::F32 | KvCacheDtype::F16 => self.n_kv_heads * self.head_dim / 4,
+            // A scale word (two groups of 32) each, so that each has one writer.
+            KvCacheDtype::Q8_0 => self.n_kv_heads * self.head_dim.div_ceil(64),
+        };
+        [groups(per_token), num_tokens, 1]
     }
 }
