@@ -125,6 +125,10 @@ fn info_says_a_complete_file_loads() {
     let numbers: Vec<usize> = kv.split([' ', ':']).filter_map(|w| w.parse().ok()).collect();
     assert!(matches!(numbers[..], [512, f16, f32] if f32 > 0 && f16 == 2 * f32), "{kv}");
     assert!(kv.ends_with("--kv-cache-dtype f16"), "{kv}");
+    // q8_0: 1.0625 bytes per element against f16's 2, on a line of its own.
+    let q8 = out.lines().find(|l| l.starts_with("KV cache in q8_0: ")).expect(&out);
+    let q8_tokens: Vec<usize> = q8.split(' ').filter_map(|w| w.parse().ok()).collect();
+    assert!(matches!(q8_tokens[..], [t, ..] if t > numbers[1] && t < 2 * numbers[1]), "{q8} against {kv}");
 }
 
 #[test]
