@@ -164,11 +164,11 @@ fn a_replica_stopped_and_restarted_behind_haproxy_fails_no_request() {
             .spawn()
             .expect("HAProxy starts"),
     );
-    // Both replicas up in HAProxy's eyes (rise 2 at 1 s) before the load.
-    wait_for("HAProxy to answer", Duration::from_secs(20), || {
-        one_request(&frontend, 0) == Outcome::Completed
+    // Both replicas serving through HAProxy before the load.
+    wait_for("both replicas to serve through HAProxy", Duration::from_secs(120), || {
+        one_request(&frontend, 0);
+        requests_succeeded(&first) > 0.0 && requests_succeeded(&second) > 0.0
     });
-    std::thread::sleep(Duration::from_secs(3));
 
     let outcomes: Arc<Mutex<Vec<Outcome>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
