@@ -25,6 +25,7 @@ pub mod spm;
 pub mod template_limits;
 pub mod token_bytes;
 pub mod tokenizer;
+pub mod tool_call_reader;
 pub mod tool_calls;
 
 pub use chat_template::{ChatMessage, ChatTemplate};
