@@ -398,6 +398,9 @@ fn execute_with_masks(
     scheduled: &[ScheduledSeq],
     wanted: Output,
 ) -> Result<ForwardOutput, EngineError> {
+    if !requests.values().any(|state| state.constraint.is_some()) {
+        return Ok(runner.execute(scheduled, wanted)?);
+    }
     let mut constrained: Vec<&mut RequestState> = Vec::new();
     let sampling: std::collections::HashSet<RequestId> =
         scheduled.iter().filter(|s| s.sample).map(|s| s.seq_id).collect();
