@@ -757,7 +757,7 @@ fn paged_attention_matches_cpu_on_a_varlen_batch() {
     let seqs = &[(0, 5), (37, 1), (16, 3)];
     let case = AttentionCase { head_dim: 32, hq: 6, hkv: 2, block_size: 16, sliding_window: 0, seqs };
     check_attention(&mut gpu, &mut rng, &case);
-    // Prefill chunks long enough that most queries go four together: from
+    // Prefill chunks long enough that most queries go eight together: from
     // 0, from the middle of a block, and one whose length is not a
     // multiple of four, beside decodes that fall into mixed groups.
     let seqs = &[(0, 37), (5, 1), (50, 21), (70, 1), (16, 10)];

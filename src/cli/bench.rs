@@ -170,7 +170,9 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.kernels {
         let ctx = super::open_gpu_with(args.model.kernel_family())?;
-        return super::bench_kernels::run(&ctx, args.kernel_rows, args.kernel_cols, args.kernel_dispatches);
+        super::bench_kernels::run(&ctx, args.kernel_rows, args.kernel_cols, args.kernel_dispatches)?;
+        let depths = if args.depths.is_empty() { vec![512, 1024, 4096] } else { args.depths.clone() };
+        return super::bench_attention::run(&ctx, ctx.kernels(), &depths, args.kernel_dispatches);
     }
     let loaded = args.model.load()?;
     let vocab = loaded.model.vocab_size();

@@ -2,6 +2,7 @@
 //! only generated text goes to stdout.
 
 mod bench;
+mod bench_attention;
 mod bench_embeddings;
 mod bench_kernels;
 mod bench_profile;

@@ -70,8 +70,8 @@ pub struct AttentionKey {
 pub enum AttentionPass {
     /// GPU family: a workgroup per (query, head).
     PerQuery,
-    /// CPU family, prefill: four consecutive queries of a sequence share
-    /// each K/V load (`attention_queries4`).
+    /// CPU family, prefill: eight consecutive queries of a sequence, a
+    /// workgroup, share each K/V load (`attention_queries8`).
     QueriesTogether,
     /// CPU family, decode: each query's keys cut into `SPLITS` spans, an
     /// invocation each (`attention_split`), writing `partials` ...
@@ -80,15 +80,15 @@ pub enum AttentionPass {
     CombineSplits,
 }
 
-/// Queries per invocation in `AttentionPass::QueriesTogether`.
-pub const QUERIES_TOGETHER: u32 = 4;
+/// Queries per workgroup (an invocation each) in `AttentionPass::QueriesTogether`.
+pub const QUERIES_TOGETHER: u32 = 8;
 
 /// Key spans per query in `AttentionPass::SplitKeys`.
 pub const SPLITS: u32 = 8;
 
 /// The CPU family's largest step that splits keys; larger steps (prompt
 /// chunks) have queries enough to fill the machine and share K/V loads
-/// four queries together instead.
+/// eight queries together instead.
 pub const MAX_SPLIT_TOKENS: u32 = 16;
 
 impl AttentionPass {
@@ -143,7 +143,7 @@ impl AttentionKey {
             source: include_str!("../../../shaders/attention.wgsl"),
             entry_point: match self.pass {
                 AttentionPass::PerQuery => "attention_gpu",
-                AttentionPass::QueriesTogether => "attention_queries4",
+                AttentionPass::QueriesTogether => "attention_queries8",
                 AttentionPass::SplitKeys => "attention_split",
                 AttentionPass::CombineSplits => "attention_combine",
             },
@@ -166,7 +166,10 @@ impl AttentionKey {
         let invocations = match self.pass {
             // A workgroup per (token, head).
             AttentionPass::PerQuery => return [self.n_q_heads, num_tokens, 1],
-            AttentionPass::QueriesTogether => num_tokens.div_ceil(QUERIES_TOGETHER) * self.n_q_heads,
+            // A workgroup per (QUERIES_TOGETHER tokens, head).
+            AttentionPass::QueriesTogether => {
+                return [num_tokens.div_ceil(QUERIES_TOGETHER) * self.n_q_heads, 1, 1];
+            }
             AttentionPass::SplitKeys => num_tokens * self.n_q_heads * SPLITS,
             AttentionPass::CombineSplits => num_tokens * self.n_q_heads,
         };
