@@ -1,11 +1,10 @@
 //! `wgserve bench --kernels`, second part: the attention kernels alone at
 //! several context depths, on random keys and values in f16, f32 and q8_0
 //! caches with SmolLM2-135M's head shape (9 query heads, 3 KV heads, head
-//! size 64).
-//! Decode: one query after `depth` keys (the split passes and their
-//! combine, or the GPU family's pass). Prefill: a chunk of `CHUNK` queries
-//! whose last is at `depth`. As in the matvec part, the cases take turns
-//! over rounds and the best round counts.
+//! size 64). Decode: one query that sees `depth` keys (the split passes
+//! and their combine, or the GPU family's pass). Prefill: a chunk of
+//! `CHUNK` queries whose last sees `depth` keys. As in the matvec part, the
+//! cases take turns over rounds and the best round counts.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,6 +34,7 @@ struct Case {
     _buffers: Vec<GpuBuffer>,
 }
 
+/// `depths`: at least one, none zero (the caller checks).
 pub fn run(ctx: &GpuContext, family: KernelFamily, depths: &[usize], repeats: u32) -> anyhow::Result<()> {
     let mut cache = PipelineCache::new();
     let mut rng = StdRng::seed_from_u64(11);
@@ -82,7 +82,7 @@ pub fn run(ctx: &GpuContext, family: KernelFamily, depths: &[usize], repeats: u3
     Ok(())
 }
 
-/// What one case runs: `tokens` queries, the last at position `depth`.
+/// What one case runs: `tokens` queries, the last seeing `depth` keys.
 struct Shape {
     dtype: KvCacheDtype,
     kind: &'static str,
