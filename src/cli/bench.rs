@@ -51,7 +51,8 @@ pub struct BenchArgs {
     /// Context depths (prompt tokens) at which to measure the prompt rate
     /// and the generation rate after it, instead of the other figures,
     /// e.g. `--depths 100,1024,4096`; each is also given as a ratio to the
-    /// first.
+    /// first. With `--kernels`: the keys of its attention figures
+    /// (default 512,1024,4096).
     #[arg(long, value_delimiter = ',')]
     depths: Vec<usize>,
     /// Requests of the offline throughput run (0 skips it).
@@ -64,7 +65,8 @@ pub struct BenchArgs {
     /// Measure the embedding model's throughput instead of the chat model's.
     #[arg(long)]
     embeddings: bool,
-    /// Measure the decode matvec of every weight format (GB/s) instead.
+    /// Measure the decode matvec of every weight format (GB/s), then the
+    /// attention kernels alone at `--depths` (ms), instead.
     #[arg(long)]
     kernels: bool,
     /// Profile a decode step and a `--prompt-tokens` prefill step by
