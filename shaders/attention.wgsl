@@ -43,8 +43,13 @@ const MAX_D4: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;      // [M, (N_Q_HEADS + 2 N_KV_HEADS) HEAD_DIM] f32
-@group(0) @binding(2) var<storage, read> k_cache: array<u32>;  // [slots, N_KV_HEADS, row_words()] rows of KV_DTYPE
-@group(0) @binding(3) var<storage, read> v_cache: array<u32>;  // [slots, N_KV_HEADS, row_words()] rows of KV_DTYPE
+// The caches in 16-byte loads (layout in kv_write.wgsl): llvmpipe pays per
+// load instruction (a bounds check, and where the address differs per
+// invocation a scalar load per invocation), so one vec4<u32> costs much
+// less than four u32s: attention over 4,096 keys of an f16 cache ran
+// about 1.3x as fast so, q8_0 1.4x (`wgserve bench --kernels`).
+@group(0) @binding(2) var<storage, read> k_cache: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> v_cache: array<vec4<u32>>;
 @group(0) @binding(4) var<storage, read> block_tables: array<u32>;   // [S, max_blocks_per_seq]
 @group(0) @binding(5) var<storage, read> token_seq: array<u32>;      // [M] sequence of each token
 @group(0) @binding(6) var<storage, read> positions: array<u32>;      // [M] position of each token
@@ -58,53 +63,135 @@ var<private> acc: array<vec4<f32>, MAX_D4>;
 
 // ---- the cache's elements ----
 //
-// Offsets into the caches count vec4s of elements, row * HEAD_DIM / 4 + i
-// for vec4 i of a row (one slot, one KV head); a vec4 is 4 words in f32
-// bits, 2 in f16 pairs, and in q8_0 one word of codes (the row's first
-// HEAD_DIM / 4 words) times a scale from the row's last words.
-fn row_words() -> u32 {
+// A row is one slot's one KV head, HEAD_DIM elements: rows are numbered
+// slot * N_KV_HEADS + kv_head. Vec4 c of a row (elements 4c..4c+3) is 4
+// words of f32 bits, 2 words of f16 pairs, or in q8_0 one word of codes
+// times its group's scale (codes and scales live in separate regions of
+// the buffer, so that rows of codes stay 16-byte aligned).
+
+fn scale_words() -> u32 {
+    return (HEAD_DIM + 63u) / 64u;
+}
+
+// Vec4s of elements one 16-byte load holds: the unit the CPU kernels walk
+// a row in. f16 rows of an odd number of vec4s are not 16-byte aligned,
+// so they are read a vec4 of elements (half a load) at a time.
+fn chunk_vec4s() -> u32 {
+    if (KV_DTYPE == KV_Q8_0) { return 4u; }
+    if (KV_DTYPE == KV_F16 && (HEAD_DIM / 4u) % 2u == 0u) { return 2u; }
+    return 1u;
+}
+
+// The index of the 16-byte load that holds vec4 c of row `row`.
+fn load_index(row: u32, c: u32) -> u32 {
+    let at = row * (HEAD_DIM / 4u) + c;
+    switch KV_DTYPE {
+        case KV_F16: { return at / 2u; }
+        case KV_Q8_0: { return at / 4u; }
+        default: { return at; }
+    }
+}
+
+// Where q8_0's scale words start: after the codes of every row.
+fn q8_0_scales_start(words: u32) -> u32 {
     let d4 = HEAD_DIM / 4u;
-    return select(select(4u * d4, 2u * d4, KV_DTYPE == KV_F16), d4 + (HEAD_DIM + 63u) / 64u, KV_DTYPE == KV_Q8_0);
+    return words / (d4 + scale_words()) * d4;
 }
 
-// q8_0 vec4 i of a row: its word of 4 signed codes times its group's
-// (i / 8) f16 scale, in half (i / 8) % 2 of a scale word.
-fn dequantize_q8_0(codes: u32, scales: u32, i: u32) -> vec4<f32> {
-    let c = vec4<i32>(bitcast<i32>(codes)) << vec4<u32>(24u, 16u, 8u, 0u) >> vec4<u32>(24u);
-    return vec4<f32>(c) * unpack2x16float(scales)[(i / 8u) % 2u];
+// q8_0: the scale word of row `row` covering vec4 c (64 elements a word).
+fn k_scale_word(row: u32, c: u32) -> u32 {
+    let w = q8_0_scales_start(4u * arrayLength(&k_cache)) + row * scale_words() + c / 16u;
+    return k_cache[w / 4u][w % 4u];
 }
 
-// Where vec4 `at` of the caches has its word of codes and its scale word.
-fn q8_0_words(at: u32) -> vec2<u32> {
+fn v_scale_word(row: u32, c: u32) -> u32 {
+    let w = q8_0_scales_start(4u * arrayLength(&v_cache)) + row * scale_words() + c / 16u;
+    return v_cache[w / 4u][w % 4u];
+}
+
+// q8_0: a word of 4 signed codes times the scale of vec4 c's group (c / 8),
+// in half (c / 8) % 2 of its scale word.
+fn dequantize_q8_0(codes: u32, scales: u32, c: u32) -> vec4<f32> {
+    let v = vec4<i32>(bitcast<i32>(codes)) << vec4<u32>(24u, 16u, 8u, 0u) >> vec4<u32>(24u);
+    return vec4<f32>(v) * unpack2x16float(scales)[(c / 8u) % 2u];
+}
+
+// The vec4s of elements c..c + chunk_vec4s() - 1 of a row from their one
+// load `words` (columns past chunk_vec4s() are zero); `scales` is the
+// row's q8_0 scale word for c.
+fn decode_chunk(words: vec4<u32>, row: u32, c: u32, scales: u32) -> mat4x4<f32> {
+    var m = mat4x4<f32>();
+    switch KV_DTYPE {
+        case KV_F16: {
+            if (chunk_vec4s() == 2u) {
+                m[0] = vec4<f32>(unpack2x16float(words.x), unpack2x16float(words.y));
+                m[1] = vec4<f32>(unpack2x16float(words.z), unpack2x16float(words.w));
+            } else {
+                let half = select(words.xy, words.zw, (row * (HEAD_DIM / 4u) + c) % 2u == 1u);
+                m[0] = vec4<f32>(unpack2x16float(half.x), unpack2x16float(half.y));
+            }
+        }
+        case KV_Q8_0: {
+            m[0] = dequantize_q8_0(words.x, scales, c);
+            m[1] = dequantize_q8_0(words.y, scales, c + 1u);
+            m[2] = dequantize_q8_0(words.z, scales, c + 2u);
+            m[3] = dequantize_q8_0(words.w, scales, c + 3u);
+        }
+        default: {
+            m[0] = bitcast<vec4<f32>>(words);
+        }
+    }
+    return m;
+}
+
+// Vec4 c of row `row` alone (the GPU family's unit; the CPU kernels walk
+// whole loads with decode_chunk).
+fn k_vec4(row: u32, c: u32) -> vec4<f32> {
+    var scales = 0u;
+    if (KV_DTYPE == KV_Q8_0) { scales = k_scale_word(row, c); }
+    let first = c - c % chunk_vec4s();
+    return decode_chunk(k_cache[load_index(row, c)], row, first, scales)[c % chunk_vec4s()];
+}
+
+fn v_vec4(row: u32, c: u32) -> vec4<f32> {
+    var scales = 0u;
+    if (KV_DTYPE == KV_Q8_0) { scales = v_scale_word(row, c); }
+    let first = c - c % chunk_vec4s();
+    return decode_chunk(v_cache[load_index(row, c)], row, first, scales)[c % chunk_vec4s()];
+}
+
+// The score of the query in `q` against key row `row` (q is pre-scaled).
+fn key_score(row: u32) -> f32 {
     let d4 = HEAD_DIM / 4u;
-    let row = at / d4;
-    let i = at % d4;
-    let start = row * row_words();
-    return vec2<u32>(start + i, start + d4 + i / 16u);
+    var s4 = vec4<f32>(0.0);
+    var scales = 0u;
+    for (var c = 0u; c < d4; c += chunk_vec4s()) {
+        if (KV_DTYPE == KV_Q8_0 && c % 16u == 0u) { scales = k_scale_word(row, c); }
+        let k = decode_chunk(k_cache[load_index(row, c)], row, c, scales);
+        s4 += q[c] * k[0];
+        if (chunk_vec4s() >= 2u) { s4 += q[c + 1u] * k[1]; }
+        if (chunk_vec4s() == 4u) {
+            s4 += q[c + 2u] * k[2];
+            s4 += q[c + 3u] * k[3];
+        }
+    }
+    return s4.x + s4.y + s4.z + s4.w;
 }
 
-fn k_vec4(at: u32) -> vec4<f32> {
-    if (KV_DTYPE == KV_Q8_0) {
-        let w = q8_0_words(at);
-        return dequantize_q8_0(k_cache[w.x], k_cache[w.y], at % (HEAD_DIM / 4u));
+// acc = acc * correction + p * (value row `row`).
+fn add_value(row: u32, correction: f32, p: f32) {
+    let d4 = HEAD_DIM / 4u;
+    var scales = 0u;
+    for (var c = 0u; c < d4; c += chunk_vec4s()) {
+        if (KV_DTYPE == KV_Q8_0 && c % 16u == 0u) { scales = v_scale_word(row, c); }
+        let v = decode_chunk(v_cache[load_index(row, c)], row, c, scales);
+        acc[c] = acc[c] * correction + p * v[0];
+        if (chunk_vec4s() >= 2u) { acc[c + 1u] = acc[c + 1u] * correction + p * v[1]; }
+        if (chunk_vec4s() == 4u) {
+            acc[c + 2u] = acc[c + 2u] * correction + p * v[2];
+            acc[c + 3u] = acc[c + 3u] * correction + p * v[3];
+        }
     }
-    if (KV_DTYPE == KV_F16) {
-        return vec4<f32>(unpack2x16float(k_cache[2u * at]), unpack2x16float(k_cache[2u * at + 1u]));
-    }
-    let w = 4u * at;
-    return bitcast<vec4<f32>>(vec4<u32>(k_cache[w], k_cache[w + 1u], k_cache[w + 2u], k_cache[w + 3u]));
-}
-
-fn v_vec4(at: u32) -> vec4<f32> {
-    if (KV_DTYPE == KV_Q8_0) {
-        let w = q8_0_words(at);
-        return dequantize_q8_0(v_cache[w.x], v_cache[w.y], at % (HEAD_DIM / 4u));
-    }
-    if (KV_DTYPE == KV_F16) {
-        return vec4<f32>(unpack2x16float(v_cache[2u * at]), unpack2x16float(v_cache[2u * at + 1u]));
-    }
-    let w = 4u * at;
-    return bitcast<vec4<f32>>(vec4<u32>(v_cache[w], v_cache[w + 1u], v_cache[w + 2u], v_cache[w + 3u]));
 }
 
 // The first key position the query at `pos` sees.
@@ -115,13 +202,22 @@ fn first_visible(pos: u32) -> u32 {
     return 0u;
 }
 
-// Where key j of a sequence lives: its head's offset (in vec4s) in the caches.
-fn key_base(table: u32, j: u32, kv_head: u32) -> u32 {
+// The words one row takes in the caches.
+fn row_words() -> u32 {
     let d4 = HEAD_DIM / 4u;
-    let num_slots = arrayLength(&k_cache) / (N_KV_HEADS * row_words());
+    switch KV_DTYPE {
+        case KV_F16: { return 2u * d4; }
+        case KV_Q8_0: { return d4 + scale_words(); }
+        default: { return 4u * d4; }
+    }
+}
+
+// The cache row of key j of a sequence (a slot past the caches reads the last).
+fn key_row(table: u32, j: u32, kv_head: u32) -> u32 {
+    let num_slots = 4u * arrayLength(&k_cache) / (N_KV_HEADS * row_words());
     let block = block_tables[table + j / BLOCK_SIZE];
     let slot = min(block * BLOCK_SIZE + j % BLOCK_SIZE, num_slots - 1u);
-    return (slot * N_KV_HEADS + kv_head) * d4;
+    return slot * N_KV_HEADS + kv_head;
 }
 
 // Query token t, head `head`, over its keys at positions start..end-1:
@@ -139,19 +235,13 @@ fn walk_keys(t: u32, head: u32, start: u32, end: u32) -> vec2<f32> {
     var running_max = -3.4e38;
     var denom = 0.0;
     for (var j = start; j < end; j++) {
-        let base = key_base(table, j, kv_head);
-        var s4 = vec4<f32>(0.0);
-        for (var c = 0u; c < d4; c++) {
-            s4 += q[c] * k_vec4(base + c);
-        }
-        let score = s4.x + s4.y + s4.z + s4.w;
+        let row = key_row(table, j, kv_head);
+        let score = key_score(row);
         let new_max = max(running_max, score);
         let correction = exp(running_max - new_max);
         let p = exp(score - new_max);
         denom = denom * correction + p;
-        for (var c = 0u; c < d4; c++) {
-            acc[c] = acc[c] * correction + p * v_vec4(base + c);
-        }
+        add_value(row, correction, p);
         running_max = new_max;
     }
     return vec2<f32>(running_max, denom);
@@ -220,20 +310,14 @@ fn attention_queries8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invoc
     // Bounds shared by the workgroup: from the first token's first visible
     // key to the last token's position.
     for (var j = first_visible(positions[t0]); j <= positions[last]; j++) {
-        let base = key_base(table, j, kv_head);
-        var s4 = vec4<f32>(0.0);
-        for (var c = 0u; c < d4; c++) {
-            s4 += q[c] * k_vec4(base + c);
-        }
+        let row = key_row(table, j, kv_head);
+        let score = key_score(row);
         let visible = j >= first && j <= pos;
-        let score = s4.x + s4.y + s4.z + s4.w;
         let new_max = select(running_max, max(running_max, score), visible);
         let correction = exp(running_max - new_max);
         let p = select(0.0, exp(score - new_max), visible);
         denom = denom * correction + p;
-        for (var c = 0u; c < d4; c++) {
-            acc[c] = acc[c] * correction + p * v_vec4(base + c);
-        }
+        add_value(row, correction, p);
         running_max = new_max;
     }
     if (t0 + lane <= last) {
@@ -320,7 +404,7 @@ fn attention_combine(@builtin(global_invocation_id) gid: vec3<u32>) {
 const ATT_KEYS = 64u;
 var<workgroup> q_shared: array<vec4<f32>, MAX_D4>; // [HEAD_DIM / 4] this query, scaled
 var<workgroup> chunk_scores: array<f32, ATT_KEYS>;
-var<workgroup> chunk_bases: array<u32, ATT_KEYS>;  // offset of each key's head in the caches
+var<workgroup> chunk_rows: array<u32, ATT_KEYS>;  // each key's cache row
 
 @compute @workgroup_size(64)
 fn attention_gpu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -342,17 +426,17 @@ fn attention_gpu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
     for (var start = first; start <= pos; start += ATT_KEYS) {
         let j = start + li;
         var score = -3.4e38;
-        var base = 0u;
+        var row = 0u;
         if (j <= pos) {
-            base = key_base(table, j, kv_head);
+            row = key_row(table, j, kv_head);
             var s4 = vec4<f32>(0.0);
             for (var c = 0u; c < d4; c++) {
-                s4 += q_shared[c] * k_vec4(base + c);
+                s4 += q_shared[c] * k_vec4(row, c);
             }
             score = s4.x + s4.y + s4.z + s4.w;
         }
         chunk_scores[li] = score;
-        chunk_bases[li] = base;
+        chunk_rows[li] = row;
         workgroupBarrier();
         let n = min(ATT_KEYS, pos + 1u - start);
         var new_max = running_max;
@@ -366,7 +450,7 @@ fn attention_gpu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
             let p = exp(chunk_scores[i] - new_max);
             denom += p;
             if (li < d4) {
-                acc += p * v_vec4(chunk_bases[i] + li);
+                acc += p * v_vec4(chunk_rows[i], li);
             }
         }
         running_max = new_max;

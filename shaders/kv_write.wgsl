@@ -4,9 +4,12 @@
 //   0 (f32): HEAD_DIM words of f32 bits;
 //   1 (f16): HEAD_DIM / 2 words of f16 pairs (pack2x16float);
 //   2 (q8_0): HEAD_DIM / 4 words of codes (4 signed bytes, element 4i + j
-//      in byte j of word i), then ceil(HEAD_DIM / 64) words of f16 scales
-//      (group g of 32 elements in half g % 2 of word g / 2). llama.cpp's
-//      q8_0: d = max|x| / 127, code = round(x / d), x ~ code * d.
+//      in byte j of word i) and ceil(HEAD_DIM / 64) words of f16 scales
+//      (group g of 32 elements in half g % 2 of word g / 2). The codes of
+//      every row come first, then the scales of every row, so that each
+//      row of codes starts on 16 bytes (attention reads 16 at a time).
+//      llama.cpp's q8_0: d = max|x| / 127, code = round(x / d), x ~ code * d.
+// Row r is slot * N_KV_HEADS + kv_head.
 //
 // f32 and f16: an invocation per (token, vec4 of the token's K/V heads).
 // q8_0: an invocation per (token, scale word), i.e. per pair of groups, so
@@ -127,9 +130,11 @@ fn write_q8_0(e: u32, t: u32) {
     let kv_head = e / scale_words;
     let w = e % scale_words;
     if (kv_head >= N_KV_HEADS || t >= step.num_tokens) { return; }
-    let row_words = d4 + scale_words;
-    let dst = (slot_mapping[t] * N_KV_HEADS + kv_head) * row_words;
-    if (dst + row_words > arrayLength(&k_cache)) { return; }
+    let num_rows = arrayLength(&k_cache) / (d4 + scale_words);
+    let row = slot_mapping[t] * N_KV_HEADS + kv_head;
+    if (row >= num_rows) { return; }
+    let dst = row * d4;
+    let scales_at = num_rows * d4 + row * scale_words + w;
     let row4 = (N_Q_HEADS + 2u * N_KV_HEADS) * d4;
     let k_src = t * row4 + (N_Q_HEADS + kv_head) * d4;
     let v_src = k_src + N_KV_HEADS * d4;
@@ -147,6 +152,6 @@ fn write_q8_0(e: u32, t: u32) {
             v_cache[dst + 8u * g + i] = codes[i];
         }
     }
-    k_cache[dst + d4 + w] = k_scales;
-    v_cache[dst + d4 + w] = v_scales;
+    k_cache[scales_at] = k_scales;
+    v_cache[scales_at] = v_scales;
 }

@@ -437,6 +437,39 @@ fn cache_words(values: &[f32], dtype: KvCacheDtype, head_dim: usize) -> Vec<u32>
     }
 }
 
+/// Rows of cache words (each row's q8_0 codes then its scales) as the GPU
+/// lays them out: in q8_0, the codes of every row, then the scales of
+/// every row (kv_write.wgsl); f32 and f16 rows as they are.
+fn gpu_layout(rows: &[u32], dtype: KvCacheDtype, head_dim: usize) -> Vec<u32> {
+    if dtype != KvCacheDtype::Q8_0 {
+        return rows.to_vec();
+    }
+    let codes = head_dim / 4;
+    let row_words = dtype.row_words(head_dim);
+    let (mut code_words, mut scale_words) = (Vec::new(), Vec::new());
+    for row in rows.chunks_exact(row_words) {
+        code_words.extend_from_slice(&row[..codes]);
+        scale_words.extend_from_slice(&row[codes..]);
+    }
+    code_words.extend(scale_words);
+    code_words
+}
+
+/// The inverse of `gpu_layout`: a cache read back as rows.
+fn rows_layout(words: &[u32], dtype: KvCacheDtype, head_dim: usize) -> Vec<u32> {
+    if dtype != KvCacheDtype::Q8_0 {
+        return words.to_vec();
+    }
+    let (codes, row_words) = (head_dim / 4, dtype.row_words(head_dim));
+    let num_rows = words.len() / row_words;
+    let (code_words, scale_words) = words.split_at(num_rows * codes);
+    code_words
+        .chunks_exact(codes)
+        .zip(scale_words.chunks_exact(row_words - codes))
+        .flat_map(|(c, s)| c.iter().chain(s).copied())
+        .collect()
+}
+
 /// A KV cache's words (rows of `head_dim` elements) read back as f32 values.
 fn cache_values(words: &[u32], dtype: KvCacheDtype, head_dim: usize) -> Vec<f32> {
     match dtype {
@@ -485,8 +518,10 @@ fn kv_write_places_keys_and_values_at_their_slots() {
             let bindings =
                 KvWriteBindings { step: &step, qkv: &qb, slot_mapping: &sb, k_cache: &kc, v_cache: &vc };
             gpu.run(KernelKey::KvWrite(key), &bindings.in_binding_order(), key.workgroups(m as u32));
-            let got_k = cache_values(&gpu.read_u32(&kc, words), kv_dtype, head_dim);
-            let got_v = cache_values(&gpu.read_u32(&vc, words), kv_dtype, head_dim);
+            let got_k =
+                cache_values(&rows_layout(&gpu.read_u32(&kc, words), kv_dtype, head_dim), kv_dtype, head_dim);
+            let got_v =
+                cache_values(&rows_layout(&gpu.read_u32(&vc, words), kv_dtype, head_dim), kv_dtype, head_dim);
             let (mut want_k, mut want_v) = (vec![0f32; slots * kv], vec![0f32; slots * kv]);
             for t in 0..m {
                 let s = slot_mapping[t] as usize;
@@ -538,7 +573,10 @@ fn kv_write_quantizes_q8_0_rows_as_the_cpu_does() {
         let bindings =
             KvWriteBindings { step: &step, qkv: &qb, slot_mapping: &sb, k_cache: &kc, v_cache: &vc };
         gpu.run(KernelKey::KvWrite(key), &bindings.in_binding_order(), key.workgroups(m as u32));
-        let (got_k, got_v) = (gpu.read_u32(&kc, words), gpu.read_u32(&vc, words));
+        let (got_k, got_v) = (
+            rows_layout(&gpu.read_u32(&kc, words), kv_dtype, head_dim),
+            rows_layout(&gpu.read_u32(&vc, words), kv_dtype, head_dim),
+        );
         let (mut want_k, mut want_v) = (vec![0u32; words], vec![0u32; words]);
         for t in 0..m {
             let s = slot_mapping[t] as usize;
@@ -673,7 +711,11 @@ fn check_attention_passes(
         kv_dtype,
     };
     let step = gpu.step(m as u32, seqs.len() as u32, max_blocks as u32);
-    let (qb, kc, vc) = (gpu.f32s(&qkv), gpu.u32s(&k_words), gpu.u32s(&v_words));
+    let (qb, kc, vc) = (
+        gpu.f32s(&qkv),
+        gpu.u32s(&gpu_layout(&k_words, kv_dtype, head_dim)),
+        gpu.u32s(&gpu_layout(&v_words, kv_dtype, head_dim)),
+    );
     let (tb, sb, pb) = (gpu.u32s(&block_tables), gpu.u32s(&token_seq), gpu.u32s(&positions));
     let out = gpu.zeros(m * hq * head_dim);
     let partials = gpu.zeros(AttentionPass::partials_len(m, hq, head_dim));

@@ -18,10 +18,12 @@ pub enum KvCacheDtype {
     #[default]
     F16,
     /// llama.cpp's q8_0: each group of 32 elements as signed 8-bit codes
-    /// and one f16 scale d = max|x| / 127 (code = round(x / d)). A row is
-    /// `head_dim / 4` words of codes (element 4i + j in byte j of word i),
-    /// then `ceil(head_dim / 64)` words of scales (group g's in half g % 2
-    /// of word g / 2). Lossy; about 1.9x the tokens of f16.
+    /// and one f16 scale d = max|x| / 127 (code = round(x / d)). A row has
+    /// `head_dim / 4` words of codes (element 4i + j in byte j of word i)
+    /// and `ceil(head_dim / 64)` words of scales (group g's in half g % 2
+    /// of word g / 2); a pool holds the codes of all its rows, then all
+    /// their scales, so that rows of codes are 16-byte aligned for the
+    /// attention kernels' loads. Lossy; about 1.9x the tokens of f16.
     Q8_0,
 }
 
