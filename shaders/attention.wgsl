@@ -362,6 +362,94 @@ fn attention_split(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
+// ---- keys split into spans, a KV head's query heads together (decode) ----
+//
+// As attention_split, but an invocation per (token, KV head, span) takes
+// every query head that reads the KV head (GQA), so each K/V load serves
+// them all: the loads are the cost of decode attention, and this reads
+// a third of them for SmolLM2 (3 query heads per KV head). Its private
+// arrays stay in registers (or plain spills) only where the driver
+// unrolls the loops over heads and head size; AttentionKey chooses it
+// for groups of 2-4 heads of up to 64 elements in f16 or f32 caches, the
+// shapes measured faster (`wgserve bench --kernels`: f16 decode at 4,096
+// keys about 2x as fast; q8_0 measured slower, so it keeps the other).
+const MAX_GROUP = 4u;
+var<private> q_group: array<array<vec4<f32>, MAX_D4>, MAX_GROUP>;
+var<private> acc_group: array<array<vec4<f32>, MAX_D4>, MAX_GROUP>;
+
+fn group_size() -> u32 {
+    return N_Q_HEADS / N_KV_HEADS;
+}
+
+@compute @workgroup_size(8)
+fn attention_split_group(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let split = gid.x % SPLITS;
+    let kv_head = (gid.x / SPLITS) % N_KV_HEADS;
+    let t = gid.x / (SPLITS * N_KV_HEADS);
+    if (t >= step.num_tokens) { return; }
+    let d4 = HEAD_DIM / 4u;
+    let row4 = (N_Q_HEADS + 2u * N_KV_HEADS) * d4;
+    for (var h = 0u; h < group_size(); h++) {
+        for (var c = 0u; c < d4; c++) {
+            q_group[h][c] = qkv[t * row4 + (kv_head * group_size() + h) * d4 + c] * SCALE;
+            acc_group[h][c] = vec4<f32>(0.0);
+        }
+    }
+    let pos = positions[t];
+    let first = first_visible(pos);
+    let span = (pos - first + SPLITS) / SPLITS;
+    let start = first + split * span;
+    let end = min(start + span, pos + 1u);
+    let table = token_seq[t] * step.max_blocks_per_seq;
+    var running_max = vec4<f32>(-3.4e38);
+    var denom = vec4<f32>(0.0);
+    for (var j = start; j < end; j++) {
+        let row = key_row(table, j, kv_head);
+        // Column h: head h's partial dot products; lane h of the vec4s
+        // below is head h's.
+        var s = mat4x4<f32>();
+        var scales = 0u;
+        for (var c = 0u; c < d4; c += chunk_vec4s()) {
+            if (KV_DTYPE == KV_Q8_0 && c % 16u == 0u) { scales = k_scale_word(row, c); }
+            let k = decode_chunk(k_cache[load_index(row, c)], row, c, scales);
+            for (var h = 0u; h < group_size(); h++) {
+                s[h] += q_group[h][c] * k[0];
+                if (chunk_vec4s() >= 2u) { s[h] += q_group[h][c + 1u] * k[1]; }
+                if (chunk_vec4s() == 4u) {
+                    s[h] += q_group[h][c + 2u] * k[2];
+                    s[h] += q_group[h][c + 3u] * k[3];
+                }
+            }
+        }
+        let score = transpose(s) * vec4<f32>(1.0);
+        let new_max = max(running_max, score);
+        let correction = exp(running_max - new_max);
+        let p = exp(score - new_max);
+        denom = denom * correction + p;
+        var vscales = 0u;
+        for (var c = 0u; c < d4; c += chunk_vec4s()) {
+            if (KV_DTYPE == KV_Q8_0 && c % 16u == 0u) { vscales = v_scale_word(row, c); }
+            let v = decode_chunk(v_cache[load_index(row, c)], row, c, vscales);
+            for (var h = 0u; h < group_size(); h++) {
+                acc_group[h][c] = acc_group[h][c] * correction[h] + p[h] * v[0];
+                if (chunk_vec4s() >= 2u) { acc_group[h][c + 1u] = acc_group[h][c + 1u] * correction[h] + p[h] * v[1]; }
+                if (chunk_vec4s() == 4u) {
+                    acc_group[h][c + 2u] = acc_group[h][c + 2u] * correction[h] + p[h] * v[2];
+                    acc_group[h][c + 3u] = acc_group[h][c + 3u] * correction[h] + p[h] * v[3];
+                }
+            }
+        }
+        running_max = new_max;
+    }
+    for (var h = 0u; h < group_size(); h++) {
+        let at = partial_at(t, kv_head * group_size() + h, split);
+        partials[at] = vec4<f32>(running_max[h], denom[h], 0.0, 0.0);
+        for (var c = 0u; c < d4; c++) {
+            partials[at + 1u + c] = acc_group[h][c];
+        }
+    }
+}
+
 // An invocation per (query, head): out = sum_s w_s acc_s / sum_s w_s denom_s,
 // w_s = exp(max_s - max), the spans' online softmax joined.
 @compute @workgroup_size(8)

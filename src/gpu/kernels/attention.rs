@@ -136,7 +136,21 @@ const BINDINGS: [BindingKind; 9] = [
     BindingKind::StorageReadWrite,
 ];
 
+/// The most query heads per KV head that one split invocation takes together.
+const MAX_GROUP: u32 = 4;
+
 impl AttentionKey {
+    /// Whether `SplitKeys` runs an invocation per KV head for all its query
+    /// heads (`attention_split_group`) rather than one per query head: for
+    /// the shapes where that measured faster (see the shader).
+    pub fn splits_by_kv_head(&self) -> bool {
+        let group = self.n_q_heads / self.n_kv_heads.max(1);
+        self.n_q_heads == group * self.n_kv_heads
+            && (2..=MAX_GROUP).contains(&group)
+            && self.head_dim <= 64
+            && self.kv_dtype != KvCacheDtype::Q8_0
+    }
+
     pub(crate) fn spec(&self) -> KernelSpec {
         KernelSpec {
             label: "attention",
@@ -144,6 +158,7 @@ impl AttentionKey {
             entry_point: match self.pass {
                 AttentionPass::PerQuery => "attention_gpu",
                 AttentionPass::QueriesTogether => "attention_queries8",
+                AttentionPass::SplitKeys if self.splits_by_kv_head() => "attention_split_group",
                 AttentionPass::SplitKeys => "attention_split",
                 AttentionPass::CombineSplits => "attention_combine",
             },
@@ -170,6 +185,7 @@ impl AttentionKey {
             AttentionPass::QueriesTogether => {
                 return [num_tokens.div_ceil(QUERIES_TOGETHER) * self.n_q_heads, 1, 1];
             }
+            AttentionPass::SplitKeys if self.splits_by_kv_head() => num_tokens * self.n_kv_heads * SPLITS,
             AttentionPass::SplitKeys => num_tokens * self.n_q_heads * SPLITS,
             AttentionPass::CombineSplits => num_tokens * self.n_q_heads,
         };
@@ -180,6 +196,32 @@ impl AttentionKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key(head_dim: u32, n_q_heads: u32, n_kv_heads: u32, kv_dtype: KvCacheDtype) -> AttentionKey {
+        AttentionKey {
+            head_dim,
+            n_q_heads,
+            n_kv_heads,
+            block_size: 16,
+            sliding_window: 0,
+            kv_dtype,
+            pass: AttentionPass::SplitKeys,
+        }
+    }
+
+    #[test]
+    fn query_heads_share_a_split_invocation_only_where_measured_faster() {
+        // SmolLM2 (groups of 3, head size 64) in f16 and f32.
+        assert!(key(64, 9, 3, KvCacheDtype::F16).splits_by_kv_head());
+        assert!(key(64, 9, 3, KvCacheDtype::F32).splits_by_kv_head());
+        assert_eq!(key(64, 9, 3, KvCacheDtype::F16).workgroups(1), [3, 1, 1]);
+        assert_eq!(key(64, 9, 3, KvCacheDtype::Q8_0).workgroups(1), [9, 1, 1]);
+        // q8_0, Gemma 3's head size 256, Qwen2.5-0.5B's groups of 7, no GQA.
+        assert!(!key(64, 9, 3, KvCacheDtype::Q8_0).splits_by_kv_head());
+        assert!(!key(256, 4, 1, KvCacheDtype::F16).splits_by_kv_head());
+        assert!(!key(64, 14, 2, KvCacheDtype::F16).splits_by_kv_head());
+        assert!(!key(64, 8, 8, KvCacheDtype::F16).splits_by_kv_head());
+    }
 
     // The model binds `all` once at load and records `for_step`'s passes
     // from it: a pass missing there would be silently skipped.
