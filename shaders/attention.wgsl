@@ -342,17 +342,24 @@ fn partial_at(t: u32, head: u32, split: u32) -> u32 {
     return ((t * N_Q_HEADS + head) * SPLITS + split) * (1u + HEAD_DIM / 4u);
 }
 
+// Span `split` of token t's visible keys: positions x..y-1, the keys cut
+// into SPLITS spans of ceil(keys / SPLITS) (the last ones may be empty).
+fn split_keys(t: u32, split: u32) -> vec2<u32> {
+    let pos = positions[t];
+    let first = first_visible(pos);
+    let span = (pos - first + SPLITS) / SPLITS;
+    let start = first + split * span;
+    return vec2<u32>(start, min(start + span, pos + 1u));
+}
+
 @compute @workgroup_size(8)
 fn attention_split(@builtin(global_invocation_id) gid: vec3<u32>) {
     let split = gid.x % SPLITS;
     let head = (gid.x / SPLITS) % N_Q_HEADS;
     let t = gid.x / (SPLITS * N_Q_HEADS);
     if (t >= step.num_tokens) { return; }
-    let pos = positions[t];
-    let first = first_visible(pos);
-    let span = (pos - first + SPLITS) / SPLITS; // ceil(keys / SPLITS)
-    let start = first + split * span;
-    let stats = walk_keys(t, head, start, min(start + span, pos + 1u));
+    let keys = split_keys(t, split);
+    let stats = walk_keys(t, head, keys.x, keys.y);
     // An empty span (fewer keys than splits) leaves max -3.4e38 and sum 0:
     // the combine weighs it exp(-3.4e38 - max) = 0.
     let at = partial_at(t, head, split);
@@ -395,15 +402,11 @@ fn attention_split_group(@builtin(global_invocation_id) gid: vec3<u32>) {
             acc_group[h][c] = vec4<f32>(0.0);
         }
     }
-    let pos = positions[t];
-    let first = first_visible(pos);
-    let span = (pos - first + SPLITS) / SPLITS;
-    let start = first + split * span;
-    let end = min(start + span, pos + 1u);
+    let keys = split_keys(t, split);
     let table = token_seq[t] * step.max_blocks_per_seq;
     var running_max = vec4<f32>(-3.4e38);
     var denom = vec4<f32>(0.0);
-    for (var j = start; j < end; j++) {
+    for (var j = keys.x; j < keys.y; j++) {
         let row = key_row(table, j, kv_head);
         // Column h: head h's partial dot products; lane h of the vec4s
         // below is head h's.

@@ -69,8 +69,9 @@ pub struct BenchArgs {
     /// attention kernels alone at `--depths` (ms), instead.
     #[arg(long)]
     kernels: bool,
-    /// Profile a decode step and a `--prompt-tokens` prefill step by
-    /// kernel kind instead of the throughput figures.
+    /// Profile a decode step at position `--prompt-tokens` and that
+    /// prompt's last prefill step by kernel kind instead of the
+    /// throughput figures.
     #[arg(long)]
     profile: bool,
     /// Measure what constrained decoding (structured output, tool calls)

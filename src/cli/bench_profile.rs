@@ -1,5 +1,6 @@
 //! `wgserve bench --profile`: where a step's time goes. For a decode step
-//! at batch 1 and a prefill step of `--prompt-tokens`, the time of each
+//! at batch 1 at position `--prompt-tokens` and that prompt's last
+//! prefill step (up to one step's tokens), the time of each
 //! kernel kind per step (`CausalLm::profile_step`: GPU timestamps where
 //! the adapter has them, else the CPU clock per dispatch), against the
 //! wall time of the same step run normally; for each matmul its GB/s of
