@@ -154,7 +154,10 @@ impl AttentionKey {
     pub(crate) fn spec(&self) -> KernelSpec {
         KernelSpec {
             label: "attention",
-            source: include_str!("../../../shaders/attention.wgsl"),
+            source: concat!(
+                include_str!("../../../shaders/attention.wgsl"),
+                include_str!("../../../shaders/kv_cache_read.wgsl")
+            ),
             entry_point: match self.pass {
                 AttentionPass::PerQuery => "attention_gpu",
                 AttentionPass::QueriesTogether => "attention_queries8",
