@@ -826,8 +826,9 @@ fn sliding_window_attention_matches_cpu_and_skips_blocks_before_the_window() {
         check_attention(&mut gpu, &mut rng, &case);
     }
     // GQA with groups of 3, a window of one (each token sees itself only),
-    // and a window wider than every position (plain causal).
-    let seqs = &[(0, 3), (21, 2), (40, 1)];
+    // and a window wider than every position (plain causal); the 19-token
+    // chunk's queries go eight together, each with its own window.
+    let seqs = &[(0, 3), (21, 2), (40, 1), (30, 19)];
     for sliding_window in [1, 64] {
         let case = AttentionCase { head_dim: 32, hq: 6, hkv: 2, block_size: 4, sliding_window, seqs };
         check_attention(&mut gpu, &mut rng, &case);

@@ -136,14 +136,16 @@ const BINDINGS: [BindingKind; 9] = [
     BindingKind::StorageReadWrite,
 ];
 
-/// The most query heads per KV head that one split invocation takes together.
+/// The most query heads per KV head that one invocation takes together.
 const MAX_GROUP: u32 = 4;
 
 impl AttentionKey {
-    /// Whether `SplitKeys` runs an invocation per KV head for all its query
-    /// heads (`attention_split_group`) rather than one per query head: for
-    /// the shapes where that measured faster (see the shader).
-    pub fn splits_by_kv_head(&self) -> bool {
+    /// Whether the CPU family's `SplitKeys` and `QueriesTogether` run an
+    /// invocation per KV head for all its query heads
+    /// (`attention_split_group`, `attention_queries8_group`) rather than
+    /// one per query head: for the shapes where that measured faster (see
+    /// the shader; q8_0 caches measured slower grouped in both).
+    pub fn groups_query_heads(&self) -> bool {
         let group = self.n_q_heads / self.n_kv_heads.max(1);
         self.n_q_heads == group * self.n_kv_heads
             && (2..=MAX_GROUP).contains(&group)
@@ -160,8 +162,9 @@ impl AttentionKey {
             ),
             entry_point: match self.pass {
                 AttentionPass::PerQuery => "attention_gpu",
+                AttentionPass::QueriesTogether if self.groups_query_heads() => "attention_queries8_group",
                 AttentionPass::QueriesTogether => "attention_queries8",
-                AttentionPass::SplitKeys if self.splits_by_kv_head() => "attention_split_group",
+                AttentionPass::SplitKeys if self.groups_query_heads() => "attention_split_group",
                 AttentionPass::SplitKeys => "attention_split",
                 AttentionPass::CombineSplits => "attention_combine",
             },
@@ -186,9 +189,10 @@ impl AttentionKey {
             AttentionPass::PerQuery => return [self.n_q_heads, num_tokens, 1],
             // A workgroup per (QUERIES_TOGETHER tokens, head).
             AttentionPass::QueriesTogether => {
-                return [num_tokens.div_ceil(QUERIES_TOGETHER) * self.n_q_heads, 1, 1];
+                let heads = if self.groups_query_heads() { self.n_kv_heads } else { self.n_q_heads };
+                return [num_tokens.div_ceil(QUERIES_TOGETHER) * heads, 1, 1];
             }
-            AttentionPass::SplitKeys if self.splits_by_kv_head() => num_tokens * self.n_kv_heads * SPLITS,
+            AttentionPass::SplitKeys if self.groups_query_heads() => num_tokens * self.n_kv_heads * SPLITS,
             AttentionPass::SplitKeys => num_tokens * self.n_q_heads * SPLITS,
             AttentionPass::CombineSplits => num_tokens * self.n_q_heads,
         };
@@ -213,17 +217,20 @@ mod tests {
     }
 
     #[test]
-    fn query_heads_share_a_split_invocation_only_where_measured_faster() {
+    fn query_heads_share_an_invocation_only_where_measured_faster() {
         // SmolLM2 (groups of 3, head size 64) in f16 and f32.
-        assert!(key(64, 9, 3, KvCacheDtype::F16).splits_by_kv_head());
-        assert!(key(64, 9, 3, KvCacheDtype::F32).splits_by_kv_head());
+        assert!(key(64, 9, 3, KvCacheDtype::F16).groups_query_heads());
+        assert!(key(64, 9, 3, KvCacheDtype::F32).groups_query_heads());
         assert_eq!(key(64, 9, 3, KvCacheDtype::F16).workgroups(1), [3, 1, 1]);
         assert_eq!(key(64, 9, 3, KvCacheDtype::Q8_0).workgroups(1), [9, 1, 1]);
+        let prefill = |kv_dtype| AttentionKey { pass: AttentionPass::QueriesTogether, ..key(64, 9, 3, kv_dtype) };
+        assert_eq!(prefill(KvCacheDtype::F16).workgroups(17), [9, 1, 1]);
+        assert_eq!(prefill(KvCacheDtype::Q8_0).workgroups(17), [27, 1, 1]);
         // q8_0, Gemma 3's head size 256, Qwen2.5-0.5B's groups of 7, no GQA.
-        assert!(!key(64, 9, 3, KvCacheDtype::Q8_0).splits_by_kv_head());
-        assert!(!key(256, 4, 1, KvCacheDtype::F16).splits_by_kv_head());
-        assert!(!key(64, 14, 2, KvCacheDtype::F16).splits_by_kv_head());
-        assert!(!key(64, 8, 8, KvCacheDtype::F16).splits_by_kv_head());
+        assert!(!key(64, 9, 3, KvCacheDtype::Q8_0).groups_query_heads());
+        assert!(!key(256, 4, 1, KvCacheDtype::F16).groups_query_heads());
+        assert!(!key(64, 14, 2, KvCacheDtype::F16).groups_query_heads());
+        assert!(!key(64, 8, 8, KvCacheDtype::F16).groups_query_heads());
     }
 
     // The model binds `all` once at load and records `for_step`'s passes
