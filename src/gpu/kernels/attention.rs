@@ -223,7 +223,8 @@ mod tests {
         assert!(key(64, 9, 3, KvCacheDtype::F32).groups_query_heads());
         assert_eq!(key(64, 9, 3, KvCacheDtype::F16).workgroups(1), [3, 1, 1]);
         assert_eq!(key(64, 9, 3, KvCacheDtype::Q8_0).workgroups(1), [9, 1, 1]);
-        let prefill = |kv_dtype| AttentionKey { pass: AttentionPass::QueriesTogether, ..key(64, 9, 3, kv_dtype) };
+        let prefill =
+            |kv_dtype| AttentionKey { pass: AttentionPass::QueriesTogether, ..key(64, 9, 3, kv_dtype) };
         assert_eq!(prefill(KvCacheDtype::F16).workgroups(17), [9, 1, 1]);
         assert_eq!(prefill(KvCacheDtype::Q8_0).workgroups(17), [27, 1, 1]);
         // q8_0, Gemma 3's head size 256, Qwen2.5-0.5B's groups of 7, no GQA.
