@@ -801,8 +801,9 @@ fn paged_attention_matches_cpu_on_a_varlen_batch() {
     check_attention(&mut gpu, &mut rng, &case);
     // Prefill chunks long enough that most queries go eight together: from
     // 0, from the middle of a block, and one whose length is not a
-    // multiple of four, beside decodes that fall into mixed groups.
-    let seqs = &[(0, 37), (5, 1), (50, 21), (70, 1), (16, 10)];
+    // multiple of four, beside decodes that fall into mixed groups, and a
+    // chunk deep into a long context (thousands of cached keys).
+    let seqs = &[(0, 37), (5, 1), (50, 21), (70, 1), (16, 10), (4000, 19)];
     let case = AttentionCase { head_dim: 64, hq: 9, hkv: 3, block_size: 16, sliding_window: 0, seqs };
     check_attention(&mut gpu, &mut rng, &case);
     // Decodes deep into long contexts, up to 8,192 positions: each split
