@@ -172,16 +172,25 @@ fn attend_one(t: u32, head: u32) {
 // and at 4,096 keys (`wgserve bench --kernels`).
 const QUERIES = 8u;
 
+// The last of the QUERIES tokens from t0 (the step may end before).
+fn last_of_queries(t0: u32) -> u32 {
+    return min(t0 + QUERIES, step.num_tokens) - 1u;
+}
+
+// Whether tokens t0..=last are consecutive positions of one sequence.
+fn one_run(t0: u32, last: u32) -> bool {
+    return token_seq[t0] == token_seq[last] && positions[last] == positions[t0] + (last - t0);
+}
+
 @compute @workgroup_size(8)
 fn attention_queries8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
     let head = wg.x % N_Q_HEADS;
     let t0 = (wg.x / N_Q_HEADS) * QUERIES;
     if (t0 >= step.num_tokens) { return; }
-    let last = min(t0 + QUERIES, step.num_tokens) - 1u;
-    let together = token_seq[t0] == token_seq[last] && positions[last] == positions[t0] + (last - t0);
+    let last = last_of_queries(t0);
     // Invocations past the step's last token repeat it and write nothing.
     let t = min(t0 + lane, last);
-    if (!together) {
+    if (!one_run(t0, last)) {
         if (t0 + lane <= last) {
             attend_one(t, head);
         }
@@ -377,11 +386,10 @@ fn attention_queries8_group(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local
     let kv_head = wg.x % N_KV_HEADS;
     let t0 = (wg.x / N_KV_HEADS) * QUERIES;
     if (t0 >= step.num_tokens) { return; }
-    let last = min(t0 + QUERIES, step.num_tokens) - 1u;
-    let together = token_seq[t0] == token_seq[last] && positions[last] == positions[t0] + (last - t0);
+    let last = last_of_queries(t0);
     // Invocations past the step's last token repeat it and write nothing.
     let t = min(t0 + lane, last);
-    if (!together) {
+    if (!one_run(t0, last)) {
         if (t0 + lane <= last) {
             for (var h = 0u; h < group_size(); h++) {
                 attend_one(t, kv_head * group_size() + h);
