@@ -158,6 +158,7 @@ impl AttentionKey {
             label: "attention",
             source: concat!(
                 include_str!("../../../shaders/attention.wgsl"),
+                include_str!("../../../shaders/attention_group.wgsl"),
                 include_str!("../../../shaders/kv_cache_read.wgsl")
             ),
             entry_point: match self.pass {
