@@ -11,7 +11,8 @@
 // matmul_*: 4 rows x 4 tokens per invocation (prefill, big batches).
 // Small workgroups (16, and 8 for matvec) balance the work over the CPU
 // threads of llvmpipe better than 32 or 64 (measured: 10-25% faster).
-// matvec_*: 8 rows x 1 token per invocation (decode, small batches).
+// matvec_*: 8 rows x 1 token per invocation (decode, small batches); with
+// GLU, 4 gate and 4 up rows, stored as act(gate) * up (matvec_rows.wgsl).
 // A tile hanging over the edge re-reads the last row or token and drops
 // those results at the store.
 //
@@ -289,8 +290,8 @@ fn q4_block_8(rows_a: vec4<u32>, rows_b: vec4<u32>, xt: u32, b: u32) -> Q4Block8
     var block = Q4Block8(vec4<f32>(0.0), vec4<f32>(0.0), 0.0);
     var sum_x = vec4<f32>(0.0);
     for (var w = 0u; w < 4u; w++) {
-        let x_low = x[xt + b * 8u + w];
-        let x_high = x[xt + b * 8u + 4u + w];
+        let x_low = x_at(xt, b * 8u + w);
+        let x_high = x_at(xt, b * 8u + 4u + w);
         let qa = words4(rows_a, K / 8u, b * 4u + w);
         let qb = words4(rows_b, K / 8u, b * 4u + w);
         block.dot_a += transpose(low4(qa)) * x_low + transpose(high4(qa)) * x_high;
@@ -312,9 +313,11 @@ fn q4_1_dm(s: vec4<u32>) -> mat2x4<f32> {
 
 @compute @workgroup_size(8)
 fn matvec_q4_1(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let rows_a = rows4(gid.x * 8u);
-    let rows_b = rows4(gid.x * 8u + 4u);
+    let rows = matvec_rows(gid.x);
+    let rows_a = rows.a;
+    let rows_b = rows.b;
     let xt = token_row(gid.y);
+    begin_row(xt);
     var acc_a = vec4<f32>(0.0);
     var acc_b = vec4<f32>(0.0);
     for (var b = 0u; b < K / BLOCK; b++) {
@@ -324,15 +327,16 @@ fn matvec_q4_1(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc_a += dm_a[0] * block.dot_a + dm_a[1] * block.sum_x;
         acc_b += dm_b[0] * block.dot_b + dm_b[1] * block.sum_x;
     }
-    store4(gid.x * 8u, gid.y, acc_a);
-    store4(gid.x * 8u + 4u, gid.y, acc_b);
+    matvec_store(gid.x, gid.y, acc_a, acc_b);
 }
 
 @compute @workgroup_size(8)
 fn matvec_q4_0(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let rows_a = rows4(gid.x * 8u);
-    let rows_b = rows4(gid.x * 8u + 4u);
+    let rows = matvec_rows(gid.x);
+    let rows_a = rows.a;
+    let rows_b = rows.b;
     let xt = token_row(gid.y);
+    begin_row(xt);
     var acc_a = vec4<f32>(0.0);
     var acc_b = vec4<f32>(0.0);
     for (var b = 0u; b < K / BLOCK; b++) {
@@ -341,46 +345,47 @@ fn matvec_q4_0(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc_a += bitcast<vec4<f32>>(scales4(rows_a, b)) * (block.dot_a - c);
         acc_b += bitcast<vec4<f32>>(scales4(rows_b, b)) * (block.dot_b - c);
     }
-    store4(gid.x * 8u, gid.y, acc_a);
-    store4(gid.x * 8u + 4u, gid.y, acc_b);
+    matvec_store(gid.x, gid.y, acc_a, acc_b);
 }
 
 @compute @workgroup_size(8)
 fn matvec_q8_0(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let rows_a = rows4(gid.x * 8u);
-    let rows_b = rows4(gid.x * 8u + 4u);
+    let rows = matvec_rows(gid.x);
+    let rows_a = rows.a;
+    let rows_b = rows.b;
     let xt = token_row(gid.y);
+    begin_row(xt);
     var acc_a = vec4<f32>(0.0);
     var acc_b = vec4<f32>(0.0);
     for (var b = 0u; b < K / BLOCK; b++) {
         var dot_a = vec4<f32>(0.0);
         var dot_b = vec4<f32>(0.0);
         for (var w = 0u; w < 8u; w++) {
-            let xv = x[xt + b * 8u + w];
+            let xv = x_at(xt, b * 8u + w);
             dot_a += transpose(bytes4(words4(rows_a, K / 4u, b * 8u + w))) * xv;
             dot_b += transpose(bytes4(words4(rows_b, K / 4u, b * 8u + w))) * xv;
         }
         acc_a += bitcast<vec4<f32>>(scales4(rows_a, b)) * dot_a;
         acc_b += bitcast<vec4<f32>>(scales4(rows_b, b)) * dot_b;
     }
-    store4(gid.x * 8u, gid.y, acc_a);
-    store4(gid.x * 8u + 4u, gid.y, acc_b);
+    matvec_store(gid.x, gid.y, acc_a, acc_b);
 }
 
 @compute @workgroup_size(8)
 fn matvec_float(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let rows_a = rows4(gid.x * 8u);
-    let rows_b = rows4(gid.x * 8u + 4u);
+    let rows = matvec_rows(gid.x);
+    let rows_a = rows.a;
+    let rows_b = rows.b;
     let xt = token_row(gid.y);
+    begin_row(xt);
     var acc_a = vec4<f32>(0.0);
     var acc_b = vec4<f32>(0.0);
     for (var c = 0u; c < K / 4u; c++) {
-        let xv = x[xt + c];
+        let xv = x_at(xt, c);
         acc_a += transpose(float4(rows_a, c)) * xv;
         acc_b += transpose(float4(rows_b, c)) * xv;
     }
-    store4(gid.x * 8u, gid.y, acc_a);
-    store4(gid.x * 8u + 4u, gid.y, acc_b);
+    matvec_store(gid.x, gid.y, acc_a, acc_b);
 }
 
 // ---- GPU family ----

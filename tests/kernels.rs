@@ -9,8 +9,6 @@ use half::f16;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use wgserve::formats::TensorType;
-use wgserve::gpu::KernelKey;
-use wgserve::gpu::kernels::KernelBindings;
 use wgserve::gpu::kernels::argmax::ArgmaxKey;
 use wgserve::gpu::kernels::attention::{AttentionBindings, AttentionKey, AttentionPass};
 use wgserve::gpu::kernels::embedding::EmbeddingKey;
@@ -19,8 +17,10 @@ use wgserve::gpu::kernels::head_rmsnorm::{HeadRmsNormBindings, HeadRmsNormKey};
 use wgserve::gpu::kernels::kv_write::{KvWriteBindings, KvWriteKey};
 use wgserve::gpu::kernels::matmul::{MatmulKey, Tile};
 use wgserve::gpu::kernels::rmsnorm::{RmsNormBindings, RmsNormKey};
-use wgserve::gpu::kernels::rope::{RopeBindings, RopeKey, rope_table};
+use wgserve::gpu::kernels::rope::rope_table;
+use wgserve::gpu::kernels::{KernelBindings, KernelFamily};
 use wgserve::gpu::kv_cache::KvCacheDtype;
+use wgserve::gpu::{GpuBuffer, KernelKey};
 use wgserve::model::dequantize::dequantize;
 use wgserve::model::weights::pack_matrix;
 
@@ -200,12 +200,14 @@ fn matmul_matches_cpu_for_every_format_family_tile_accumulate_and_bias() {
                         accumulate,
                         bias,
                         family,
+                        glu: None,
+                        norm_eps_bits: None,
                     };
                     let step = gpu.step(m as u32, 1, 1);
                     let (xb, wd, ws, yb) =
                         (gpu.f32s(&x), gpu.u32s(&packed.data), gpu.u32s(&packed.scales), gpu.f32s(&y0));
                     let bb = gpu.f32s(&bias_values);
-                    let buffers = [&step, &xb, &wd, &ws, &yb, &bb];
+                    let buffers = [&step, &xb, &wd, &ws, &yb, &bb, &bb];
                     gpu.run(KernelKey::Matmul(key), &buffers, key.workgroups(m as u32));
                     let got = gpu.read_f32(&yb, m * n);
                     let mut want = vec![0f32; m * n];
@@ -222,6 +224,88 @@ fn matmul_matches_cpu_for_every_format_family_tile_accumulate_and_bias() {
                     );
                     assert_close(&what, &got, &want, 1e-4, 1e-4);
                 }
+            }
+        }
+    }
+}
+
+// What a decode-step matvec folds in, against the CPU doing each in turn:
+// the RMSNorm of x (x is then the residual stream) and the gated MLP's
+// activation (W = [gate; up], y = act(x · gateᵀ) * (x · upᵀ)), alone and
+// together. Each matvec entry point has its own loads and store
+// (matmul.wgsl's four, matmul_quant.wgsl's one); unit counts that leave a
+// partial tile of four. Tolerance as the matmul's, with the activation's.
+#[test]
+fn fused_matvec_matches_cpu_norm_matvec_then_activation() {
+    let mut gpu = Harness::new();
+    let mut rng = StdRng::seed_from_u64(11);
+    let types = [TensorType::F32, TensorType::F16, TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_1];
+    let quant_types = [TensorType::Q5_0, TensorType::Q4_K, TensorType::Q6_K, TensorType::IQ4_XS];
+    let eps = 1e-5f32;
+    let fusions = [(false, Some(GluActivation::GeluTanh)), (true, None), (true, Some(GluActivation::Silu))];
+    for tensor_type in types.into_iter().chain(quant_types) {
+        let k = if tensor_type.block_len() == 256 { 512 } else { 96 };
+        for (m, units) in [(1usize, 37usize), (3, 6)] {
+            let n = 2 * units;
+            let (bytes, w) = random_tensor(&mut rng, tensor_type, n * k);
+            let packed = pack_matrix("w", tensor_type, &bytes, n, k).unwrap();
+            let x_normed = random_f32(&mut rng, m * k, 1.0);
+            // With the norm, a residual stream far from rms 1, so that a
+            // missing norm shows.
+            let x_stream: Vec<f32> = x_normed.iter().map(|v| v * 20.0).collect();
+            let norm_weight = random_f32(&mut rng, k, 2.0);
+            for (norm, glu) in fusions {
+                let x = if norm { &x_stream } else { &x_normed };
+                let y_len = if glu.is_some() { units } else { n };
+                let key = MatmulKey {
+                    format: packed.format,
+                    k: k as u32,
+                    n: n as u32,
+                    row_start: 0,
+                    y_stride: y_len as u32,
+                    tile: Tile::Rows8,
+                    accumulate: false,
+                    bias: false,
+                    family: KernelFamily::Cpu,
+                    glu,
+                    norm_eps_bits: norm.then_some(eps.to_bits()),
+                };
+                let step = gpu.step(m as u32, 1, 1);
+                let (xb, wd, ws) = (gpu.f32s(x), gpu.u32s(&packed.data), gpu.u32s(&packed.scales));
+                // One more row than written: the store must stay in its units.
+                let (yb, bb, nb) =
+                    (gpu.f32s(&vec![7.0; m * y_len + 1]), gpu.f32s(&[0.0]), gpu.f32s(&norm_weight));
+                let buffers = [&step, &xb, &wd, &ws, &yb, &bb, &nb];
+                gpu.run(KernelKey::Matmul(key), &buffers, key.workgroups(m as u32));
+                let got = gpu.read_f32(&yb, m * y_len + 1);
+                let normed: Vec<f64> = x
+                    .chunks(k)
+                    .flat_map(|row| match norm {
+                        true => {
+                            rmsnorm_cpu(row, &norm_weight, eps).into_iter().map(f64::from).collect::<Vec<_>>()
+                        }
+                        false => row.iter().map(|&v| v as f64).collect(),
+                    })
+                    .collect();
+                let dot = |t: usize, r: usize| -> f64 {
+                    (0..k).map(|c| w[r * k + c] as f64 * normed[t * k + c]).sum()
+                };
+                let mut want: Vec<f32> = (0..m * y_len)
+                    .map(|i| {
+                        let (t, r) = (i / y_len, i % y_len);
+                        let Some(activation) = glu else { return dot(t, r) as f32 };
+                        let (g, u) = (dot(t, r), dot(t, units + r));
+                        let act = match activation {
+                            GluActivation::Silu => g / (1.0 + (-g).exp()),
+                            GluActivation::GeluTanh => gelu_tanh_cpu(g),
+                        };
+                        (act * u) as f32
+                    })
+                    .collect();
+                want.push(7.0);
+                let what =
+                    format!("fused matvec {tensor_type} norm={norm} {glu:?} m={m} units={units} k={k}");
+                assert_close(&what, &got, &want, 1e-4, 1e-4);
             }
         }
     }
@@ -346,28 +430,46 @@ fn head_rmsnorm_normalizes_query_and_key_heads_and_leaves_values() {
 
 // Tolerance 1e-4: two products per element, same table.
 #[test]
-fn rope_rotates_adjacent_pairs_and_halves() {
+fn rope_rotates_queries_in_place_and_keys_into_the_cache() {
     let mut gpu = Harness::new();
     let mut rng = StdRng::seed_from_u64(4);
     // Llama-like heads; then Gemma 3 270M's (head_dim 256, NeoX halves in
     // its GGUF) with both of its bases: 10,000 (local) and 1e6 (global).
     let cases = [(16usize, 6usize, 2usize, 10000f32), (256, 4, 1, 10000.0), (256, 4, 1, 1e6)];
     for (head_dim, hq, hkv, theta) in cases {
-        let m = 7usize;
+        let (m, slots) = (7usize, 16usize);
         let row = (hq + 2 * hkv) * head_dim;
+        let kv = hkv * head_dim;
         let qkv = random_f32(&mut rng, m * row, 1.0);
         let positions: Vec<u32> = vec![0, 1, 2, 5, 40, 41, 300];
+        let slot_mapping: Vec<u32> = vec![3, 0, 15, 7, 8, 1, 9];
         let table = rope_table(head_dim as u32, theta, 512);
         let flat: Vec<f32> = table.iter().flatten().copied().collect();
         for neox in [false, true] {
-            let key =
-                RopeKey { head_dim: head_dim as u32, n_q_heads: hq as u32, n_kv_heads: hkv as u32, neox };
+            let kv_dtype = KvCacheDtype::F32;
+            let key = KvWriteKey {
+                head_dim: head_dim as u32,
+                n_q_heads: hq as u32,
+                n_kv_heads: hkv as u32,
+                kv_dtype,
+                neox,
+            };
             let step = gpu.step(m as u32, 1, 1);
+            let words = slots * kv;
             let (qb, pb, tb) = (gpu.f32s(&qkv), gpu.u32s(&positions), gpu.f32s(&flat));
-            let bindings = RopeBindings { step: &step, qkv: &qb, positions: &pb, rope_table: &tb };
-            gpu.run(KernelKey::Rope(key), &bindings.in_binding_order(), key.workgroups(m as u32));
-            let got = gpu.read_f32(&qb, m * row);
-            let mut want = qkv.clone();
+            let (sb, kc, vc) = (gpu.u32s(&slot_mapping), gpu.zeros(words), gpu.zeros(words));
+            let bindings = KvWriteBindings {
+                step: &step,
+                qkv: &qb,
+                slot_mapping: &sb,
+                k_cache: &kc,
+                v_cache: &vc,
+                positions: &pb,
+                rope_table: &tb,
+            };
+            gpu.run(KernelKey::KvWrite(key), &bindings.in_binding_order(), key.workgroups(m as u32));
+            // Every Q and K head rotated; qkv keeps K and V as they were.
+            let mut rotated = qkv.clone();
             for (t, &position) in positions.iter().enumerate() {
                 for head in 0..hq + hkv {
                     let base = t * row + head * head_dim;
@@ -380,14 +482,33 @@ fn rope_rotates_adjacent_pairs_and_halves() {
                         let angle =
                             position as f64 * (theta as f64).powf(-(2.0 * i as f64) / head_dim as f64);
                         let (cos, sin) = (angle.cos() as f32, angle.sin() as f32);
-                        want[a] = qkv[a] * cos - qkv[b] * sin;
-                        want[b] = qkv[b] * cos + qkv[a] * sin;
+                        rotated[a] = qkv[a] * cos - qkv[b] * sin;
+                        rotated[b] = qkv[b] * cos + qkv[a] * sin;
                     }
                 }
             }
-            assert_close(&format!("rope D={head_dim} theta={theta} neox={neox}"), &got, &want, 1e-4, 1e-4);
+            let mut want_qkv = qkv.clone();
+            let (mut want_k, mut want_v) = (vec![0f32; words], vec![0f32; words]);
+            for t in 0..m {
+                let q = t * row..t * row + hq * head_dim;
+                want_qkv[q.clone()].copy_from_slice(&rotated[q]);
+                let s = slot_mapping[t] as usize;
+                want_k[s * kv..][..kv].copy_from_slice(&rotated[t * row + hq * head_dim..][..kv]);
+                want_v[s * kv..][..kv].copy_from_slice(&qkv[t * row + (hq + hkv) * head_dim..][..kv]);
+            }
+            let what = format!("rope D={head_dim} theta={theta} neox={neox}");
+            assert_close(&format!("{what}: qkv"), &gpu.read_f32(&qb, m * row), &want_qkv, 1e-4, 1e-4);
+            assert_close(&format!("{what}: k cache"), &gpu.read_f32(&kc, words), &want_k, 1e-4, 1e-4);
+            assert_eq!(gpu.read_f32(&vc, words), want_v, "{what}: v cache");
         }
     }
+}
+
+/// Positions all 0 (RoPE's identity: cos 1, sin 0, exact) and a table for
+/// them, for the cache tests that check K bit for bit.
+fn unrotated(gpu: &Harness, head_dim: usize, m: usize) -> (GpuBuffer, GpuBuffer) {
+    let table: Vec<f32> = rope_table(head_dim as u32, 10000.0, 1).iter().flatten().copied().collect();
+    (gpu.u32s(&vec![0; m]), gpu.f32s(&table))
 }
 
 /// f32 values as the f16 pairs of a KV cache in `KvCacheDtype::F16`
@@ -510,13 +631,22 @@ fn kv_write_places_keys_and_values_at_their_slots() {
                 n_q_heads: hq as u32,
                 n_kv_heads: hkv as u32,
                 kv_dtype,
+                neox: false,
             };
             let step = gpu.step(m as u32, 1, 1);
             let words = slots * hkv * kv_dtype.row_words(head_dim);
             let (qb, sb, kc, vc) =
                 (gpu.f32s(&qkv), gpu.u32s(&slot_mapping), gpu.zeros(words), gpu.zeros(words));
-            let bindings =
-                KvWriteBindings { step: &step, qkv: &qb, slot_mapping: &sb, k_cache: &kc, v_cache: &vc };
+            let (positions, rope_table) = unrotated(&gpu, head_dim, m);
+            let bindings = KvWriteBindings {
+                step: &step,
+                qkv: &qb,
+                slot_mapping: &sb,
+                k_cache: &kc,
+                v_cache: &vc,
+                positions: &positions,
+                rope_table: &rope_table,
+            };
             gpu.run(KernelKey::KvWrite(key), &bindings.in_binding_order(), key.workgroups(m as u32));
             let got_k =
                 cache_values(&rows_layout(&gpu.read_u32(&kc, words), kv_dtype, head_dim), kv_dtype, head_dim);
@@ -564,14 +694,27 @@ fn kv_write_quantizes_q8_0_rows_as_the_cpu_does() {
             group.iter_mut().for_each(|x| *x *= scale);
         }
         let slot_mapping: Vec<u32> = vec![17, 15, 16, 47, 0, 31];
-        let key =
-            KvWriteKey { head_dim: head_dim as u32, n_q_heads: hq as u32, n_kv_heads: hkv as u32, kv_dtype };
+        let key = KvWriteKey {
+            head_dim: head_dim as u32,
+            n_q_heads: hq as u32,
+            n_kv_heads: hkv as u32,
+            kv_dtype,
+            neox: false,
+        };
         let step = gpu.step(m as u32, 1, 1);
         let slot_words = hkv * kv_dtype.row_words(head_dim);
         let words = slots * slot_words;
         let (qb, sb, kc, vc) = (gpu.f32s(&qkv), gpu.u32s(&slot_mapping), gpu.zeros(words), gpu.zeros(words));
-        let bindings =
-            KvWriteBindings { step: &step, qkv: &qb, slot_mapping: &sb, k_cache: &kc, v_cache: &vc };
+        let (positions, rope_table) = unrotated(&gpu, head_dim, m);
+        let bindings = KvWriteBindings {
+            step: &step,
+            qkv: &qb,
+            slot_mapping: &sb,
+            k_cache: &kc,
+            v_cache: &vc,
+            positions: &positions,
+            rope_table: &rope_table,
+        };
         gpu.run(KernelKey::KvWrite(key), &bindings.in_binding_order(), key.workgroups(m as u32));
         let (got_k, got_v) = (
             rows_layout(&gpu.read_u32(&kc, words), kv_dtype, head_dim),

@@ -10,7 +10,7 @@ use super::kernels::{
     KernelBindings, argmax::ArgmaxKey, attention::AttentionKey, embedding::EmbeddingKey,
     encoder_attention::EncoderAttentionKey, encoder_embedding::EncoderEmbeddingKey, gelu::GeluKey,
     glu::GluKey, head_rmsnorm::HeadRmsNormKey, kv_write::KvWriteKey, layernorm::LayerNormKey,
-    matmul::MatmulKey, pooling::PoolingKey, rmsnorm::RmsNormKey, rope::RopeKey,
+    matmul::MatmulKey, pooling::PoolingKey, rmsnorm::RmsNormKey,
 };
 
 /// Every pipeline we build, with the specialization it was built for.
@@ -20,7 +20,6 @@ pub enum KernelKey {
     RmsNorm(RmsNormKey),
     HeadRmsNorm(HeadRmsNormKey),
     Matmul(MatmulKey),
-    Rope(RopeKey),
     KvWrite(KvWriteKey),
     Attention(AttentionKey),
     Glu(GluKey),
@@ -59,7 +58,6 @@ impl KernelKey {
             KernelKey::RmsNorm(key) => key.workgroups(count),
             KernelKey::HeadRmsNorm(key) => key.workgroups(count),
             KernelKey::Matmul(key) => key.workgroups(count),
-            KernelKey::Rope(key) => key.workgroups(count),
             KernelKey::KvWrite(key) => key.workgroups(count),
             KernelKey::Attention(key) => key.workgroups(count),
             KernelKey::Glu(key) => key.workgroups(count),
@@ -78,7 +76,6 @@ impl KernelKey {
             KernelKey::RmsNorm(key) => key.spec(),
             KernelKey::HeadRmsNorm(key) => key.spec(),
             KernelKey::Matmul(key) => key.spec(),
-            KernelKey::Rope(key) => key.spec(),
             KernelKey::KvWrite(key) => key.spec(),
             KernelKey::Attention(key) => key.spec(),
             KernelKey::Glu(key) => key.spec(),

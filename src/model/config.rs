@@ -322,12 +322,13 @@ fn check_num_layers(num_layers: usize) -> Result<(), ModelError> {
     Ok(())
 }
 
-/// Head sizes the attention kernels run; checked before anything is sized
-/// by one (a stranger's file may claim a head of 2^32 elements).
+/// Head sizes the kernels run (RoPE takes each half head a vec4 at a
+/// time); checked before anything is sized by one (a stranger's file may
+/// claim a head of 2^32 elements).
 fn check_head_dim(head_dim: usize) -> Result<(), ModelError> {
     let max = crate::gpu::kernels::attention::MAX_HEAD_DIM as usize;
-    if head_dim == 0 || !head_dim.is_multiple_of(4) || head_dim > max {
-        return Err(ModelError::Config(format!("head size {head_dim} is not a multiple of 4 up to {max}")));
+    if head_dim == 0 || !head_dim.is_multiple_of(8) || head_dim > max {
+        return Err(ModelError::Config(format!("head size {head_dim} is not a multiple of 8 up to {max}")));
     }
     Ok(())
 }

@@ -9,6 +9,8 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use crate::gpu::kernels::KernelFamily;
+use crate::gpu::kernels::glu::GluActivation;
 use crate::gpu::kernels::matmul::{MatmulBindings, MatmulKey, Tile, WeightFormat};
 use crate::gpu::pipelines::Kernel;
 use crate::gpu::profiler::{DispatchWork, KernelKind, MatmulRole, Recorder};
@@ -150,6 +152,16 @@ impl MatrixChunk {
     }
 }
 
+/// What a decode-step matvec folds into itself, each saving a dispatch.
+#[derive(Clone, Copy, Default)]
+pub struct MatvecFusion<'a> {
+    /// x is the residual stream, RMSNormed with these weights and epsilon
+    /// as the matvec reads it.
+    pub norm: Option<(&'a GpuBuffer, f32)>,
+    /// W is [gate; up] ([2 I, K]) and y [M, I] receives act(gate) * up.
+    pub glu: Option<GluActivation>,
+}
+
 /// One chunk's pipelines (one per token tile, sharing a layout) and bind group.
 struct ChunkMatmul {
     variants: Vec<(MatmulKey, Arc<Kernel>)>,
@@ -177,21 +189,71 @@ impl MatmulOp {
         y: &GpuBuffer,
         accumulate: bool,
     ) -> Self {
-        // Without a bias the binding still needs a buffer; the kernel never reads it.
-        let no_bias = GpuBuffer {
+        Self::build(ctx, cache, weight, step, x, y, accumulate, MatvecFusion::default(), &Tile::ALL)
+    }
+
+    /// The decode-step matvec with `fusion` folded in (see `MatvecFusion`),
+    /// for the token counts it covers (`Tile::Rows8`; `covers` says), or
+    /// `None` where it cannot run: only the CPU family's matvec folds, and
+    /// the gated activation needs W = [gate; up] in one chunk, no bias.
+    /// The caller runs the plain matmul and the separate kernels otherwise.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fused_matvec(
+        ctx: &GpuContext,
+        cache: &mut PipelineCache,
+        weight: &GpuMatrix,
+        step: &GpuBuffer,
+        x: &GpuBuffer,
+        y: &GpuBuffer,
+        fusion: MatvecFusion,
+    ) -> Option<Self> {
+        if ctx.kernels() != KernelFamily::Cpu {
+            return None;
+        }
+        let one_chunk = weight.chunks.len() == 1 && weight.chunks[0].bias.is_none();
+        if fusion.glu.is_some() && (!one_chunk || !weight.rows.is_multiple_of(2)) {
+            return None;
+        }
+        Some(Self::build(ctx, cache, weight.clone(), step, x, y, false, fusion, &[Tile::Rows8]))
+    }
+
+    /// Whether `record` runs this op for `num_tokens` tokens.
+    pub fn covers(&self, num_tokens: u32) -> bool {
+        let tile = Tile::for_tokens(num_tokens);
+        self.chunks.iter().all(|chunk| chunk.variants.iter().any(|(key, _)| key.tile == tile))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        ctx: &GpuContext,
+        cache: &mut PipelineCache,
+        weight: GpuMatrix,
+        step: &GpuBuffer,
+        x: &GpuBuffer,
+        y: &GpuBuffer,
+        accumulate: bool,
+        fusion: MatvecFusion,
+        tiles: &[Tile],
+    ) -> Self {
+        // Without a bias or norm the bindings still need a buffer (of one vec4,
+        // the norm weights' element); the kernel never reads it.
+        let placeholder = GpuBuffer {
             buffer: ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("no bias"),
-                size: 4,
+                label: Some("unused binding"),
+                size: 16,
                 usage: wgpu::BufferUsages::STORAGE,
                 mapped_at_creation: false,
             }),
-            size: 4,
+            size: 16,
         };
+        let MatvecFusion { norm, glu } = fusion;
+        // y's row length: the units with GLU, else all of W's rows.
+        let y_stride = if glu.is_some() { weight.rows / 2 } else { weight.rows };
         let chunks = weight
             .chunks
             .iter()
             .map(|chunk| {
-                let variants: Vec<(MatmulKey, Arc<Kernel>)> = Tile::ALL
+                let variants: Vec<(MatmulKey, Arc<Kernel>)> = tiles
                     .iter()
                     .map(|&tile| {
                         let key = MatmulKey {
@@ -199,11 +261,13 @@ impl MatmulOp {
                             k: weight.cols as u32,
                             n: chunk.rows as u32,
                             row_start: chunk.row_start as u32,
-                            y_stride: weight.rows as u32,
+                            y_stride: y_stride as u32,
                             tile,
                             accumulate,
                             bias: chunk.bias.is_some(),
                             family: ctx.kernels(),
+                            glu,
+                            norm_eps_bits: norm.map(|(_, eps)| eps.to_bits()),
                         };
                         (key, cache.get(ctx, KernelKey::Matmul(key)))
                     })
@@ -214,7 +278,8 @@ impl MatmulOp {
                     w_data: &chunk.data,
                     w_scales: &chunk.scales,
                     y,
-                    bias: chunk.bias.as_ref().unwrap_or(&no_bias),
+                    bias: chunk.bias.as_ref().unwrap_or(&placeholder),
+                    norm_weight: norm.map_or(&placeholder, |(weight, _)| weight),
                 };
                 let bind_group = variants[0].1.bind(ctx, &bindings);
                 let shape = (chunk.rows as u64, weight.cols as u64);
@@ -236,6 +301,7 @@ impl MatmulOp {
     }
 
     pub fn record(&self, pass: &mut dyn Recorder, num_tokens: u32) {
+        debug_assert!(self.covers(num_tokens), "no pipeline for {num_tokens} tokens");
         let tile = Tile::for_tokens(num_tokens);
         for chunk in &self.chunks {
             if let Some((key, kernel)) = chunk.variants.iter().find(|(key, _)| key.tile == tile) {

@@ -31,8 +31,8 @@ pub enum GluActivation {
 }
 
 impl GluActivation {
-    /// The shader's `ACTIVATION` constant.
-    fn id(self) -> f64 {
+    /// The shaders' activation code (`gate_activation` in activation.wgsl).
+    pub(crate) fn id(self) -> f64 {
         match self {
             GluActivation::Silu => 0.0,
             GluActivation::GeluTanh => 1.0,
@@ -50,7 +50,10 @@ impl GluKey {
     pub(crate) fn spec(&self) -> KernelSpec {
         KernelSpec {
             label: "glu",
-            source: include_str!("../../../shaders/glu.wgsl"),
+            source: concat!(
+                include_str!("../../../shaders/glu.wgsl"),
+                include_str!("../../../shaders/activation.wgsl")
+            ),
             entry_point: "glu",
             bindings: &[BindingKind::Uniform, BindingKind::StorageRead, BindingKind::StorageReadWrite],
             constants: vec![("INTERMEDIATE", self.intermediate as f64), ("ACTIVATION", self.activation.id())],

@@ -9,6 +9,7 @@
 use crate::gpu::GpuBuffer;
 use crate::gpu::pipelines::{BindingKind, KernelSpec};
 
+use super::glu::GluActivation;
 use super::{KernelBindings, KernelFamily, matmul_quant};
 
 /// How a weight matrix is packed on the GPU (see `model::weights` and
@@ -110,11 +111,14 @@ pub struct MatmulBindings<'a> {
     pub y: &'a GpuBuffer,
     /// [N] f32; any small buffer when the key has no bias (never read)
     pub bias: &'a GpuBuffer,
+    /// [K] f32, the RMSNorm weights of x (`MatmulKey::norm_eps_bits`); any
+    /// small buffer otherwise (never read)
+    pub norm_weight: &'a GpuBuffer,
 }
 
 impl KernelBindings for MatmulBindings<'_> {
     fn in_binding_order(&self) -> Vec<&GpuBuffer> {
-        vec![self.step, self.x, self.w_data, self.w_scales, self.y, self.bias]
+        vec![self.step, self.x, self.w_data, self.w_scales, self.y, self.bias, self.norm_weight]
     }
 }
 
@@ -125,6 +129,7 @@ pub(crate) const BINDINGS: &[BindingKind] = &[
     BindingKind::StorageRead,
     BindingKind::StorageRead,
     BindingKind::StorageReadWrite,
+    BindingKind::StorageRead,
     BindingKind::StorageRead,
 ];
 
@@ -144,6 +149,13 @@ pub struct MatmulKey {
     /// Add `bias[row]` to every output row.
     pub bias: bool,
     pub family: KernelFamily,
+    /// The gated MLP fused into the matvec (CPU family, `Tile::Rows8`
+    /// only): W is [gate; up] (n = 2 I) and y receives act(gate) * up,
+    /// [M, I]. Needs the whole matrix in one chunk, no bias, no accumulate.
+    pub glu: Option<GluActivation>,
+    /// x is the residual stream, RMSNormed (with this epsilon's f32 bits
+    /// and `norm_weight`) as the matvec reads it (CPU family, `Tile::Rows8`).
+    pub norm_eps_bits: Option<u32>,
 }
 
 /// The GPU family's entry point of a tile, the same in both matmul shaders.
@@ -199,6 +211,8 @@ impl MatmulKey {
             label: "matmul",
             source: concat!(
                 include_str!("../../../shaders/matmul.wgsl"),
+                include_str!("../../../shaders/matvec_rows.wgsl"),
+                include_str!("../../../shaders/activation.wgsl"),
                 include_str!("../../../shaders/matmul_gpu.wgsl")
             ),
             entry_point,
@@ -217,6 +231,10 @@ impl MatmulKey {
             ("Y_STRIDE", self.y_stride as f64),
             ("ACCUMULATE", if self.accumulate { 1.0 } else { 0.0 }),
             ("BIAS", if self.bias { 1.0 } else { 0.0 }),
+            ("GLU", if self.glu.is_some() { 1.0 } else { 0.0 }),
+            ("GLU_ACTIVATION", self.glu.map_or(0.0, GluActivation::id)),
+            ("NORM", if self.norm_eps_bits.is_some() { 1.0 } else { 0.0 }),
+            ("NORM_EPS", self.norm_eps_bits.map_or(0.0, |bits| f32::from_bits(bits) as f64)),
         ]
     }
 
@@ -228,6 +246,7 @@ impl MatmulKey {
                 Tile::Rows4Tokens4 => [self.n.div_ceil(64), num_tokens.div_ceil(64), 1],
             };
         }
+        // With GLU an invocation takes 4 gate and 4 up rows: n / 8 all the same.
         [
             self.n.div_ceil(self.tile.rows() * self.tile.workgroup_size()),
             num_tokens.div_ceil(self.tile.tokens()),

@@ -79,6 +79,8 @@ pub(crate) fn spec(key: &MatmulKey, layout: QuantLayout) -> KernelSpec {
         source: concat!(
             include_str!("../../../shaders/matmul_quant.wgsl"),
             include_str!("../../../shaders/quant_codes.wgsl"),
+            include_str!("../../../shaders/matvec_rows.wgsl"),
+            include_str!("../../../shaders/activation.wgsl"),
             include_str!("../../../shaders/matmul_gpu.wgsl")
         ),
         entry_point,

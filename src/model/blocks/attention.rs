@@ -8,7 +8,6 @@ use crate::gpu::kernels::KernelFamily;
 use crate::gpu::kernels::attention::{AttentionBindings, AttentionKey, AttentionPass};
 use crate::gpu::kernels::head_rmsnorm::{HeadRmsNormBindings, HeadRmsNormKey};
 use crate::gpu::kernels::kv_write::{KvWriteBindings, KvWriteKey};
-use crate::gpu::kernels::rope::{RopeBindings, RopeKey};
 use crate::gpu::profiler::{MatmulRole, Recorder};
 use crate::gpu::{GpuBuffer, KernelKey};
 use crate::model::ModelError;
@@ -16,8 +15,9 @@ use crate::model::bound::Bound;
 use crate::model::builder::ModelBuilder;
 use crate::model::config::{DecoderConfig, RopeStyle};
 use crate::model::decoder::DecoderBuffers;
-use crate::model::matmul::{GpuMatrix, MatmulOp};
+use crate::model::matmul::{GpuMatrix, MatmulOp, MatvecFusion};
 
+use super::norm::InputNorm;
 use super::rope::RopeTable;
 use super::{LayerScratch, Residual, ResidualProjection};
 
@@ -89,9 +89,13 @@ pub enum AttentionMask {
 }
 
 pub struct PagedAttention {
+    input_norm: InputNorm,
     qkv: MatmulOp,
+    /// The input norm and the Q/K/V projection in one matvec, for the
+    /// steps it covers.
+    fused_qkv: Option<MatmulOp>,
     qk_norm: Option<Bound>,
-    rope: Bound,
+    /// RoPE and the K/V cache write.
     kv_write: Bound,
     /// Each of the family's passes (`AttentionPass::all`), bound.
     attention: Vec<(AttentionPass, Bound)>,
@@ -100,8 +104,9 @@ pub struct PagedAttention {
 }
 
 impl PagedAttention {
-    /// Reads `scratch.normed`, adds its output into `buffers.hidden`;
-    /// `layer` picks the layer's K/V pools.
+    /// Reads `buffers.hidden` through `input_norm` (which writes
+    /// `scratch.normed`), adds its output into `buffers.hidden`; `layer`
+    /// picks the layer's K/V pools.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         builder: &mut ModelBuilder,
@@ -109,6 +114,7 @@ impl PagedAttention {
         buffers: &DecoderBuffers,
         scratch: &LayerScratch,
         layer: usize,
+        input_norm: InputNorm,
         weights: AttentionWeights,
         rope: &RopeTable,
         mask: AttentionMask,
@@ -121,7 +127,20 @@ impl PagedAttention {
             (c.head_dim as u32, c.num_heads as u32, c.num_kv_heads as u32);
         let ctx = builder.ctx.clone();
         let cache = &mut builder.cache;
-        // Q, K, V of every new token: normed [M, H] -> qkv [M, (Hq + 2 Hkv) D].
+        // Decode steps: hidden [M, H] -> normed -> qkv in one matvec.
+        let fusion = MatvecFusion { norm: input_norm.fusion(), glu: None };
+        let fused_qkv = MatmulOp::fused_matvec(
+            &ctx,
+            cache,
+            &weights.qkv,
+            &inputs.step,
+            &buffers.hidden,
+            &scratch.qkv,
+            fusion,
+        )
+        .map(|op| op.with_role(MatmulRole::Qkv));
+        // Q, K, V of every new token: (hidden -> input norm ->) normed [M, H]
+        // -> qkv [M, (Hq + 2 Hkv) D].
         let qkv = MatmulOp::new(&ctx, cache, weights.qkv, &inputs.step, &scratch.normed, &scratch.qkv, false)
             .with_role(MatmulRole::Qkv);
         // Each Q and K head normed in place, before RoPE.
@@ -130,25 +149,20 @@ impl PagedAttention {
             let bindings = HeadRmsNormBindings { step: &inputs.step, qkv: &scratch.qkv, q_norm, k_norm };
             Bound::bind(&ctx, cache, KernelKey::HeadRmsNorm(key), &bindings)
         });
-        // Q and K rotated in place by each token's position.
-        let rope_key = RopeKey { head_dim, n_q_heads, n_kv_heads, neox: rope.style == RopeStyle::Neox };
-        let rope_bindings = RopeBindings {
-            step: &inputs.step,
-            qkv: &scratch.qkv,
-            positions: &inputs.positions,
-            rope_table: &rope.table,
-        };
-        let rope = Bound::bind(&ctx, cache, KernelKey::Rope(rope_key), &rope_bindings);
-        // This step's K and V into the cache slots of the slot mapping.
+        // Q rotated in place by each token's position; K rotated into the
+        // cache slots of the slot mapping, V copied there.
         let kv_bindings = KvWriteBindings {
             step: &inputs.step,
             qkv: &scratch.qkv,
             slot_mapping: &inputs.slot_mapping,
             k_cache,
             v_cache,
+            positions: &inputs.positions,
+            rope_table: &rope.table,
         };
         let kv_dtype = buffers.kv_cache.dtype;
-        let kv_key = KvWriteKey { head_dim, n_q_heads, n_kv_heads, kv_dtype };
+        let neox = rope.style == RopeStyle::Neox;
+        let kv_key = KvWriteKey { head_dim, n_q_heads, n_kv_heads, kv_dtype, neox };
         let kv_write = Bound::bind(&ctx, cache, KernelKey::KvWrite(kv_key), &kv_bindings);
         // Each query over its sequence's cached K/V: -> attn [M, Hq D].
         let sliding_window = match mask {
@@ -188,15 +202,20 @@ impl PagedAttention {
         let output =
             ResidualProjection::new(builder, c, buffers, scratch, weights.output, &scratch.attn, residual)
                 .with_role(MatmulRole::AttnOut);
-        Self { qkv, qk_norm, rope, kv_write, attention, family, output }
+        Self { input_norm, qkv, fused_qkv, qk_norm, kv_write, attention, family, output }
     }
 
     pub fn record(&self, pass: &mut dyn Recorder, num_tokens: u32) {
-        self.qkv.record(pass, num_tokens);
+        match &self.fused_qkv {
+            Some(fused) if fused.covers(num_tokens) => fused.record(pass, num_tokens),
+            _ => {
+                self.input_norm.record(pass, num_tokens);
+                self.qkv.record(pass, num_tokens);
+            }
+        }
         if let Some(norm) = &self.qk_norm {
             norm.record(pass, num_tokens);
         }
-        self.rope.record(pass, num_tokens);
         self.kv_write.record(pass, num_tokens);
         for &step_pass in AttentionPass::for_step(self.family, num_tokens) {
             if let Some((_, bound)) = self.attention.iter().find(|(bound_pass, _)| *bound_pass == step_pass) {
