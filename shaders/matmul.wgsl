@@ -290,8 +290,8 @@ fn q4_block_8(rows_a: vec4<u32>, rows_b: vec4<u32>, xt: u32, b: u32) -> Q4Block8
     var block = Q4Block8(vec4<f32>(0.0), vec4<f32>(0.0), 0.0);
     var sum_x = vec4<f32>(0.0);
     for (var w = 0u; w < 4u; w++) {
-        let x_low = x_at(xt, b * 8u + w);
-        let x_high = x_at(xt, b * 8u + 4u + w);
+        let x_low = x[xt + b * 8u + w];
+        let x_high = x[xt + b * 8u + 4u + w];
         let qa = words4(rows_a, K / 8u, b * 4u + w);
         let qb = words4(rows_b, K / 8u, b * 4u + w);
         block.dot_a += transpose(low4(qa)) * x_low + transpose(high4(qa)) * x_high;
@@ -317,7 +317,6 @@ fn matvec_q4_1(@builtin(global_invocation_id) gid: vec3<u32>) {
     let rows_a = rows.a;
     let rows_b = rows.b;
     let xt = token_row(gid.y);
-    begin_row(xt);
     var acc_a = vec4<f32>(0.0);
     var acc_b = vec4<f32>(0.0);
     for (var b = 0u; b < K / BLOCK; b++) {
@@ -336,7 +335,6 @@ fn matvec_q4_0(@builtin(global_invocation_id) gid: vec3<u32>) {
     let rows_a = rows.a;
     let rows_b = rows.b;
     let xt = token_row(gid.y);
-    begin_row(xt);
     var acc_a = vec4<f32>(0.0);
     var acc_b = vec4<f32>(0.0);
     for (var b = 0u; b < K / BLOCK; b++) {
@@ -354,14 +352,13 @@ fn matvec_q8_0(@builtin(global_invocation_id) gid: vec3<u32>) {
     let rows_a = rows.a;
     let rows_b = rows.b;
     let xt = token_row(gid.y);
-    begin_row(xt);
     var acc_a = vec4<f32>(0.0);
     var acc_b = vec4<f32>(0.0);
     for (var b = 0u; b < K / BLOCK; b++) {
         var dot_a = vec4<f32>(0.0);
         var dot_b = vec4<f32>(0.0);
         for (var w = 0u; w < 8u; w++) {
-            let xv = x_at(xt, b * 8u + w);
+            let xv = x[xt + b * 8u + w];
             dot_a += transpose(bytes4(words4(rows_a, K / 4u, b * 8u + w))) * xv;
             dot_b += transpose(bytes4(words4(rows_b, K / 4u, b * 8u + w))) * xv;
         }
@@ -377,11 +374,10 @@ fn matvec_float(@builtin(global_invocation_id) gid: vec3<u32>) {
     let rows_a = rows.a;
     let rows_b = rows.b;
     let xt = token_row(gid.y);
-    begin_row(xt);
     var acc_a = vec4<f32>(0.0);
     var acc_b = vec4<f32>(0.0);
     for (var c = 0u; c < K / 4u; c++) {
-        let xv = x_at(xt, c);
+        let xv = x[xt + c];
         acc_a += transpose(float4(rows_a, c)) * xv;
         acc_b += transpose(float4(rows_b, c)) * xv;
     }

@@ -411,7 +411,6 @@ fn matvec_quant(@builtin(global_invocation_id) gid: vec3<u32>) {
     let rows_a = rows.a;
     let rows_b = rows.b;
     let xt = token_row(gid.y);
-    begin_row(xt);
     var acc_a = vec4<f32>(0.0);
     var acc_b = vec4<f32>(0.0);
     var dm_a = mat4x2<f32>();
@@ -439,8 +438,8 @@ fn matvec_quant(@builtin(global_invocation_id) gid: vec3<u32>) {
         var sum_lo = vec4<f32>(0.0);
         var sum_hi = vec4<f32>(0.0);
         for (var w = 0u; w < 4u; w++) {
-            let x_lo = x_at(xt, b * 8u + w);
-            let x_hi = x_at(xt, b * 8u + 4u + w);
+            let x_lo = x[xt + b * 8u + w];
+            let x_hi = x[xt + b * 8u + 4u + w];
             let wa = code_words4(words4(rows_a, b * block_words() + w), high_a, w);
             let wb = code_words4(words4(rows_b, b * block_words() + w), high_b, w);
             let xs_lo = x_lo * lane_scale();

@@ -1,42 +1,5 @@
 
-// ---- what the matvec folds in (appended to both matmul shaders) ----
-//
-// With NORM, x is the residual stream and the matvec RMSNorms each token's
-// row on the way in, as rmsnorm.wgsl would have written it (the same
-// operations in the same order): each invocation sums the row's squares
-// once (`begin_row`), then every activation it loads is normed (`x_at`).
-// That costs each invocation a pass over x, a few percent of a matvec,
-// and saves the norm's dispatch.
-
-override NORM: bool = false;
-override NORM_EPS: f32 = 0.0;
-
-@group(0) @binding(6) var<storage, read> norm_weight: array<vec4<f32>>; // [K] f32 (read only with NORM)
-
-var<private> norm_scale: f32;
-
-// Before the first `x_at` of token row xt (in vec4s of x).
-fn begin_row(xt: u32) {
-    if (NORM) {
-        var sum_sq = vec4<f32>(0.0);
-        for (var c = 0u; c < K / 4u; c++) {
-            let v = x[xt + c];
-            sum_sq += v * v;
-        }
-        let mean = (sum_sq.x + sum_sq.y + sum_sq.z + sum_sq.w) / f32(K);
-        norm_scale = 1.0 / sqrt(mean + NORM_EPS);
-    }
-}
-
-// Vec4 `at` of token row xt of x, normed with NORM.
-fn x_at(xt: u32, at: u32) -> vec4<f32> {
-    if (NORM) {
-        return x[xt + at] * norm_scale * norm_weight[at];
-    }
-    return x[xt + at];
-}
-
-// The eight rows of an invocation:
+// ---- the eight rows of a matvec invocation (appended to both matmul shaders) ----
 //
 // Invocation i computes rows_a and rows_b of W for one token: rows 8i..8i+3
 // and 8i+4..8i+7. With GLU, W is the gated MLP's gate/up matrix (N = 2 I:

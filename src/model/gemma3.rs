@@ -15,7 +15,7 @@ use super::architectures::Architecture;
 use super::blocks::attention::{AttentionMask, AttentionWeights, PagedAttention};
 use super::blocks::layer::{DecoderLayer, LayerStack};
 use super::blocks::mlp::{Activation, GatedMlp, MlpWeights};
-use super::blocks::norm::InputNorm;
+use super::blocks::norm::RmsNorm;
 use super::blocks::rope::RopeTable;
 use super::blocks::{LayerScratch, Residual};
 use super::builder::ModelBuilder;
@@ -139,32 +139,44 @@ impl Gemma3 {
             } else {
                 (&local_rope, AttentionMask::SlidingWindow(gemma.sliding_window))
             };
-            let (inputs, eps, hidden, normed) =
-                (&buffers.inputs, c.rms_norm_eps, &buffers.hidden, &scratch.normed);
-            // hidden -> normed, twice.
-            let attn_norm = InputNorm::new(&mut b, inputs, eps, &attn_norm_w, hidden, normed);
-            let ffn_norm = InputNorm::new(&mut b, inputs, eps, &ffn_norm_w, hidden, normed);
+            let eps = c.rms_norm_eps;
             layers.push(DecoderLayer {
-                // hidden -> normed -> q/k-normed, rotated attention -> post-norm -> hidden +=
+                // hidden -> normed
+                attn_norm: RmsNorm::new(
+                    &mut b,
+                    &buffers.inputs,
+                    eps,
+                    &attn_norm_w,
+                    &buffers.hidden,
+                    &scratch.normed,
+                ),
+                // normed -> q/k-normed, rotated attention -> post-norm -> hidden +=
                 attention: PagedAttention::new(
                     &mut b,
                     c,
                     &buffers,
                     &scratch,
                     layer,
-                    attn_norm,
                     attention,
                     rope,
                     mask,
                     Residual::PostNorm(&post_attn_norm_w),
                 ),
-                // hidden -> normed -> tanh-GELU gated MLP -> post-norm -> hidden +=
+                // hidden -> normed
+                ffn_norm: RmsNorm::new(
+                    &mut b,
+                    &buffers.inputs,
+                    eps,
+                    &ffn_norm_w,
+                    &buffers.hidden,
+                    &scratch.normed,
+                ),
+                // normed -> tanh-GELU gated MLP -> post-norm -> hidden +=
                 mlp: GatedMlp::new(
                     &mut b,
                     c,
                     &buffers,
                     &scratch,
-                    ffn_norm,
                     mlp,
                     Activation::GeluTanh,
                     Residual::PostNorm(&post_ffn_norm_w),

@@ -15,7 +15,7 @@ use super::architectures::Architecture;
 use super::blocks::attention::{AttentionWeights, PagedAttention};
 use super::blocks::layer::{DecoderLayer, LayerStack};
 use super::blocks::mlp::{Activation, GatedMlp, MlpWeights};
-use super::blocks::norm::InputNorm;
+use super::blocks::norm::RmsNorm;
 use super::blocks::rope::RopeTable;
 use super::blocks::{LayerScratch, Residual};
 use super::builder::ModelBuilder;
@@ -118,36 +118,39 @@ impl Llama {
             let ffn_norm_w = b.vector(&name("ffn_norm"), h)?;
             let attention = AttentionWeights::load(&b, c, layer, family.qk_norm, family.qkv_bias_required)?;
             let mlp = MlpWeights::load(&b, c, layer)?;
-            let (inputs, eps, hidden, normed) =
-                (&buffers.inputs, c.rms_norm_eps, &buffers.hidden, &scratch.normed);
-            // hidden -> normed, twice.
-            let attn_norm = InputNorm::new(&mut b, inputs, eps, &attn_norm_w, hidden, normed);
-            let ffn_norm = InputNorm::new(&mut b, inputs, eps, &ffn_norm_w, hidden, normed);
             layers.push(DecoderLayer {
-                // hidden -> normed -> (q/k-normed) rotated attention -> hidden +=
+                // hidden -> normed
+                attn_norm: RmsNorm::new(
+                    &mut b,
+                    &buffers.inputs,
+                    c.rms_norm_eps,
+                    &attn_norm_w,
+                    &buffers.hidden,
+                    &scratch.normed,
+                ),
+                // normed -> (q/k-normed) rotated attention -> hidden +=
                 attention: PagedAttention::new(
                     &mut b,
                     c,
                     &buffers,
                     &scratch,
                     layer,
-                    attn_norm,
                     attention,
                     &rope,
                     c.attention_mask(layer),
                     Residual::Add,
                 ),
-                // hidden -> normed -> MLP -> hidden +=
-                mlp: GatedMlp::new(
+                // hidden -> normed
+                ffn_norm: RmsNorm::new(
                     &mut b,
-                    c,
-                    &buffers,
-                    &scratch,
-                    ffn_norm,
-                    mlp,
-                    Activation::Silu,
-                    Residual::Add,
+                    &buffers.inputs,
+                    c.rms_norm_eps,
+                    &ffn_norm_w,
+                    &buffers.hidden,
+                    &scratch.normed,
                 ),
+                // normed -> MLP -> hidden +=
+                mlp: GatedMlp::new(&mut b, c, &buffers, &scratch, mlp, Activation::Silu, Residual::Add),
             });
         }
 

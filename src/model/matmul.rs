@@ -152,16 +152,6 @@ impl MatrixChunk {
     }
 }
 
-/// What a decode-step matvec folds into itself, each saving a dispatch.
-#[derive(Clone, Copy, Default)]
-pub struct MatvecFusion<'a> {
-    /// x is the residual stream, RMSNormed with these weights and epsilon
-    /// as the matvec reads it.
-    pub norm: Option<(&'a GpuBuffer, f32)>,
-    /// W is [gate; up] ([2 I, K]) and y [M, I] receives act(gate) * up.
-    pub glu: Option<GluActivation>,
-}
-
 /// One chunk's pipelines (one per token tile, sharing a layout) and bind group.
 struct ChunkMatmul {
     variants: Vec<(MatmulKey, Arc<Kernel>)>,
@@ -189,32 +179,29 @@ impl MatmulOp {
         y: &GpuBuffer,
         accumulate: bool,
     ) -> Self {
-        Self::build(ctx, cache, weight, step, x, y, accumulate, MatvecFusion::default(), &Tile::ALL)
+        Self::build(ctx, cache, weight, step, x, y, accumulate, None, &Tile::ALL)
     }
 
-    /// The decode-step matvec with `fusion` folded in (see `MatvecFusion`),
-    /// for the token counts it covers (`Tile::Rows8`; `covers` says), or
-    /// `None` where it cannot run: only the CPU family's matvec folds, and
-    /// the gated activation needs W = [gate; up] in one chunk, no bias.
-    /// The caller runs the plain matmul and the separate kernels otherwise.
-    #[allow(clippy::too_many_arguments)]
-    pub fn fused_matvec(
+    /// The gated MLP's first half in one matvec: `act` [M, I] =
+    /// act(x · gateᵀ) ⊙ (x · upᵀ), for `weight` = [gate; up] ([2 I, H]). Only the CPU
+    /// family's matvec does it (`Tile::Rows8`: decode steps; `covers` says
+    /// which token counts), and only for a matrix in one chunk without a
+    /// bias; `None` otherwise, and the caller runs the matmul and the
+    /// activation kernel.
+    pub fn gated_matvec(
         ctx: &GpuContext,
         cache: &mut PipelineCache,
         weight: &GpuMatrix,
         step: &GpuBuffer,
         x: &GpuBuffer,
-        y: &GpuBuffer,
-        fusion: MatvecFusion,
+        act: &GpuBuffer,
+        activation: GluActivation,
     ) -> Option<Self> {
-        if ctx.kernels() != KernelFamily::Cpu {
-            return None;
-        }
         let one_chunk = weight.chunks.len() == 1 && weight.chunks[0].bias.is_none();
-        if fusion.glu.is_some() && (!one_chunk || !weight.rows.is_multiple_of(2)) {
+        if ctx.kernels() != KernelFamily::Cpu || !one_chunk || !weight.rows.is_multiple_of(2) {
             return None;
         }
-        Some(Self::build(ctx, cache, weight.clone(), step, x, y, false, fusion, &[Tile::Rows8]))
+        Some(Self::build(ctx, cache, weight.clone(), step, x, act, false, Some(activation), &[Tile::Rows8]))
     }
 
     /// Whether `record` runs this op for `num_tokens` tokens.
@@ -232,21 +219,19 @@ impl MatmulOp {
         x: &GpuBuffer,
         y: &GpuBuffer,
         accumulate: bool,
-        fusion: MatvecFusion,
+        glu: Option<GluActivation>,
         tiles: &[Tile],
     ) -> Self {
-        // Without a bias or norm the bindings still need a buffer (of one vec4,
-        // the norm weights' element); the kernel never reads it.
-        let placeholder = GpuBuffer {
+        // Without a bias the binding still needs a buffer; the kernel never reads it.
+        let no_bias = GpuBuffer {
             buffer: ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("unused binding"),
-                size: 16,
+                label: Some("no bias"),
+                size: 4,
                 usage: wgpu::BufferUsages::STORAGE,
                 mapped_at_creation: false,
             }),
-            size: 16,
+            size: 4,
         };
-        let MatvecFusion { norm, glu } = fusion;
         // y's row length: the units with GLU, else all of W's rows.
         let y_stride = if glu.is_some() { weight.rows / 2 } else { weight.rows };
         let chunks = weight
@@ -267,7 +252,6 @@ impl MatmulOp {
                             bias: chunk.bias.is_some(),
                             family: ctx.kernels(),
                             glu,
-                            norm_eps_bits: norm.map(|(_, eps)| eps.to_bits()),
                         };
                         (key, cache.get(ctx, KernelKey::Matmul(key)))
                     })
@@ -278,8 +262,7 @@ impl MatmulOp {
                     w_data: &chunk.data,
                     w_scales: &chunk.scales,
                     y,
-                    bias: chunk.bias.as_ref().unwrap_or(&placeholder),
-                    norm_weight: norm.map_or(&placeholder, |(weight, _)| weight),
+                    bias: chunk.bias.as_ref().unwrap_or(&no_bias),
                 };
                 let bind_group = variants[0].1.bind(ctx, &bindings);
                 let shape = (chunk.rows as u64, weight.cols as u64);

@@ -111,14 +111,11 @@ pub struct MatmulBindings<'a> {
     pub y: &'a GpuBuffer,
     /// [N] f32; any small buffer when the key has no bias (never read)
     pub bias: &'a GpuBuffer,
-    /// [K] f32, the RMSNorm weights of x (`MatmulKey::norm_eps_bits`); any
-    /// small buffer otherwise (never read)
-    pub norm_weight: &'a GpuBuffer,
 }
 
 impl KernelBindings for MatmulBindings<'_> {
     fn in_binding_order(&self) -> Vec<&GpuBuffer> {
-        vec![self.step, self.x, self.w_data, self.w_scales, self.y, self.bias, self.norm_weight]
+        vec![self.step, self.x, self.w_data, self.w_scales, self.y, self.bias]
     }
 }
 
@@ -129,7 +126,6 @@ pub(crate) const BINDINGS: &[BindingKind] = &[
     BindingKind::StorageRead,
     BindingKind::StorageRead,
     BindingKind::StorageReadWrite,
-    BindingKind::StorageRead,
     BindingKind::StorageRead,
 ];
 
@@ -153,9 +149,6 @@ pub struct MatmulKey {
     /// only): W is [gate; up] (n = 2 I) and y receives act(gate) * up,
     /// [M, I]. Needs the whole matrix in one chunk, no bias, no accumulate.
     pub glu: Option<GluActivation>,
-    /// x is the residual stream, RMSNormed (with this epsilon's f32 bits
-    /// and `norm_weight`) as the matvec reads it (CPU family, `Tile::Rows8`).
-    pub norm_eps_bits: Option<u32>,
 }
 
 /// The GPU family's entry point of a tile, the same in both matmul shaders.
@@ -233,8 +226,6 @@ impl MatmulKey {
             ("BIAS", if self.bias { 1.0 } else { 0.0 }),
             ("GLU", if self.glu.is_some() { 1.0 } else { 0.0 }),
             ("GLU_ACTIVATION", self.glu.map_or(0.0, GluActivation::id)),
-            ("NORM", if self.norm_eps_bits.is_some() { 1.0 } else { 0.0 }),
-            ("NORM_EPS", self.norm_eps_bits.map_or(0.0, |bits| f32::from_bits(bits) as f64)),
         ]
     }
 

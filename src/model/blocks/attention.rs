@@ -15,9 +15,8 @@ use crate::model::bound::Bound;
 use crate::model::builder::ModelBuilder;
 use crate::model::config::{DecoderConfig, RopeStyle};
 use crate::model::decoder::DecoderBuffers;
-use crate::model::matmul::{GpuMatrix, MatmulOp, MatvecFusion};
+use crate::model::matmul::{GpuMatrix, MatmulOp};
 
-use super::norm::InputNorm;
 use super::rope::RopeTable;
 use super::{LayerScratch, Residual, ResidualProjection};
 
@@ -89,11 +88,7 @@ pub enum AttentionMask {
 }
 
 pub struct PagedAttention {
-    input_norm: InputNorm,
     qkv: MatmulOp,
-    /// The input norm and the Q/K/V projection in one matvec, for the
-    /// steps it covers.
-    fused_qkv: Option<MatmulOp>,
     qk_norm: Option<Bound>,
     /// RoPE and the K/V cache write.
     kv_write: Bound,
@@ -104,9 +99,8 @@ pub struct PagedAttention {
 }
 
 impl PagedAttention {
-    /// Reads `buffers.hidden` through `input_norm` (which writes
-    /// `scratch.normed`), adds its output into `buffers.hidden`; `layer`
-    /// picks the layer's K/V pools.
+    /// Reads `scratch.normed`, adds its output into `buffers.hidden`;
+    /// `layer` picks the layer's K/V pools.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         builder: &mut ModelBuilder,
@@ -114,7 +108,6 @@ impl PagedAttention {
         buffers: &DecoderBuffers,
         scratch: &LayerScratch,
         layer: usize,
-        input_norm: InputNorm,
         weights: AttentionWeights,
         rope: &RopeTable,
         mask: AttentionMask,
@@ -127,20 +120,7 @@ impl PagedAttention {
             (c.head_dim as u32, c.num_heads as u32, c.num_kv_heads as u32);
         let ctx = builder.ctx.clone();
         let cache = &mut builder.cache;
-        // Decode steps: hidden [M, H] -> normed -> qkv in one matvec.
-        let fusion = MatvecFusion { norm: input_norm.fusion(), glu: None };
-        let fused_qkv = MatmulOp::fused_matvec(
-            &ctx,
-            cache,
-            &weights.qkv,
-            &inputs.step,
-            &buffers.hidden,
-            &scratch.qkv,
-            fusion,
-        )
-        .map(|op| op.with_role(MatmulRole::Qkv));
-        // Q, K, V of every new token: (hidden -> input norm ->) normed [M, H]
-        // -> qkv [M, (Hq + 2 Hkv) D].
+        // Q, K, V of every new token: normed [M, H] -> qkv [M, (Hq + 2 Hkv) D].
         let qkv = MatmulOp::new(&ctx, cache, weights.qkv, &inputs.step, &scratch.normed, &scratch.qkv, false)
             .with_role(MatmulRole::Qkv);
         // Each Q and K head normed in place, before RoPE.
@@ -202,17 +182,11 @@ impl PagedAttention {
         let output =
             ResidualProjection::new(builder, c, buffers, scratch, weights.output, &scratch.attn, residual)
                 .with_role(MatmulRole::AttnOut);
-        Self { input_norm, qkv, fused_qkv, qk_norm, kv_write, attention, family, output }
+        Self { qkv, qk_norm, kv_write, attention, family, output }
     }
 
     pub fn record(&self, pass: &mut dyn Recorder, num_tokens: u32) {
-        match &self.fused_qkv {
-            Some(fused) if fused.covers(num_tokens) => fused.record(pass, num_tokens),
-            _ => {
-                self.input_norm.record(pass, num_tokens);
-                self.qkv.record(pass, num_tokens);
-            }
-        }
+        self.qkv.record(pass, num_tokens);
         if let Some(norm) = &self.qk_norm {
             norm.record(pass, num_tokens);
         }

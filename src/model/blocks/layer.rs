@@ -1,6 +1,6 @@
 //! The pre-norm decoder layer Llama and Gemma 3 share (norm, attention,
-//! norm, MLP; each block norms its input and joins its output to the
-//! residual stream itself, added or post-normed), and the stack an architecture runs: the token
+//! norm, MLP; each block joins its output to the residual stream itself,
+//! added or post-normed), and the stack an architecture runs: the token
 //! embedding, then its layers.
 
 use crate::gpu::profiler::Recorder;
@@ -9,17 +9,24 @@ use crate::model::embedding::EmbeddingOp;
 
 use super::attention::PagedAttention;
 use super::mlp::GatedMlp;
+use super::norm::RmsNorm;
 
 pub struct DecoderLayer {
-    /// hidden -> norm -> attention -> hidden +=
+    /// hidden -> normed
+    pub attn_norm: RmsNorm,
+    /// normed -> attention -> hidden +=
     pub attention: PagedAttention,
-    /// hidden -> norm -> MLP -> hidden +=
+    /// hidden -> normed
+    pub ffn_norm: RmsNorm,
+    /// normed -> MLP -> hidden +=
     pub mlp: GatedMlp,
 }
 
 impl DecoderLayer {
     pub fn record(&self, pass: &mut dyn Recorder, num_tokens: u32) {
+        self.attn_norm.record(pass, num_tokens);
         self.attention.record(pass, num_tokens);
+        self.ffn_norm.record(pass, num_tokens);
         self.mlp.record(pass, num_tokens);
     }
 

@@ -1,7 +1,7 @@
 //! The gated MLP: one matmul for gate and up, the gated activation
 //! (SiLU for Llama, tanh GELU for Gemma), the down projection joined to
-//! the residual stream. Decode steps on the CPU kernels run the input
-//! norm, gate/up and the activation as one matvec (`MatmulOp::fused_matvec`).
+//! the residual stream. Decode steps on the CPU kernels run gate/up and
+//! the activation as one matvec (`MatmulOp::gated_matvec`).
 
 use crate::gpu::KernelKey;
 pub use crate::gpu::kernels::glu::GluActivation as Activation;
@@ -12,9 +12,8 @@ use crate::model::bound::Bound;
 use crate::model::builder::ModelBuilder;
 use crate::model::config::DecoderConfig;
 use crate::model::decoder::DecoderBuffers;
-use crate::model::matmul::{GpuMatrix, MatmulOp, MatvecFusion};
+use crate::model::matmul::{GpuMatrix, MatmulOp};
 
-use super::norm::InputNorm;
 use super::{LayerScratch, Residual, ResidualProjection};
 
 pub struct MlpWeights {
@@ -40,25 +39,20 @@ impl MlpWeights {
 }
 
 pub struct GatedMlp {
-    input_norm: InputNorm,
     gate_up: MatmulOp,
     activation: Bound,
-    /// The input norm, gate_up and the activation in one matvec, for the
-    /// steps it covers.
-    fused_matvec: Option<MatmulOp>,
+    /// gate_up and the activation in one matvec, for the steps it covers.
+    gated_matvec: Option<MatmulOp>,
     down: ResidualProjection,
 }
 
 impl GatedMlp {
-    /// Reads `buffers.hidden` through `input_norm` (which writes
-    /// `scratch.normed`), adds its output into `buffers.hidden`.
-    #[allow(clippy::too_many_arguments)]
+    /// Reads `scratch.normed`, adds its output into `buffers.hidden`.
     pub fn new(
         builder: &mut ModelBuilder,
         config: &DecoderConfig,
         buffers: &DecoderBuffers,
         scratch: &LayerScratch,
-        input_norm: InputNorm,
         weights: MlpWeights,
         activation: Activation,
         residual: Residual,
@@ -66,19 +60,18 @@ impl GatedMlp {
         let inputs = &buffers.inputs;
         let ctx = builder.ctx.clone();
         let cache = &mut builder.cache;
-        // Decode steps: hidden [M, H] -> normed -> act [M, I] in one matvec.
-        let fusion = MatvecFusion { norm: input_norm.fusion(), glu: Some(activation) };
-        let fused_matvec = MatmulOp::fused_matvec(
+        // Decode steps: normed [M, H] -> act [M, I] in one matvec.
+        let gated_matvec = MatmulOp::gated_matvec(
             &ctx,
             cache,
             &weights.gate_up,
             &inputs.step,
-            &buffers.hidden,
+            &scratch.normed,
             &scratch.act,
-            fusion,
+            activation,
         )
         .map(|op| op.with_role(MatmulRole::GateUp));
-        // Other steps: (hidden -> input norm ->) normed [M, H] -> gate_up [M, 2 I].
+        // Other steps: normed [M, H] -> gate_up [M, 2 I].
         let gate_up = MatmulOp::new(
             &ctx,
             cache,
@@ -97,14 +90,13 @@ impl GatedMlp {
         let down =
             ResidualProjection::new(builder, config, buffers, scratch, weights.down, &scratch.act, residual)
                 .with_role(MatmulRole::Down);
-        Self { input_norm, gate_up, activation, fused_matvec, down }
+        Self { gate_up, activation, gated_matvec, down }
     }
 
     pub fn record(&self, pass: &mut dyn Recorder, num_tokens: u32) {
-        match &self.fused_matvec {
+        match &self.gated_matvec {
             Some(fused) if fused.covers(num_tokens) => fused.record(pass, num_tokens),
             _ => {
-                self.input_norm.record(pass, num_tokens);
                 self.gate_up.record(pass, num_tokens);
                 self.activation.record(pass, num_tokens);
             }

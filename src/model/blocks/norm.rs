@@ -1,6 +1,5 @@
-//! RMSNorm over the residual stream: writing the input of a projection
-//! (`InputNorm`, which a decode-step matvec may fold in), or adding a
-//! normed block output back into the stream.
+//! RMSNorm over the residual stream: writing the input of a projection,
+//! or adding a normed block output back into the stream.
 
 use crate::gpu::kernels::rmsnorm::{RmsNormBindings, RmsNormKey};
 use crate::gpu::profiler::Recorder;
@@ -59,39 +58,5 @@ impl RmsNorm {
 
     pub fn record(&self, pass: &mut dyn Recorder, num_tokens: u32) {
         self.bound.record(pass, num_tokens);
-    }
-}
-
-/// A pre-norm block's input: hidden -> RMSNorm -> normed, which the
-/// block's first projection reads. In the steps where that projection runs
-/// as a matvec that norms hidden itself (`MatvecFusion::norm`), the block
-/// records the matvec instead of this norm and its projection.
-pub struct InputNorm {
-    norm: RmsNorm,
-    weight: GpuBuffer,
-    eps: f32,
-}
-
-impl InputNorm {
-    /// normed[t] = x[t] / rms(x[t]) * weight.
-    pub fn new(
-        builder: &mut ModelBuilder,
-        inputs: &StepInputs,
-        eps: f32,
-        weight: &GpuBuffer,
-        x: &GpuBuffer,
-        normed: &GpuBuffer,
-    ) -> Self {
-        let norm = RmsNorm::new(builder, inputs, eps, weight, x, normed);
-        Self { norm, weight: weight.clone(), eps }
-    }
-
-    /// The norm, for a matvec to fold in.
-    pub fn fusion(&self) -> Option<(&GpuBuffer, f32)> {
-        Some((&self.weight, self.eps))
-    }
-
-    pub fn record(&self, pass: &mut dyn Recorder, num_tokens: u32) {
-        self.norm.record(pass, num_tokens);
     }
 }
