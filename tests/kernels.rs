@@ -9,6 +9,7 @@ use half::f16;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use wgserve::formats::TensorType;
+use wgserve::gpu::KernelKey;
 use wgserve::gpu::kernels::argmax::ArgmaxKey;
 use wgserve::gpu::kernels::attention::{AttentionBindings, AttentionKey, AttentionPass};
 use wgserve::gpu::kernels::embedding::EmbeddingKey;
@@ -20,7 +21,6 @@ use wgserve::gpu::kernels::rmsnorm::{RmsNormBindings, RmsNormKey};
 use wgserve::gpu::kernels::rope::rope_table;
 use wgserve::gpu::kernels::{KernelBindings, KernelFamily};
 use wgserve::gpu::kv_cache::KvCacheDtype;
-use wgserve::gpu::{GpuBuffer, KernelKey};
 use wgserve::model::dequantize::dequantize;
 use wgserve::model::weights::pack_matrix;
 
@@ -479,11 +479,32 @@ fn rope_rotates_queries_in_place_and_keys_into_the_cache() {
     }
 }
 
-/// Positions all 0 (RoPE's identity: cos 1, sin 0, exact) and a table for
-/// them, for the cache tests that check K bit for bit.
-fn unrotated(gpu: &Harness, head_dim: usize, m: usize) -> (GpuBuffer, GpuBuffer) {
-    let table: Vec<f32> = rope_table(head_dim as u32, 10000.0, 1).iter().flatten().copied().collect();
-    (gpu.u32s(&vec![0; m]), gpu.f32s(&table))
+/// The cache write with every position 0 (RoPE's identity: cos 1, sin 0,
+/// exact), for the cache tests that check K bit for bit: the K and V
+/// caches' `words` words after it.
+fn write_unrotated(
+    gpu: &mut Harness,
+    key: KvWriteKey,
+    qkv: &[f32],
+    slot_mapping: &[u32],
+    words: usize,
+) -> (Vec<u32>, Vec<u32>) {
+    let m = slot_mapping.len();
+    let table: Vec<f32> = rope_table(key.head_dim, 10000.0, 1).iter().flatten().copied().collect();
+    let step = gpu.step(m as u32, 1, 1);
+    let (qb, sb, kc, vc) = (gpu.f32s(qkv), gpu.u32s(slot_mapping), gpu.zeros(words), gpu.zeros(words));
+    let (positions, rope_table) = (gpu.u32s(&vec![0; m]), gpu.f32s(&table));
+    let bindings = KvWriteBindings {
+        step: &step,
+        qkv: &qb,
+        slot_mapping: &sb,
+        k_cache: &kc,
+        v_cache: &vc,
+        positions: &positions,
+        rope_table: &rope_table,
+    };
+    gpu.run(KernelKey::KvWrite(key), &bindings.in_binding_order(), key.workgroups(m as u32));
+    (gpu.read_u32(&kc, words), gpu.read_u32(&vc, words))
 }
 
 /// f32 values as the f16 pairs of a KV cache in `KvCacheDtype::F16`
@@ -608,25 +629,10 @@ fn kv_write_places_keys_and_values_at_their_slots() {
                 kv_dtype,
                 neox: false,
             };
-            let step = gpu.step(m as u32, 1, 1);
             let words = slots * hkv * kv_dtype.row_words(head_dim);
-            let (qb, sb, kc, vc) =
-                (gpu.f32s(&qkv), gpu.u32s(&slot_mapping), gpu.zeros(words), gpu.zeros(words));
-            let (positions, rope_table) = unrotated(&gpu, head_dim, m);
-            let bindings = KvWriteBindings {
-                step: &step,
-                qkv: &qb,
-                slot_mapping: &sb,
-                k_cache: &kc,
-                v_cache: &vc,
-                positions: &positions,
-                rope_table: &rope_table,
-            };
-            gpu.run(KernelKey::KvWrite(key), &bindings.in_binding_order(), key.workgroups(m as u32));
-            let got_k =
-                cache_values(&rows_layout(&gpu.read_u32(&kc, words), kv_dtype, head_dim), kv_dtype, head_dim);
-            let got_v =
-                cache_values(&rows_layout(&gpu.read_u32(&vc, words), kv_dtype, head_dim), kv_dtype, head_dim);
+            let (k_words, v_words) = write_unrotated(&mut gpu, key, &qkv, &slot_mapping, words);
+            let got_k = cache_values(&rows_layout(&k_words, kv_dtype, head_dim), kv_dtype, head_dim);
+            let got_v = cache_values(&rows_layout(&v_words, kv_dtype, head_dim), kv_dtype, head_dim);
             let (mut want_k, mut want_v) = (vec![0f32; slots * kv], vec![0f32; slots * kv]);
             for t in 0..m {
                 let s = slot_mapping[t] as usize;
@@ -676,25 +682,11 @@ fn kv_write_quantizes_q8_0_rows_as_the_cpu_does() {
             kv_dtype,
             neox: false,
         };
-        let step = gpu.step(m as u32, 1, 1);
         let slot_words = hkv * kv_dtype.row_words(head_dim);
         let words = slots * slot_words;
-        let (qb, sb, kc, vc) = (gpu.f32s(&qkv), gpu.u32s(&slot_mapping), gpu.zeros(words), gpu.zeros(words));
-        let (positions, rope_table) = unrotated(&gpu, head_dim, m);
-        let bindings = KvWriteBindings {
-            step: &step,
-            qkv: &qb,
-            slot_mapping: &sb,
-            k_cache: &kc,
-            v_cache: &vc,
-            positions: &positions,
-            rope_table: &rope_table,
-        };
-        gpu.run(KernelKey::KvWrite(key), &bindings.in_binding_order(), key.workgroups(m as u32));
-        let (got_k, got_v) = (
-            rows_layout(&gpu.read_u32(&kc, words), kv_dtype, head_dim),
-            rows_layout(&gpu.read_u32(&vc, words), kv_dtype, head_dim),
-        );
+        let (k_words, v_words) = write_unrotated(&mut gpu, key, &qkv, &slot_mapping, words);
+        let (got_k, got_v) =
+            (rows_layout(&k_words, kv_dtype, head_dim), rows_layout(&v_words, kv_dtype, head_dim));
         let (mut want_k, mut want_v) = (vec![0u32; words], vec![0u32; words]);
         for t in 0..m {
             let s = slot_mapping[t] as usize;
