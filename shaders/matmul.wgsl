@@ -188,7 +188,7 @@ fn q4_block_4x4(rows: vec4<u32>, tokens: vec4<u32>, b: u32) -> Q4Block4x4 {
         let q = words4(rows, K / 8u, b * 4u + w);
         let x_low = x4(tokens, b * 8u + w);
         let x_high = x4(tokens, b * 8u + 4u + w);
-        block.dot_q += transpose(low4(q)) * x_low + transpose(high4(q)) * x_high;
+        block.dot_q = mul_add4x4(high4(q), x_high, mul_add4x4(low4(q), x_low, block.dot_q));
         block.sum_x += transpose(x_low + x_high) * ONES;
     }
     return block;
@@ -243,7 +243,7 @@ fn matmul_q8_0(@builtin(global_invocation_id) gid: vec3<u32>) {
         var dot_q = mat4x4<f32>();
         for (var w = 0u; w < 8u; w++) {
             let q = words4(rows, K / 4u, b * 8u + w);
-            dot_q += transpose(bytes4(q)) * x4(tokens, b * 8u + w);
+            dot_q = mul_add4x4(bytes4(q), x4(tokens, b * 8u + w), dot_q);
         }
         let d = bitcast<vec4<f32>>(scales4(rows, b));
         acc += mat4x4<f32>(d * dot_q[0], d * dot_q[1], d * dot_q[2], d * dot_q[3]);
@@ -267,7 +267,7 @@ fn matmul_float(@builtin(global_invocation_id) gid: vec3<u32>) {
     let tokens = token_rows4(gid.y * 4u);
     var acc = mat4x4<f32>();
     for (var c = 0u; c < K / 4u; c++) {
-        acc += transpose(float4(rows, c)) * x4(tokens, c);
+        acc = mul_add4x4(float4(rows, c), x4(tokens, c), acc);
     }
     store4x4(gid.x * 4u, gid.y * 4u, acc);
 }

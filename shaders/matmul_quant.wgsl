@@ -379,8 +379,8 @@ fn matmul_quant(@builtin(global_invocation_id) gid: vec3<u32>) {
                 let ls = lane_scale();
                 let xs_lo = mat4x4<f32>(x_lo[0] * ls, x_lo[1] * ls, x_lo[2] * ls, x_lo[3] * ls);
                 let xs_hi = mat4x4<f32>(x_hi[0] * ls, x_hi[1] * ls, x_hi[2] * ls, x_hi[3] * ls);
-                dot_lo += transpose(codes4(words.lo)) * xs_lo;
-                dot_hi += transpose(codes4(words.hi)) * xs_hi;
+                dot_lo = mul_add4x4(codes4(words.lo), xs_lo, dot_lo);
+                dot_hi = mul_add4x4(codes4(words.hi), xs_hi, dot_hi);
                 sum_lo += transpose(x_lo) * ONES;
                 sum_hi += transpose(x_hi) * ONES;
             }

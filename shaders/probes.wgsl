@@ -16,9 +16,9 @@ fn empty(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-// Eight independent chains of vec4 multiply-adds, written as the matmul
-// kernels write theirs (the driver may fuse them): 64 FLOPs per trip per
-// invocation.
+// Eight independent chains of vec4 fused multiply-adds, as the prefill
+// matmul tiles write theirs (`shaders/mul_add.wgsl`): 64 FLOPs per trip
+// per invocation.
 @compute @workgroup_size(64)
 fn fma_peak(@builtin(global_invocation_id) gid: vec3<u32>) {
     let seed = f32(gid.x) * 1e-6;
@@ -33,14 +33,14 @@ fn fma_peak(@builtin(global_invocation_id) gid: vec3<u32>) {
     let m = vec4<f32>(0.999);
     let c = vec4<f32>(0.001);
     for (var i = 0u; i < ITERATIONS; i++) {
-        a0 = a0 * m + c;
-        a1 = a1 * m + c;
-        a2 = a2 * m + c;
-        a3 = a3 * m + c;
-        a4 = a4 * m + c;
-        a5 = a5 * m + c;
-        a6 = a6 * m + c;
-        a7 = a7 * m + c;
+        a0 = fma(a0, m, c);
+        a1 = fma(a1, m, c);
+        a2 = fma(a2, m, c);
+        a3 = fma(a3, m, c);
+        a4 = fma(a4, m, c);
+        a5 = fma(a5, m, c);
+        a6 = fma(a6, m, c);
+        a7 = fma(a7, m, c);
     }
     let s = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
     if (s.x + s.y + s.z + s.w == -1.0) {

@@ -205,6 +205,7 @@ impl MatmulKey {
             source: concat!(
                 include_str!("../../../shaders/matmul.wgsl"),
                 include_str!("../../../shaders/matvec_rows.wgsl"),
+                include_str!("../../../shaders/mul_add.wgsl"),
                 include_str!("../../../shaders/activation.wgsl"),
                 include_str!("../../../shaders/matmul_gpu.wgsl")
             ),

@@ -80,6 +80,7 @@ pub(crate) fn spec(key: &MatmulKey, layout: QuantLayout) -> KernelSpec {
             include_str!("../../../shaders/matmul_quant.wgsl"),
             include_str!("../../../shaders/quant_codes.wgsl"),
             include_str!("../../../shaders/matvec_rows.wgsl"),
+            include_str!("../../../shaders/mul_add.wgsl"),
             include_str!("../../../shaders/activation.wgsl"),
             include_str!("../../../shaders/matmul_gpu.wgsl")
         ),
