@@ -444,18 +444,23 @@ fn matvec_quant(@builtin(global_invocation_id) gid: vec3<u32>) {
             let wb = code_words4(words4(rows_b, b * block_words() + w), high_b, w);
             let xs_lo = x_lo * lane_scale();
             let xs_hi = x_hi * lane_scale();
-            let ca_lo = transpose(codes4(wa.lo)) * xs_lo;
-            let ca_hi = transpose(codes4(wa.hi)) * xs_hi;
-            let cb_lo = transpose(codes4(wb.lo)) * xs_lo;
-            let cb_hi = transpose(codes4(wb.hi)) * xs_hi;
             if (split_halves()) {
+                let ca_lo = transpose(codes4(wa.lo)) * xs_lo;
+                let ca_hi = transpose(codes4(wa.hi)) * xs_hi;
+                let cb_lo = transpose(codes4(wb.lo)) * xs_lo;
+                let cb_hi = transpose(codes4(wb.hi)) * xs_hi;
                 acc_a += f_a[0] * ca_lo + f_a[1] * ca_hi;
                 acc_b += f_b[0] * cb_lo + f_b[1] * cb_hi;
                 sum_lo += x_lo;
                 sum_hi += x_hi;
             } else {
-                acc_a += f_a[0] * (ca_lo + ca_hi);
-                acc_b += f_b[0] * (cb_lo + cb_hi);
+                // Fused here (IQ4_XS about 6% faster, the others the same);
+                // the split halves above measured 3% slower fused (Q2_K).
+                let zero = vec4<f32>(0.0);
+                let ca = mul_add4(transpose(codes4(wa.hi)), xs_hi, mul_add4(transpose(codes4(wa.lo)), xs_lo, zero));
+                let cb = mul_add4(transpose(codes4(wb.hi)), xs_hi, mul_add4(transpose(codes4(wb.lo)), xs_lo, zero));
+                acc_a = fma(f_a[0], ca, acc_a);
+                acc_b = fma(f_b[0], cb, acc_b);
                 sum_lo += x_lo + x_hi;
             }
         }
