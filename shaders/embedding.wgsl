@@ -18,6 +18,7 @@ override ROWS: u32;           // table rows bound as w_data (V unless chunked)
 override SCALE: f32 = 1.0;    // multiplied into every output (Gemma: sqrt(K))
 // embedding_quant only: the layout of matmul_quant.wgsl (read its header).
 override FORMAT: u32 = 0u;
+override LOW_BITS: u32 = 4u;
 override HIGH_BITS: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> step: Step;
@@ -202,20 +203,20 @@ fn embedding_quant(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (at.z == 0u) { return; }
     let b = gid.x;
     let row = at.y / (K / 32u);
-    let words = 4u + HIGH_BITS;
+    let words = LOW_BITS + HIGH_BITS;
     let base = at.y * words;
     var high = vec2<u32>(0u);
     if (HIGH_BITS >= 1u) {
-        high.x = w_data[base + 4u];
+        high.x = w_data[base + LOW_BITS];
     }
     if (HIGH_BITS == 2u) {
-        high.y = w_data[base + 5u];
+        high.y = w_data[base + LOW_BITS + 1u];
     }
     let f = affine(row, b);
     let z = zero_point();
     let o = out_base(at.x, b);
     for (var w = 0u; w < 4u; w++) {
-        let words = code_words(w_data[base + w], high, w);
+        let words = code_words(nibble_word(w_data[base + low_word_of(w)], w), high, w);
         store(o + w, f.x * (codes(words.x) - z) + f.z);
         store(o + 4u + w, f.y * (codes(words.y) - z) + f.w);
     }

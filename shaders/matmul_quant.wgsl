@@ -7,11 +7,13 @@
 // helpers are repeated here, and so are the GPU family's two entry points
 // (matvec_gpu, matmul_gpu, at the end), which read the weights through
 // this file's `weights8`. One entry point per tile serves every format:
-// the `FORMAT` and `HIGH_BITS` overrides specialize it.
+// the `FORMAT`, `LOW_BITS` and `HIGH_BITS` overrides specialize it.
 //
 // Packed layout (model/quant_pack.rs), per 32 weights of a row:
-// - 4 words of low nibbles: byte j of the 16 holds weight j in its low
-//   nibble, weight j + 16 in its high nibble (the Q4_0/Q4_1 order);
+// - LOW_BITS 4: 4 words of low nibbles: byte j of the 16 holds weight j
+//   in its low nibble, weight j + 16 in its high nibble (the Q4_0/Q4_1
+//   order); LOW_BITS 2 (Q2_K): 2 words, each two of those nibble words'
+//   2-bit codes (`nibble_word` in quant_codes.wgsl);
 // - HIGH_BITS (1 or 2) words of the bits above the nibbles, laid out so
 //   that one shift of a whole word moves four codes' high bits in place
 //   (`code_words`; model/quant_pack.rs says where each bit lives).
@@ -36,6 +38,7 @@ override Y_STRIDE: u32;            // y's row length: all rows of the whole W
 override ACCUMULATE: bool = false; // y += ... (fuses the residual add)
 override BIAS: bool = false;       // y += bias[row]
 override FORMAT: u32;              // FORMAT_* below
+override LOW_BITS: u32;            // bits of each code in its low words: 4 or 2 (Q2_K)
 override HIGH_BITS: u32;           // bits of each code above its nibble: 0, 1 or 2
 
 const FORMAT_Q5_0 = 0u; // w_scales: [N, K/32] f32 bits of d; z = 16
@@ -50,7 +53,7 @@ const FORMAT_IQ4_XS = 8u; // w_scales: [N, K/256, 3] f32 d, 8 x i8 scale (one pe
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;  // [M, K] f32
-@group(0) @binding(2) var<storage, read> w_data: array<u32>;   // [N, K/32, 4 + HIGH_BITS] packed codes
+@group(0) @binding(2) var<storage, read> w_data: array<u32>;   // [N, K/32, LOW_BITS + HIGH_BITS] packed codes
 @group(0) @binding(3) var<storage, read> w_scales: array<u32>; // per FORMAT_* above
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;  // [M, Y_STRIDE] f32
 @group(0) @binding(5) var<storage, read> bias: array<f32>;     // [N] f32, this chunk's (read only with BIAS)
@@ -58,7 +61,7 @@ const FORMAT_IQ4_XS = 8u; // w_scales: [N, K/256, 3] f32 d, 8 x i8 scale (one pe
 const ONES = vec4<f32>(1.0);
 
 fn block_words() -> u32 {
-    return 4u + HIGH_BITS;
+    return LOW_BITS + HIGH_BITS;
 }
 
 fn row_words() -> u32 {
@@ -204,7 +207,7 @@ fn affine4_of(words: vec4<u32>, j: u32, dm: mat4x2<f32>) -> mat4x4<f32> {
 
 // The high-bit words of block b of a row (zero where there are none).
 fn high_words(row: u32, b: u32) -> vec2<u32> {
-    let at = row * row_words() + b * block_words() + 4u;
+    let at = row * row_words() + b * block_words() + LOW_BITS;
     switch HIGH_BITS {
         case 1u: { return vec2<u32>(w_data[at], 0u); }
         case 2u: { return vec2<u32>(w_data[at], w_data[at + 1u]); }
@@ -224,6 +227,18 @@ fn high4(rows: vec4<u32>, b: u32) -> High4 {
     let d = high_words(rows.z, b);
     let e = high_words(rows.w, b);
     return High4(vec4<u32>(a.x, c.x, d.x, e.x), vec4<u32>(a.y, c.y, d.y, e.y));
+}
+
+// Nibble word w of block b of four rows (`nibble_word`). With LOW_BITS 2
+// the two nibble words of a low word load it twice: loading it once for
+// both (the loop split in two, or four calls with constant w) measured
+// slower on llvmpipe.
+fn nibble4(low: vec4<u32>, w: u32) -> vec4<u32> {
+    return vec4<u32>(nibble_word(low.x, w), nibble_word(low.y, w), nibble_word(low.z, w), nibble_word(low.w, w));
+}
+
+fn nibble_words4(rows: vec4<u32>, b: u32, w: u32) -> vec4<u32> {
+    return nibble4(words4(rows, b * block_words() + low_word_of(w)), w);
 }
 
 // `code_words` (a nibble word with its high bits joined) is in
@@ -373,7 +388,7 @@ fn matmul_quant(@builtin(global_invocation_id) gid: vec3<u32>) {
             var sum_lo = vec4<f32>(0.0);
             var sum_hi = vec4<f32>(0.0);
             for (var w = 0u; w < 4u; w++) {
-                let words = code_words4(words4(rows, b * block_words() + w), high, w);
+                let words = code_words4(nibble_words4(rows, b, w), high, w);
                 let x_lo = x4(tokens, b * 8u + w);
                 let x_hi = x4(tokens, b * 8u + 4u + w);
                 let ls = lane_scale();
@@ -440,8 +455,8 @@ fn matvec_quant(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var w = 0u; w < 4u; w++) {
             let x_lo = x[xt + b * 8u + w];
             let x_hi = x[xt + b * 8u + 4u + w];
-            let wa = code_words4(words4(rows_a, b * block_words() + w), high_a, w);
-            let wb = code_words4(words4(rows_b, b * block_words() + w), high_b, w);
+            let wa = code_words4(nibble_words4(rows_a, b, w), high_a, w);
+            let wb = code_words4(nibble_words4(rows_b, b, w), high_b, w);
             let xs_lo = x_lo * lane_scale();
             let xs_hi = x_hi * lane_scale();
             if (split_halves()) {
@@ -486,8 +501,8 @@ struct Weights8 {
 fn weights8(row: u32, b: u32, w: u32) -> Weights8 {
     let g = b / group_len();
     let f = affine(row, g, b % group_len(), group_scales(row, g));
-    let q = w_data[row * row_words() + b * block_words() + w];
-    let words = code_words(q, high_words(row, b), w);
+    let low = w_data[row * row_words() + b * block_words() + low_word_of(w)];
+    let words = code_words(nibble_word(low, w), high_words(row, b), w);
     let z = zero_point();
     let lo = codes(words.x) * lane_scale();
     let hi = codes(words.y) * lane_scale();

@@ -83,21 +83,27 @@ fn codes(packed: &PackedMatrix, row: usize, b: usize) -> [f32; 32] {
         }
         return q;
     }
-    let high_bits = QuantLayout::of(packed.format).map_or(0, |l| l.high_bits);
-    let words = 4 + high_bits as usize;
-    let at = (row * blocks + b) * words;
+    let layout = QuantLayout::of(packed.format);
+    let (low_bits, high_bits) = layout.map_or((4, 0), |l| (l.low_bits, l.high_bits));
+    let at = (row * blocks + b) * (low_bits + high_bits) as usize;
+    let high_at = at + low_bits as usize;
     for j in 0..16 {
         let (w, i) = (j / 4, j % 4);
-        let byte = packed.data[at + w] >> (8 * i);
+        // Nibble word w: a low word itself, or one half of a 2-bit one.
+        let nibble_word = match low_bits {
+            2 => (packed.data[at + w / 2] >> (2 * (w % 2))) & 0x3333_3333,
+            _ => packed.data[at + w],
+        };
+        let byte = nibble_word >> (8 * i);
         let (mut lo, mut hi) = (byte & 15, (byte >> 4) & 15);
         match high_bits {
             1 => {
-                let h = packed.data[at + 4] >> (8 * i);
+                let h = packed.data[high_at] >> (8 * i);
                 lo |= ((h >> (4 + w)) & 1) << 4;
                 hi |= ((h >> w) & 1) << 4;
             }
             2 => {
-                let h = packed.data[at + 4 + w / 2] >> (8 * i + 4 - 4 * (w % 2));
+                let h = packed.data[high_at + w / 2] >> (8 * i + 4 - 4 * (w % 2));
                 lo |= (h & 3) << 4;
                 hi |= ((h >> 2) & 3) << 4;
             }
@@ -106,7 +112,7 @@ fn codes(packed: &PackedMatrix, row: usize, b: usize) -> [f32; 32] {
         q[j] = lo as f32;
         q[j + 16] = hi as f32;
     }
-    if QuantLayout::of(packed.format).is_some_and(QuantLayout::is_codebook) {
+    if layout.is_some_and(QuantLayout::is_codebook) {
         q = q.map(|code| IQ4_KVALUES[code as usize] as f32);
     }
     q

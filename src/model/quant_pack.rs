@@ -2,14 +2,18 @@
 //! Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS) into the layout
 //! `shaders/matmul_quant.wgsl` reads. They stay quantized: about as many bytes as in the file (Q4_K
 //! 152 per 256 weights against 144, Q6_K 212 against 210, Q5_0 24 per 32
-//! against 22); Q2_K and Q3_K keep their 2- and 3-bit codes in nibbles
-//! (152 and 148 bytes against 84 and 110), which spares the kernels a
-//! third way of unpacking.
+//! against 22, Q2_K 88 against 84); Q3_K keeps its 3-bit codes in
+//! nibbles (148 bytes against 110: packed tighter, its matvec measured
+//! about 20% slower).
 //!
 //! Per 32 weights of a row, the unsigned codes q (0..2^bits) go into:
-//! - 4 words of low nibbles: byte j of the 16 holds weight j in its low
-//!   nibble, weight j + 16 in its high one (the Q4_0/Q4_1 order, so the
-//!   kernels share one nibble unpacking);
+//! - their low bits (`QuantLayout::low_bits`): 4 words of nibbles, byte j
+//!   of the 16 holding weight j in its low nibble and weight j + 16 in its
+//!   high one (the Q4_0/Q4_1 order, so the kernels share one nibble
+//!   unpacking); or, for Q2_K, 2 words of 2-bit codes, word p holding
+//!   nibble words 2p (in bits 0-1 and 4-5 of each byte) and 2p + 1 (bits
+//!   2-3 and 6-7), so that one shift and mask gives a nibble word (until
+//!   2026-12-01 its codes sat in nibbles, 1.8x the file);
 //! - the bits above the nibbles, laid out so that the kernels move the
 //!   high bits of nibble word w (weights 4w + i and 16 + 4w + i, i = 0..3)
 //!   into bits 4.. of byte i with one shift of the whole word, not one per
@@ -64,16 +68,23 @@ fn f16_as_f32_bits(bytes: &[u8], at: usize) -> u32 {
     f16::from_bits(le_u16(bytes, at)).to_f32().to_bits()
 }
 
-/// Appends 32 codes as 4 nibble words and `high_bits` words of high bits,
-/// placed so that nibble word w's high bits reach their bytes with one
-/// shift for all four (see the module header).
-fn push_codes(data: &mut Vec<u32>, q: &Codes, high_bits: u32) {
-    for w in 0..4 {
-        let word = (0..4).fold(0u32, |word, i| {
+/// Appends 32 codes as their low words (`low_bits` 4: 4 nibble words;
+/// 2: 2 words, each two nibble words' 2-bit codes) and `high_bits` words of
+/// the bits above the nibbles, placed so that nibble word w's high bits
+/// reach their bytes with one shift for all four (see the module header).
+fn push_codes(data: &mut Vec<u32>, q: &Codes, low_bits: u32, high_bits: u32) {
+    let low_mask = (1u8 << low_bits) - 1;
+    let nibble_word = |w: usize| {
+        (0..4).fold(0u32, |word, i| {
             let j = 4 * w + i;
-            word | (((q[j] & 15) | (q[j + 16] & 15) << 4) as u32) << (8 * i)
-        });
-        data.push(word);
+            word | (((q[j] & low_mask) | (q[j + 16] & low_mask) << 4) as u32) << (8 * i)
+        })
+    };
+    if low_bits == 2 {
+        data.push(nibble_word(0) | nibble_word(1) << 2);
+        data.push(nibble_word(2) | nibble_word(3) << 2);
+    } else {
+        data.extend((0..4).map(nibble_word));
     }
     let high = |j: usize, mask: u8| ((q[j] >> 4) & mask) as u32;
     match high_bits {
@@ -141,7 +152,7 @@ fn pack_k_block(
                 *code |= ((qh[l] >> j) & 1) << 4;
             }
         }
-        push_codes(data, &q, high_bits);
+        push_codes(data, &q, 4, high_bits);
     }
 }
 
@@ -162,7 +173,7 @@ fn pack_q6_k_block(block: &[u8], data: &mut Vec<u32>, scales: &mut Vec<u32>) {
             let high = (qh[32 * n + l] >> (2 * part)) & 3;
             *code = low | high << 4;
         }
-        push_codes(data, &q, 2);
+        push_codes(data, &q, 4, 2);
     }
 }
 
@@ -198,7 +209,7 @@ fn pack_q2_q3_block(tensor_type: TensorType, block: &[u8], data: &mut Vec<u32>, 
                 *code |= ((block[w % 32] >> (w / 32)) & 1) << 2;
             }
         }
-        push_codes(data, &q, 0);
+        push_codes(data, &q, if q3 { 4 } else { 2 }, 0);
     }
 }
 
@@ -242,12 +253,12 @@ pub fn pack_quant(tensor_type: TensorType, bytes: &[u8]) -> Option<(Vec<u32>, Ve
         match tensor_type {
             TensorType::Q5_0 => {
                 scales.push(f16_as_f32_bits(block, 0));
-                push_codes(&mut data, &q5_codes(le_u32(block, 2), &block[6..22]), 1);
+                push_codes(&mut data, &q5_codes(le_u32(block, 2), &block[6..22]), 4, 1);
             }
             TensorType::Q5_1 => {
                 // pack2x16float order: d in the low half, m in the high half.
                 scales.push(le_u32(block, 0));
-                push_codes(&mut data, &q5_codes(le_u32(block, 4), &block[8..24]), 1);
+                push_codes(&mut data, &q5_codes(le_u32(block, 4), &block[8..24]), 4, 1);
             }
             TensorType::Q4_K => pack_k_block(block, &[], &block[16..144], &mut data, &mut scales, 0),
             TensorType::Q5_K => {
