@@ -9,7 +9,6 @@ use half::f16;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use wgserve::formats::TensorType;
-use wgserve::gpu::KernelKey;
 use wgserve::gpu::kernels::argmax::ArgmaxKey;
 use wgserve::gpu::kernels::attention::{AttentionBindings, AttentionKey, AttentionPass};
 use wgserve::gpu::kernels::embedding::EmbeddingKey;
@@ -21,6 +20,7 @@ use wgserve::gpu::kernels::rmsnorm::{RmsNormBindings, RmsNormKey};
 use wgserve::gpu::kernels::rope::rope_table;
 use wgserve::gpu::kernels::{KernelBindings, KernelFamily};
 use wgserve::gpu::kv_cache::KvCacheDtype;
+use wgserve::gpu::{GpuBuffer, KernelKey};
 use wgserve::model::dequantize::dequantize;
 use wgserve::model::weights::pack_matrix;
 
@@ -429,20 +429,9 @@ fn rope_rotates_queries_in_place_and_keys_into_the_cache() {
                 kv_dtype,
                 neox,
             };
-            let step = gpu.step(m as u32, 1, 1);
             let words = slots * kv;
-            let (qb, pb, tb) = (gpu.f32s(&qkv), gpu.u32s(&positions), gpu.f32s(&flat));
-            let (sb, kc, vc) = (gpu.u32s(&slot_mapping), gpu.zeros(words), gpu.zeros(words));
-            let bindings = KvWriteBindings {
-                step: &step,
-                qkv: &qb,
-                slot_mapping: &sb,
-                k_cache: &kc,
-                v_cache: &vc,
-                positions: &pb,
-                rope_table: &tb,
-            };
-            gpu.run(KernelKey::KvWrite(key), &bindings.in_binding_order(), key.workgroups(m as u32));
+            let qb = gpu.f32s(&qkv);
+            let (kc, vc) = run_kv_write(&mut gpu, key, &qb, &slot_mapping, &positions, &flat, words);
             // Every Q and K head rotated; qkv keeps K and V as they were.
             let mut rotated = qkv.clone();
             for (t, &position) in positions.iter().enumerate() {
@@ -491,20 +480,37 @@ fn write_unrotated(
 ) -> (Vec<u32>, Vec<u32>) {
     let m = slot_mapping.len();
     let table: Vec<f32> = rope_table(key.head_dim, 10000.0, 1).iter().flatten().copied().collect();
-    let step = gpu.step(m as u32, 1, 1);
-    let (qb, sb, kc, vc) = (gpu.f32s(qkv), gpu.u32s(slot_mapping), gpu.zeros(words), gpu.zeros(words));
-    let (positions, rope_table) = (gpu.u32s(&vec![0; m]), gpu.f32s(&table));
+    let qb = gpu.f32s(qkv);
+    let (kc, vc) = run_kv_write(gpu, key, &qb, slot_mapping, &vec![0; m], &table, words);
+    (gpu.read_u32(&kc, words), gpu.read_u32(&vc, words))
+}
+
+/// One dispatch of the RoPE + cache write over `qkv` (rotated in place
+/// there) into zeroed K and V caches of `words` words each, returned.
+fn run_kv_write(
+    gpu: &mut Harness,
+    key: KvWriteKey,
+    qkv: &GpuBuffer,
+    slot_mapping: &[u32],
+    positions: &[u32],
+    rope_table: &[f32],
+    words: usize,
+) -> (GpuBuffer, GpuBuffer) {
+    let m = slot_mapping.len() as u32;
+    let step = gpu.step(m, 1, 1);
+    let (sb, kc, vc) = (gpu.u32s(slot_mapping), gpu.zeros(words), gpu.zeros(words));
+    let (pb, tb) = (gpu.u32s(positions), gpu.f32s(rope_table));
     let bindings = KvWriteBindings {
         step: &step,
-        qkv: &qb,
+        qkv,
         slot_mapping: &sb,
         k_cache: &kc,
         v_cache: &vc,
-        positions: &positions,
-        rope_table: &rope_table,
+        positions: &pb,
+        rope_table: &tb,
     };
-    gpu.run(KernelKey::KvWrite(key), &bindings.in_binding_order(), key.workgroups(m as u32));
-    (gpu.read_u32(&kc, words), gpu.read_u32(&vc, words))
+    gpu.run(KernelKey::KvWrite(key), &bindings.in_binding_order(), key.workgroups(m));
+    (kc, vc)
 }
 
 /// f32 values as the f16 pairs of a KV cache in `KvCacheDtype::F16`
