@@ -115,75 +115,16 @@ fn embedding_f16(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 // ---- 5- and 6-bit, K-quant and IQ4 formats ----
-// `zero_point`, `affine` and the code unpacking are matmul_quant.wgsl's
-// (WGSL has no includes); tests/kernels.rs checks both kernels against the
-// same CPU dequantizer.
-
-const FORMAT_Q5_0 = 0u;
-const FORMAT_Q5_1 = 1u;
-const FORMAT_Q6_K = 4u;
-const FORMAT_Q2_K = 5u;
-const FORMAT_Q3_K = 6u;
-const FORMAT_IQ4_NL = 7u;
-const FORMAT_IQ4_XS = 8u;
+// The scales (`FORMAT_*`, `affine`, `zero_point`) are
+// shaders/quant_scales.wgsl's, appended here and to matmul_quant.wgsl;
+// tests/kernels.rs checks both kernels against the same CPU dequantizer.
 
 const IQ4_KVALUES = array<f32, 16>(-127.0, -104.0, -83.0, -65.0, -49.0, -35.0, -22.0, -10.0, 1.0, 13.0, 25.0, 38.0, 53.0, 69.0, 89.0, 113.0);
 
-fn zero_point() -> f32 {
-    switch FORMAT {
-        case FORMAT_Q5_0: { return 16.0; }
-        case FORMAT_Q6_K: { return 32.0; }
-        case FORMAT_Q3_K: { return 4.0; }
-        default: { return 0.0; }
-    }
-}
-
 // (s_lo, s_hi, o_lo, o_hi) of block b of a row: value = s (q - z) + o.
-fn affine(row: u32, b: u32) -> vec4<f32> {
-    switch FORMAT {
-        case FORMAT_Q5_0, FORMAT_IQ4_NL: {
-            let d = bitcast<f32>(w_scales[row * (K / 32u) + b]);
-            return vec4<f32>(d, d, 0.0, 0.0);
-        }
-        case FORMAT_IQ4_XS: {
-            let at = (row * (K / 256u) + b / 8u) * 3u;
-            let j = b % 8u;
-            let sc = bitcast<i32>(w_scales[at + 1u + j / 4u] << (24u - 8u * (j % 4u))) >> 24u;
-            let s = bitcast<f32>(w_scales[at]) * f32(sc);
-            return vec4<f32>(s, s, 0.0, 0.0);
-        }
-        case FORMAT_Q5_1: {
-            let dm = unpack2x16float(w_scales[row * (K / 32u) + b]);
-            return vec4<f32>(dm.x, dm.x, dm.y, dm.y);
-        }
-        case FORMAT_Q2_K: {
-            let at = (row * (K / 256u) + b / 8u) * 6u;
-            let d = bitcast<vec2<f32>>(vec2<u32>(w_scales[at], w_scales[at + 1u]));
-            let j = b % 8u;
-            let pair = w_scales[at + 2u + j / 2u] >> (16u * (j % 2u));
-            let sc = vec2<f32>(f32(pair & 15u), f32((pair >> 8u) & 15u));
-            let m = vec2<f32>(f32((pair >> 4u) & 15u), f32((pair >> 12u) & 15u));
-            return vec4<f32>(d.x * sc, -(d.y * m));
-        }
-        case FORMAT_Q6_K, FORMAT_Q3_K: {
-            let at = (row * (K / 256u) + b / 8u) * 5u;
-            let d = bitcast<f32>(w_scales[at]);
-            let j = b % 8u;
-            let pair = w_scales[at + 1u + j / 2u] >> (16u * (j % 2u));
-            let sc = bitcast<vec2<i32>>(vec2<u32>(pair << 24u, pair << 16u)) >> vec2<u32>(24u);
-            return vec4<f32>(d * f32(sc.x), d * f32(sc.y), 0.0, 0.0);
-        }
-        default: { // Q4_K, Q5_K
-            let at = (row * (K / 256u) + b / 8u) * 6u;
-            let d = bitcast<f32>(w_scales[at]);
-            let dmin = bitcast<f32>(w_scales[at + 1u]);
-            let j = b % 8u;
-            let pair = w_scales[at + 2u + j / 2u] >> (16u * (j % 2u));
-            let s = d * f32(pair & 63u);
-            let o = -(dmin * f32((pair >> 8u) & 63u));
-            return vec4<f32>(s, s, o, o);
-        }
-    }
+fn block_affine(row: u32, b: u32) -> vec4<f32> {
+    let g = b / group_len();
+    return affine(row, g, b % group_len(), group_scales(row, g));
 }
 
 // `code_words`: shaders/quant_codes.wgsl, appended to this file.
@@ -212,7 +153,7 @@ fn embedding_quant(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (HIGH_BITS == 2u) {
         high.y = w_data[base + LOW_BITS + 1u];
     }
-    let f = affine(row, b);
+    let f = block_affine(row, b);
     let z = zero_point();
     let o = out_base(at.x, b);
     for (var w = 0u; w < 4u; w++) {

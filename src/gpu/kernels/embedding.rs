@@ -73,6 +73,7 @@ impl EmbeddingKey {
             label: "embedding",
             source: concat!(
                 include_str!("../../../shaders/embedding.wgsl"),
+                include_str!("../../../shaders/quant_scales.wgsl"),
                 include_str!("../../../shaders/quant_codes.wgsl")
             ),
             entry_point,

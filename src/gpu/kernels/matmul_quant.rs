@@ -90,6 +90,7 @@ pub(crate) fn spec(key: &MatmulKey, layout: QuantLayout) -> KernelSpec {
         label: "matmul_quant",
         source: concat!(
             include_str!("../../../shaders/matmul_quant.wgsl"),
+            include_str!("../../../shaders/quant_scales.wgsl"),
             include_str!("../../../shaders/quant_codes.wgsl"),
             include_str!("../../../shaders/matvec_rows.wgsl"),
             include_str!("../../../shaders/mul_add.wgsl"),
