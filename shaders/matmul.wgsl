@@ -67,10 +67,6 @@ fn token_rows4(t0: u32) -> vec4<u32> {
     return min(vec4<u32>(t0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last)) * (K / 4u);
 }
 
-fn x4(tokens: vec4<u32>, at: u32) -> mat4x4<f32> {
-    return mat4x4<f32>(x[tokens.x + at], x[tokens.y + at], x[tokens.z + at], x[tokens.w + at]);
-}
-
 fn words4(rows: vec4<u32>, words_per_row: u32, at: u32) -> vec4<u32> {
     return vec4<u32>(
         w_data[rows.x * words_per_row + at],
@@ -184,10 +180,11 @@ struct Q4Block4x4 {
 
 fn q4_block_4x4(rows: vec4<u32>, tokens: vec4<u32>, b: u32) -> Q4Block4x4 {
     var block = Q4Block4x4(mat4x4<f32>(), vec4<f32>(0.0));
+    let xb = x_block4(tokens, b);
     for (var w = 0u; w < 4u; w++) {
         let q = words4(rows, K / 8u, b * 4u + w);
-        let x_low = x4(tokens, b * 8u + w);
-        let x_high = x4(tokens, b * 8u + 4u + w);
+        let x_low = x_block4_at(xb, w);
+        let x_high = x_block4_at(xb, 4u + w);
         block.dot_q = mul_add4x4(high4(q), x_high, mul_add4x4(low4(q), x_low, block.dot_q));
         block.sum_x += transpose(x_low + x_high) * ONES;
     }
@@ -198,6 +195,7 @@ fn q4_block_4x4(rows: vec4<u32>, tokens: vec4<u32>, b: u32) -> Q4Block4x4 {
 // scales word = pack2x16float(d, m). Value = d * q + m.
 @compute @workgroup_size(16)
 fn matmul_q4_1(@builtin(global_invocation_id) gid: vec3<u32>) {
+    init_x_lane();
     let rows = rows4(gid.x * 4u);
     let tokens = token_rows4(gid.y * 4u);
     var acc = mat4x4<f32>();
@@ -220,6 +218,7 @@ fn matmul_q4_1(@builtin(global_invocation_id) gid: vec3<u32>) {
 // Q4_0: as Q4_1 without the min; scales word = f32 bits of d. Value = d * (q - 8).
 @compute @workgroup_size(16)
 fn matmul_q4_0(@builtin(global_invocation_id) gid: vec3<u32>) {
+    init_x_lane();
     let rows = rows4(gid.x * 4u);
     let tokens = token_rows4(gid.y * 4u);
     var acc = mat4x4<f32>();
@@ -236,14 +235,16 @@ fn matmul_q4_0(@builtin(global_invocation_id) gid: vec3<u32>) {
 // Q8_0: 8 words of signed bytes per block; scales word = f32 bits of d.
 @compute @workgroup_size(16)
 fn matmul_q8_0(@builtin(global_invocation_id) gid: vec3<u32>) {
+    init_x_lane();
     let rows = rows4(gid.x * 4u);
     let tokens = token_rows4(gid.y * 4u);
     var acc = mat4x4<f32>();
     for (var b = 0u; b < K / BLOCK; b++) {
         var dot_q = mat4x4<f32>();
+        let xb = x_block4(tokens, b);
         for (var w = 0u; w < 8u; w++) {
             let q = words4(rows, K / 4u, b * 8u + w);
-            dot_q = mul_add4x4(bytes4(q), x4(tokens, b * 8u + w), dot_q);
+            dot_q = mul_add4x4(bytes4(q), x_block4_at(xb, w), dot_q);
         }
         let d = bitcast<vec4<f32>>(scales4(rows, b));
         acc += mat4x4<f32>(d * dot_q[0], d * dot_q[1], d * dot_q[2], d * dot_q[3]);
@@ -263,11 +264,15 @@ fn float4(rows: vec4<u32>, c: u32) -> mat4x4<f32> {
 // element 2i low half, 2i+1 high half); w_scales is unused.
 @compute @workgroup_size(16)
 fn matmul_float(@builtin(global_invocation_id) gid: vec3<u32>) {
+    init_x_lane();
     let rows = rows4(gid.x * 4u);
     let tokens = token_rows4(gid.y * 4u);
     var acc = mat4x4<f32>();
-    for (var c = 0u; c < K / 4u; c++) {
-        acc = mul_add4x4(float4(rows, c), x4(tokens, c), acc);
+    for (var b = 0u; b < K / BLOCK; b++) {
+        let xb = x_block4(tokens, b);
+        for (var i = 0u; i < 8u; i++) {
+            acc = mul_add4x4(float4(rows, b * 8u + i), x_block4_at(xb, i), acc);
+        }
     }
     store4x4(gid.x * 4u, gid.y * 4u, acc);
 }
@@ -289,9 +294,10 @@ struct Q4Block8 {
 fn q4_block_8(rows_a: vec4<u32>, rows_b: vec4<u32>, xt: u32, b: u32) -> Q4Block8 {
     var block = Q4Block8(vec4<f32>(0.0), vec4<f32>(0.0), 0.0);
     var sum_x = vec4<f32>(0.0);
+    let xb = x_block1(xt, b);
     for (var w = 0u; w < 4u; w++) {
-        let x_low = x[xt + b * 8u + w];
-        let x_high = x[xt + b * 8u + 4u + w];
+        let x_low = x_block1_at(xb, w);
+        let x_high = x_block1_at(xb, 4u + w);
         let qa = words4(rows_a, K / 8u, b * 4u + w);
         let qb = words4(rows_b, K / 8u, b * 4u + w);
         block.dot_a += transpose(low4(qa)) * x_low + transpose(high4(qa)) * x_high;
@@ -313,6 +319,7 @@ fn q4_1_dm(s: vec4<u32>) -> mat2x4<f32> {
 
 @compute @workgroup_size(8)
 fn matvec_q4_1(@builtin(global_invocation_id) gid: vec3<u32>) {
+    init_x_lane();
     let rows = matvec_rows(gid.x);
     let rows_a = rows.a;
     let rows_b = rows.b;
@@ -331,6 +338,7 @@ fn matvec_q4_1(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 @compute @workgroup_size(8)
 fn matvec_q4_0(@builtin(global_invocation_id) gid: vec3<u32>) {
+    init_x_lane();
     let rows = matvec_rows(gid.x);
     let rows_a = rows.a;
     let rows_b = rows.b;
@@ -348,6 +356,7 @@ fn matvec_q4_0(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 @compute @workgroup_size(8)
 fn matvec_q8_0(@builtin(global_invocation_id) gid: vec3<u32>) {
+    init_x_lane();
     let rows = matvec_rows(gid.x);
     let rows_a = rows.a;
     let rows_b = rows.b;
@@ -357,8 +366,9 @@ fn matvec_q8_0(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var b = 0u; b < K / BLOCK; b++) {
         var dot_a = vec4<f32>(0.0);
         var dot_b = vec4<f32>(0.0);
+        let xb = x_block1(xt, b);
         for (var w = 0u; w < 8u; w++) {
-            let xv = x[xt + b * 8u + w];
+            let xv = x_block1_at(xb, w);
             dot_a += transpose(bytes4(words4(rows_a, K / 4u, b * 8u + w))) * xv;
             dot_b += transpose(bytes4(words4(rows_b, K / 4u, b * 8u + w))) * xv;
         }
@@ -370,16 +380,21 @@ fn matvec_q8_0(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 @compute @workgroup_size(8)
 fn matvec_float(@builtin(global_invocation_id) gid: vec3<u32>) {
+    init_x_lane();
     let rows = matvec_rows(gid.x);
     let rows_a = rows.a;
     let rows_b = rows.b;
     let xt = token_row(gid.y);
     var acc_a = vec4<f32>(0.0);
     var acc_b = vec4<f32>(0.0);
-    for (var c = 0u; c < K / 4u; c++) {
-        let xv = x[xt + c];
-        acc_a += transpose(float4(rows_a, c)) * xv;
-        acc_b += transpose(float4(rows_b, c)) * xv;
+    for (var b = 0u; b < K / BLOCK; b++) {
+        let xb = x_block1(xt, b);
+        for (var i = 0u; i < 8u; i++) {
+            let xv = x_block1_at(xb, i);
+            let c = b * 8u + i;
+            acc_a += transpose(float4(rows_a, c)) * xv;
+            acc_b += transpose(float4(rows_b, c)) * xv;
+        }
     }
     matvec_store(gid.x, gid.y, acc_a, acc_b);
 }

@@ -202,10 +202,6 @@ fn token_rows4(t0: u32) -> vec4<u32> {
     return min(vec4<u32>(t0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last)) * (K / 4u);
 }
 
-fn x4(tokens: vec4<u32>, at: u32) -> mat4x4<f32> {
-    return mat4x4<f32>(x[tokens.x + at], x[tokens.y + at], x[tokens.z + at], x[tokens.w + at]);
-}
-
 fn words4(rows: vec4<u32>, at: u32) -> vec4<u32> {
     let stride = row_words();
     return vec4<u32>(w_data[rows.x * stride + at], w_data[rows.y * stride + at], w_data[rows.z * stride + at], w_data[rows.w * stride + at]);
@@ -257,6 +253,7 @@ fn combine(f: mat4x4<f32>, dot_lo: vec4<f32>, dot_hi: vec4<f32>, sum_lo: f32, su
 
 @compute @workgroup_size(16)
 fn matmul_quant(@builtin(global_invocation_id) gid: vec3<u32>) {
+    init_x_lane();
     let rows = rows4(gid.x * 4u);
     let tokens = token_rows4(gid.y * 4u);
     var acc = mat4x4<f32>();
@@ -270,10 +267,11 @@ fn matmul_quant(@builtin(global_invocation_id) gid: vec3<u32>) {
             var dot_hi = mat4x4<f32>();
             var sum_lo = vec4<f32>(0.0);
             var sum_hi = vec4<f32>(0.0);
+            let xb = x_block4(tokens, b);
             for (var w = 0u; w < 4u; w++) {
                 let words = code_words4(nibble_words4(rows, b, w), high, w);
-                let x_lo = x4(tokens, b * 8u + w);
-                let x_hi = x4(tokens, b * 8u + 4u + w);
+                let x_lo = x_block4_at(xb, w);
+                let x_hi = x_block4_at(xb, 4u + w);
                 let ls = lane_scale();
                 let xs_lo = mat4x4<f32>(x_lo[0] * ls, x_lo[1] * ls, x_lo[2] * ls, x_lo[3] * ls);
                 let xs_hi = mat4x4<f32>(x_hi[0] * ls, x_hi[1] * ls, x_hi[2] * ls, x_hi[3] * ls);
@@ -305,6 +303,7 @@ fn token_row(token: u32) -> u32 {
 
 @compute @workgroup_size(8)
 fn matvec_quant(@builtin(global_invocation_id) gid: vec3<u32>) {
+    init_x_lane();
     let rows = matvec_rows(gid.x);
     let rows_a = rows.a;
     let rows_b = rows.b;
@@ -335,9 +334,10 @@ fn matvec_quant(@builtin(global_invocation_id) gid: vec3<u32>) {
         let f_b = affine4_of(scale_words_b, j, dm_b);
         var sum_lo = vec4<f32>(0.0);
         var sum_hi = vec4<f32>(0.0);
+        let xb = x_block1(xt, b);
         for (var w = 0u; w < 4u; w++) {
-            let x_lo = x[xt + b * 8u + w];
-            let x_hi = x[xt + b * 8u + 4u + w];
+            let x_lo = x_block1_at(xb, w);
+            let x_hi = x_block1_at(xb, 4u + w);
             let wa = code_words4(nibble_words4(rows_a, b, w), high_a, w);
             let wb = code_words4(nibble_words4(rows_b, b, w), high_b, w);
             let xs_lo = x_lo * lane_scale();

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::gpu::{FAMILIES, Harness, assert_close};
+use common::gpu::{Harness, assert_close};
 use half::f16;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -179,7 +179,9 @@ fn matmul_matches_cpu_for_every_format_family_tile_accumulate_and_bias() {
             let x = random_f32(&mut rng, m * k, 1.0);
             let y0 = random_f32(&mut rng, m * n, 1.0);
             let bias_values = random_f32(&mut rng, n, 1.0);
-            for (family, tile) in FAMILIES.into_iter().flat_map(|f| Tile::ALL.map(|t| (f, t))) {
+            for ((family, shared_x), tile) in
+                gpu.matmul_variants().into_iter().flat_map(|f| Tile::ALL.map(|t| (f, t)))
+            {
                 // The bias is added at the store, which every entry point
                 // shares: one float and one quantized format cover it.
                 // matmul_quant.wgsl has its own store: Q4_K covers it.
@@ -201,6 +203,7 @@ fn matmul_matches_cpu_for_every_format_family_tile_accumulate_and_bias() {
                         bias,
                         family,
                         glu: None,
+                        shared_x,
                     };
                     let step = gpu.step(m as u32, 1, 1);
                     let (xb, wd, ws, yb) =
@@ -219,7 +222,7 @@ fn matmul_matches_cpu_for_every_format_family_tile_accumulate_and_bias() {
                         }
                     }
                     let what = format!(
-                        "matmul {tensor_type} m={m} n={n} k={k} {family:?} tile={tile:?} acc={accumulate} bias={bias}"
+                        "matmul {tensor_type} m={m} n={n} k={k} {family:?} shared_x={shared_x} tile={tile:?} acc={accumulate} bias={bias}"
                     );
                     assert_close(&what, &got, &want, 1e-4, 1e-4);
                 }
@@ -245,7 +248,11 @@ fn gated_matvec_matches_cpu_matvec_then_activation() {
             let (bytes, w) = random_tensor(&mut rng, tensor_type, n * k);
             let packed = pack_matrix("w", tensor_type, &bytes, n, k).unwrap();
             let x = random_f32(&mut rng, m * k, 1.0);
-            for activation in [GluActivation::Silu, GluActivation::GeluTanh] {
+            let shared_x_options: &[bool] = if gpu.ctx.subgroup_loads() { &[false, true] } else { &[false] };
+            for (activation, &shared_x) in [GluActivation::Silu, GluActivation::GeluTanh]
+                .into_iter()
+                .flat_map(|a| shared_x_options.iter().map(move |s| (a, s)))
+            {
                 let key = MatmulKey {
                     format: packed.format,
                     k: k as u32,
@@ -257,6 +264,7 @@ fn gated_matvec_matches_cpu_matvec_then_activation() {
                     bias: false,
                     family: KernelFamily::Cpu,
                     glu: Some(activation),
+                    shared_x,
                 };
                 let step = gpu.step(m as u32, 1, 1);
                 let (xb, wd, ws) = (gpu.f32s(&x), gpu.u32s(&packed.data), gpu.u32s(&packed.scales));
@@ -279,7 +287,9 @@ fn gated_matvec_matches_cpu_matvec_then_activation() {
                     })
                     .collect();
                 want.push(7.0);
-                let what = format!("gated matvec {tensor_type} {activation:?} m={m} units={units} k={k}");
+                let what = format!(
+                    "gated matvec {tensor_type} {activation:?} m={m} units={units} k={k} shared_x={shared_x}"
+                );
                 assert_close(&what, &got, &want, 1e-4, 1e-4);
             }
         }

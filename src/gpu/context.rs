@@ -133,6 +133,13 @@ impl GpuContext {
         Ok(())
     }
 
+    /// Whether the CPU kernels may share activation loads across a
+    /// subgroup (`MatmulKey::shared_x`): the device has subgroups, of at
+    /// least 8 lanes (llvmpipe: 8, or 16 with 512-bit vectors).
+    pub fn subgroup_loads(&self) -> bool {
+        self.features.contains(wgpu::Features::SUBGROUP) && self.adapter_info.subgroup_min_size >= 8
+    }
+
     /// True on a CPU-emulated adapter (lavapipe, WARP, SwiftShader).
     pub fn is_software(&self) -> bool {
         self.adapter_info.device_type == wgpu::DeviceType::Cpu
@@ -161,9 +168,11 @@ impl fmt::Display for GpuContext {
         )?;
         writeln!(
             f,
-            "features: shader-f16 {}, subgroups {}",
+            "features: shader-f16 {}, subgroups {} ({}-{} lanes)",
             self.features.contains(wgpu::Features::SHADER_F16),
-            self.features.contains(wgpu::Features::SUBGROUP)
+            self.features.contains(wgpu::Features::SUBGROUP),
+            info.subgroup_min_size,
+            info.subgroup_max_size
         )?;
         write!(f, "kernels: {}", self.kernels.name())
     }

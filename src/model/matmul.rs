@@ -252,6 +252,7 @@ impl MatmulOp {
                             bias: chunk.bias.is_some(),
                             family: ctx.kernels(),
                             glu,
+                            shared_x: ctx.subgroup_loads(),
                         };
                         (key, cache.get(ctx, KernelKey::Matmul(key)))
                     })

@@ -30,6 +30,18 @@ impl Harness {
         Self { ctx, cache: PipelineCache::new() }
     }
 
+    /// The matmul kernels to test: each family, and the CPU family's
+    /// activation loads through the subgroup where the adapter has them
+    /// (`MatmulKey::shared_x`).
+    pub fn matmul_variants(&self) -> Vec<(KernelFamily, bool)> {
+        let mut variants = vec![(KernelFamily::Cpu, false)];
+        if self.ctx.subgroup_loads() {
+            variants.push((KernelFamily::Cpu, true));
+        }
+        variants.push((KernelFamily::Gpu, false));
+        variants
+    }
+
     pub fn step(&self, num_tokens: u32, num_seqs: u32, max_blocks_per_seq: u32) -> GpuBuffer {
         let buffer = GpuBuffer::uniform(&self.ctx, "step", std::mem::size_of::<StepParams>() as u64);
         let params = StepParams { num_tokens, num_seqs, max_blocks_per_seq, _pad: 0 };

@@ -149,7 +149,24 @@ pub struct MatmulKey {
     /// only): W is [gate; up] (n = 2 I) and y receives act(gate) * up,
     /// [M, I]. Needs the whole matrix in one chunk, no bias, no accumulate.
     pub glu: Option<GluActivation>,
+    /// CPU family: each subgroup loads a block of activations once and
+    /// shuffles it to its lanes (`shaders/x_loads_subgroup.wgsl`); needs
+    /// subgroups of 8 or more lanes (`GpuContext::subgroup_loads`).
+    pub shared_x: bool,
 }
+
+/// `shader` (a concat! of the matmul shader's files) with the activation
+/// loads `key` asks for appended: through the subgroup or one by one.
+macro_rules! x_loads_variant {
+    ($key:expr, $shader:expr) => {
+        if $key.shared_x && $key.family == KernelFamily::Cpu {
+            concat!($shader, include_str!("../../../shaders/x_loads_subgroup.wgsl"))
+        } else {
+            concat!($shader, include_str!("../../../shaders/x_loads.wgsl"))
+        }
+    };
+}
+pub(crate) use x_loads_variant;
 
 /// The GPU family's entry point of a tile, the same in both matmul shaders.
 pub(crate) fn gpu_entry_point(tile: Tile) -> &'static str {
@@ -202,12 +219,15 @@ impl MatmulKey {
         }
         KernelSpec {
             label: "matmul",
-            source: concat!(
-                include_str!("../../../shaders/matmul.wgsl"),
-                include_str!("../../../shaders/matvec_rows.wgsl"),
-                include_str!("../../../shaders/mul_add.wgsl"),
-                include_str!("../../../shaders/activation.wgsl"),
-                include_str!("../../../shaders/matmul_gpu.wgsl")
+            source: x_loads_variant!(
+                self,
+                concat!(
+                    include_str!("../../../shaders/matmul.wgsl"),
+                    include_str!("../../../shaders/matvec_rows.wgsl"),
+                    include_str!("../../../shaders/mul_add.wgsl"),
+                    include_str!("../../../shaders/activation.wgsl"),
+                    include_str!("../../../shaders/matmul_gpu.wgsl")
+                )
             ),
             entry_point,
             bindings: BINDINGS,
