@@ -66,14 +66,15 @@ var<private> acc: array<vec4<f32>, MAX_D4>;
 // Reading the caches' elements (row layout, 16-byte loads, dequantizing)
 // is in shaders/kv_cache_read.wgsl, appended to this file.
 
-// The score of the query in `q` against key row `row` (q is pre-scaled).
-fn key_score(row: u32) -> f32 {
+// The score of the query in `q` against key row `k` (q is pre-scaled).
+fn key_score(k_row: CacheRow) -> f32 {
+    let row = k_row.row;
     let d4 = HEAD_DIM / 4u;
     var s4 = vec4<f32>(0.0);
     var scales = 0u;
     for (var c = 0u; c < d4; c += chunk_vec4s()) {
         if (KV_DTYPE == KV_Q8_0 && c % 16u == 0u) { scales = k_scale_word(row, c); }
-        let k = decode_chunk(k_cache[load_index(row, c)], row, c, scales);
+        let k = decode_chunk(k_load(k_row, c), row, c, scales);
         s4 += q[c] * k[0];
         if (chunk_vec4s() >= 2u) { s4 += q[c + 1u] * k[1]; }
         if (chunk_vec4s() == 4u) {
@@ -84,13 +85,14 @@ fn key_score(row: u32) -> f32 {
     return s4.x + s4.y + s4.z + s4.w;
 }
 
-// acc = acc * correction + p * (value row `row`).
-fn add_value(row: u32, correction: f32, p: f32) {
+// acc = acc * correction + p * (value row `v_row`).
+fn add_value(v_row: CacheRow, correction: f32, p: f32) {
+    let row = v_row.row;
     let d4 = HEAD_DIM / 4u;
     var scales = 0u;
     for (var c = 0u; c < d4; c += chunk_vec4s()) {
         if (KV_DTYPE == KV_Q8_0 && c % 16u == 0u) { scales = v_scale_word(row, c); }
-        let v = decode_chunk(v_cache[load_index(row, c)], row, c, scales);
+        let v = decode_chunk(v_load(v_row, c), row, c, scales);
         acc[c] = acc[c] * correction + p * v[0];
         if (chunk_vec4s() >= 2u) { acc[c + 1u] = acc[c + 1u] * correction + p * v[1]; }
         if (chunk_vec4s() == 4u) {
@@ -132,12 +134,12 @@ fn walk_keys(t: u32, head: u32, start: u32, end: u32) -> vec2<f32> {
     var denom = 0.0;
     for (var j = start; j < end; j++) {
         let row = key_row(table, j, kv_head);
-        let score = key_score(row);
+        let score = key_score(own_row(row));
         let new_max = max(running_max, score);
         let correction = exp(running_max - new_max);
         let p = exp(score - new_max);
         denom = denom * correction + p;
-        add_value(row, correction, p);
+        add_value(own_row(row), correction, p);
         running_max = new_max;
     }
     return vec2<f32>(running_max, denom);
@@ -184,6 +186,7 @@ fn one_run(t0: u32, last: u32) -> bool {
 
 @compute @workgroup_size(8)
 fn attention_queries8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+    init_kv_lane();
     let head = wg.x % N_Q_HEADS;
     let t0 = (wg.x / N_Q_HEADS) * QUERIES;
     if (t0 >= step.num_tokens) { return; }
@@ -215,14 +218,16 @@ fn attention_queries8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invoc
     // Bounds shared by the workgroup: from the first token's first visible
     // key to the last token's position.
     for (var j = first_visible(positions[t0]); j <= positions[last]; j++) {
+        // Every invocation reads this row: loaded once per subgroup
+        // where the adapter has subgroups (kv_loads_subgroup.wgsl).
         let row = key_row(table, j, kv_head);
-        let score = key_score(row);
+        let score = key_score(shared_k_row(row));
         let visible = j >= first && j <= pos;
         let new_max = select(running_max, max(running_max, score), visible);
         let correction = exp(running_max - new_max);
         let p = select(0.0, exp(score - new_max), visible);
         denom = denom * correction + p;
-        add_value(row, correction, p);
+        add_value(shared_v_row(row), correction, p);
         running_max = new_max;
     }
     if (t0 + lane <= last) {

@@ -39,9 +39,11 @@ fn load_group_queries(t: u32, kv_head: u32) {
     }
 }
 
-// One key (cache row `row`) of the online softmax of every head of the
-// group; a key that is not `visible` changes nothing.
-fn group_attend_key(row: u32, visible: bool) {
+// One key (cache row `k_row`, and `v_row` of the values) of the online
+// softmax of every head of the group; a key that is not `visible` changes
+// nothing.
+fn group_attend_key(k_row: CacheRow, v_row: CacheRow, visible: bool) {
+    let row = k_row.row;
     let d4 = HEAD_DIM / 4u;
     // Column h: head h's partial dot products; lane h of the vec4s
     // below is head h's.
@@ -49,7 +51,7 @@ fn group_attend_key(row: u32, visible: bool) {
     var scales = 0u;
     for (var c = 0u; c < d4; c += chunk_vec4s()) {
         if (KV_DTYPE == KV_Q8_0 && c % 16u == 0u) { scales = k_scale_word(row, c); }
-        let k = decode_chunk(k_cache[load_index(row, c)], row, c, scales);
+        let k = decode_chunk(k_load(k_row, c), row, c, scales);
         for (var h = 0u; h < group_size(); h++) {
             s[h] += q_group[h][c] * k[0];
             if (chunk_vec4s() >= 2u) { s[h] += q_group[h][c + 1u] * k[1]; }
@@ -67,7 +69,7 @@ fn group_attend_key(row: u32, visible: bool) {
     var vscales = 0u;
     for (var c = 0u; c < d4; c += chunk_vec4s()) {
         if (KV_DTYPE == KV_Q8_0 && c % 16u == 0u) { vscales = v_scale_word(row, c); }
-        let v = decode_chunk(v_cache[load_index(row, c)], row, c, vscales);
+        let v = decode_chunk(v_load(v_row, c), row, c, vscales);
         for (var h = 0u; h < group_size(); h++) {
             acc_group[h][c] = acc_group[h][c] * correction[h] + p[h] * v[0];
             if (chunk_vec4s() >= 2u) { acc_group[h][c + 1u] = acc_group[h][c + 1u] * correction[h] + p[h] * v[1]; }
@@ -93,7 +95,8 @@ fn attention_split_group(@builtin(global_invocation_id) gid: vec3<u32>) {
     group_max = vec4<f32>(-3.4e38);
     group_denom = vec4<f32>(0.0);
     for (var j = keys.x; j < keys.y; j++) {
-        group_attend_key(key_row(table, j, kv_head), true);
+        let row = key_row(table, j, kv_head);
+        group_attend_key(own_row(row), own_row(row), true);
     }
     for (var h = 0u; h < group_size(); h++) {
         let at = partial_at(t, kv_head * group_size() + h, split);
@@ -114,6 +117,7 @@ fn attention_split_group(@builtin(global_invocation_id) gid: vec3<u32>) {
 // f32 2.0x; q8_0 1.25x slower (`wgserve bench --kernels`).
 @compute @workgroup_size(8)
 fn attention_queries8_group(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+    init_kv_lane();
     let kv_head = wg.x % N_KV_HEADS;
     let t0 = (wg.x / N_KV_HEADS) * QUERIES;
     if (t0 >= step.num_tokens) { return; }
@@ -135,7 +139,8 @@ fn attention_queries8_group(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local
     group_max = vec4<f32>(-3.4e38);
     group_denom = vec4<f32>(0.0);
     for (var j = first_visible(positions[t0]); j <= positions[last]; j++) {
-        group_attend_key(key_row(table, j, kv_head), j >= first && j <= pos);
+        let row = key_row(table, j, kv_head);
+        group_attend_key(shared_k_row(row), shared_v_row(row), j >= first && j <= pos);
     }
     if (t0 + lane <= last) {
         let d4 = HEAD_DIM / 4u;

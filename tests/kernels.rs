@@ -753,16 +753,21 @@ struct AttentionCase {
 /// position) name a block of NaN keys and values, so reading one fails.
 /// Every way through a step: the GPU family's, and both of the CPU
 /// family's (keys split into spans, then combined; queries together),
-/// over caches of each dtype.
+/// the latter with cache rows shared through the subgroup too where the
+/// adapter has subgroups, over caches of each dtype.
 fn check_attention(gpu: &mut Harness, rng: &mut StdRng, case: &AttentionCase) {
-    let ways: [&[AttentionPass]; 3] = [
-        &[AttentionPass::PerQuery],
-        &[AttentionPass::SplitKeys, AttentionPass::CombineSplits],
-        &[AttentionPass::QueriesTogether],
+    let mut ways: Vec<(&[AttentionPass], bool)> = vec![
+        (&[AttentionPass::PerQuery], false),
+        (&[AttentionPass::SplitKeys, AttentionPass::CombineSplits], false),
+        (&[AttentionPass::QueriesTogether], false),
     ];
-    for passes in ways {
+    if gpu.ctx.subgroup_loads() {
+        ways.push((&[AttentionPass::SplitKeys, AttentionPass::CombineSplits], true));
+        ways.push((&[AttentionPass::QueriesTogether], true));
+    }
+    for (passes, shared_kv) in ways {
         for kv_dtype in [KvCacheDtype::F32, KvCacheDtype::F16, KvCacheDtype::Q8_0] {
-            check_attention_passes(gpu, rng, case, passes, kv_dtype);
+            check_attention_passes(gpu, rng, case, passes, kv_dtype, shared_kv);
         }
     }
 }
@@ -773,6 +778,7 @@ fn check_attention_passes(
     case: &AttentionCase,
     passes: &[AttentionPass],
     kv_dtype: KvCacheDtype,
+    shared_kv: bool,
 ) {
     let AttentionCase { head_dim, hq, hkv, block_size, sliding_window, seqs } = *case;
     let kv = hkv * head_dim;
@@ -835,6 +841,7 @@ fn check_attention_passes(
         sliding_window: sliding_window as u32,
         pass,
         kv_dtype,
+        shared_kv,
     };
     let step = gpu.step(m as u32, seqs.len() as u32, max_blocks as u32);
     let (qb, kc, vc) = (
@@ -899,7 +906,7 @@ fn check_attention_passes(
         }
     }
     let what = format!(
-        "attention {passes:?} {kv_dtype:?} D={head_dim} Hq={hq} Hkv={hkv} block={block_size} window={sliding_window}"
+        "attention {passes:?} shared_kv={shared_kv} {kv_dtype:?} D={head_dim} Hq={hq} Hkv={hkv} block={block_size} window={sliding_window}"
     );
     assert_close(&what, &got, &want, 1e-4, 1e-4);
     // The poison is live: where blocks before a window were replaced by it,
@@ -936,6 +943,10 @@ fn paged_attention_matches_cpu_on_a_varlen_batch() {
     // span then holds hundreds of keys, at odd lengths and block edges.
     let seqs = &[(8191, 1), (4095, 1), (4096, 1), (1000, 1), (2, 1)];
     let case = AttentionCase { head_dim: 32, hq: 4, hkv: 2, block_size: 16, sliding_window: 0, seqs };
+    check_attention(&mut gpu, &mut rng, &case);
+    // An odd number of vec4s per head: f16 rows then start mid-load.
+    let seqs = &[(0, 19), (3, 1), (30, 9)];
+    let case = AttentionCase { head_dim: 20, hq: 4, hkv: 2, block_size: 16, sliding_window: 0, seqs };
     check_attention(&mut gpu, &mut rng, &case);
 }
 

@@ -139,6 +139,7 @@ fn case(
             sliding_window: 0,
             pass,
             kv_dtype: dtype,
+            shared_kv: ctx.subgroup_loads(),
         };
         let bindings = AttentionBindings {
             step: &step,

@@ -63,6 +63,11 @@ pub struct AttentionKey {
     pub sliding_window: u32,
     pub pass: AttentionPass,
     pub kv_dtype: KvCacheDtype,
+    /// CPU family: a cache row that every invocation of a subgroup reads
+    /// (`attention_queries8`) is loaded once and shuffled to the lanes
+    /// (`shaders/kv_loads_subgroup.wgsl`); needs subgroups of 8 or more
+    /// lanes (`GpuContext::subgroup_loads`).
+    pub shared_kv: bool,
 }
 
 /// Which of the attention kernels a dispatch runs.
@@ -156,11 +161,21 @@ impl AttentionKey {
     pub(crate) fn spec(&self) -> KernelSpec {
         KernelSpec {
             label: "attention",
-            source: concat!(
-                include_str!("../../../shaders/attention.wgsl"),
-                include_str!("../../../shaders/attention_group.wgsl"),
-                include_str!("../../../shaders/kv_cache_read.wgsl")
-            ),
+            source: if self.shared_kv && self.pass != AttentionPass::PerQuery {
+                concat!(
+                    include_str!("../../../shaders/attention.wgsl"),
+                    include_str!("../../../shaders/attention_group.wgsl"),
+                    include_str!("../../../shaders/kv_cache_read.wgsl"),
+                    include_str!("../../../shaders/kv_loads_subgroup.wgsl")
+                )
+            } else {
+                concat!(
+                    include_str!("../../../shaders/attention.wgsl"),
+                    include_str!("../../../shaders/attention_group.wgsl"),
+                    include_str!("../../../shaders/kv_cache_read.wgsl"),
+                    include_str!("../../../shaders/kv_loads.wgsl")
+                )
+            },
             entry_point: match self.pass {
                 AttentionPass::PerQuery => "attention_gpu",
                 AttentionPass::QueriesTogether if self.groups_query_heads() => "attention_queries8_group",
@@ -214,6 +229,7 @@ mod tests {
             sliding_window: 0,
             kv_dtype,
             pass: AttentionPass::SplitKeys,
+            shared_kv: false,
         }
     }
 
