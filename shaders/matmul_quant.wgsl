@@ -251,6 +251,31 @@ fn combine(f: mat4x4<f32>, dot_lo: vec4<f32>, dot_hi: vec4<f32>, sum_lo: f32, su
 
 // ---- 4 rows x 4 tokens ----
 
+// A block's sums so far, four rows against four tokens. Column t of a dot:
+// the four rows' code dot products with token t (each half of the block);
+// lane t of a sum: token t's sum of x over the half.
+struct QuantPart4x4 {
+    dot_lo: mat4x4<f32>,
+    dot_hi: mat4x4<f32>,
+    sum_lo: vec4<f32>,
+    sum_hi: vec4<f32>,
+}
+
+// Word w of block b (codes of weights 4w..4w+3, and 16+4w..16+4w+3) of
+// four rows, `high` their high bits, against four tokens' activations.
+fn quant_word_4x4(rows: vec4<u32>, b: u32, high: High4, w: u32, x_lo: mat4x4<f32>, x_hi: mat4x4<f32>, part: QuantPart4x4) -> QuantPart4x4 {
+    let words = code_words4(nibble_words4(rows, b, w), high, w);
+    let ls = lane_scale();
+    let xs_lo = mat4x4<f32>(x_lo[0] * ls, x_lo[1] * ls, x_lo[2] * ls, x_lo[3] * ls);
+    let xs_hi = mat4x4<f32>(x_hi[0] * ls, x_hi[1] * ls, x_hi[2] * ls, x_hi[3] * ls);
+    return QuantPart4x4(
+        mul_add4x4(codes4(words.lo), xs_lo, part.dot_lo),
+        mul_add4x4(codes4(words.hi), xs_hi, part.dot_hi),
+        part.sum_lo + transpose(x_lo) * ONES,
+        part.sum_hi + transpose(x_hi) * ONES,
+    );
+}
+
 @compute @workgroup_size(16)
 fn matmul_quant(@builtin(global_invocation_id) gid: vec3<u32>) {
     init_x_lane();
@@ -262,30 +287,18 @@ fn matmul_quant(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var j = 0u; j < group_len(); j++) {
             let b = g * group_len() + j;
             let high = high4(rows, b);
-            // Column t: the four rows' code dot products with token t.
-            var dot_lo = mat4x4<f32>();
-            var dot_hi = mat4x4<f32>();
-            var sum_lo = vec4<f32>(0.0);
-            var sum_hi = vec4<f32>(0.0);
             let xb = x_block4(tokens, b);
-            for (var w = 0u; w < 4u; w++) {
-                let words = code_words4(nibble_words4(rows, b, w), high, w);
-                let x_lo = x_block4_at(xb, w);
-                let x_hi = x_block4_at(xb, 4u + w);
-                let ls = lane_scale();
-                let xs_lo = mat4x4<f32>(x_lo[0] * ls, x_lo[1] * ls, x_lo[2] * ls, x_lo[3] * ls);
-                let xs_hi = mat4x4<f32>(x_hi[0] * ls, x_hi[1] * ls, x_hi[2] * ls, x_hi[3] * ls);
-                dot_lo = mul_add4x4(codes4(words.lo), xs_lo, dot_lo);
-                dot_hi = mul_add4x4(codes4(words.hi), xs_hi, dot_hi);
-                sum_lo += transpose(x_lo) * ONES;
-                sum_hi += transpose(x_hi) * ONES;
-            }
+            // Written out as matmul.wgsl's q4_block_4x4 is (constant lanes).
+            var part = quant_word_4x4(rows, b, high, 0u, x_block4_at(xb, 0u), x_block4_at(xb, 4u), QuantPart4x4());
+            part = quant_word_4x4(rows, b, high, 1u, x_block4_at(xb, 1u), x_block4_at(xb, 5u), part);
+            part = quant_word_4x4(rows, b, high, 2u, x_block4_at(xb, 2u), x_block4_at(xb, 6u), part);
+            part = quant_word_4x4(rows, b, high, 3u, x_block4_at(xb, 3u), x_block4_at(xb, 7u), part);
             let f = affine4(rows, g, j, dm);
             acc += mat4x4<f32>(
-                combine(f, dot_lo[0], dot_hi[0], sum_lo.x, sum_hi.x),
-                combine(f, dot_lo[1], dot_hi[1], sum_lo.y, sum_hi.y),
-                combine(f, dot_lo[2], dot_hi[2], sum_lo.z, sum_hi.z),
-                combine(f, dot_lo[3], dot_hi[3], sum_lo.w, sum_hi.w),
+                combine(f, part.dot_lo[0], part.dot_hi[0], part.sum_lo.x, part.sum_hi.x),
+                combine(f, part.dot_lo[1], part.dot_hi[1], part.sum_lo.y, part.sum_hi.y),
+                combine(f, part.dot_lo[2], part.dot_hi[2], part.sum_lo.z, part.sum_hi.z),
+                combine(f, part.dot_lo[3], part.dot_hi[3], part.sum_lo.w, part.sum_hi.w),
             );
         }
     }

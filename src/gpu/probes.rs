@@ -13,10 +13,10 @@ const EMPTY_DISPATCHES: u32 = 2000;
 /// Submissions timed for the per-submission cost.
 const SUBMISSIONS: u32 = 50;
 /// Trips of the FMA loop (the shader's `ITERATIONS`) and its grid.
-const FMA_ITERATIONS: u32 = 4096;
+const FMA_ITERATIONS: u32 = 1024;
 const FMA_WORKGROUPS: u32 = 512;
 const FMA_WORKGROUP_SIZE: u64 = 64;
-const FLOPS_PER_TRIP: u64 = 64;
+const FLOPS_PER_TRIP: u64 = 256;
 
 /// What the probes measured (best of a few runs each).
 #[derive(Debug, Clone, Copy)]
