@@ -16,6 +16,11 @@ fn empty(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
+// Four steps of one chain, written out (a loop here would blend too).
+fn fma4_steps(a: vec4<f32>, m: vec4<f32>, c: vec4<f32>) -> vec4<f32> {
+    return fma(fma(fma(fma(a, m, c), m, c), m, c), m, c);
+}
+
 // Eight independent chains of vec4 fused multiply-adds, as the prefill
 // matmul tiles write theirs (`shaders/mul_add.wgsl`), four steps of each
 // per trip: 256 FLOPs per trip per invocation. Several steps per trip
@@ -37,39 +42,14 @@ fn fma_peak(@builtin(global_invocation_id) gid: vec3<u32>) {
     let m = vec4<f32>(0.999);
     let c = vec4<f32>(0.001);
     for (var i = 0u; i < ITERATIONS; i++) {
-        // Four steps, written out (a loop here would blend too).
-        a0 = fma(a0, m, c);
-        a1 = fma(a1, m, c);
-        a2 = fma(a2, m, c);
-        a3 = fma(a3, m, c);
-        a4 = fma(a4, m, c);
-        a5 = fma(a5, m, c);
-        a6 = fma(a6, m, c);
-        a7 = fma(a7, m, c);
-        a0 = fma(a0, m, c);
-        a1 = fma(a1, m, c);
-        a2 = fma(a2, m, c);
-        a3 = fma(a3, m, c);
-        a4 = fma(a4, m, c);
-        a5 = fma(a5, m, c);
-        a6 = fma(a6, m, c);
-        a7 = fma(a7, m, c);
-        a0 = fma(a0, m, c);
-        a1 = fma(a1, m, c);
-        a2 = fma(a2, m, c);
-        a3 = fma(a3, m, c);
-        a4 = fma(a4, m, c);
-        a5 = fma(a5, m, c);
-        a6 = fma(a6, m, c);
-        a7 = fma(a7, m, c);
-        a0 = fma(a0, m, c);
-        a1 = fma(a1, m, c);
-        a2 = fma(a2, m, c);
-        a3 = fma(a3, m, c);
-        a4 = fma(a4, m, c);
-        a5 = fma(a5, m, c);
-        a6 = fma(a6, m, c);
-        a7 = fma(a7, m, c);
+        a0 = fma4_steps(a0, m, c);
+        a1 = fma4_steps(a1, m, c);
+        a2 = fma4_steps(a2, m, c);
+        a3 = fma4_steps(a3, m, c);
+        a4 = fma4_steps(a4, m, c);
+        a5 = fma4_steps(a5, m, c);
+        a6 = fma4_steps(a6, m, c);
+        a7 = fma4_steps(a7, m, c);
     }
     let s = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
     if (s.x + s.y + s.z + s.w == -1.0) {
