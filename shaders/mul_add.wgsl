@@ -1,12 +1,13 @@
 
-// ---- fused multiply-adds of a register tile (appended to both matmul shaders) ----
+// ---- multiply-adds of a register tile (appended to both matmul shaders) ----
 
 // acc + transpose(w) * x, where column r of w holds row r's four weights
 // and column t of x token t's four activations: column t of the result
-// gains the four rows' dot products with token t. Written as fused
-// multiply-adds: WGSL's a * b + c is a multiply and an add, which
-// llvmpipe keeps apart, and the prefill tiles are bound by this
-// arithmetic (fused: about 1.17x the 512-token prompt rate on llvmpipe).
+// gains the four rows' dot products with token t. Written as one chain of
+// `fma` per accumulator: about 1.17x the 512-token prompt rate on
+// llvmpipe against `transpose(w) * x + acc`. Not from fused instructions
+// (Mesa 25.0 splits `fma` into a multiply and an add, `GALLIVM_DEBUG=asm`)
+// but from the order of the operations; a GPU may fuse them.
 fn mul_add4x4(w: mat4x4<f32>, x: mat4x4<f32>, acc: mat4x4<f32>) -> mat4x4<f32> {
     let rows = transpose(w);
     return mat4x4<f32>(

@@ -141,9 +141,9 @@ impl Kernel {
 /// all of them.
 #[derive(Default)]
 pub struct PipelineCache {
-    /// By label and source: a label's variants (e.g. activation loads
-    /// through the subgroup or not) are different sources.
-    modules: HashMap<(&'static str, usize), wgpu::ShaderModule>,
+    /// By source: a label's variants (e.g. activation loads through the
+    /// subgroup or not) are different sources, each its own module.
+    modules: HashMap<&'static str, wgpu::ShaderModule>,
     layouts: HashMap<&'static [BindingKind], wgpu::BindGroupLayout>,
     kernels: HashMap<KernelKey, Arc<Kernel>>,
 }
@@ -158,7 +158,7 @@ impl PipelineCache {
             return kernel.clone();
         }
         let spec = key.spec();
-        let module = self.modules.entry((spec.label, spec.source.as_ptr() as usize)).or_insert_with(|| {
+        let module = self.modules.entry(spec.source).or_insert_with(|| {
             let desc = wgpu::ShaderModuleDescriptor {
                 label: Some(spec.label),
                 source: wgpu::ShaderSource::Wgsl(spec.source.into()),

@@ -161,21 +161,16 @@ impl AttentionKey {
     pub(crate) fn spec(&self) -> KernelSpec {
         KernelSpec {
             label: "attention",
-            source: if self.shared_kv && self.pass != AttentionPass::PerQuery {
+            source: super::with_loads!(
+                self.shared_kv && self.pass != AttentionPass::PerQuery,
                 concat!(
                     include_str!("../../../shaders/attention.wgsl"),
                     include_str!("../../../shaders/attention_group.wgsl"),
-                    include_str!("../../../shaders/kv_cache_read.wgsl"),
-                    include_str!("../../../shaders/kv_loads_subgroup.wgsl")
-                )
-            } else {
-                concat!(
-                    include_str!("../../../shaders/attention.wgsl"),
-                    include_str!("../../../shaders/attention_group.wgsl"),
-                    include_str!("../../../shaders/kv_cache_read.wgsl"),
-                    include_str!("../../../shaders/kv_loads.wgsl")
-                )
-            },
+                    include_str!("../../../shaders/kv_cache_read.wgsl")
+                ),
+                plain: "../../../shaders/kv_loads.wgsl",
+                subgroup: "../../../shaders/kv_loads_subgroup.wgsl"
+            ),
             entry_point: match self.pass {
                 AttentionPass::PerQuery => "attention_gpu",
                 AttentionPass::QueriesTogether if self.groups_query_heads() => "attention_queries8_group",

@@ -159,11 +159,12 @@ pub struct MatmulKey {
 /// loads `key` asks for appended: through the subgroup or one by one.
 macro_rules! x_loads_variant {
     ($key:expr, $shader:expr) => {
-        if $key.shared_x && $key.family == KernelFamily::Cpu {
-            concat!($shader, include_str!("../../../shaders/x_loads_subgroup.wgsl"))
-        } else {
-            concat!($shader, include_str!("../../../shaders/x_loads.wgsl"))
-        }
+        super::with_loads!(
+            $key.shared_x && $key.family == KernelFamily::Cpu,
+            $shader,
+            plain: "../../../shaders/x_loads.wgsl",
+            subgroup: "../../../shaders/x_loads_subgroup.wgsl"
+        )
     };
 }
 pub(crate) use x_loads_variant;

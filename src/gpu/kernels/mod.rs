@@ -8,6 +8,22 @@
 
 use super::GpuBuffer;
 
+/// `shader` (a `concat!` of a kernel's files) with one of two files
+/// appended: `subgroup` where `shared` (loads shared through the
+/// subgroup, `GpuContext::subgroup_loads`), else `plain` (the same
+/// functions with one load per invocation). Paths are relative to this
+/// directory.
+macro_rules! with_loads {
+    ($shared:expr, $shader:expr, plain: $plain:literal, subgroup: $subgroup:literal) => {
+        if $shared {
+            concat!($shader, include_str!($subgroup))
+        } else {
+            concat!($shader, include_str!($plain))
+        }
+    };
+}
+pub(crate) use with_loads;
+
 pub mod argmax;
 pub mod attention;
 pub mod embedding;
