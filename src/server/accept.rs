@@ -2,7 +2,8 @@
 //! `max_connections` of them (beyond, a quick 503), each closed when idle
 //! or slow to send a request head (`conn_timeouts`), until the shutdown
 //! future resolves; then drain: answer on (`/health` 503, new work 503)
-//! until no generation is left, stop accepting, and give open connections
+//! until no generation is left and no connection has come for a moment,
+//! stop accepting, and give open connections
 //! what is left of the grace period to finish, after which their requests
 //! are aborted. The caller stops the engine afterwards in any case.
 
@@ -39,6 +40,12 @@ const MAX_REFUSALS_IN_FLIGHT: usize = 64;
 /// How often a draining server checks whether its generations are done.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
 
+/// A draining server keeps its listener until no connection has come for
+/// this long: a balancer routes to it until its next health check (HAProxy
+/// checks every second), and closing the listener resets the connections
+/// still in its backlog, which a balancer may not retry.
+const DRAIN_QUIET: Duration = Duration::from_secs(2);
+
 /// How long a refused client gets to send the request head it is answered.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -61,20 +68,31 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl F
         }
     };
     let mut shutdown = pin!(shutdown);
+    let mut last_accepted = None;
     loop {
         tokio::select! {
-            accepted = listener.accept() => accept(accepted).await,
+            accepted = listener.accept() => {
+                last_accepted = Some(tokio::time::Instant::now());
+                accept(accepted).await;
+            }
             () = &mut shutdown => break,
         }
     }
     // Draining: still answering, so that a balancer sees /health say 503
     // (and new work refused) rather than a replica gone, until no
-    // generation is left or the grace period is over.
+    // generation is left and no connection has come for DRAIN_QUIET, or
+    // the grace period is over. A server nobody was calling stops at once.
     state.start_draining();
     let deadline = tokio::time::Instant::now() + state.options.shutdown_grace;
-    while !state.engine_idle() && tokio::time::Instant::now() < deadline {
+    let quiet = |last_accepted: Option<tokio::time::Instant>| {
+        last_accepted.is_none_or(|at| at.elapsed() >= DRAIN_QUIET)
+    };
+    while !(state.engine_idle() && quiet(last_accepted)) && tokio::time::Instant::now() < deadline {
         tokio::select! {
-            accepted = listener.accept() => accept(accepted).await,
+            accepted = listener.accept() => {
+                last_accepted = Some(tokio::time::Instant::now());
+                accept(accepted).await;
+            }
             () = tokio::time::sleep(DRAIN_POLL) => {}
         }
     }
