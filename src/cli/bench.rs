@@ -196,7 +196,7 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     if args.profile {
         let baselines =
             super::bench_profile::Baselines { copy_bytes_per_second: copy_rate * weight_bytes as f64 };
-        return super::bench_profile::run(core.model(), args.prompt_tokens, &baselines);
+        return super::bench_profile::run(core.model(), args.prompt_tokens, &args.batches, &baselines);
     }
 
     if !args.depths.is_empty() {

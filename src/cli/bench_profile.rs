@@ -1,6 +1,7 @@
 //! `wgserve bench --profile`: where a step's time goes. For a decode step
-//! at batch 1 at position `--prompt-tokens` and that prompt's last
-//! prefill step (up to one step's tokens), the time of each
+//! at batch 1 and at each of `--batches` (every sequence at position
+//! `--prompt-tokens`) and that prompt's last prefill step (up to one
+//! step's tokens), the time of each
 //! kernel kind per step (`CausalLm::profile_step`: GPU timestamps where
 //! the adapter has them, else the CPU clock per dispatch), against the
 //! wall time of the same step run normally; for each matmul its GB/s of
@@ -25,7 +26,12 @@ pub struct Baselines {
     pub copy_bytes_per_second: f64,
 }
 
-pub fn run(model: &dyn CausalLm, prompt_tokens: usize, baselines: &Baselines) -> anyhow::Result<()> {
+pub fn run(
+    model: &dyn CausalLm,
+    prompt_tokens: usize,
+    batches: &[usize],
+    baselines: &Baselines,
+) -> anyhow::Result<()> {
     let costs = probes::measure(model.gpu())?;
     // A prompt longer than one step is profiled as its last chunk (what
     // the engine runs then), and the decode step after the whole prompt:
@@ -36,15 +42,37 @@ pub fn run(model: &dyn CausalLm, prompt_tokens: usize, baselines: &Baselines) ->
     let chunk = prompt_tokens.min(model.options().max_batch_tokens);
     let cached = prompt_tokens - chunk;
     let block_size = model.block_size();
-    let blocks = (prompt_tokens + 1).div_ceil(block_size);
-    anyhow::ensure!(blocks <= model.num_kv_blocks(), "the KV cache holds fewer than {blocks} blocks");
-    let block_table: Vec<u32> = (0..blocks as u32).collect();
+    let blocks_per_sequence = (prompt_tokens + 1).div_ceil(block_size);
     let vocab = model.vocab_size() as u32;
     let tokens: Vec<u32> = (0..prompt_tokens as u32).map(|i| (1000 + i * 7919) % vocab).collect();
+    // Sequence s owns its own blocks, as in the engine: a batched decode
+    // step reads as many cache rows as that many requests would.
+    let block_table = |sequence: usize| -> Vec<u32> {
+        let first = (sequence * blocks_per_sequence) as u32;
+        (first..first + blocks_per_sequence as u32).collect()
+    };
     let mut prefill = BatchInputs::default();
-    prefill.push_sequence(&tokens[cached..], cached, &block_table, block_size);
-    let mut decode = BatchInputs::default();
-    decode.push_sequence(&tokens[..1], prompt_tokens, &block_table, block_size);
+    prefill.push_sequence(&tokens[cached..], cached, &block_table(0), block_size);
+    let mut steps = Vec::new();
+    let mut decode_batches = vec![1];
+    decode_batches.extend(batches.iter().copied().filter(|&b| b > 1));
+    for batch_size in decode_batches {
+        let blocks = batch_size * blocks_per_sequence;
+        if blocks > model.num_kv_blocks() {
+            println!("(no decode step at batch {batch_size}: the KV cache holds fewer than {blocks} blocks)");
+            continue;
+        }
+        let mut decode = BatchInputs::default();
+        for sequence in 0..batch_size {
+            decode.push_sequence(&tokens[..1], prompt_tokens, &block_table(sequence), block_size);
+        }
+        steps.push((format!("decode step, batch {batch_size}, at position {prompt_tokens}"), decode));
+    }
+    anyhow::ensure!(
+        blocks_per_sequence <= model.num_kv_blocks(),
+        "the KV cache holds fewer than {blocks_per_sequence} blocks"
+    );
+    steps.push((format!("prefill step, {chunk} tokens after {cached} cached"), prefill));
 
     println!("profile, {}", model.gpu().adapter_info.name);
     println!(
@@ -54,13 +82,10 @@ pub fn run(model: &dyn CausalLm, prompt_tokens: usize, baselines: &Baselines) ->
         costs.peak_flops * 1e-9,
         baselines.copy_bytes_per_second * 1e-9
     );
-    for (name, batch) in [
-        (format!("decode step, batch 1, at position {prompt_tokens}"), &decode),
-        (format!("prefill step, {chunk} tokens after {cached} cached"), &prefill),
-    ] {
+    for (name, batch) in &steps {
         let step_seconds = best_wall(model, batch)?;
         let profiles = (0..RUNS).map(|_| model.profile_step(batch)).collect::<Result<Vec<_>, _>>()?;
-        print_table(&name, &profiles, step_seconds, &costs, baselines);
+        print_table(name, &profiles, step_seconds, &costs, baselines);
     }
     Ok(())
 }
