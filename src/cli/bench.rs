@@ -45,7 +45,7 @@ pub struct BenchArgs {
     /// Tokens generated per sequence in the generation figures.
     #[arg(long, default_value_t = 128)]
     gen_tokens: usize,
-    /// Batch sizes of the aggregate generation figures.
+    /// Batch sizes of the aggregate generation figures (with --profile: the batched decode steps profiled beside batch 1).
     #[arg(long, value_delimiter = ',', default_values_t = [8usize, 32])]
     batches: Vec<usize>,
     /// Context depths (prompt tokens) at which to measure the prompt rate
