@@ -1,7 +1,9 @@
 //! `CausalLm::profile_step` on a real model (SmolLM2): the profile of a
 //! prefill and of a decode step covers every dispatch the step records,
 //! each named by its kind, with times that are non-negative and sum to at
-//! most the step's wall time. Not timed: it checks coverage, not speed.
+//! most the step's wall time; and `wgserve bench --profile` prints a
+//! table for each step it profiles. Not timed: it checks coverage, not
+//! speed.
 
 mod common;
 
@@ -98,6 +100,40 @@ fn a_step_profile_covers_every_dispatch() {
             let gated_matvec = ctx.kernels() == KernelFamily::Cpu && Tile::for_tokens(tokens) == Tile::Rows8;
             let expected = expected_kinds(num_layers, passes, usize::from(!gated_matvec));
             check(&model.profile_step_with(batch, method).unwrap(), method, num_layers, expected);
+        }
+    }
+}
+
+/// `wgserve bench --profile` prints a table per step: the decode step at
+/// batch 1 and at each of `--batches`, then the prefill step, each with
+/// its attention and output head rows.
+#[test]
+fn bench_profile_prints_each_decode_batch_and_the_prefill() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wgserve"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["bench", "--profile", "--prompt-tokens", "24", "--batches", "2,3", "--kv-cache-memory", "64"])
+        .arg("--model")
+        .arg(model_path(SMOLLM2))
+        .stderr(std::process::Stdio::null())
+        .output()
+        .expect("run wgserve bench --profile");
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let headings = [
+        "decode step, batch 1, at position 24:",
+        "decode step, batch 2, at position 24:",
+        "decode step, batch 3, at position 24:",
+        "prefill step, 24 tokens after 0 cached:",
+    ];
+    let mut at = 0;
+    for heading in headings {
+        let found =
+            stdout[at..].find(heading).unwrap_or_else(|| panic!("no {heading:?} after byte {at}:\n{stdout}"));
+        at += found + heading.len();
+        let table = &stdout[at..];
+        let table = &table[..table.find("dispatches x").unwrap_or(table.len())];
+        for row in ["| attention |", "| matmul lm_head | 1 |"] {
+            assert!(table.contains(row), "{heading} has no {row:?} row:\n{table}");
         }
     }
 }
