@@ -2,7 +2,7 @@
 //! `max_connections` of them (beyond, a quick 503), each closed when idle
 //! or slow to send a request head (`conn_timeouts`), until the shutdown
 //! future resolves; then drain: answer on (`/health` 503, new work 503)
-//! until no generation is left and no connection has come for a moment,
+//! until no generation is left and nobody has sent work for a moment,
 //! stop accepting, and give open connections
 //! what is left of the grace period to finish, after which their requests
 //! are aborted. The caller stops the engine afterwards in any case.
@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 use hyper::header::{HeaderValue, RETRY_AFTER};
@@ -40,10 +40,12 @@ const MAX_REFUSALS_IN_FLIGHT: usize = 64;
 /// How often a draining server checks whether its generations are done.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
 
-/// A draining server keeps its listener until no connection has come for
-/// this long: a balancer routes to it until its next health check (HAProxy
-/// checks every second), and closing the listener resets the connections
-/// still in its backlog, which a balancer may not retry.
+/// A draining server keeps its listener until nobody has sent it work for
+/// this long (no connection in the moments before SIGTERM, no request
+/// refused since): a balancer routes to it until its next health check
+/// (HAProxy checks every second), and closing the listener resets the
+/// connections still in its backlog, which a balancer may not retry.
+/// Health checks themselves do not hold it open.
 const DRAIN_QUIET: Duration = Duration::from_secs(2);
 
 /// How long a refused client gets to send the request head it is answered.
@@ -72,7 +74,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl F
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                last_accepted = Some(tokio::time::Instant::now());
+                last_accepted = Some(Instant::now());
                 accept(accepted).await;
             }
             () = &mut shutdown => break,
@@ -80,19 +82,17 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl F
     }
     // Draining: still answering, so that a balancer sees /health say 503
     // (and new work refused) rather than a replica gone, until no
-    // generation is left and no connection has come for DRAIN_QUIET, or
-    // the grace period is over. A server nobody was calling stops at once.
+    // generation is left and nobody has sent work for DRAIN_QUIET, or the
+    // grace period is over. A server nobody was calling stops at once.
     state.start_draining();
     let deadline = tokio::time::Instant::now() + state.options.shutdown_grace;
-    let quiet = |last_accepted: Option<tokio::time::Instant>| {
-        last_accepted.is_none_or(|at| at.elapsed() >= DRAIN_QUIET)
+    let quiet = || {
+        let last_work = last_accepted.max(state.last_drain_refusal());
+        last_work.is_none_or(|at| at.elapsed() >= DRAIN_QUIET)
     };
-    while !(state.engine_idle() && quiet(last_accepted)) && tokio::time::Instant::now() < deadline {
+    while !(state.engine_idle() && quiet()) && tokio::time::Instant::now() < deadline {
         tokio::select! {
-            accepted = listener.accept() => {
-                last_accepted = Some(tokio::time::Instant::now());
-                accept(accepted).await;
-            }
+            accepted = listener.accept() => accept(accepted).await,
             () = tokio::time::sleep(DRAIN_POLL) => {}
         }
     }

@@ -129,6 +129,7 @@ async fn dispatch(state: &Arc<AppState>, request: Request<Incoming>) -> Result<R
     }
     let limit = state.options.max_body_bytes;
     if state.is_draining() && route.endpoint.is_new_work() {
+        state.note_drain_refusal();
         return Err(ApiError::Unavailable(health::DRAINING.into()));
     }
     match route.endpoint {

@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::engine::constraint::GrammarCompiler;
 use crate::engine::embedding::EmbeddingHandle;
@@ -155,6 +155,9 @@ pub struct AppState {
     /// Set on SIGTERM: /health says 503 and new work is refused, so that
     /// balancers send it elsewhere while the requests in flight finish.
     draining: AtomicBool,
+    /// When new work was last refused for draining: a balancer still
+    /// routing here, so the listener stays open (`accept::serve`).
+    last_drain_refusal: Mutex<Option<Instant>>,
 }
 
 impl AppState {
@@ -169,6 +172,7 @@ impl AppState {
             embedding: OnceLock::new(),
             loading_status: Mutex::new("starting".into()),
             draining: AtomicBool::new(false),
+            last_drain_refusal: Mutex::new(None),
         })
     }
 
@@ -182,6 +186,14 @@ impl AppState {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn note_drain_refusal(&self) {
+        *self.last_drain_refusal.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    pub fn last_drain_refusal(&self) -> Option<Instant> {
+        *self.last_drain_refusal.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whether no generation is running or waiting (true before loading).
