@@ -51,6 +51,10 @@ pub fn run(
         let first = (sequence * blocks_per_sequence) as u32;
         (first..first + blocks_per_sequence as u32).collect()
     };
+    anyhow::ensure!(
+        blocks_per_sequence <= model.num_kv_blocks(),
+        "the KV cache holds fewer than {blocks_per_sequence} blocks"
+    );
     let mut prefill = BatchInputs::default();
     prefill.push_sequence(&tokens[cached..], cached, &block_table(0), block_size);
     let mut steps = Vec::new();
@@ -58,6 +62,12 @@ pub fn run(
     decode_batches.extend(batches.iter().copied().filter(|&b| b > 1));
     for batch_size in decode_batches {
         let blocks = batch_size * blocks_per_sequence;
+        if batch_size > model.options().max_batch_tokens {
+            println!(
+                "(no decode step at batch {batch_size}: a step takes at most --max-num-batched-tokens tokens)"
+            );
+            continue;
+        }
         if blocks > model.num_kv_blocks() {
             println!("(no decode step at batch {batch_size}: the KV cache holds fewer than {blocks} blocks)");
             continue;
@@ -68,10 +78,6 @@ pub fn run(
         }
         steps.push((format!("decode step, batch {batch_size}, at position {prompt_tokens}"), decode));
     }
-    anyhow::ensure!(
-        blocks_per_sequence <= model.num_kv_blocks(),
-        "the KV cache holds fewer than {blocks_per_sequence} blocks"
-    );
     steps.push((format!("prefill step, {chunk} tokens after {cached} cached"), prefill));
 
     println!("profile, {}", model.gpu().adapter_info.name);
