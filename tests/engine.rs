@@ -15,6 +15,7 @@ use wgserve::engine::request::{FinishReason, GenerateRequest, RequestError, Requ
 use wgserve::engine::sampler::SamplingParams;
 use wgserve::engine::worker::EngineHandle;
 use wgserve::gpu::GpuContext;
+use wgserve::gpu::kernels::attention::{MAX_SPLIT_DECODE_TOKENS, MAX_SPLIT_TOKENS};
 use wgserve::model::LoadOptions;
 use wgserve::model::loader::load_model;
 
@@ -28,11 +29,15 @@ fn smollm2_path() -> PathBuf {
 /// An engine with `kv_cache_mib` of KV cache. No EOS stop, so every greedy
 /// request runs to max_tokens and outputs compare token by token.
 fn engine(kv_cache_mib: usize, prefix_cache: bool) -> EngineCore {
+    engine_for_seqs(kv_cache_mib, prefix_cache, 16)
+}
+
+fn engine_for_seqs(kv_cache_mib: usize, prefix_cache: bool, max_seqs: usize) -> EngineCore {
     let ctx = Arc::new(GpuContext::new().unwrap());
-    let options = LoadOptions { max_batch_tokens: 256, max_seqs: 16, kv_cache_mib, ..Default::default() };
+    let options = LoadOptions { max_batch_tokens: 256, max_seqs, kv_cache_mib, ..Default::default() };
     let loaded = load_model(ctx, &smollm2_path(), &options).unwrap();
     let config = EngineConfig {
-        max_num_seqs: 16,
+        max_num_seqs: max_seqs,
         max_num_batched_tokens: 256,
         enable_prefix_caching: prefix_cache,
         ..EngineConfig::default()
@@ -113,6 +118,25 @@ fn staggered_arrivals_give_the_tokens_of_each_request_alone() {
     for (i, (got, expected)) in got.iter().zip(&expected).enumerate() {
         assert_eq!(got, expected, "request {i} ({}) differs when batched", TOPICS[i]);
     }
+    assert_no_blocks_used(&core);
+}
+
+/// More sequences decoding at once than a prompt chunk's split-key limit
+/// (MAX_SPLIT_TOKENS): decode steps of 32 tokens take the split-key
+/// attention with its partials for every sequence, and still give each
+/// request its tokens alone.
+#[test]
+fn thirty_two_decoding_at_once_give_the_tokens_of_each_alone() {
+    let mut core = engine_for_seqs(512, true, 32);
+    let requests: Vec<GenerateRequest> = TOPICS
+        .iter()
+        .flat_map(|t| [format!("Write one sentence about {t}."), format!("Name one fact about {t}.")])
+        .map(|text| greedy(prompt(&core, &text), 8))
+        .collect();
+    assert!(requests.len() > MAX_SPLIT_TOKENS as usize && requests.len() <= MAX_SPLIT_DECODE_TOKENS as usize);
+    let expected = alone(&mut core, &requests);
+    let got = staggered(&mut core, &requests, 0);
+    assert_eq!(got, expected);
     assert_no_blocks_used(&core);
 }
 

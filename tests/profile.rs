@@ -95,7 +95,7 @@ fn a_step_profile_covers_every_dispatch() {
     for method in methods {
         for batch in [&prefill, &decode] {
             let tokens = batch.num_tokens() as u32;
-            let passes = AttentionPass::for_step(ctx.kernels(), tokens).len();
+            let passes = AttentionPass::for_step(ctx.kernels(), tokens, batch.num_seqs() as u32).len();
             // The CPU family's matvec (decode) applies the activation itself.
             let gated_matvec = ctx.kernels() == KernelFamily::Cpu && Tile::for_tokens(tokens) == Tile::Rows8;
             let expected = expected_kinds(num_layers, passes, usize::from(!gated_matvec));

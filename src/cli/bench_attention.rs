@@ -129,7 +129,8 @@ fn case(
         }),
     );
     let mut dispatches = Vec::new();
-    let passes = AttentionPass::for_step(family, tokens as u32);
+    // One sequence: a decode (one query) or a prompt chunk.
+    let passes = AttentionPass::for_step(family, tokens as u32, 1);
     for &pass in passes {
         let key = AttentionKey {
             head_dim: HEAD_DIM as u32,

@@ -32,7 +32,8 @@ use super::{LoadOptions, ModelError};
 /// An architecture's own part of the forward pass: the token embedding
 /// into `DecoderBuffers::hidden`, then every layer over it.
 pub trait DecoderBody: Send {
-    fn record(&self, pass: &mut dyn Recorder, num_tokens: u32);
+    /// A step of `num_tokens` tokens of `num_seqs` sequences.
+    fn record(&self, pass: &mut dyn Recorder, num_tokens: u32, num_seqs: u32);
     /// Bytes of weights its matmuls read per step.
     fn matmul_weight_bytes(&self) -> u64;
 }
@@ -253,7 +254,7 @@ impl<B: DecoderBody> Decoder<B> {
 
     /// Every dispatch of a step over `m` tokens of `s` sequences.
     fn record_step(&self, pass: &mut dyn Recorder, m: u32, s: u32, output: Output) {
-        self.body.record(pass, m);
+        self.body.record(pass, m, s);
         self.head.final_norm.record(pass, s);
         self.head.lm_head.record(pass, s);
         if output == Output::TokenIds {

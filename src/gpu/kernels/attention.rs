@@ -93,19 +93,35 @@ pub const SPLITS: u32 = 8;
 
 /// The CPU family's largest step that splits keys; larger steps (prompt
 /// chunks) have queries enough to fill the machine and share K/V loads
-/// eight queries together instead.
+/// eight queries together instead ...
 pub const MAX_SPLIT_TOKENS: u32 = 16;
 
+/// ... except a decode step (one token per sequence) of up to this many
+/// tokens: its queries read each their own sequence's keys, which eight
+/// queries together cannot share, and split spans measured faster per
+/// token (`wgserve bench --profile --batches 16,17,32,64`). The
+/// `partials` buffer is sized for it.
+pub const MAX_SPLIT_DECODE_TOKENS: u32 = 64;
+
 impl AttentionPass {
-    /// The passes, in order, of a step of `num_tokens` tokens.
-    pub fn for_step(family: KernelFamily, num_tokens: u32) -> &'static [AttentionPass] {
+    /// The passes, in order, of a step of `num_tokens` tokens of `num_seqs` sequences.
+    pub fn for_step(family: KernelFamily, num_tokens: u32, num_seqs: u32) -> &'static [AttentionPass] {
+        let decode_only = num_tokens == num_seqs && num_tokens <= MAX_SPLIT_DECODE_TOKENS;
         match family {
             KernelFamily::Gpu => &[AttentionPass::PerQuery],
-            KernelFamily::Cpu if num_tokens <= MAX_SPLIT_TOKENS => {
+            KernelFamily::Cpu if num_tokens <= MAX_SPLIT_TOKENS || decode_only => {
                 &[AttentionPass::SplitKeys, AttentionPass::CombineSplits]
             }
             KernelFamily::Cpu => &[AttentionPass::QueriesTogether],
         }
+    }
+
+    /// The most tokens a CPU-family step that splits keys can have (the
+    /// `partials` rows), for steps of at most `max_tokens` tokens of at
+    /// most `max_seqs` sequences.
+    pub fn max_split_tokens(max_tokens: usize, max_seqs: usize) -> usize {
+        let decode = max_seqs.min(MAX_SPLIT_DECODE_TOKENS as usize);
+        max_tokens.min(decode.max(MAX_SPLIT_TOKENS as usize))
     }
 
     /// Every pass some step of `family` runs.
@@ -251,10 +267,52 @@ mod tests {
     #[test]
     fn every_pass_a_step_runs_is_among_the_family_passes() {
         for family in [KernelFamily::Cpu, KernelFamily::Gpu] {
-            for tokens in [1, MAX_SPLIT_TOKENS, MAX_SPLIT_TOKENS + 1, 512] {
-                for pass in AttentionPass::for_step(family, tokens) {
-                    assert!(AttentionPass::all(family).contains(pass), "{family:?} {tokens}: {pass:?}");
+            for tokens in [1, MAX_SPLIT_TOKENS, MAX_SPLIT_TOKENS + 1, MAX_SPLIT_DECODE_TOKENS + 1, 512] {
+                for seqs in [1, tokens] {
+                    for pass in AttentionPass::for_step(family, tokens, seqs) {
+                        assert!(
+                            AttentionPass::all(family).contains(pass),
+                            "{family:?} {tokens}/{seqs}: {pass:?}"
+                        );
+                    }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn decode_steps_split_keys_up_to_their_cap_and_prompt_chunks_up_to_theirs() {
+        let split = [AttentionPass::SplitKeys, AttentionPass::CombineSplits];
+        let cpu = |tokens, seqs| AttentionPass::for_step(KernelFamily::Cpu, tokens, seqs);
+        assert_eq!(cpu(1, 1), split);
+        assert_eq!(cpu(MAX_SPLIT_TOKENS, 1), split);
+        assert_eq!(cpu(MAX_SPLIT_TOKENS + 1, 1), [AttentionPass::QueriesTogether]);
+        assert_eq!(cpu(MAX_SPLIT_TOKENS + 1, 2), [AttentionPass::QueriesTogether]);
+        assert_eq!(cpu(MAX_SPLIT_DECODE_TOKENS, MAX_SPLIT_DECODE_TOKENS), split);
+        assert_eq!(
+            cpu(MAX_SPLIT_DECODE_TOKENS + 1, MAX_SPLIT_DECODE_TOKENS + 1),
+            [AttentionPass::QueriesTogether]
+        );
+        // The partials hold every step that splits, whatever the limits.
+        for (max_tokens, max_seqs) in [(512, 64), (256, 16), (8, 8), (512, 512), (40, 64)] {
+            let rows = AttentionPass::max_split_tokens(max_tokens, max_seqs);
+            for tokens in 1..=max_tokens as u32 {
+                for seqs in [1, tokens.min(max_seqs as u32)] {
+                    if cpu(tokens, seqs).contains(&AttentionPass::SplitKeys) {
+                        assert!(
+                            tokens as usize <= rows,
+                            "{tokens}/{seqs} in {max_tokens}/{max_seqs}: {rows} rows"
+                        );
+                    }
+                }
+            }
+        }
+        for tokens in [1, 17, 64, 512] {
+            for seqs in [1, tokens] {
+                assert_eq!(
+                    AttentionPass::for_step(KernelFamily::Gpu, tokens, seqs),
+                    [AttentionPass::PerQuery]
+                );
             }
         }
     }

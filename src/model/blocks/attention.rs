@@ -186,13 +186,14 @@ impl PagedAttention {
         Self { qkv, qk_norm, kv_write, attention, family, output }
     }
 
-    pub fn record(&self, pass: &mut dyn Recorder, num_tokens: u32) {
+    /// A step of `num_tokens` tokens of `num_seqs` sequences.
+    pub fn record(&self, pass: &mut dyn Recorder, num_tokens: u32, num_seqs: u32) {
         self.qkv.record(pass, num_tokens);
         if let Some(norm) = &self.qk_norm {
             norm.record(pass, num_tokens);
         }
         self.kv_write.record(pass, num_tokens);
-        for &step_pass in AttentionPass::for_step(self.family, num_tokens) {
+        for &step_pass in AttentionPass::for_step(self.family, num_tokens, num_seqs) {
             if let Some((_, bound)) = self.attention.iter().find(|(bound_pass, _)| *bound_pass == step_pass) {
                 bound.record(pass, num_tokens);
             }

@@ -23,9 +23,10 @@ pub struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    pub fn record(&self, pass: &mut dyn Recorder, num_tokens: u32) {
+    /// A step of `num_tokens` tokens of `num_seqs` sequences.
+    pub fn record(&self, pass: &mut dyn Recorder, num_tokens: u32, num_seqs: u32) {
         self.attn_norm.record(pass, num_tokens);
-        self.attention.record(pass, num_tokens);
+        self.attention.record(pass, num_tokens, num_seqs);
         self.ffn_norm.record(pass, num_tokens);
         self.mlp.record(pass, num_tokens);
     }
@@ -42,10 +43,10 @@ pub struct LayerStack {
 }
 
 impl DecoderBody for LayerStack {
-    fn record(&self, pass: &mut dyn Recorder, num_tokens: u32) {
+    fn record(&self, pass: &mut dyn Recorder, num_tokens: u32, num_seqs: u32) {
         self.embedding.record(pass, num_tokens);
         for layer in &self.layers {
-            layer.record(pass, num_tokens);
+            layer.record(pass, num_tokens, num_seqs);
         }
     }
 

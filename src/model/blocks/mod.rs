@@ -21,7 +21,7 @@ use super::decoder::DecoderBuffers;
 use super::matmul::{GpuMatrix, MatmulOp};
 use crate::gpu::GpuBuffer;
 use crate::gpu::kernels::KernelFamily;
-use crate::gpu::kernels::attention::{AttentionPass, MAX_SPLIT_TOKENS};
+use crate::gpu::kernels::attention::AttentionPass;
 use crate::gpu::profiler::MatmulRole;
 use crate::gpu::profiler::Recorder;
 use norm::RmsNorm;
@@ -56,7 +56,7 @@ impl LayerScratch {
             attn: builder.activation("attn", m * c.num_heads * c.head_dim)?,
             attention_partials: builder.activation("attention_partials", {
                 let split_tokens = match builder.ctx.kernels() {
-                    KernelFamily::Cpu => m.min(MAX_SPLIT_TOKENS as usize),
+                    KernelFamily::Cpu => AttentionPass::max_split_tokens(m, options.max_seqs),
                     KernelFamily::Gpu => 1,
                 };
                 AttentionPass::partials_len(split_tokens, c.num_heads, c.head_dim)
