@@ -6,7 +6,9 @@
 #      references), the chunked-matmul tests and the golden tests with the
 #      GPU family (WGSERVE_KERNELS=gpu) on that adapter;
 #   4. runs `wgserve bench` (prompt, decode) and `wgserve bench --kernels`
-#      (decode matvec per weight format) with each kernel family;
+#      (decode matvec per weight format) with each kernel family, and the
+#      GPU family once more without subgroups (`--no-subgroups`), so the
+#      subgroup reductions' worth shows beside it;
 #   5. prints the decode's achieved GB/s of weights read against the
 #      device's memory bandwidth: from a table of known devices, else the
 #      bench's measured copy (read + write) as the reference.
@@ -75,11 +77,20 @@ WGSERVE_KERNELS=gpu cargo test --release "${TESTS[@]}" -- --test-threads=1 2>&1 
   tee "$LOG_DIR/tests.txt" | grep -E '^test |test result|panicked' || true
 grep -q 'FAILED\|panicked' "$LOG_DIR/tests.txt" && TESTS_OK=no || TESTS_OK=yes
 
-for family in cpu gpu; do
-  say "bench, $family kernels"
-  "$WGSERVE" bench --kernel-family "$family" --gen-tokens 128 --batches 8,32 --offline-requests 0 \
-    2>&1 | tee "$LOG_DIR/bench-$family.txt" | grep -vE '^\s*$' || true
-  "$WGSERVE" bench --kernels --kernel-family "$family" 2>&1 | tee "$LOG_DIR/kernels-$family.txt" || true
+VARIANTS=(cpu gpu gpu-no-subgroups)
+variant_flags() {
+  case $1 in
+    gpu-no-subgroups) echo "--kernel-family gpu --no-subgroups" ;;
+    *) echo "--kernel-family $1" ;;
+  esac
+}
+for variant in "${VARIANTS[@]}"; do
+  say "bench, $variant kernels"
+  # shellcheck disable=SC2046 # the flags are words
+  "$WGSERVE" bench $(variant_flags "$variant") --gen-tokens 128 --batches 8,32 --offline-requests 0 \
+    2>&1 | tee "$LOG_DIR/bench-$variant.txt" | grep -vE '^\s*$' || true
+  # shellcheck disable=SC2046
+  "$WGSERVE" bench --kernels $(variant_flags "$variant") 2>&1 | tee "$LOG_DIR/kernels-$variant.txt" || true
 done
 
 say "summary"
@@ -88,7 +99,7 @@ PEAK=$(known_bandwidth "$DEVICE")
 printf 'adapter: %s\n' "$ADAPTER"
 sed -n 's/^driver: /driver: /p' "$LOG_DIR/info.txt" | head -1
 printf 'tests (GPU family): %s\n' "$TESTS_OK"
-for family in cpu gpu; do
+for family in "${VARIANTS[@]}"; do
   out="$LOG_DIR/bench-$family.txt"
   mib=$(sed -n 's/.*copying the \([0-9.]*\) MiB.*: \([0-9.]*\) copies\/s.*/\1/p' "$out" | head -1)
   copies=$(sed -n 's/.*copying the \([0-9.]*\) MiB.*: \([0-9.]*\) copies\/s.*/\2/p' "$out" | head -1)

@@ -315,18 +315,20 @@ fn attention_combine(@builtin(global_invocation_id) gid: vec3<u32>) {
 // A workgroup of ATT_KEYS invocations per (query token, head), after
 // llama.cpp's WebGPU flash attention and web-llm's decode attention: keys
 // are taken ATT_KEYS at a time, one score per invocation (q shared in
-// workgroup memory); then every invocation reads the chunk's scores, keeps
-// the online softmax's max and denominator, and invocation c accumulates
-// the output's vec4 c (head_dim split over invocations, coalesced V reads).
+// workgroup memory); the chunk's max and the sum of its exponentials are
+// reduced over the workgroup (`chunk_max`, `chunk_sum`: in workgroup
+// memory, shaders/attention_gpu.wgsl, or through the subgroup,
+// shaders/attention_gpu_subgroup.wgsl, which also hold the entry point),
+// each invocation taking one exponential, its own key's; then invocation
+// c accumulates the output's vec4 c (head_dim split over invocations,
+// coalesced V reads).
 const ATT_KEYS = 64u;
 var<workgroup> q_shared: array<vec4<f32>, MAX_D4>; // [HEAD_DIM / 4] this query, scaled
-var<workgroup> chunk_scores: array<f32, ATT_KEYS>;
+var<workgroup> chunk_weights: array<f32, ATT_KEYS>; // each key's exp(score - max)
 var<workgroup> chunk_rows: array<u32, ATT_KEYS>;  // each key's cache row
 
-@compute @workgroup_size(64)
-fn attention_gpu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let head = wg.x;
-    let t = wg.y;
+// Invocation `li` of the workgroup of query token `t` and head `head`.
+fn attention_gpu_query(head: u32, t: u32, li: u32) {
     let d4 = HEAD_DIM / 4u;
     let kv_head = head / (N_Q_HEADS / N_KV_HEADS);
     let row4 = (N_Q_HEADS + 2u * N_KV_HEADS) * d4;
@@ -352,22 +354,19 @@ fn attention_gpu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
             }
             score = s4.x + s4.y + s4.z + s4.w;
         }
-        chunk_scores[li] = score;
+        // Every chunk has a visible key (start <= pos), so new_max is a
+        // real score and the masked keys' weights are exp(-3.4e38) = 0.
+        let new_max = max(running_max, chunk_max(score, li));
+        chunk_weights[li] = exp(score - new_max);
         chunk_rows[li] = row;
-        workgroupBarrier();
-        let n = min(ATT_KEYS, pos + 1u - start);
-        var new_max = running_max;
-        for (var i = 0u; i < n; i++) {
-            new_max = max(new_max, chunk_scores[i]);
-        }
         let correction = exp(running_max - new_max);
-        denom *= correction;
+        // chunk_sum's barrier also publishes chunk_weights and chunk_rows.
+        denom = denom * correction + chunk_sum(chunk_weights[li], li);
         acc *= correction;
-        for (var i = 0u; i < n; i++) {
-            let p = exp(chunk_scores[i] - new_max);
-            denom += p;
-            if (li < d4) {
-                acc += p * v_vec4(chunk_rows[i], li);
+        if (li < d4) {
+            let n = min(ATT_KEYS, pos + 1u - start);
+            for (var i = 0u; i < n; i++) {
+                acc += chunk_weights[i] * v_vec4(chunk_rows[i], li);
             }
         }
         running_max = new_max;

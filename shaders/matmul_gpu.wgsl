@@ -8,17 +8,16 @@
 // matvec_gpu: a workgroup computes MV_ROWS rows for one token; the
 // MV_LANES invocations of a row take every MV_LANES-th word of its
 // nibbles (adjacent invocations read adjacent words: coalesced), and their
-// partial sums meet in workgroup memory.
+// partial sums meet in workgroup memory (shaders/matvec_gpu.wgsl) or
+// through the subgroup (shaders/matvec_gpu_subgroup.wgsl), the entry
+// point's two variants, one of which is appended after this file.
 const MV_ROWS = 8u;
 const MV_LANES = 32u;
-var<workgroup> mv_partial: array<f32, 256>; // [MV_ROWS, MV_LANES]
 
-@compute @workgroup_size(256)
-fn matvec_gpu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let row = wg.x * MV_ROWS + li / MV_LANES;
-    let lane = li % MV_LANES;
+// Lane `lane`'s share of row `row`'s dot product with token `token`.
+fn matvec_gpu_partial(row: u32, lane: u32, token: u32) -> f32 {
     let r = min(row, N - 1u);
-    let xt = token_row(wg.y);
+    let xt = token_row(token);
     var sum = 0.0;
     for (var u = lane; u < K / 8u; u += MV_LANES) {
         let b = u / 4u;
@@ -26,17 +25,7 @@ fn matvec_gpu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
         let v = weights8(r, b, w);
         sum += dot(v.lo, x[xt + b * 8u + w]) + dot(v.hi, x[xt + b * 8u + 4u + w]);
     }
-    mv_partial[li] = sum;
-    workgroupBarrier();
-    for (var s = MV_LANES / 2u; s > 0u; s >>= 1u) {
-        if (lane < s) {
-            mv_partial[li] += mv_partial[li + s];
-        }
-        workgroupBarrier();
-    }
-    if (lane == 0u) {
-        put(row, wg.y, mv_partial[li]);
-    }
+    return sum;
 }
 
 // matmul_gpu: a workgroup computes a 64-row x 64-token tile of y. Per

@@ -179,7 +179,7 @@ fn matmul_matches_cpu_for_every_format_family_tile_accumulate_and_bias() {
             let x = random_f32(&mut rng, m * k, 1.0);
             let y0 = random_f32(&mut rng, m * n, 1.0);
             let bias_values = random_f32(&mut rng, n, 1.0);
-            for ((family, shared_x), tile) in
+            for ((family, subgroups), tile) in
                 gpu.matmul_variants().into_iter().flat_map(|f| Tile::ALL.map(|t| (f, t)))
             {
                 // The bias is added at the store, which every entry point
@@ -203,7 +203,7 @@ fn matmul_matches_cpu_for_every_format_family_tile_accumulate_and_bias() {
                         bias,
                         family,
                         glu: None,
-                        shared_x,
+                        subgroups,
                     };
                     let step = gpu.step(m as u32, 1, 1);
                     let (xb, wd, ws, yb) =
@@ -222,7 +222,7 @@ fn matmul_matches_cpu_for_every_format_family_tile_accumulate_and_bias() {
                         }
                     }
                     let what = format!(
-                        "matmul {tensor_type} m={m} n={n} k={k} {family:?} shared_x={shared_x} tile={tile:?} acc={accumulate} bias={bias}"
+                        "matmul {tensor_type} m={m} n={n} k={k} {family:?} subgroups={subgroups} tile={tile:?} acc={accumulate} bias={bias}"
                     );
                     assert_close(&what, &got, &want, 1e-4, 1e-4);
                 }
@@ -248,10 +248,11 @@ fn gated_matvec_matches_cpu_matvec_then_activation() {
             let (bytes, w) = random_tensor(&mut rng, tensor_type, n * k);
             let packed = pack_matrix("w", tensor_type, &bytes, n, k).unwrap();
             let x = random_f32(&mut rng, m * k, 1.0);
-            let shared_x_options: &[bool] = if gpu.ctx.subgroup_loads() { &[false, true] } else { &[false] };
-            for (activation, &shared_x) in [GluActivation::Silu, GluActivation::GeluTanh]
+            let subgroup_options: &[bool] =
+                if gpu.ctx.kernel_subgroups() { &[false, true] } else { &[false] };
+            for (activation, &subgroups) in [GluActivation::Silu, GluActivation::GeluTanh]
                 .into_iter()
-                .flat_map(|a| shared_x_options.iter().map(move |s| (a, s)))
+                .flat_map(|a| subgroup_options.iter().map(move |s| (a, s)))
             {
                 let key = MatmulKey {
                     format: packed.format,
@@ -264,7 +265,7 @@ fn gated_matvec_matches_cpu_matvec_then_activation() {
                     bias: false,
                     family: KernelFamily::Cpu,
                     glu: Some(activation),
-                    shared_x,
+                    subgroups,
                 };
                 let step = gpu.step(m as u32, 1, 1);
                 let (xb, wd, ws) = (gpu.f32s(&x), gpu.u32s(&packed.data), gpu.u32s(&packed.scales));
@@ -288,7 +289,7 @@ fn gated_matvec_matches_cpu_matvec_then_activation() {
                     .collect();
                 want.push(7.0);
                 let what = format!(
-                    "gated matvec {tensor_type} {activation:?} m={m} units={units} k={k} shared_x={shared_x}"
+                    "gated matvec {tensor_type} {activation:?} m={m} units={units} k={k} subgroups={subgroups}"
                 );
                 assert_close(&what, &got, &want, 1e-4, 1e-4);
             }
@@ -753,21 +754,23 @@ struct AttentionCase {
 /// position) name a block of NaN keys and values, so reading one fails.
 /// Every way through a step: the GPU family's, and both of the CPU
 /// family's (keys split into spans, then combined; queries together),
-/// the latter with cache rows shared through the subgroup too where the
-/// adapter has subgroups, over caches of each dtype.
+/// each also with subgroups where the adapter has them (the GPU family's
+/// sums through them, the CPU family's cache rows shared), over caches of
+/// each dtype.
 fn check_attention(gpu: &mut Harness, rng: &mut StdRng, case: &AttentionCase) {
     let mut ways: Vec<(&[AttentionPass], bool)> = vec![
         (&[AttentionPass::PerQuery], false),
         (&[AttentionPass::SplitKeys, AttentionPass::CombineSplits], false),
         (&[AttentionPass::QueriesTogether], false),
     ];
-    if gpu.ctx.subgroup_loads() {
+    if gpu.ctx.kernel_subgroups() {
+        ways.push((&[AttentionPass::PerQuery], true));
         ways.push((&[AttentionPass::SplitKeys, AttentionPass::CombineSplits], true));
         ways.push((&[AttentionPass::QueriesTogether], true));
     }
-    for (passes, shared_kv) in ways {
+    for (passes, subgroups) in ways {
         for kv_dtype in [KvCacheDtype::F32, KvCacheDtype::F16, KvCacheDtype::Q8_0] {
-            check_attention_passes(gpu, rng, case, passes, kv_dtype, shared_kv);
+            check_attention_passes(gpu, rng, case, passes, kv_dtype, subgroups);
         }
     }
 }
@@ -778,7 +781,7 @@ fn check_attention_passes(
     case: &AttentionCase,
     passes: &[AttentionPass],
     kv_dtype: KvCacheDtype,
-    shared_kv: bool,
+    subgroups: bool,
 ) {
     let AttentionCase { head_dim, hq, hkv, block_size, sliding_window, seqs } = *case;
     let kv = hkv * head_dim;
@@ -841,7 +844,7 @@ fn check_attention_passes(
         sliding_window: sliding_window as u32,
         pass,
         kv_dtype,
-        shared_kv,
+        subgroups,
     };
     let step = gpu.step(m as u32, seqs.len() as u32, max_blocks as u32);
     let (qb, kc, vc) = (
@@ -906,7 +909,7 @@ fn check_attention_passes(
         }
     }
     let what = format!(
-        "attention {passes:?} shared_kv={shared_kv} {kv_dtype:?} D={head_dim} Hq={hq} Hkv={hkv} block={block_size} window={sliding_window}"
+        "attention {passes:?} subgroups={subgroups} {kv_dtype:?} D={head_dim} Hq={hq} Hkv={hkv} block={block_size} window={sliding_window}"
     );
     assert_close(&what, &got, &want, 1e-4, 1e-4);
     // The poison is live: where blocks before a window were replaced by it,

@@ -103,11 +103,20 @@ fn tiny_gemma3_metadata() -> Vec<(&'static str, GgufValue)> {
 
 /// `wgserve info` on a file made of this metadata and these tensors.
 fn info(name: &str, metadata: &[(&str, GgufValue)], tensors: &[TestTensor]) -> String {
+    info_with(name, metadata, tensors, &[])
+}
+
+/// `info`, with these flags after the model's path.
+fn info_with(name: &str, metadata: &[(&str, GgufValue)], tensors: &[TestTensor], flags: &[&str]) -> String {
     let dir = TempDir::new("model_info", name);
     let path = dir.0.join(format!("{name}.gguf"));
     std::fs::write(&path, build_gguf(3, metadata, tensors, 32)).unwrap();
-    let output =
-        Command::new(env!("CARGO_BIN_EXE_wgserve")).args(["info", "--model"]).arg(&path).output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_wgserve"))
+        .args(["info", "--model"])
+        .arg(&path)
+        .args(flags)
+        .output()
+        .unwrap();
     assert!(output.status.success(), "wgserve info failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).unwrap()
 }
@@ -129,6 +138,23 @@ fn info_says_a_complete_file_loads() {
     let q8 = out.lines().find(|l| l.starts_with("KV cache in q8_0: ")).expect(&out);
     let q8_tokens: Vec<usize> = q8.split(' ').filter_map(|w| w.parse().ok()).collect();
     assert!(matches!(q8_tokens[..], [t, ..] if t > numbers[1] && t < 2 * numbers[1]), "{q8} against {kv}");
+}
+
+/// The kernel flags reach the adapter `info` reports and loads with.
+#[test]
+fn info_loads_with_the_kernels_the_flags_ask_for() {
+    let (metadata, tensors) = (tiny_gemma3_metadata(), tiny_gemma3_tensors());
+    let out = info_with("gpu_family", &metadata, &tensors, &["--kernel-family", "gpu", "--no-subgroups"]);
+    assert!(out.contains("kernels: gpu"), "{out}");
+    assert!(out.contains("not used by the kernels)"), "{out}");
+    assert!(out.contains("loads: yes"), "{out}");
+    let out = info_with("cpu_family", &metadata, &tensors, &["--kernel-family", "cpu"]);
+    assert!(out.contains("kernels: cpu"), "{out}");
+    // Kernels use subgroups of 8 lanes or more: "subgroups true (8-8 lanes, ...".
+    let min_lanes =
+        out.split_once("subgroups true (").and_then(|(_, rest)| rest.split('-').next()?.parse::<u32>().ok());
+    let usable = min_lanes.is_some_and(|lanes| lanes >= 8);
+    assert_eq!(out.contains(", used by the kernels)"), usable, "{out}");
 }
 
 #[test]

@@ -174,7 +174,7 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     if args.kernels {
         let depths = if args.depths.is_empty() { vec![512, 1024, 4096] } else { args.depths.clone() };
         anyhow::ensure!(!depths.contains(&0), "--depths: every depth must be at least one token");
-        let ctx = super::open_gpu_with(args.model.kernel_family())?;
+        let ctx = args.model.open_gpu()?;
         super::bench_kernels::run(&ctx, args.kernel_rows, args.kernel_cols, args.kernel_dispatches)?;
         return super::bench_attention::run(&ctx, ctx.kernels(), &depths, args.kernel_dispatches);
     }

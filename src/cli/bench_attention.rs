@@ -140,7 +140,7 @@ fn case(
             sliding_window: 0,
             pass,
             kv_dtype: dtype,
-            shared_kv: ctx.subgroup_loads(),
+            subgroups: ctx.kernel_subgroups(),
         };
         let bindings = AttentionBindings {
             step: &step,

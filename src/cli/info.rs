@@ -12,7 +12,7 @@ use wgserve::model::vocab::vocab_from_gguf;
 use wgserve::model::{KvCacheDtype, LoadOptions};
 use wgserve::text::tokenizer::Vocab;
 
-use super::{ModelArgs, open_gpu};
+use super::ModelArgs;
 
 #[derive(Args)]
 pub struct InfoArgs {
@@ -37,7 +37,7 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
     if let Some(gguf) = source.gguf() {
         print_gguf_tensors(gguf);
     }
-    match open_gpu() {
+    match args.model.open_gpu() {
         Ok(ctx) => {
             println!("{ctx}");
             // The real test: every tensor read, checked and uploaded, with a

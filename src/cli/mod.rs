@@ -84,6 +84,10 @@ pub struct ModelArgs {
     /// kernel microbenchmark.
     #[arg(long, value_enum, default_value = "auto")]
     kernel_family: KernelChoice,
+    /// Build the kernels without subgroup operations even where the
+    /// adapter has them (for a driver whose subgroups misbehave; slower).
+    #[arg(long)]
+    no_subgroups: bool,
     /// While any request decodes, the most prompt tokens one request runs
     /// in a step, so that no decode step waits on a long prompt chunk;
     /// 0: no cap (up to --max-num-batched-tokens).
@@ -149,6 +153,11 @@ impl ModelArgs {
         self.kernel_family.family()
     }
 
+    /// The GPU with the kernels these flags ask for.
+    fn open_gpu(&self) -> anyhow::Result<Arc<GpuContext>> {
+        open_gpu_with(self.kernel_family(), self.no_subgroups)
+    }
+
     fn load_options(&self) -> LoadOptions {
         LoadOptions {
             max_batch_tokens: self.max_num_batched_tokens,
@@ -178,7 +187,7 @@ impl ModelArgs {
     /// Opens the GPU and loads the model, saying what it does on stderr.
     fn load(&self) -> anyhow::Result<LoadedModel> {
         let path = self.path()?;
-        let ctx = open_gpu_with(self.kernel_family())?;
+        let ctx = self.open_gpu()?;
         eprintln!("{} kernels on {}", ctx.kernels().name(), ctx.adapter_info.name);
         eprintln!("loading {} ...", path.display());
         let started = Instant::now();
@@ -216,12 +225,15 @@ fn load_embedding_model(path: &Path) -> anyhow::Result<LoadedEncoder> {
 }
 
 fn open_gpu() -> anyhow::Result<Arc<GpuContext>> {
-    open_gpu_with(None)
+    open_gpu_with(None, false)
 }
 
 /// Opens the GPU with the given kernel family (`None`: the adapter's).
-fn open_gpu_with(kernels: Option<KernelFamily>) -> anyhow::Result<Arc<GpuContext>> {
-    let ctx = GpuContext::new()?.with_kernels(kernels);
+fn open_gpu_with(kernels: Option<KernelFamily>, no_subgroups: bool) -> anyhow::Result<Arc<GpuContext>> {
+    let mut ctx = GpuContext::new()?.with_kernels(kernels);
+    if no_subgroups {
+        ctx = ctx.without_subgroups();
+    }
     if let Some(major) = ctx.mesa_major_version()
         && major < 24
         && ctx.is_software()

@@ -37,6 +37,9 @@ pub struct GpuContext {
     /// The matmul and attention kernels models build: by device type, or
     /// as overridden by `with_kernels` (`--kernels`).
     kernels: KernelFamily,
+    /// Whether kernels use subgroups where the device has them (cleared
+    /// by `without_subgroups`, `--no-subgroups`).
+    subgroups_allowed: bool,
 }
 
 /// Lower is preferred: a discrete GPU first, software last.
@@ -96,7 +99,16 @@ impl GpuContext {
         );
         let max_storage_binding = limits.max_storage_buffer_binding_size;
         let kernels = KernelFamily::for_device_type(adapter_info.device_type);
-        Ok(Self { device, queue, adapter_info, limits, features, max_storage_binding, kernels })
+        Ok(Self {
+            device,
+            queue,
+            adapter_info,
+            limits,
+            features,
+            max_storage_binding,
+            kernels,
+            subgroups_allowed: true,
+        })
     }
 
     /// Largest size of one storage binding that buffers and weight chunks
@@ -122,6 +134,14 @@ impl GpuContext {
         self
     }
 
+    /// Builds kernels without subgroup operations even where the device
+    /// has them: for a driver whose subgroups misbehave, and to measure
+    /// what they bring.
+    pub fn without_subgroups(mut self) -> Self {
+        self.subgroups_allowed = false;
+        self
+    }
+
     /// The matmul and attention kernel family models build on this device.
     pub fn kernels(&self) -> KernelFamily {
         self.kernels
@@ -133,11 +153,13 @@ impl GpuContext {
         Ok(())
     }
 
-    /// Whether the CPU kernels may share activation loads across a
-    /// subgroup (`MatmulKey::shared_x`): the device has subgroups, of at
-    /// least 8 lanes (llvmpipe: 8, or 16 with 512-bit vectors).
-    pub fn subgroup_loads(&self) -> bool {
-        self.features.contains(wgpu::Features::SUBGROUP) && self.adapter_info.subgroup_min_size >= 8
+    /// Whether kernels may use subgroups (`MatmulKey::subgroups`,
+    /// `AttentionKey::subgroups`): the device has them, of at least 8
+    /// lanes (llvmpipe: 8, or 16 with 512-bit vectors; GPUs 8-64).
+    pub fn kernel_subgroups(&self) -> bool {
+        self.subgroups_allowed
+            && self.features.contains(wgpu::Features::SUBGROUP)
+            && self.adapter_info.subgroup_min_size >= 8
     }
 
     /// True on a CPU-emulated adapter (lavapipe, WARP, SwiftShader).
@@ -168,11 +190,12 @@ impl fmt::Display for GpuContext {
         )?;
         writeln!(
             f,
-            "features: shader-f16 {}, subgroups {} ({}-{} lanes)",
+            "features: shader-f16 {}, subgroups {} ({}-{} lanes, {} by the kernels)",
             self.features.contains(wgpu::Features::SHADER_F16),
             self.features.contains(wgpu::Features::SUBGROUP),
             info.subgroup_min_size,
-            info.subgroup_max_size
+            info.subgroup_max_size,
+            if self.kernel_subgroups() { "used" } else { "not used" }
         )?;
         write!(f, "kernels: {}", self.kernels.name())
     }

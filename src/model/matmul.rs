@@ -252,7 +252,7 @@ impl MatmulOp {
                             bias: chunk.bias.is_some(),
                             family: ctx.kernels(),
                             glu,
-                            shared_x: ctx.subgroup_loads(),
+                            subgroups: ctx.kernel_subgroups(),
                         };
                         (key, cache.get(ctx, KernelKey::Matmul(key)))
                     })

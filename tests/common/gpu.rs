@@ -30,16 +30,14 @@ impl Harness {
         Self { ctx, cache: PipelineCache::new() }
     }
 
-    /// The matmul kernels to test: each family, and the CPU family's
-    /// activation loads through the subgroup where the adapter has them
-    /// (`MatmulKey::shared_x`).
+    /// The matmul kernels to test: each family, without and (where the
+    /// adapter has them) with subgroups (`MatmulKey::subgroups`).
     pub fn matmul_variants(&self) -> Vec<(KernelFamily, bool)> {
-        let mut variants = vec![(KernelFamily::Cpu, false)];
-        if self.ctx.subgroup_loads() {
-            variants.push((KernelFamily::Cpu, true));
-        }
-        variants.push((KernelFamily::Gpu, false));
-        variants
+        let subgroups: &[bool] = if self.ctx.kernel_subgroups() { &[false, true] } else { &[false] };
+        [KernelFamily::Cpu, KernelFamily::Gpu]
+            .into_iter()
+            .flat_map(|family| subgroups.iter().map(move |&s| (family, s)))
+            .collect()
     }
 
     pub fn step(&self, num_tokens: u32, num_seqs: u32, max_blocks_per_seq: u32) -> GpuBuffer {

@@ -63,11 +63,13 @@ pub struct AttentionKey {
     pub sliding_window: u32,
     pub pass: AttentionPass,
     pub kv_dtype: KvCacheDtype,
-    /// CPU family: a cache row that every invocation of a subgroup reads
-    /// (`attention_queries8`) is loaded once and shuffled to the lanes
-    /// (`shaders/kv_loads_subgroup.wgsl`); needs subgroups of 8 or more
-    /// lanes (`GpuContext::subgroup_loads`).
-    pub shared_kv: bool,
+    /// Use the adapter's subgroups (of 8 or more lanes,
+    /// `GpuContext::kernel_subgroups`): in the CPU family a cache row that
+    /// every invocation of a subgroup reads (`attention_queries8`) is
+    /// loaded once and shuffled to the lanes
+    /// (`shaders/kv_loads_subgroup.wgsl`); in the GPU family a chunk's max
+    /// and sum are reduced by shuffles (`shaders/attention_gpu_subgroup.wgsl`).
+    pub subgroups: bool,
 }
 
 /// Which of the attention kernels a dispatch runs.
@@ -177,15 +179,15 @@ impl AttentionKey {
     pub(crate) fn spec(&self) -> KernelSpec {
         KernelSpec {
             label: "attention",
-            source: super::with_loads!(
-                self.shared_kv && self.pass != AttentionPass::PerQuery,
+            source: super::with_subgroup_files!(
+                self.subgroups,
                 concat!(
                     include_str!("../../../shaders/attention.wgsl"),
                     include_str!("../../../shaders/attention_group.wgsl"),
                     include_str!("../../../shaders/kv_cache_read.wgsl")
                 ),
-                plain: "../../../shaders/kv_loads.wgsl",
-                subgroup: "../../../shaders/kv_loads_subgroup.wgsl"
+                plain: ["../../../shaders/kv_loads.wgsl", "../../../shaders/attention_gpu.wgsl"],
+                subgroup: ["../../../shaders/kv_loads_subgroup.wgsl", "../../../shaders/attention_gpu_subgroup.wgsl"]
             ),
             entry_point: match self.pass {
                 AttentionPass::PerQuery => "attention_gpu",
@@ -240,7 +242,7 @@ mod tests {
             sliding_window: 0,
             kv_dtype,
             pass: AttentionPass::SplitKeys,
-            shared_kv: false,
+            subgroups: false,
         }
     }
 

@@ -149,25 +149,29 @@ pub struct MatmulKey {
     /// only): W is [gate; up] (n = 2 I) and y receives act(gate) * up,
     /// [M, I]. Needs the whole matrix in one chunk, no bias, no accumulate.
     pub glu: Option<GluActivation>,
-    /// CPU family: each subgroup loads a block of activations once and
-    /// shuffles it to its lanes (`shaders/x_loads_subgroup.wgsl`); needs
-    /// subgroups of 8 or more lanes (`GpuContext::subgroup_loads`).
-    pub shared_x: bool,
+    /// Use the adapter's subgroups (of 8 or more lanes,
+    /// `GpuContext::kernel_subgroups`): the CPU family loads a block of
+    /// activations once per subgroup and shuffles it to its lanes
+    /// (`shaders/x_loads_subgroup.wgsl`); the GPU family's matvec sums a
+    /// row's partial dot products by shuffles instead of a tree in
+    /// workgroup memory (`shaders/matvec_gpu_subgroup.wgsl`).
+    pub subgroups: bool,
 }
 
-/// `shader` (a concat! of the matmul shader's files) with the activation
-/// loads `key` asks for appended: through the subgroup or one by one.
-macro_rules! x_loads_variant {
+/// `shader` (a concat! of the matmul shader's files) with the files that
+/// depend on whether `key` uses subgroups appended: the CPU family's
+/// activation loads and the GPU family's matvec.
+macro_rules! subgroup_variant {
     ($key:expr, $shader:expr) => {
-        super::with_loads!(
-            $key.shared_x && $key.family == KernelFamily::Cpu,
+        super::with_subgroup_files!(
+            $key.subgroups,
             $shader,
-            plain: "../../../shaders/x_loads.wgsl",
-            subgroup: "../../../shaders/x_loads_subgroup.wgsl"
+            plain: ["../../../shaders/x_loads.wgsl", "../../../shaders/matvec_gpu.wgsl"],
+            subgroup: ["../../../shaders/x_loads_subgroup.wgsl", "../../../shaders/matvec_gpu_subgroup.wgsl"]
         )
     };
 }
-pub(crate) use x_loads_variant;
+pub(crate) use subgroup_variant;
 
 /// The GPU family's entry point of a tile, the same in both matmul shaders.
 pub(crate) fn gpu_entry_point(tile: Tile) -> &'static str {
@@ -220,7 +224,7 @@ impl MatmulKey {
         }
         KernelSpec {
             label: "matmul",
-            source: x_loads_variant!(
+            source: subgroup_variant!(
                 self,
                 concat!(
                     include_str!("../../../shaders/matmul.wgsl"),

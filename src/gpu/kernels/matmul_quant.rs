@@ -7,7 +7,7 @@
 use crate::gpu::pipelines::KernelSpec;
 
 use super::KernelFamily;
-use super::matmul::{BINDINGS, MatmulKey, Tile, WeightFormat, gpu_entry_point, x_loads_variant};
+use super::matmul::{BINDINGS, MatmulKey, Tile, WeightFormat, gpu_entry_point, subgroup_variant};
 
 /// The values IQ4_NL and IQ4_XS codes stand for (`kvalues_iq4nl` in
 /// ggml-common.h), before the block scale; embedding.wgsl holds the same
@@ -88,7 +88,7 @@ pub(crate) fn spec(key: &MatmulKey, layout: QuantLayout) -> KernelSpec {
     constants.extend(layout.constants());
     KernelSpec {
         label: "matmul_quant",
-        source: x_loads_variant!(
+        source: subgroup_variant!(
             key,
             concat!(
                 include_str!("../../../shaders/matmul_quant.wgsl"),

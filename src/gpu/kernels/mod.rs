@@ -8,21 +8,22 @@
 
 use super::GpuBuffer;
 
-/// `shader` (a `concat!` of a kernel's files) with one of two files
-/// appended: `subgroup` where `shared` (loads shared through the
-/// subgroup, `GpuContext::subgroup_loads`), else `plain` (the same
-/// functions with one load per invocation). Paths are relative to this
+/// `shader` (a `concat!` of a kernel's files) with one of two lists of
+/// files appended: `subgroup` where `subgroups` (the adapter has subgroups
+/// of 8 or more lanes, `GpuContext::kernel_subgroups`: loads shared and sums
+/// taken through the subgroup), else `plain` (the same functions and entry
+/// points without subgroup operations). Paths are relative to this
 /// directory.
-macro_rules! with_loads {
-    ($shared:expr, $shader:expr, plain: $plain:literal, subgroup: $subgroup:literal) => {
-        if $shared {
-            concat!($shader, include_str!($subgroup))
+macro_rules! with_subgroup_files {
+    ($subgroups:expr, $shader:expr, plain: [$($plain:literal),+], subgroup: [$($subgroup:literal),+]) => {
+        if $subgroups {
+            concat!($shader, $(include_str!($subgroup)),+)
         } else {
-            concat!($shader, include_str!($plain))
+            concat!($shader, $(include_str!($plain)),+)
         }
     };
 }
-pub(crate) use with_loads;
+pub(crate) use with_subgroup_files;
 
 pub mod argmax;
 pub mod attention;

@@ -172,7 +172,7 @@ impl PagedAttention {
                     sliding_window,
                     pass,
                     kv_dtype,
-                    shared_kv: ctx.subgroup_loads(),
+                    subgroups: ctx.kernel_subgroups(),
                 };
                 let partials = pass.uses_partials().then_some(&scratch.attention_partials);
                 let bindings = AttentionBindings { partials, ..attention_bindings };
