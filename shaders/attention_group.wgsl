@@ -1,7 +1,7 @@
 // The CPU family's attention kernels where an invocation takes all the
 // query heads that read one KV head (GQA), appended to attention.wgsl
 // (which declares the bindings, overrides and the per-head helpers used
-// here: key_row, split_keys, partial_at, first_visible, attend_one,
+// here: key_row, split_keys, partial_at, first_visible,
 // QUERIES, last_of_queries, one_run). AttentionKey::groups_query_heads
 // (src/gpu/kernels/attention.rs) chooses these over the per-head kernels.
 
@@ -124,31 +124,45 @@ fn attention_queries8_group(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local
     let last = last_of_queries(t0);
     // Invocations past the step's last token repeat it and write nothing.
     let t = min(t0 + lane, last);
-    if (!one_run(t0, last)) {
-        if (t0 + lane <= last) {
-            for (var h = 0u; h < group_size(); h++) {
-                attend_one(t, kv_head * group_size() + h);
-            }
-        }
-        return;
-    }
     load_group_queries(t, kv_head);
     let pos = positions[t];
     let first = first_visible(pos);
-    let table = token_seq[t0] * step.max_blocks_per_seq;
     group_max = vec4<f32>(-3.4e38);
     group_denom = vec4<f32>(0.0);
+    if (!one_run(t0, last)) {
+        // Tokens of their own (a decode step of more sequences than the
+        // split kernels take, decodes beside a prompt chunk, a chunk's
+        // edge): each invocation walks its own keys, as
+        // attention_split_group walks a span, every K/V load serving the
+        // group's heads (a walk per head, as before, took 1.5-1.6x as long
+        // at 65 decodes: `wgserve bench --profile --batches 65`).
+        if (t0 + lane <= last) {
+            let table = token_seq[t] * step.max_blocks_per_seq;
+            for (var j = first; j <= pos; j++) {
+                let row = key_row(table, j, kv_head);
+                group_attend_key(own_row(row), own_row(row), true);
+            }
+            write_group_output(t, kv_head);
+        }
+        return;
+    }
+    let table = token_seq[t0] * step.max_blocks_per_seq;
     for (var j = first_visible(positions[t0]); j <= positions[last]; j++) {
         let row = key_row(table, j, kv_head);
         group_attend_key(shared_k_row(row), shared_v_row(row), j >= first && j <= pos);
     }
     if (t0 + lane <= last) {
-        let d4 = HEAD_DIM / 4u;
-        for (var h = 0u; h < group_size(); h++) {
-            let inv = 1.0 / group_denom[h];
-            for (var c = 0u; c < d4; c++) {
-                out[(t * N_Q_HEADS + kv_head * group_size() + h) * d4 + c] = acc_group[h][c] * inv;
-            }
+        write_group_output(t, kv_head);
+    }
+}
+
+// Token t's output for every query head of the group: acc / denom.
+fn write_group_output(t: u32, kv_head: u32) {
+    let d4 = HEAD_DIM / 4u;
+    for (var h = 0u; h < group_size(); h++) {
+        let inv = 1.0 / group_denom[h];
+        for (var c = 0u; c < d4; c++) {
+            out[(t * N_Q_HEADS + kv_head * group_size() + h) * d4 + c] = acc_group[h][c] * inv;
         }
     }
 }
