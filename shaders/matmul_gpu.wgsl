@@ -5,7 +5,9 @@
 // word `word` of 32-weight block `block`), and writes through its `put`
 // and `store4`, which apply ROW_START, Y_STRIDE, bias and accumulation.
 
-// matvec_gpu: a workgroup computes MV_ROWS rows for one token; the
+// matvec_gpu: a workgroup computes MV_ROWS rows for up to MV_TOKENS
+// tokens (decode steps of up to 8 sequences: each weight is read once for
+// all of them, as llama.cpp's mul_mat_vec takes up to 8 columns); the
 // MV_LANES invocations of a row take every MV_LANES-th word of its
 // nibbles (adjacent invocations read adjacent words: coalesced), and their
 // partial sums meet in workgroup memory (shaders/matvec_gpu.wgsl) or
@@ -13,19 +15,42 @@
 // point's two variants, one of which is appended after this file.
 const MV_ROWS = 8u;
 const MV_LANES = 32u;
+const MV_TOKENS = 8u; // GPU_MATVEC_TOKENS in src/gpu/kernels/matmul.rs
 
-// Lane `lane`'s share of row `row`'s dot product with token `token`.
-fn matvec_gpu_partial(row: u32, lane: u32, token: u32) -> f32 {
+// The tokens of workgroup row `group`: MV_TOKENS from t0, fewer at the
+// step's end.
+fn matvec_gpu_tokens(group: u32) -> vec2<u32> {
+    let t0 = group * MV_TOKENS;
+    return vec2<u32>(t0, min(MV_TOKENS, step.num_tokens - t0));
+}
+
+// Lane `lane`'s share of row `row`'s dot products with tokens.x ..
+// tokens.x + tokens.y - 1: column 0 holds tokens 0-3 of them, column 1
+// tokens 4-7. Each dot product is selected into its slot rather than
+// indexed by the token, so that the sums stay in registers.
+fn matvec_gpu_partials(row: u32, lane: u32, tokens: vec2<u32>) -> mat2x4<f32> {
     let r = min(row, N - 1u);
-    let xt = token_row(token);
-    var sum = 0.0;
+    var sums = mat2x4<f32>();
     for (var u = lane; u < K / 8u; u += MV_LANES) {
         let b = u / 4u;
         let w = u % 4u;
         let v = weights8(r, b, w);
-        sum += dot(v.lo, x[xt + b * 8u + w]) + dot(v.hi, x[xt + b * 8u + 4u + w]);
+        for (var i = 0u; i < tokens.y; i++) {
+            let xt = token_row(tokens.x + i) + b * 8u + w;
+            let d = vec4<f32>(dot(v.lo, x[xt]) + dot(v.hi, x[xt + 4u]));
+            sums[0] += select(vec4<f32>(), d, vec4<u32>(i) == vec4<u32>(0u, 1u, 2u, 3u));
+            sums[1] += select(vec4<f32>(), d, vec4<u32>(i) == vec4<u32>(4u, 5u, 6u, 7u));
+        }
     }
-    return sum;
+    return sums;
+}
+
+// Token i's entry of `sums` (as matvec_gpu_partials lays them out),
+// selected rather than indexed.
+fn matvec_gpu_pick(sums: mat2x4<f32>, i: u32) -> f32 {
+    let lo = select(vec4<f32>(), sums[0], vec4<u32>(i) == vec4<u32>(0u, 1u, 2u, 3u));
+    let hi = select(vec4<f32>(), sums[1], vec4<u32>(i) == vec4<u32>(4u, 5u, 6u, 7u));
+    return dot(lo + hi, vec4<f32>(1.0));
 }
 
 // matmul_gpu: a workgroup computes a 64-row x 64-token tile of y. Per

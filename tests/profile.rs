@@ -97,7 +97,8 @@ fn a_step_profile_covers_every_dispatch() {
             let tokens = batch.num_tokens() as u32;
             let passes = AttentionPass::for_step(ctx.kernels(), tokens, batch.num_seqs() as u32).len();
             // The CPU family's matvec (decode) applies the activation itself.
-            let gated_matvec = ctx.kernels() == KernelFamily::Cpu && Tile::for_tokens(tokens) == Tile::Rows8;
+            let gated_matvec = ctx.kernels() == KernelFamily::Cpu
+                && Tile::for_step(KernelFamily::Cpu, tokens) == Tile::Rows8;
             let expected = expected_kinds(num_layers, passes, usize::from(!gated_matvec));
             check(&model.profile_step_with(batch, method).unwrap(), method, num_layers, expected);
         }

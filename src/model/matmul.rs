@@ -167,6 +167,8 @@ pub struct MatmulOp {
     weight_bytes: u64,
     /// What it computes, for profiles.
     role: MatmulRole,
+    /// Its kernels' family, which picks the tile of a step.
+    family: KernelFamily,
 }
 
 impl MatmulOp {
@@ -206,7 +208,7 @@ impl MatmulOp {
 
     /// Whether `record` runs this op for `num_tokens` tokens.
     pub fn covers(&self, num_tokens: u32) -> bool {
-        let tile = Tile::for_tokens(num_tokens);
+        let tile = Tile::for_step(self.family, num_tokens);
         self.chunks.iter().all(|chunk| chunk.variants.iter().any(|(key, _)| key.tile == tile))
     }
 
@@ -270,7 +272,7 @@ impl MatmulOp {
                 ChunkMatmul { variants, bind_group, shape, weight_bytes: chunk.data.size + chunk.scales.size }
             })
             .collect();
-        Self { chunks, weight_bytes: weight.weight_bytes(), role: MatmulRole::Unnamed }
+        Self { chunks, weight_bytes: weight.weight_bytes(), role: MatmulRole::Unnamed, family: ctx.kernels() }
     }
 
     /// Names what this matmul computes in its layer (profiles group by it).
@@ -286,7 +288,7 @@ impl MatmulOp {
 
     pub fn record(&self, pass: &mut dyn Recorder, num_tokens: u32) {
         debug_assert!(self.covers(num_tokens), "no pipeline for {num_tokens} tokens");
-        let tile = Tile::for_tokens(num_tokens);
+        let tile = Tile::for_step(self.family, num_tokens);
         for chunk in &self.chunks {
             if let Some((key, kernel)) = chunk.variants.iter().find(|(key, _)| key.tile == tile) {
                 let (rows, cols) = chunk.shape;

@@ -66,12 +66,25 @@ pub enum Tile {
     Rows4Tokens4,
 }
 
+/// The most tokens the GPU family's matvec (`matvec_gpu`) takes in one
+/// workgroup, each weight read once for all of them: MV_TOKENS in
+/// shaders/matmul_gpu.wgsl, as llama.cpp's mul_mat_vec takes up to 8
+/// columns. Decode steps of up to this many sequences run it.
+pub const GPU_MATVEC_TOKENS: u32 = 8;
+
 impl Tile {
     pub const ALL: [Tile; 2] = [Tile::Rows8, Tile::Rows4Tokens4];
 
-    /// Below four tokens a 4x4 tile would compute mostly padding.
-    pub fn for_tokens(num_tokens: u32) -> Tile {
-        if num_tokens < 4 { Tile::Rows8 } else { Tile::Rows4Tokens4 }
+    /// The tile `family` runs a step of `num_tokens` tokens with. CPU:
+    /// below four tokens a 4x4 tile would compute mostly padding. GPU: up
+    /// to `GPU_MATVEC_TOKENS` the matvec, which reads each weight once for
+    /// all of them, where a 64x64 tile would compute mostly padding.
+    pub fn for_step(family: KernelFamily, num_tokens: u32) -> Tile {
+        let matvec_tokens = match family {
+            KernelFamily::Cpu => 3,
+            KernelFamily::Gpu => GPU_MATVEC_TOKENS,
+        };
+        if num_tokens <= matvec_tokens { Tile::Rows8 } else { Tile::Rows4Tokens4 }
     }
 
     pub(crate) fn rows(self) -> u32 {
@@ -259,7 +272,7 @@ impl MatmulKey {
         if self.family == KernelFamily::Gpu {
             // Rows and tokens per workgroup: MV_ROWS / MM_TILE in the shaders.
             return match self.tile {
-                Tile::Rows8 => [self.n.div_ceil(8), num_tokens, 1],
+                Tile::Rows8 => [self.n.div_ceil(8), num_tokens.div_ceil(GPU_MATVEC_TOKENS), 1],
                 Tile::Rows4Tokens4 => [self.n.div_ceil(64), num_tokens.div_ceil(64), 1],
             };
         }
@@ -269,5 +282,20 @@ impl MatmulKey {
             num_tokens.div_ceil(self.tile.tokens()),
             1,
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_family_runs_its_matvec_up_to_its_token_count() {
+        for (family, matvec_tokens) in [(KernelFamily::Cpu, 3), (KernelFamily::Gpu, GPU_MATVEC_TOKENS)] {
+            for tokens in 1..=matvec_tokens {
+                assert_eq!(Tile::for_step(family, tokens), Tile::Rows8, "{family:?} {tokens}");
+            }
+            assert_eq!(Tile::for_step(family, matvec_tokens + 1), Tile::Rows4Tokens4, "{family:?}");
+        }
     }
 }
