@@ -48,8 +48,10 @@ pub enum KernelFamily {
     /// driver (llvmpipe) runs fast. See the header of `shaders/matmul.wgsl`.
     Cpu,
     /// Workgroups of 64-256 invocations, the K dimension split over them
-    /// and reduced in workgroup memory, prefill tiled through workgroup
-    /// memory: what a discrete or integrated GPU runs fast.
+    /// and reduced through the subgroup (or in workgroup memory without
+    /// subgroups), decode steps of up to 8 tokens reading each weight
+    /// once, prefill tiled through workgroup memory: what a discrete or
+    /// integrated GPU runs fast.
     Gpu,
 }
 
