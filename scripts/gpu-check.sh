@@ -7,8 +7,9 @@
 #      GPU family (WGSERVE_KERNELS=gpu) on that adapter;
 #   4. runs `wgserve bench` (prompt, decode) and `wgserve bench --kernels`
 #      (decode matvec per weight format) with each kernel family, and the
-#      GPU family once more without subgroups (`--no-subgroups`), so the
-#      subgroup reductions' worth shows beside it;
+#      GPU family once more without subgroups (`--no-subgroups`) and once
+#      with f16 prompt tiles (`--f16-arithmetic`, where the adapter has
+#      shader-f16), so what each brings shows beside it;
 #   5. prints the decode's achieved GB/s of weights read against the
 #      device's memory bandwidth: from a table of known devices, else the
 #      bench's measured copy (read + write) as the reference.
@@ -72,15 +73,17 @@ command -v nvidia-smi >/dev/null 2>&1 &&
 
 say "kernel and golden tests, GPU family"
 TESTS=(--test kernels --test large_tensors)
-[ "$QUICK" = 1 ] || TESTS+=(--test golden --test golden_gemma3 --test golden_qwen2 --test golden_families)
+[ "$QUICK" = 1 ] || TESTS+=(--test golden --test golden_gemma3 --test golden_qwen2 --test golden_families --test golden_f16)
 WGSERVE_KERNELS=gpu cargo test --release "${TESTS[@]}" -- --test-threads=1 2>&1 |
   tee "$LOG_DIR/tests.txt" | grep -E '^test |test result|panicked' || true
 grep -q 'FAILED\|panicked' "$LOG_DIR/tests.txt" && TESTS_OK=no || TESTS_OK=yes
 
 VARIANTS=(cpu gpu gpu-no-subgroups)
+grep -q '^features: shader-f16 true' "$LOG_DIR/info.txt" && VARIANTS+=(gpu-f16)
 variant_flags() {
   case $1 in
     gpu-no-subgroups) echo "--kernel-family gpu --no-subgroups" ;;
+    gpu-f16) echo "--kernel-family gpu --f16-arithmetic" ;;
     *) echo "--kernel-family $1" ;;
   esac
 }

@@ -57,11 +57,26 @@ fn matvec_gpu_pick(sums: mat2x4<f32>, i: u32) -> f32 {
 // block of 32 along K, its 256 invocations stage the tokens' x and the
 // rows' dequantized weights in workgroup memory, K-major, so that each
 // invocation's 4 rows (or tokens) at one k are one vec4; then each
-// accumulates a 4-row x 4-token outer product per k. 16 KiB of workgroup
-// memory: WebGPU's default limit.
+// accumulates a 4-row x 4-token outer product per k. The tiles hold
+// TileScalar, f32 (16 KiB of workgroup memory: WebGPU's default limit)
+// or f16 with --f16-arithmetic: one of shaders/matmul_gpu_f32.wgsl and
+// shaders/matmul_gpu_f16.wgsl is appended, with `tile_value`,
+// `block_start` and `block_end`.
 const MM_TILE = 64u;
-var<workgroup> x_tile: array<vec4<f32>, 512>; // [32 k, 16] 4 tokens each, f32
-var<workgroup> w_tile: array<vec4<f32>, 512>; // [32 k, 16] 4 rows each, f32
+var<workgroup> x_tile: array<vec4<TileScalar>, 512>; // [32 k, 16] 4 tokens each
+var<workgroup> w_tile: array<vec4<TileScalar>, 512>; // [32 k, 16] 4 rows each
+
+// acc plus one staged block's outer products (32 k), summed in
+// TileScalar from block_start(acc) and brought back by block_end.
+fn tile_accumulate(acc: mat4x4<f32>, r4: u32, t4: u32) -> mat4x4<f32> {
+    var sum = block_start(acc);
+    for (var k = 0u; k < 32u; k++) {
+        let wv = w_tile[k * 16u + r4];
+        let xv = x_tile[k * 16u + t4];
+        sum += mat4x4<TileScalar>(wv * xv.x, wv * xv.y, wv * xv.z, wv * xv.w);
+    }
+    return block_end(acc, sum);
+}
 
 @compute @workgroup_size(256)
 fn matmul_gpu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -85,26 +100,22 @@ fn matmul_gpu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
             let v = x[min(t0 + token, last) * (K / 4u) + b * 8u + c];
             let at = c * 64u + token / 4u;
             let lane = token % 4u;
-            x_tile[at][lane] = v.x;
-            x_tile[at + 16u][lane] = v.y;
-            x_tile[at + 32u][lane] = v.z;
-            x_tile[at + 48u][lane] = v.w;
+            x_tile[at][lane] = tile_value(v.x);
+            x_tile[at + 16u][lane] = tile_value(v.y);
+            x_tile[at + 32u][lane] = tile_value(v.z);
+            x_tile[at + 48u][lane] = tile_value(v.w);
         }
         let v = weights8(r, b, w_word);
-        w_tile[w_at][w_lane] = v.lo.x;
-        w_tile[w_at + 16u][w_lane] = v.lo.y;
-        w_tile[w_at + 32u][w_lane] = v.lo.z;
-        w_tile[w_at + 48u][w_lane] = v.lo.w;
-        w_tile[w_at + 256u][w_lane] = v.hi.x;
-        w_tile[w_at + 272u][w_lane] = v.hi.y;
-        w_tile[w_at + 288u][w_lane] = v.hi.z;
-        w_tile[w_at + 304u][w_lane] = v.hi.w;
+        w_tile[w_at][w_lane] = tile_value(v.lo.x);
+        w_tile[w_at + 16u][w_lane] = tile_value(v.lo.y);
+        w_tile[w_at + 32u][w_lane] = tile_value(v.lo.z);
+        w_tile[w_at + 48u][w_lane] = tile_value(v.lo.w);
+        w_tile[w_at + 256u][w_lane] = tile_value(v.hi.x);
+        w_tile[w_at + 272u][w_lane] = tile_value(v.hi.y);
+        w_tile[w_at + 288u][w_lane] = tile_value(v.hi.z);
+        w_tile[w_at + 304u][w_lane] = tile_value(v.hi.w);
         workgroupBarrier();
-        for (var k = 0u; k < 32u; k++) {
-            let wv = w_tile[k * 16u + r4];
-            let xv = x_tile[k * 16u + t4];
-            acc += mat4x4<f32>(wv * xv.x, wv * xv.y, wv * xv.z, wv * xv.w);
-        }
+        acc = tile_accumulate(acc, r4, t4);
         workgroupBarrier();
     }
     let row0_out = row0 + r4 * 4u;

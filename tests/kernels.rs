@@ -204,6 +204,7 @@ fn matmul_matches_cpu_for_every_format_family_tile_accumulate_and_bias() {
                         family,
                         glu: None,
                         subgroups,
+                        f16_arithmetic: false,
                     };
                     let step = gpu.step(m as u32, 1, 1);
                     let (xb, wd, ws, yb) =
@@ -227,6 +228,70 @@ fn matmul_matches_cpu_for_every_format_family_tile_accumulate_and_bias() {
                     assert_close(&what, &got, &want, 1e-4, 1e-4);
                 }
             }
+        }
+    }
+}
+
+// --f16-arithmetic: the GPU family's prompt tile stages x and the weights
+// as halves and sums each block of 32 products in f16. Relative to
+// sum |w x|, the worst case is 34 u (u = 2^-11: the operands and each
+// product round once, a sum of 32 up to 31 times), but random roundings
+// stay far below it: at most 0.69 u over these cases on lavapipe
+// (2026-12-01). 2 u keeps a 3x margin and still fails a dropped product
+// (about 4-8 u of sum |w x| at these K), which 34 u would not. And it must
+// not be the f32 tile: some output differs from it.
+#[test]
+fn gpu_prompt_tile_in_f16_stays_within_half_precision_of_cpu() {
+    let mut gpu = Harness::new();
+    if !gpu.ctx.features.contains(wgpu::Features::SHADER_F16) {
+        eprintln!("skipped: {} has no shader-f16", gpu.ctx.adapter_info.name);
+        return;
+    }
+    let mut rng = StdRng::seed_from_u64(16);
+    let unit = 2f32.powi(-11);
+    for tensor_type in [TensorType::F32, TensorType::Q8_0, TensorType::Q4_1, TensorType::Q4_K] {
+        for (m, n, k) in [(70, 129, 512), (13, 33, 256)] {
+            let (bytes, w) = random_tensor(&mut rng, tensor_type, n * k);
+            let packed = pack_matrix("w", tensor_type, &bytes, n, k).unwrap();
+            let x = random_f32(&mut rng, m * k, 4.0);
+            let run = |gpu: &mut Harness, f16_arithmetic: bool| {
+                let key = MatmulKey {
+                    format: packed.format,
+                    k: k as u32,
+                    n: n as u32,
+                    row_start: 0,
+                    y_stride: n as u32,
+                    tile: Tile::Rows4Tokens4,
+                    accumulate: false,
+                    bias: false,
+                    family: KernelFamily::Gpu,
+                    glu: None,
+                    subgroups: gpu.ctx.kernel_subgroups(),
+                    f16_arithmetic,
+                };
+                let step = gpu.step(m as u32, 1, 1);
+                let (xb, wd, ws, yb) =
+                    (gpu.f32s(&x), gpu.u32s(&packed.data), gpu.u32s(&packed.scales), gpu.zeros(m * n));
+                let bb = gpu.f32s(&[0.0]);
+                gpu.run(KernelKey::Matmul(key), &[&step, &xb, &wd, &ws, &yb, &bb], key.workgroups(m as u32));
+                gpu.read_f32(&yb, m * n)
+            };
+            let halves = run(&mut gpu, true);
+            let floats = run(&mut gpu, false);
+            let what = format!("f16 tile {tensor_type} m={m} n={n} k={k}");
+            for t in 0..m {
+                for r in 0..n {
+                    let products = (0..k).map(|c| w[r * k + c] as f64 * x[t * k + c] as f64);
+                    let (dot, magnitude) = products.fold((0.0, 0.0), |(s, a), p| (s + p, a + p.abs()));
+                    let tolerance = 2.0 * unit * magnitude as f32 + 1e-5;
+                    let got = halves[t * n + r];
+                    assert!(
+                        (got - dot as f32).abs() <= tolerance && got.is_finite(),
+                        "{what}: token {t} row {r}: got {got}, want {dot} (tolerance {tolerance})"
+                    );
+                }
+            }
+            assert_ne!(halves, floats, "{what}: the f16 tile gave the f32 tile's outputs");
         }
     }
 }
@@ -266,6 +331,7 @@ fn gated_matvec_matches_cpu_matvec_then_activation() {
                     family: KernelFamily::Cpu,
                     glu: Some(activation),
                     subgroups,
+                    f16_arithmetic: false,
                 };
                 let step = gpu.step(m as u32, 1, 1);
                 let (xb, wd, ws) = (gpu.f32s(&x), gpu.u32s(&packed.data), gpu.u32s(&packed.scales));

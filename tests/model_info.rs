@@ -155,6 +155,20 @@ fn info_loads_with_the_kernels_the_flags_ask_for() {
         out.split_once("subgroups true (").and_then(|(_, rest)| rest.split('-').next()?.parse::<u32>().ok());
     let usable = min_lanes.is_some_and(|lanes| lanes >= 8);
     assert_eq!(out.contains(", used by the kernels)"), usable, "{out}");
+    // f16 arithmetic: the GPU family's, where the adapter has shader-f16.
+    let out = info_with("f16_cpu", &metadata, &tensors, &["--kernel-family", "cpu", "--f16-arithmetic"]);
+    assert!(
+        out.contains("GPU: --f16-arithmetic: f16 arithmetic is in the gpu kernel family's tiles"),
+        "{out}"
+    );
+    assert!(!out.contains("loads: yes"), "{out}");
+    let out = info_with("f16_gpu", &metadata, &tensors, &["--kernel-family", "gpu", "--f16-arithmetic"]);
+    if out.contains("features: shader-f16 true") {
+        assert!(out.contains("(f16 arithmetic on)"), "{out}");
+        assert!(out.contains("loads: yes"), "{out}");
+    } else {
+        assert!(out.contains("f16 arithmetic needs shader-f16"), "{out}");
+    }
 }
 
 #[test]

@@ -70,7 +70,7 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        Err(e) => println!("GPU: {e}"),
+        Err(e) => println!("GPU: {e:#}"),
     }
     Ok(())
 }

@@ -88,6 +88,12 @@ pub struct ModelArgs {
     /// adapter has them (for a driver whose subgroups misbehave; slower).
     #[arg(long)]
     no_subgroups: bool,
+    /// GPU kernel family only: the prompt (and large-batch) matmul tiles
+    /// stage x and the weights as halves and sum each 32-wide block's
+    /// products in f16 (needs the adapter's shader-f16). For GPUs with
+    /// double-rate halves; not exact: tokens may differ from the default.
+    #[arg(long)]
+    f16_arithmetic: bool,
     /// While any request decodes, the most prompt tokens one request runs
     /// in a step, so that no decode step waits on a long prompt chunk;
     /// 0: no cap (up to --max-num-batched-tokens).
@@ -155,7 +161,7 @@ impl ModelArgs {
 
     /// The GPU with the kernels these flags ask for.
     fn open_gpu(&self) -> anyhow::Result<Arc<GpuContext>> {
-        open_gpu_with(self.kernel_family(), self.no_subgroups)
+        open_gpu_with(self.kernel_family(), self.no_subgroups, self.f16_arithmetic)
     }
 
     fn load_options(&self) -> LoadOptions {
@@ -225,14 +231,22 @@ fn load_embedding_model(path: &Path) -> anyhow::Result<LoadedEncoder> {
 }
 
 fn open_gpu() -> anyhow::Result<Arc<GpuContext>> {
-    open_gpu_with(None, false)
+    open_gpu_with(None, false, false)
 }
 
-/// Opens the GPU with the given kernel family (`None`: the adapter's).
-fn open_gpu_with(kernels: Option<KernelFamily>, no_subgroups: bool) -> anyhow::Result<Arc<GpuContext>> {
+/// Opens the GPU with the given kernel family (`None`: the adapter's),
+/// and the kernel options of `ModelArgs`.
+fn open_gpu_with(
+    kernels: Option<KernelFamily>,
+    no_subgroups: bool,
+    f16_arithmetic: bool,
+) -> anyhow::Result<Arc<GpuContext>> {
     let mut ctx = GpuContext::new()?.with_kernels(kernels);
     if no_subgroups {
         ctx = ctx.without_subgroups();
+    }
+    if f16_arithmetic {
+        ctx = ctx.with_f16_arithmetic().context("--f16-arithmetic")?;
     }
     if let Some(major) = ctx.mesa_major_version()
         && major < 24

@@ -22,6 +22,8 @@ pub enum GpuError {
     BindingTooLarge { what: String, needed: u64, limit: u64 },
     #[error("GPU validation error: {0}")]
     Validation(String),
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// Device, queue and what the adapter is.
@@ -40,6 +42,9 @@ pub struct GpuContext {
     /// Whether kernels use subgroups where the device has them (cleared
     /// by `without_subgroups`, `--no-subgroups`).
     subgroups_allowed: bool,
+    /// The GPU family's prompt tiles sum in f16 (`with_f16_arithmetic`,
+    /// `--f16-arithmetic`).
+    f16_arithmetic: bool,
 }
 
 /// Lower is preferred: a discrete GPU first, software last.
@@ -108,6 +113,7 @@ impl GpuContext {
             max_storage_binding,
             kernels,
             subgroups_allowed: true,
+            f16_arithmetic: false,
         })
     }
 
@@ -140,6 +146,36 @@ impl GpuContext {
     pub fn without_subgroups(mut self) -> Self {
         self.subgroups_allowed = false;
         self
+    }
+
+    /// Has the GPU family's prompt tiles stage their operands and sum
+    /// each block of 32 products in f16 (`MatmulKey::f16_arithmetic`):
+    /// faster where halves run at twice the rate of floats, and not
+    /// exact, so off unless asked for. Refused where the device has no
+    /// `SHADER_F16` or the CPU family runs (call after `with_kernels`).
+    pub fn with_f16_arithmetic(mut self) -> Result<Self, GpuError> {
+        if self.kernels != KernelFamily::Gpu {
+            return Err(GpuError::Unsupported(format!(
+                "f16 arithmetic is in the gpu kernel family's tiles, and {} runs the {} family: \
+                 add --kernel-family gpu",
+                self.adapter_info.name,
+                self.kernels.name()
+            )));
+        }
+        if !self.features.contains(wgpu::Features::SHADER_F16) {
+            return Err(GpuError::Unsupported(format!(
+                "f16 arithmetic needs shader-f16, which {} does not have",
+                self.adapter_info.name
+            )));
+        }
+        self.f16_arithmetic = true;
+        Ok(self)
+    }
+
+    /// Whether the GPU family's prompt tiles run in f16
+    /// (`MatmulKey::f16_arithmetic`).
+    pub fn kernel_f16_arithmetic(&self) -> bool {
+        self.f16_arithmetic && self.kernels == KernelFamily::Gpu
     }
 
     /// The matmul and attention kernel family models build on this device.
@@ -190,8 +226,9 @@ impl fmt::Display for GpuContext {
         )?;
         writeln!(
             f,
-            "features: shader-f16 {}, subgroups {} ({}-{} lanes, {} by the kernels)",
+            "features: shader-f16 {} (f16 arithmetic {}), subgroups {} ({}-{} lanes, {} by the kernels)",
             self.features.contains(wgpu::Features::SHADER_F16),
+            if self.kernel_f16_arithmetic() { "on" } else { "off" },
             self.features.contains(wgpu::Features::SUBGROUP),
             info.subgroup_min_size,
             info.subgroup_max_size,

@@ -255,6 +255,7 @@ impl MatmulOp {
                             family: ctx.kernels(),
                             glu,
                             subgroups: ctx.kernel_subgroups(),
+                            f16_arithmetic: ctx.kernel_f16_arithmetic() && tile == Tile::Rows4Tokens4,
                         };
                         (key, cache.get(ctx, KernelKey::Matmul(key)))
                     })

@@ -57,20 +57,32 @@ fn request(case: &Case) -> GenerateRequest {
     GenerateRequest::new(case.prompt_ids.clone(), params)
 }
 
+/// An engine with default settings over `model` and the tokenizer of `gguf`.
+pub fn engine(model: Box<dyn CausalLm>, gguf: &Path) -> EngineCore {
+    let tokenizer = Tokenizer::from_vocab(vocab_from_gguf(&GgufFile::open(gguf).unwrap()).unwrap()).unwrap();
+    EngineCore::new(model, tokenizer, vec![], &EngineConfig::default()).unwrap()
+}
+
+/// Each case's greedy tokens, run one at a time.
+pub fn greedy_alone(core: &mut EngineCore, cases: &[Case]) -> Vec<Vec<u32>> {
+    cases
+        .iter()
+        .map(|case| {
+            let outputs = core.generate_all(vec![request(case)], |_, _| {}).unwrap();
+            eprintln!("{}: ours {:?}\n   ref  {:?}", case.name, outputs[0].token_ids, case.generated_ids);
+            outputs[0].token_ids.clone()
+        })
+        .collect()
+}
+
 /// Our greedy tokens equal the reference's for every case alone, and the
 /// batched run equals the runs alone. The batched run finds every prompt
 /// in the prefix cache (the runs alone left it there), so it also checks
 /// that cached blocks give the same tokens; returns the prompt tokens it
 /// took from the cache.
 pub fn check_greedy_alone_and_batched(model: Box<dyn CausalLm>, gguf: &Path, cases: &[Case]) -> u64 {
-    let tokenizer = Tokenizer::from_vocab(vocab_from_gguf(&GgufFile::open(gguf).unwrap()).unwrap()).unwrap();
-    let mut core = EngineCore::new(model, tokenizer, vec![], &EngineConfig::default()).unwrap();
-    let mut alone = Vec::new();
-    for case in cases {
-        let outputs = core.generate_all(vec![request(case)], |_, _| {}).unwrap();
-        eprintln!("{}: ours {:?}\n   ref  {:?}", case.name, outputs[0].token_ids, case.generated_ids);
-        alone.push(outputs[0].token_ids.clone());
-    }
+    let mut core = engine(model, gguf);
+    let alone = greedy_alone(&mut core, cases);
     for (case, ours) in cases.iter().zip(&alone) {
         assert_eq!(
             ours, &case.generated_ids,

@@ -169,22 +169,38 @@ pub struct MatmulKey {
     /// row's partial dot products by shuffles instead of a tree in
     /// workgroup memory (`shaders/matvec_gpu_subgroup.wgsl`).
     pub subgroups: bool,
+    /// The GPU family's prompt tile (`Tile::Rows4Tokens4`) stages its
+    /// operands and sums each 32-wide block's products in f16
+    /// (`shaders/matmul_gpu_f16.wgsl`; `--f16-arithmetic`, needs the
+    /// adapter's `SHADER_F16`). Changes results; false elsewhere.
+    pub f16_arithmetic: bool,
 }
 
-/// `shader` (a concat! of the matmul shader's files) with the files that
-/// depend on whether `key` uses subgroups appended: the CPU family's
+/// The source of a matmul shader: its `files` (paths relative to this
+/// directory), the GPU family's prompt tile arithmetic (f16, with the
+/// `enable f16;` WGSL wants before anything else, or f32), and the files
+/// that depend on whether `key` uses subgroups: the CPU family's
 /// activation loads and the GPU family's matvec.
-macro_rules! subgroup_variant {
-    ($key:expr, $shader:expr) => {
-        super::with_subgroup_files!(
-            $key.subgroups,
-            $shader,
-            plain: ["../../../shaders/x_loads.wgsl", "../../../shaders/matvec_gpu.wgsl"],
-            subgroup: ["../../../shaders/x_loads_subgroup.wgsl", "../../../shaders/matvec_gpu_subgroup.wgsl"]
-        )
+macro_rules! matmul_source {
+    ($key:expr, [$($file:literal),+]) => {
+        if $key.f16_arithmetic {
+            super::with_subgroup_files!(
+                $key.subgroups,
+                concat!("enable f16;\n", $(include_str!($file)),+, include_str!("../../../shaders/matmul_gpu_f16.wgsl")),
+                plain: ["../../../shaders/x_loads.wgsl", "../../../shaders/matvec_gpu.wgsl"],
+                subgroup: ["../../../shaders/x_loads_subgroup.wgsl", "../../../shaders/matvec_gpu_subgroup.wgsl"]
+            )
+        } else {
+            super::with_subgroup_files!(
+                $key.subgroups,
+                concat!($(include_str!($file)),+, include_str!("../../../shaders/matmul_gpu_f32.wgsl")),
+                plain: ["../../../shaders/x_loads.wgsl", "../../../shaders/matvec_gpu.wgsl"],
+                subgroup: ["../../../shaders/x_loads_subgroup.wgsl", "../../../shaders/matvec_gpu_subgroup.wgsl"]
+            )
+        }
     };
 }
-pub(crate) use subgroup_variant;
+pub(crate) use matmul_source;
 
 /// The GPU family's entry point of a tile, the same in both matmul shaders.
 pub(crate) fn gpu_entry_point(tile: Tile) -> &'static str {
@@ -237,15 +253,15 @@ impl MatmulKey {
         }
         KernelSpec {
             label: "matmul",
-            source: subgroup_variant!(
+            source: matmul_source!(
                 self,
-                concat!(
-                    include_str!("../../../shaders/matmul.wgsl"),
-                    include_str!("../../../shaders/matvec_rows.wgsl"),
-                    include_str!("../../../shaders/mul_add.wgsl"),
-                    include_str!("../../../shaders/activation.wgsl"),
-                    include_str!("../../../shaders/matmul_gpu.wgsl")
-                )
+                [
+                    "../../../shaders/matmul.wgsl",
+                    "../../../shaders/matvec_rows.wgsl",
+                    "../../../shaders/mul_add.wgsl",
+                    "../../../shaders/activation.wgsl",
+                    "../../../shaders/matmul_gpu.wgsl"
+                ]
             ),
             entry_point,
             bindings: BINDINGS,

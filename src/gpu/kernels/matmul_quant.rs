@@ -7,7 +7,7 @@
 use crate::gpu::pipelines::KernelSpec;
 
 use super::KernelFamily;
-use super::matmul::{BINDINGS, MatmulKey, Tile, WeightFormat, gpu_entry_point, subgroup_variant};
+use super::matmul::{BINDINGS, MatmulKey, Tile, WeightFormat, gpu_entry_point, matmul_source};
 
 /// The values IQ4_NL and IQ4_XS codes stand for (`kvalues_iq4nl` in
 /// ggml-common.h), before the block scale; embedding.wgsl holds the same
@@ -88,17 +88,17 @@ pub(crate) fn spec(key: &MatmulKey, layout: QuantLayout) -> KernelSpec {
     constants.extend(layout.constants());
     KernelSpec {
         label: "matmul_quant",
-        source: subgroup_variant!(
+        source: matmul_source!(
             key,
-            concat!(
-                include_str!("../../../shaders/matmul_quant.wgsl"),
-                include_str!("../../../shaders/quant_scales.wgsl"),
-                include_str!("../../../shaders/quant_codes.wgsl"),
-                include_str!("../../../shaders/matvec_rows.wgsl"),
-                include_str!("../../../shaders/mul_add.wgsl"),
-                include_str!("../../../shaders/activation.wgsl"),
-                include_str!("../../../shaders/matmul_gpu.wgsl")
-            )
+            [
+                "../../../shaders/matmul_quant.wgsl",
+                "../../../shaders/quant_scales.wgsl",
+                "../../../shaders/quant_codes.wgsl",
+                "../../../shaders/matvec_rows.wgsl",
+                "../../../shaders/mul_add.wgsl",
+                "../../../shaders/activation.wgsl",
+                "../../../shaders/matmul_gpu.wgsl"
+            ]
         ),
         entry_point,
         bindings: BINDINGS,
