@@ -20,7 +20,9 @@
 // consecutive queries per workgroup (`attention_queries8`). Each has a
 // variant where an invocation takes all the query heads of a KV head
 // (`_group`, in shaders/attention_group.wgsl, appended). The GPU family
-// (`attention_gpu`, at the end) has a workgroup per query and head.
+// (at the end) has a workgroup per query and head (`attention_gpu`), or
+// in decode steps per query, head and span of keys (`attention_gpu_split`,
+// combined as the CPU family's spans are).
 
 struct Step {
     num_tokens: u32,
@@ -318,35 +320,47 @@ fn attention_combine(@builtin(global_invocation_id) gid: vec3<u32>) {
 // workgroup memory); the chunk's max and the sum of its exponentials are
 // reduced over the workgroup (`chunk_max`, `chunk_sum`: in workgroup
 // memory, shaders/attention_gpu.wgsl, or through the subgroup,
-// shaders/attention_gpu_subgroup.wgsl, which also hold the entry point),
+// shaders/attention_gpu_subgroup.wgsl, which also hold the entry points),
 // each invocation taking one exponential, its own key's; then invocation
 // c accumulates the output's vec4 c (head_dim split over invocations,
-// coalesced V reads).
+// coalesced V reads). Decode steps cut each query's keys into SPLITS
+// spans, a workgroup each (`attention_gpu_split`: flash-decoding, so that
+// a few sequences' heads fill more than a few of a GPU's cores), whose
+// partial softmaxes `attention_combine` joins as the CPU family's.
 const ATT_KEYS = 64u;
 var<workgroup> q_shared: array<vec4<f32>, MAX_D4>; // [HEAD_DIM / 4] this query, scaled
 var<workgroup> chunk_weights: array<f32, ATT_KEYS>; // each key's exp(score - max)
 var<workgroup> chunk_rows: array<u32, ATT_KEYS>;  // each key's cache row
 
-// Invocation `li` of the workgroup of query token `t` and head `head`.
-fn attention_gpu_query(head: u32, t: u32, li: u32) {
+// A workgroup's online softmax over a span of keys: the max score, the
+// sum of exponentials, and invocation li's vec4 li of the unnormalized
+// output (zero where li >= HEAD_DIM / 4).
+struct GpuSpan {
+    max_score: f32,
+    denom: f32,
+    out4: vec4<f32>,
+}
+
+// Invocation `li` of the workgroup of query token `t` and head `head`,
+// over the keys at positions keys.x .. keys.y - 1 (none if keys.x >=
+// keys.y: max -3.4e38, sum 0).
+fn attention_gpu_walk(head: u32, t: u32, li: u32, keys: vec2<u32>) -> GpuSpan {
     let d4 = HEAD_DIM / 4u;
     let kv_head = head / (N_Q_HEADS / N_KV_HEADS);
     let row4 = (N_Q_HEADS + 2u * N_KV_HEADS) * d4;
     for (var c = li; c < d4; c += ATT_KEYS) {
         q_shared[c] = qkv[t * row4 + head * d4 + c] * SCALE;
     }
-    let pos = positions[t];
     let table = token_seq[t] * step.max_blocks_per_seq;
-    let first = first_visible(pos);
     var running_max = -3.4e38;
     var denom = 0.0;
-    var acc = vec4<f32>(0.0);
+    var out4 = vec4<f32>(0.0);
     workgroupBarrier();
-    for (var start = first; start <= pos; start += ATT_KEYS) {
+    for (var start = keys.x; start < keys.y; start += ATT_KEYS) {
         let j = start + li;
         var score = -3.4e38;
         var row = 0u;
-        if (j <= pos) {
+        if (j < keys.y) {
             row = key_row(table, j, kv_head);
             var s4 = vec4<f32>(0.0);
             for (var c = 0u; c < d4; c++) {
@@ -354,7 +368,7 @@ fn attention_gpu_query(head: u32, t: u32, li: u32) {
             }
             score = s4.x + s4.y + s4.z + s4.w;
         }
-        // Every chunk has a visible key (start <= pos), so new_max is a
+        // Every chunk has a visible key (start < keys.y), so new_max is a
         // real score and the masked keys' weights are exp(-3.4e38) = 0.
         let new_max = max(running_max, chunk_max(score, li));
         chunk_weights[li] = exp(score - new_max);
@@ -362,17 +376,40 @@ fn attention_gpu_query(head: u32, t: u32, li: u32) {
         let correction = exp(running_max - new_max);
         // chunk_sum's barrier also publishes chunk_weights and chunk_rows.
         denom = denom * correction + chunk_sum(chunk_weights[li], li);
-        acc *= correction;
+        out4 *= correction;
         if (li < d4) {
-            let n = min(ATT_KEYS, pos + 1u - start);
+            let n = min(ATT_KEYS, keys.y - start);
             for (var i = 0u; i < n; i++) {
-                acc += chunk_weights[i] * v_vec4(chunk_rows[i], li);
+                out4 += chunk_weights[i] * v_vec4(chunk_rows[i], li);
             }
         }
         running_max = new_max;
         workgroupBarrier();
     }
-    if (li < d4 && t < step.num_tokens) {
-        out[(t * N_Q_HEADS + head) * d4 + li] = acc / denom;
+    return GpuSpan(running_max, denom, out4);
+}
+
+// Query token t, head `head`, all its visible keys: the output.
+fn attention_gpu_query(head: u32, t: u32, li: u32) {
+    let pos = positions[t];
+    let span = attention_gpu_walk(head, t, li, vec2<u32>(first_visible(pos), pos + 1u));
+    if (li < HEAD_DIM / 4u && t < step.num_tokens) {
+        out[(t * N_Q_HEADS + head) * (HEAD_DIM / 4u) + li] = span.out4 / span.denom;
+    }
+}
+
+// Query token t, head `head`, span `split` of its keys: the partial
+// softmax, in attention_split's layout for attention_combine.
+fn attention_gpu_split_query(head: u32, split: u32, t: u32, li: u32) {
+    let span = attention_gpu_walk(head, t, li, split_keys(t, split));
+    if (t >= step.num_tokens) {
+        return;
+    }
+    let at = partial_at(t, head, split);
+    if (li == 0u) {
+        partials[at] = vec4<f32>(span.max_score, span.denom, 0.0, 0.0);
+    }
+    if (li < HEAD_DIM / 4u) {
+        partials[at + 1u + li] = span.out4;
     }
 }

@@ -32,3 +32,9 @@ fn chunk_sum(value: f32, li: u32) -> f32 {
 fn attention_gpu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     attention_gpu_query(wg.x, wg.y, li);
 }
+
+// A workgroup per (head x SPLITS + span, query token).
+@compute @workgroup_size(64)
+fn attention_gpu_split(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    attention_gpu_split_query(wg.x / SPLITS, wg.x % SPLITS, wg.y, li);
+}

@@ -54,3 +54,16 @@ fn attention_gpu(
     run_lane = subgroup * subgroup_size + subgroup_lane;
     attention_gpu_query(wg.x, wg.y, li);
 }
+
+// A workgroup per (head x SPLITS + span, query token).
+@compute @workgroup_size(64)
+fn attention_gpu_split(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+    @builtin(subgroup_id) subgroup: u32,
+    @builtin(subgroup_size) subgroup_size: u32,
+    @builtin(subgroup_invocation_id) subgroup_lane: u32,
+) {
+    run_lane = subgroup * subgroup_size + subgroup_lane;
+    attention_gpu_split_query(wg.x / SPLITS, wg.x % SPLITS, wg.y, li);
+}

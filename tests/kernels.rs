@@ -818,22 +818,21 @@ struct AttentionCase {
 /// plain softmax over the visible keys in f64. Table entries that must not
 /// be read (blocks wholly before every query's window, and past the last
 /// position) name a block of NaN keys and values, so reading one fails.
-/// Every way through a step: the GPU family's, and both of the CPU
+/// Every way through a step: both of the GPU family's (a workgroup per
+/// query; keys split into spans, then combined) and both of the CPU
 /// family's (keys split into spans, then combined; queries together),
 /// each also with subgroups where the adapter has them (the GPU family's
 /// sums through them, the CPU family's cache rows shared), over caches of
 /// each dtype.
 fn check_attention(gpu: &mut Harness, rng: &mut StdRng, case: &AttentionCase) {
-    let mut ways: Vec<(&[AttentionPass], bool)> = vec![
-        (&[AttentionPass::PerQuery], false),
-        (&[AttentionPass::SplitKeys, AttentionPass::CombineSplits], false),
-        (&[AttentionPass::QueriesTogether], false),
+    let passes: [&[AttentionPass]; 4] = [
+        &[AttentionPass::PerQuery],
+        &[AttentionPass::GpuSplitKeys, AttentionPass::CombineSplits],
+        &[AttentionPass::SplitKeys, AttentionPass::CombineSplits],
+        &[AttentionPass::QueriesTogether],
     ];
-    if gpu.ctx.kernel_subgroups() {
-        ways.push((&[AttentionPass::PerQuery], true));
-        ways.push((&[AttentionPass::SplitKeys, AttentionPass::CombineSplits], true));
-        ways.push((&[AttentionPass::QueriesTogether], true));
-    }
+    let subgroup_options: &[bool] = if gpu.ctx.kernel_subgroups() { &[false, true] } else { &[false] };
+    let ways = subgroup_options.iter().flat_map(|&subgroups| passes.map(|p| (p, subgroups)));
     for (passes, subgroups) in ways {
         for kv_dtype in [KvCacheDtype::F32, KvCacheDtype::F16, KvCacheDtype::Q8_0] {
             check_attention_passes(gpu, rng, case, passes, kv_dtype, subgroups);

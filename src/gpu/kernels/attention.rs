@@ -77,6 +77,11 @@ pub struct AttentionKey {
 pub enum AttentionPass {
     /// GPU family: a workgroup per (query, head).
     PerQuery,
+    /// GPU family, decode: a workgroup per (query, head, span of
+    /// `SPLITS`) (`attention_gpu_split`), writing `partials` for
+    /// `CombineSplits`: flash-decoding, so that a decode step's few
+    /// (query, head) pairs become enough workgroups to fill a GPU.
+    GpuSplitKeys,
     /// CPU family, prefill: eight consecutive queries of a sequence, a
     /// workgroup, share each K/V load (`attention_queries8`).
     QueriesTogether,
@@ -101,7 +106,8 @@ pub const MAX_SPLIT_TOKENS: u32 = 16;
 /// ... except a decode step (one token per sequence) of up to this many
 /// tokens: its queries read each their own sequence's keys, which eight
 /// queries together cannot share, and split spans measured faster per
-/// token (`wgserve bench --profile --batches 16,17,32,64`). The
+/// token (`wgserve bench --profile --batches 16,17,32,64`). The GPU
+/// family splits the keys of the same decode steps (and no others). The
 /// `partials` buffer is sized for it.
 pub const MAX_SPLIT_DECODE_TOKENS: u32 = 64;
 
@@ -110,6 +116,7 @@ impl AttentionPass {
     pub fn for_step(family: KernelFamily, num_tokens: u32, num_seqs: u32) -> &'static [AttentionPass] {
         let decode_only = num_tokens == num_seqs && num_tokens <= MAX_SPLIT_DECODE_TOKENS;
         match family {
+            KernelFamily::Gpu if decode_only => &[AttentionPass::GpuSplitKeys, AttentionPass::CombineSplits],
             KernelFamily::Gpu => &[AttentionPass::PerQuery],
             KernelFamily::Cpu if num_tokens <= MAX_SPLIT_TOKENS || decode_only => {
                 &[AttentionPass::SplitKeys, AttentionPass::CombineSplits]
@@ -118,18 +125,23 @@ impl AttentionPass {
         }
     }
 
-    /// The most tokens a CPU-family step that splits keys can have (the
+    /// The most tokens a step of `family` that splits keys can have (the
     /// `partials` rows), for steps of at most `max_tokens` tokens of at
     /// most `max_seqs` sequences.
-    pub fn max_split_tokens(max_tokens: usize, max_seqs: usize) -> usize {
+    pub fn max_split_tokens(family: KernelFamily, max_tokens: usize, max_seqs: usize) -> usize {
         let decode = max_seqs.min(MAX_SPLIT_DECODE_TOKENS as usize);
-        max_tokens.min(decode.max(MAX_SPLIT_TOKENS as usize))
+        match family {
+            KernelFamily::Cpu => max_tokens.min(decode.max(MAX_SPLIT_TOKENS as usize)),
+            KernelFamily::Gpu => max_tokens.min(decode),
+        }
     }
 
     /// Every pass some step of `family` runs.
     pub fn all(family: KernelFamily) -> &'static [AttentionPass] {
         match family {
-            KernelFamily::Gpu => &[AttentionPass::PerQuery],
+            KernelFamily::Gpu => {
+                &[AttentionPass::PerQuery, AttentionPass::GpuSplitKeys, AttentionPass::CombineSplits]
+            }
             KernelFamily::Cpu => {
                 &[AttentionPass::SplitKeys, AttentionPass::CombineSplits, AttentionPass::QueriesTogether]
             }
@@ -137,7 +149,7 @@ impl AttentionPass {
     }
 
     pub fn uses_partials(self) -> bool {
-        matches!(self, AttentionPass::SplitKeys | AttentionPass::CombineSplits)
+        matches!(self, AttentionPass::SplitKeys | AttentionPass::GpuSplitKeys | AttentionPass::CombineSplits)
     }
 
     /// Floats of the `partials` buffer for up to `tokens` split tokens.
@@ -191,6 +203,7 @@ impl AttentionKey {
             ),
             entry_point: match self.pass {
                 AttentionPass::PerQuery => "attention_gpu",
+                AttentionPass::GpuSplitKeys => "attention_gpu_split",
                 AttentionPass::QueriesTogether if self.groups_query_heads() => "attention_queries8_group",
                 AttentionPass::QueriesTogether => "attention_queries8",
                 AttentionPass::SplitKeys if self.groups_query_heads() => "attention_split_group",
@@ -216,6 +229,8 @@ impl AttentionKey {
         let invocations = match self.pass {
             // A workgroup per (token, head).
             AttentionPass::PerQuery => return [self.n_q_heads, num_tokens, 1],
+            // A workgroup per (head and span, token).
+            AttentionPass::GpuSplitKeys => return [self.n_q_heads * SPLITS, num_tokens, 1],
             // A workgroup per (QUERIES_TOGETHER tokens, head).
             AttentionPass::QueriesTogether => {
                 let heads = if self.groups_query_heads() { self.n_kv_heads } else { self.n_q_heads };
@@ -295,26 +310,28 @@ mod tests {
             cpu(MAX_SPLIT_DECODE_TOKENS + 1, MAX_SPLIT_DECODE_TOKENS + 1),
             [AttentionPass::QueriesTogether]
         );
+        // The GPU family splits decode steps only, up to the same cap.
+        let gpu = |tokens, seqs| AttentionPass::for_step(KernelFamily::Gpu, tokens, seqs);
+        let gpu_split = [AttentionPass::GpuSplitKeys, AttentionPass::CombineSplits];
+        assert_eq!(gpu(1, 1), gpu_split);
+        assert_eq!(gpu(MAX_SPLIT_DECODE_TOKENS, MAX_SPLIT_DECODE_TOKENS), gpu_split);
+        assert_eq!(gpu(MAX_SPLIT_DECODE_TOKENS + 1, MAX_SPLIT_DECODE_TOKENS + 1), [AttentionPass::PerQuery]);
+        assert_eq!(gpu(2, 1), [AttentionPass::PerQuery]);
+        assert_eq!(gpu(17, 3), [AttentionPass::PerQuery]);
         // The partials hold every step that splits, whatever the limits.
-        for (max_tokens, max_seqs) in [(512, 64), (256, 16), (8, 8), (512, 512), (40, 64)] {
-            let rows = AttentionPass::max_split_tokens(max_tokens, max_seqs);
-            for tokens in 1..=max_tokens as u32 {
-                for seqs in [1, tokens.min(max_seqs as u32)] {
-                    if cpu(tokens, seqs).contains(&AttentionPass::SplitKeys) {
-                        assert!(
-                            tokens as usize <= rows,
-                            "{tokens}/{seqs} in {max_tokens}/{max_seqs}: {rows} rows"
-                        );
+        for family in [KernelFamily::Cpu, KernelFamily::Gpu] {
+            for (max_tokens, max_seqs) in [(512, 64), (256, 16), (8, 8), (512, 512), (40, 64)] {
+                let rows = AttentionPass::max_split_tokens(family, max_tokens, max_seqs);
+                for tokens in 1..=max_tokens as u32 {
+                    for seqs in [1, tokens.min(max_seqs as u32)] {
+                        if AttentionPass::for_step(family, tokens, seqs).iter().any(|p| p.uses_partials()) {
+                            assert!(
+                                tokens as usize <= rows,
+                                "{family:?} {tokens}/{seqs} in {max_tokens}/{max_seqs}: {rows} rows"
+                            );
+                        }
                     }
                 }
-            }
-        }
-        for tokens in [1, 17, 64, 512] {
-            for seqs in [1, tokens] {
-                assert_eq!(
-                    AttentionPass::for_step(KernelFamily::Gpu, tokens, seqs),
-                    [AttentionPass::PerQuery]
-                );
             }
         }
     }

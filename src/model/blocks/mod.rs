@@ -20,7 +20,6 @@ use super::config::DecoderConfig;
 use super::decoder::DecoderBuffers;
 use super::matmul::{GpuMatrix, MatmulOp};
 use crate::gpu::GpuBuffer;
-use crate::gpu::kernels::KernelFamily;
 use crate::gpu::kernels::attention::AttentionPass;
 use crate::gpu::profiler::MatmulRole;
 use crate::gpu::profiler::Recorder;
@@ -55,10 +54,8 @@ impl LayerScratch {
             qkv: builder.activation("qkv", m * c.qkv_size())?,
             attn: builder.activation("attn", m * c.num_heads * c.head_dim)?,
             attention_partials: builder.activation("attention_partials", {
-                let split_tokens = match builder.ctx.kernels() {
-                    KernelFamily::Cpu => AttentionPass::max_split_tokens(m, options.max_seqs),
-                    KernelFamily::Gpu => 1,
-                };
+                let split_tokens =
+                    AttentionPass::max_split_tokens(builder.ctx.kernels(), m, options.max_seqs);
                 AttentionPass::partials_len(split_tokens, c.num_heads, c.head_dim)
             })?,
             projected: builder.activation("projected", m * c.hidden_size)?,
