@@ -69,6 +69,12 @@ fn check(
     assert_eq!(kinds, expected, "{num_layers} layers");
     let total: f64 = profile.dispatches.iter().map(|d| d.seconds).sum();
     assert!(total <= profile.wall_seconds, "kernels {total} s in a step of {} s", profile.wall_seconds);
+    assert!(
+        profile.record_seconds > 0.0 && profile.record_seconds < profile.wall_seconds,
+        "recorded in {} s, ran in {} s",
+        profile.record_seconds,
+        profile.wall_seconds
+    );
 }
 
 #[test]

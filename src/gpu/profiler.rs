@@ -188,6 +188,11 @@ pub struct StepProfile {
     /// The profiled step on the CPU clock, from its first dispatch recorded
     /// to its last result back: every dispatch's time lies within it.
     pub wall_seconds: f64,
+    /// CPU time to record the same step's commands on the normal path (one
+    /// encoder, one compute pass, finished): what a step recorded once and
+    /// replayed could save, which WebGPU does not offer for compute
+    /// (command buffers are single-use and bundles are render-only).
+    pub record_seconds: f64,
     /// Submissions of the same step on the normal (unprofiled) path.
     pub submissions_per_step: usize,
 }

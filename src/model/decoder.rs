@@ -207,15 +207,7 @@ impl<B: DecoderBody> Decoder<B> {
         let (m, s) = self.write_inputs(batch);
         let ctx = &self.ctx;
         let head = &self.head;
-        let mut encoder =
-            ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("forward") });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("forward"),
-                timestamp_writes: None,
-            });
-            self.record_step(&mut pass, m, s, output);
-        }
+        let mut encoder = self.encode_step(m, s, output);
         let (source, read_len) = match output {
             Output::TokenIds => (&head.next_ids, s as usize * 4),
             Output::Logits => (&head.logits, s as usize * self.config.vocab_size * 4),
@@ -243,13 +235,41 @@ impl<B: DecoderBody> Decoder<B> {
     ) -> Result<StepProfile, ModelError> {
         self.check_batch(batch)?;
         let (m, s) = self.write_inputs(batch);
+        // The CPU's part of a step that `forward` pays every time: its
+        // commands recorded and finished as there (here never submitted).
+        let recording = Instant::now();
+        drop(self.encode_step(m, s, Output::TokenIds).finish());
+        let record_seconds = recording.elapsed().as_secs_f64();
         let mut profiler = StepProfiler::new(&self.ctx, method)?;
         let started = Instant::now();
         self.record_step(&mut profiler, m, s, Output::TokenIds);
         self.head.readback.record_copy(profiler.encoder(), &self.head.next_ids, u64::from(s) * 4);
         let dispatches = profiler.finish()?;
         let wall_seconds = started.elapsed().as_secs_f64();
-        Ok(StepProfile { method, dispatches, wall_seconds, submissions_per_step: SUBMISSIONS_PER_STEP })
+        Ok(StepProfile {
+            method,
+            dispatches,
+            wall_seconds,
+            record_seconds,
+            submissions_per_step: SUBMISSIONS_PER_STEP,
+        })
+    }
+
+    /// An encoder holding one compute pass with every dispatch of a step
+    /// over `m` tokens of `s` sequences (the normal path's recording).
+    fn encode_step(&self, m: u32, s: u32, output: Output) -> wgpu::CommandEncoder {
+        let mut encoder = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("forward") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("forward"),
+                timestamp_writes: None,
+            });
+            self.record_step(&mut pass, m, s, output);
+        }
+        encoder
     }
 
     /// Every dispatch of a step over `m` tokens of `s` sequences.
