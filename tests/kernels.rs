@@ -15,7 +15,7 @@ use wgserve::gpu::kernels::embedding::EmbeddingKey;
 use wgserve::gpu::kernels::glu::{GluActivation, GluBindings, GluKey};
 use wgserve::gpu::kernels::head_rmsnorm::{HeadRmsNormBindings, HeadRmsNormKey};
 use wgserve::gpu::kernels::kv_write::{KvWriteBindings, KvWriteKey};
-use wgserve::gpu::kernels::matmul::{MatmulKey, Tile};
+use wgserve::gpu::kernels::matmul::{MatmulKey, Tile, WeightFormat};
 use wgserve::gpu::kernels::rmsnorm::{RmsNormBindings, RmsNormKey};
 use wgserve::gpu::kernels::rope::rope_table;
 use wgserve::gpu::kernels::{KernelBindings, KernelFamily};
@@ -166,6 +166,26 @@ fn matmul_shapes(tensor_type: TensorType) -> &'static [(usize, usize, usize)] {
     }
 }
 
+/// A matmul of `format` over n rows of length k, all of them, overwriting
+/// y: the CPU family's matvec, no bias, no fused activation, subgroups
+/// and f16 arithmetic off; tests change what they vary.
+fn plain_key(format: WeightFormat, n: usize, k: usize) -> MatmulKey {
+    MatmulKey {
+        format,
+        k: k as u32,
+        n: n as u32,
+        row_start: 0,
+        y_stride: n as u32,
+        tile: Tile::Rows8,
+        accumulate: false,
+        bias: false,
+        family: KernelFamily::Cpu,
+        glu: None,
+        subgroups: false,
+        f16_arithmetic: false,
+    }
+}
+
 // Tolerance: f32 sums of K products in a different order; |error| is
 // bounded by ~K * eps * sum|w x|, far below 1e-4 relative + 1e-4 absolute.
 #[test]
@@ -193,18 +213,12 @@ fn matmul_matches_cpu_for_every_format_family_tile_accumulate_and_bias() {
                 };
                 for &(accumulate, bias) in cases {
                     let key = MatmulKey {
-                        format: packed.format,
-                        k: k as u32,
-                        n: n as u32,
-                        row_start: 0,
-                        y_stride: n as u32,
                         tile,
                         accumulate,
                         bias,
                         family,
-                        glu: None,
                         subgroups,
-                        f16_arithmetic: false,
+                        ..plain_key(packed.format, n, k)
                     };
                     let step = gpu.step(m as u32, 1, 1);
                     let (xb, wd, ws, yb) =
@@ -256,18 +270,11 @@ fn gpu_prompt_tile_in_f16_stays_within_half_precision_of_cpu() {
             let x = random_f32(&mut rng, m * k, 4.0);
             let run = |gpu: &mut Harness, f16_arithmetic: bool| {
                 let key = MatmulKey {
-                    format: packed.format,
-                    k: k as u32,
-                    n: n as u32,
-                    row_start: 0,
-                    y_stride: n as u32,
                     tile: Tile::Rows4Tokens4,
-                    accumulate: false,
-                    bias: false,
                     family: KernelFamily::Gpu,
-                    glu: None,
                     subgroups: gpu.ctx.kernel_subgroups(),
                     f16_arithmetic,
+                    ..plain_key(packed.format, n, k)
                 };
                 let step = gpu.step(m as u32, 1, 1);
                 let (xb, wd, ws, yb) =
@@ -320,18 +327,10 @@ fn gated_matvec_matches_cpu_matvec_then_activation() {
                 .flat_map(|a| subgroup_options.iter().map(move |s| (a, s)))
             {
                 let key = MatmulKey {
-                    format: packed.format,
-                    k: k as u32,
-                    n: n as u32,
-                    row_start: 0,
                     y_stride: units as u32,
-                    tile: Tile::Rows8,
-                    accumulate: false,
-                    bias: false,
-                    family: KernelFamily::Cpu,
                     glu: Some(activation),
                     subgroups,
-                    f16_arithmetic: false,
+                    ..plain_key(packed.format, n, k)
                 };
                 let step = gpu.step(m as u32, 1, 1);
                 let (xb, wd, ws) = (gpu.f32s(&x), gpu.u32s(&packed.data), gpu.u32s(&packed.scales));
