@@ -10,7 +10,9 @@
 #      GPU family once more without subgroups (`--no-subgroups`) and once
 #      with f16 prompt tiles (`--f16-arithmetic`, where the adapter has
 #      shader-f16), so what each brings shows beside it;
-#   5. prints the decode's achieved GB/s of weights read against the
+#   5. profiles the GPU family's steps (`wgserve bench --profile`: kernel
+#      times by GPU timestamps, and the CPU's time to record a step);
+#   6. prints the decode's achieved GB/s of weights read against the
 #      device's memory bandwidth: from a table of known devices, else the
 #      bench's measured copy (read + write) as the reference.
 # Paste the summary into the README (Performance, "On real GPUs") with the
@@ -96,6 +98,12 @@ for variant in "${VARIANTS[@]}"; do
   "$WGSERVE" bench --kernels $(variant_flags "$variant") 2>&1 | tee "$LOG_DIR/kernels-$variant.txt" || true
 done
 
+say "profile, gpu kernels"
+# Each kernel kind's time per step by GPU timestamps, and the CPU's time
+# to record a step: on a fast GPU, the share that dispatches and
+# recording take of a decode step.
+"$WGSERVE" bench --profile --kernel-family gpu 2>&1 | tee "$LOG_DIR/profile-gpu.txt" || true
+
 say "summary"
 DEVICE=${ADAPTER%% (*}
 PEAK=$(known_bandwidth "$DEVICE")
@@ -122,4 +130,5 @@ for family in "${VARIANTS[@]}"; do
       f, prompt, decode, gbs, 100 * gbs / ref, ref, src, copy
   }'
 done
+grep -E '^(decode step, batch 1,|recording the step)' "$LOG_DIR/profile-gpu.txt" | head -2 || true
 echo "logs: $LOG_DIR/  date: $(date -u +%Y-%m-%d)"
