@@ -228,7 +228,12 @@ fn load_embedding_model(
     no_subgroups: bool,
 ) -> anyhow::Result<LoadedEncoder> {
     let ctx = open_gpu_with(kernels, no_subgroups, false)?;
-    eprintln!("loading the embedding model {} ...", path.display());
+    eprintln!(
+        "loading the embedding model {} ({} kernels, subgroups {}) ...",
+        path.display(),
+        ctx.kernels().name(),
+        if ctx.kernel_subgroups() { "used" } else { "not used" }
+    );
     let started = Instant::now();
     let encoder = load_encoder(ctx, path, &EncoderOptions::default())
         .with_context(|| format!("cannot load {}", path.display()))?;
