@@ -3,8 +3,8 @@
 #   1. builds wgserve and its tests (release);
 #   2. prints the adapter wgpu picks, its driver and limits (`wgserve info`);
 #   3. runs the kernel tests (both kernel families against the CPU
-#      references), the chunked-matmul tests and the golden tests with the
-#      GPU family (WGSERVE_KERNELS=gpu) on that adapter;
+#      references), the chunked-matmul tests, the golden embeddings and the
+#      golden tests with the GPU family (WGSERVE_KERNELS=gpu) on that adapter;
 #   4. runs `wgserve bench` (prompt, decode) and `wgserve bench --kernels`
 #      (decode matvec per weight format) with each kernel family, and the
 #      GPU family once more without subgroups (`--no-subgroups`) and once
@@ -74,7 +74,7 @@ command -v nvidia-smi >/dev/null 2>&1 &&
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 
 say "kernel and golden tests, GPU family"
-TESTS=(--test kernels --test large_tensors)
+TESTS=(--test kernels --test large_tensors --test embeddings)
 [ "$QUICK" = 1 ] || TESTS+=(--test golden --test golden_gemma3 --test golden_qwen2 --test golden_families --test golden_f16)
 WGSERVE_KERNELS=gpu cargo test --release "${TESTS[@]}" -- --test-threads=1 2>&1 |
   tee "$LOG_DIR/tests.txt" | grep -E '^test |test result|panicked' || true

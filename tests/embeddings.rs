@@ -5,11 +5,12 @@
 //! [CLS]/[SEP], truncation at 256) and every vector within cosine 0.9999
 //! of the reference, each input alone and all of them in one varlen batch.
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Deserialize;
-use wgserve::gpu::GpuContext;
 use wgserve::model::batch::EncoderBatch;
 use wgserve::model::bert::EncoderOptions;
 use wgserve::model::loader::{LoadedEncoder, load_encoder};
@@ -47,7 +48,8 @@ fn load(fixture: &Fixture) -> LoadedEncoder {
         "{} is missing: run `bash scripts/setup.sh`",
         dir.display()
     );
-    let ctx = Arc::new(GpuContext::new().expect("a wgpu adapter (run scripts/setup.sh for software Vulkan)"));
+    // WGSERVE_KERNELS picks the kernel family, as for the golden tests.
+    let ctx = Arc::new(common::gpu::context_from_env());
     load_encoder(ctx, &dir, &EncoderOptions::default()).unwrap_or_else(|e| panic!("loading: {e}"))
 }
 
