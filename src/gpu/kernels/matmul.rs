@@ -176,26 +176,36 @@ pub struct MatmulKey {
     pub f16_arithmetic: bool,
 }
 
+/// `shader` (a concat! of a matmul shader's files) with the files that
+/// depend on whether `key` uses subgroups appended: the CPU family's
+/// activation loads and the GPU family's matvec.
+macro_rules! subgroup_variant {
+    ($key:expr, $shader:expr) => {
+        super::with_subgroup_files!(
+            $key.subgroups,
+            $shader,
+            plain: ["../../../shaders/x_loads.wgsl", "../../../shaders/matvec_gpu.wgsl"],
+            subgroup: ["../../../shaders/x_loads_subgroup.wgsl", "../../../shaders/matvec_gpu_subgroup.wgsl"]
+        )
+    };
+}
+pub(crate) use subgroup_variant;
+
 /// The source of a matmul shader: its `files` (paths relative to this
 /// directory), the GPU family's prompt tile arithmetic (f16, with the
-/// `enable f16;` WGSL wants before anything else, or f32), and the files
-/// that depend on whether `key` uses subgroups: the CPU family's
-/// activation loads and the GPU family's matvec.
+/// `enable f16;` WGSL wants before anything else, or f32), then the
+/// files of `subgroup_variant`.
 macro_rules! matmul_source {
     ($key:expr, [$($file:literal),+]) => {
         if $key.f16_arithmetic {
-            super::with_subgroup_files!(
-                $key.subgroups,
-                concat!("enable f16;\n", $(include_str!($file)),+, include_str!("../../../shaders/matmul_gpu_f16.wgsl")),
-                plain: ["../../../shaders/x_loads.wgsl", "../../../shaders/matvec_gpu.wgsl"],
-                subgroup: ["../../../shaders/x_loads_subgroup.wgsl", "../../../shaders/matvec_gpu_subgroup.wgsl"]
+            super::matmul::subgroup_variant!(
+                $key,
+                concat!("enable f16;\n", $(include_str!($file)),+, include_str!("../../../shaders/matmul_gpu_f16.wgsl"))
             )
         } else {
-            super::with_subgroup_files!(
-                $key.subgroups,
-                concat!($(include_str!($file)),+, include_str!("../../../shaders/matmul_gpu_f32.wgsl")),
-                plain: ["../../../shaders/x_loads.wgsl", "../../../shaders/matvec_gpu.wgsl"],
-                subgroup: ["../../../shaders/x_loads_subgroup.wgsl", "../../../shaders/matvec_gpu_subgroup.wgsl"]
+            super::matmul::subgroup_variant!(
+                $key,
+                concat!($(include_str!($file)),+, include_str!("../../../shaders/matmul_gpu_f32.wgsl"))
             )
         }
     };
