@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,27 @@ enum Outcome {
 }
 
 struct Haproxy(Child);
+
+impl Haproxy {
+    /// HAProxy with the shipped configuration, in front of two replicas
+    /// given as (port, agent port) on loopback.
+    fn start(frontend: &str, replicas: [(u16, u16); 2]) -> Haproxy {
+        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy/haproxy.cfg");
+        let [(port1, agent1), (port2, agent2)] = replicas;
+        let child = Command::new(haproxy_binary())
+            .args(["-db", "-f"])
+            .arg(&config)
+            .env("WGSERVE_FRONTEND", frontend)
+            .env("WGSERVE_REPLICA1", format!("127.0.0.1:{port1}"))
+            .env("WGSERVE_REPLICA2", format!("127.0.0.1:{port2}"))
+            .env("WGSERVE_AGENT1", agent1.to_string())
+            .env("WGSERVE_AGENT2", agent2.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("HAProxy starts");
+        Haproxy(child)
+    }
+}
 
 impl Drop for Haproxy {
     fn drop(&mut self) {
@@ -79,9 +100,13 @@ fn dechunk(reply: &Reply) -> Vec<u8> {
     body
 }
 
-/// One streamed chat request through the balancer, read to its end.
-fn one_request(frontend: &str, index: usize) -> Outcome {
-    let body = json!({
+/// One streamed chat request through the balancer, read to its end. Its
+/// head and body go out in two writes 10 ms apart, as from a client on a
+/// real network, so HAProxy has already picked a replica when the body
+/// arrives; `padded_to` fills the body with JSON whitespace up to that
+/// many bytes (a long prompt's size, without its prefill).
+fn one_request(frontend: &str, index: usize, padded_to: usize) -> Outcome {
+    let mut body = json!({
         "model": "smol",
         "messages": [{"role": "user", "content": format!("Count from {index} to {}.", index + 20)}],
         "max_tokens": 16,
@@ -89,6 +114,7 @@ fn one_request(frontend: &str, index: usize) -> Outcome {
         "stream": true
     })
     .to_string();
+    body.extend(std::iter::repeat_n(' ', padded_to.saturating_sub(body.len())));
     let Ok(mut stream) = TcpStream::connect(frontend) else { return Outcome::Error("connect failed".into()) };
     stream.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
     let head = format!(
@@ -96,7 +122,11 @@ fn one_request(frontend: &str, index: usize) -> Outcome {
          Connection: close\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    if stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body.as_bytes())).is_err() {
+    let sent = stream.write_all(head.as_bytes()).and_then(|()| {
+        std::thread::sleep(Duration::from_millis(10));
+        stream.write_all(body.as_bytes())
+    });
+    if sent.is_err() {
         return Outcome::Error("send failed".into());
     }
     let mut raw = Vec::new();
@@ -145,28 +175,14 @@ fn wait_for(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn a_replica_stopped_and_restarted_behind_haproxy_fails_no_request() {
-    let binary = haproxy_binary();
     let (port1, agent1, port2, agent2) = (free_port(), free_port(), free_port(), free_port());
     let frontend = format!("127.0.0.1:{}", free_port());
     let mut first = replica(port1, agent1);
     let second = replica(port2, agent2);
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy/haproxy.cfg");
-    let _haproxy = Haproxy(
-        Command::new(binary)
-            .args(["-db", "-f"])
-            .arg(&config)
-            .env("WGSERVE_FRONTEND", &frontend)
-            .env("WGSERVE_REPLICA1", format!("127.0.0.1:{port1}"))
-            .env("WGSERVE_REPLICA2", format!("127.0.0.1:{port2}"))
-            .env("WGSERVE_AGENT1", agent1.to_string())
-            .env("WGSERVE_AGENT2", agent2.to_string())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("HAProxy starts"),
-    );
+    let _haproxy = Haproxy::start(&frontend, [(port1, agent1), (port2, agent2)]);
     // Both replicas serving through HAProxy before the load.
     wait_for("both replicas to serve through HAProxy", Duration::from_secs(120), || {
-        one_request(&frontend, 0);
+        one_request(&frontend, 0, 0);
         requests_succeeded(&first) > 0.0 && requests_succeeded(&second) > 0.0
     });
 
@@ -177,8 +193,11 @@ fn a_replica_stopped_and_restarted_behind_haproxy_fails_no_request() {
             let (outcomes, stop, frontend) = (outcomes.clone(), stop.clone(), frontend.clone());
             std::thread::spawn(move || {
                 let mut index = client * 1000;
+                // Bodies up to HAProxy's tune.bufsize are buffered whole,
+                // and so can be sent again to another replica.
+                let padded_to = if client == 2 { 60_000 } else { 0 };
                 while !stop.load(Ordering::Relaxed) {
-                    let outcome = one_request(&frontend, index);
+                    let outcome = one_request(&frontend, index, padded_to);
                     outcomes.lock().unwrap().push(outcome);
                     index += 1;
                 }
@@ -214,5 +233,95 @@ fn a_replica_stopped_and_restarted_behind_haproxy_fails_no_request() {
         requests_succeeded(&restarted),
         requests_succeeded(&second)
     );
-    assert!(errors.is_empty(), "errors reached the client: {errors:?}");
+    assert!(
+        errors.is_empty(),
+        "{} errors reached the client, the first: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(3)]
+    );
+}
+
+/// A replica in the second between SIGTERM and HAProxy's next check: its
+/// health check still passes and its agent still says up, but it refuses
+/// every chat request with wgserve's draining 503, answered as soon as the
+/// head is read and the body read after, as wgserve (hyper) does. Counts
+/// the requests it refused.
+fn start_refusing_replica() -> ((u16, u16), Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let agent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let ports = (listener.local_addr().unwrap().port(), agent.local_addr().unwrap().port());
+    let refused = Arc::new(AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        for mut stream in agent.incoming().flatten() {
+            let _ = stream.write_all(b"up ready 100%\n");
+        }
+    });
+    let counter = refused.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let reply = if head.starts_with(b"GET /health ") {
+                http_reply("200 OK", "", "ok")
+            } else {
+                counter.fetch_add(1, Ordering::Relaxed);
+                let error = r#"{"error":{"message":"server is shutting down (draining)","type":"unavailable","code":503}}"#;
+                http_reply(
+                    "503 Service Unavailable",
+                    "retry-after: 1\r\ncontent-type: application/json\r\n",
+                    error,
+                )
+            };
+            let _ = stream.write_all(reply.as_bytes());
+            let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+            let body_length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|value| value.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = std::io::copy(&mut (&stream).take(body_length), &mut std::io::sink());
+        }
+    });
+    (ports, refused)
+}
+
+fn http_reply(status: &str, headers: &str, body: &str) -> String {
+    format!("HTTP/1.1 {status}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
+}
+
+#[test]
+fn a_request_refused_by_a_replica_not_yet_marked_down_goes_to_another() {
+    let (refusing, refused) = start_refusing_replica();
+    let (port, agent) = (free_port(), free_port());
+    let serving = replica(port, agent);
+    let frontend = format!("127.0.0.1:{}", free_port());
+    let _haproxy = Haproxy::start(&frontend, [refusing, (port, agent)]);
+    wait_for("the serving replica to be up in HAProxy", Duration::from_secs(120), || {
+        one_request(&frontend, 0, 0);
+        requests_succeeded(&serving) > 0.0
+    });
+    // leastconn takes the idle replicas in turn, so about half of these
+    // go to the refusing one first; a long prompt's body too.
+    let outcomes: Vec<Outcome> =
+        (0..8).map(|index| one_request(&frontend, index, if index % 2 == 0 { 60_000 } else { 0 })).collect();
+    let refused = refused.load(Ordering::Relaxed);
+    println!("outcomes {outcomes:?}; refused by the draining replica: {refused}");
+    assert!(outcomes.iter().all(|o| *o == Outcome::Completed), "{outcomes:?}");
+    assert!(refused >= 2, "HAProxy sent only {refused} of 8 requests to the refusing replica");
+    // Beyond HAProxy's buffer a body streams through and cannot be sent
+    // again: the client gets the replica's answer, completion or 503, and
+    // never a reset connection.
+    for index in 0..4 {
+        match one_request(&frontend, index, 200_000) {
+            Outcome::Completed => {}
+            Outcome::Error(error) => {
+                assert!(error.contains("status 503") && error.contains("draining"), "{error}")
+            }
+            Outcome::Aborted => panic!("nothing was aborted"),
+        }
+    }
 }

@@ -235,6 +235,13 @@ fn sigterm_drains_finishes_short_requests_aborts_long_ones_with_a_final_chunk_an
     let refused = server.post("/v1/chat/completions", &chat_request(json!({"max_tokens": 2})));
     assert!(refused.error(503)["message"].as_str().unwrap().contains("draining"));
     assert_eq!(refused.header("retry-after"), Some("1"));
+    // A long body too gets its answer, not a connection reset for the
+    // bytes left unread (a balancer can then pass the 503 on).
+    let mut long_body = chat_request(json!({"max_tokens": 2})).to_string().into_bytes();
+    long_body.resize(2_000_000, b' ');
+    let refused =
+        server.request("POST", "/v1/chat/completions", &[("Content-Type", "application/json")], &long_body);
+    assert!(refused.error(503)["message"].as_str().unwrap().contains("draining"));
     assert_eq!(agent(), "drain\n");
 
     let short = short.finish();
