@@ -5,7 +5,10 @@
 //! request completes, or ends with `finish_reason: "abort"` if it ran on
 //! the stopped replica past its grace period; no connection error or
 //! error status reaches the client; the restarted replica gets requests
-//! again. HAProxy comes from `scripts/setup.sh --test`.
+//! again. A second test holds open the moment a draining replica refuses
+//! requests before HAProxy's checks see it leave, with a stand-in replica
+//! that refuses every request. HAProxy comes from `scripts/setup.sh
+//! --test`.
 
 mod common;
 
